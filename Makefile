@@ -1,0 +1,40 @@
+# scale: `make demo` runs the main job on the built-in default; `make test` runs the test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := results/demo
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test bench lint clean
+
+help: ## List the targets.
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install scale (CPU torch 2.13.0 first where no torch is present).
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev,ray,bpe]"
+	touch $(STAMP)
+
+demo: install ## Prepare Shakespeare, sweep sweeps/demo.toml, fit and plot (minutes on 2 cores; reruns train nothing).
+	$(BIN)/scale data prepare shakespeare
+	$(BIN)/scale sweep sweeps/demo.toml --out $(DEMO) --workers 2
+	$(BIN)/scale fit $(DEMO)
+	$(BIN)/scale plot $(DEMO)
+	$(BIN)/scale status $(DEMO) --summary
+
+test: install ## Run the test suite (no GPU needed; a few minutes on 2 cores).
+	$(BIN)/python -m pytest -q
+
+bench: install ## Benchmarks: trainer vs a bare PyTorch loop, fitting vs a plain scipy loop.
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_fit.py
+
+lint: install ## Static checks with ruff.
+	$(BIN)/ruff check scaling_cli tests bench
+
+clean: ## Remove the virtual environment and caches (results are kept).
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
