@@ -1,0 +1,32 @@
+"""Training batches: seeded random windows of seq_len + 1 tokens, a pure function of (seed, step).
+
+The window offsets come from numpy's PCG64 seeded with the pair (seed, step), so a batch does not
+depend on what was drawn before it: a resumed run, another worker, or another machine gets the same
+batch for the same step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scaling_cli.errors import DataError
+
+
+def batch_offsets(n_tokens: int, seq_len: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Start positions of the batch's windows."""
+    if seq_len < 1 or batch_size < 1:
+        raise DataError("batch", "seq_len", f"seq_len and batch_size must be positive, got {seq_len}, {batch_size}")
+    if n_tokens < seq_len + 1:
+        raise DataError("batch", "seq_len", f"needs at least {seq_len + 1} tokens, the split has {n_tokens}")
+    rng = np.random.Generator(np.random.PCG64([int(seed), int(step)]))
+    return rng.integers(0, n_tokens - seq_len, size=batch_size, dtype=np.int64)
+
+
+def get_batch(tokens: np.ndarray, seq_len: int, batch_size: int, seed: int, step: int):
+    """(x, y) int64 tensors of shape [batch_size, seq_len]; y is x shifted by one token."""
+    import torch  # imported here so that `scale data` commands do not pay for loading torch
+
+    offsets = batch_offsets(len(tokens), seq_len, batch_size, seed, step)
+    windows = np.asarray(tokens)[offsets[:, None] + np.arange(seq_len + 1)].astype(np.int64)
+    data = torch.from_numpy(windows)
+    return data[:, :-1].contiguous(), data[:, 1:].contiguous()

@@ -1,0 +1,79 @@
+"""Run sweep units in local worker processes (spawn start method), splitting CPU threads among them and, on
+CUDA, packing `runs_per_gpu` workers onto each GPU."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from scaling_cli.executors import uses_cuda
+
+PARENT_CHECK_S = 0.5
+
+
+class LocalExecutor:
+    """A pool of `slots` worker processes on this machine."""
+
+    def __init__(self, workers: int | None = None, runs_per_gpu: int = 1, device: str = "auto"):
+        cores = os.cpu_count() or 1
+        gpus = _cuda_device_count() if uses_cuda(device) else 0
+        self.slots = workers or (gpus * runs_per_gpu if gpus else 1)
+        self.threads = max(1, cores // self.slots)
+        # Worker i runs on GPU i // runs_per_gpu (round robin over the GPUs there are).
+        self._gpu_ids = [(i // runs_per_gpu) % gpus for i in range(self.slots)] if gpus else []
+        self._context = mp.get_context("spawn")
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        gpu_queue = self._context.Queue()
+        for gpu in self._gpu_ids:
+            gpu_queue.put(gpu)
+        return cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=self._context,
+                                      initializer=_init_worker, initargs=(os.getpid(), gpu_queue))
+
+    def submit(self, fn: Any, task: Any) -> cf.Future:
+        try:
+            return self._pool.submit(fn, task)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): start a fresh pool
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(fn, task)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if cancel:
+            # Workers hold run claims and write checkpoints atomically, so stopping them mid-step is safe.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        else:
+            self._pool.shutdown(wait=True)
+
+
+def _cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _init_worker(parent_pid: int, gpu_queue: Any) -> None:
+    """Ignore Ctrl-C (the sweep process stops workers itself), take a GPU, and die with the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get_nowait())
+    except Exception:  # noqa: BLE001 - queue empty: CPU run, or a replacement worker keeps the default
+        pass
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    # A sweep killed with SIGKILL cannot stop its workers; without this they would keep training
+    # (and keep their claims) as orphans, and a rerun could not resume their runs from checkpoints.
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)

@@ -1,0 +1,171 @@
+"""Bootstrap over runs: refit every law on resamples drawn with replacement, seeded; percentile intervals.
+
+Approach 3 refits all resamples in one batch (each resample is a vector of point multiplicities) from the
+full-data optimum and its nearest grid starts instead of the whole grid: a resample moves the optimum
+a little, so a start at the old optimum lies in the basin of the new one. Other laws are cheap and refit
+one resample at a time; Approach 1 with curves resamples the runs whose curves form the envelope.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scaling_cli.errors import FitError
+from scaling_cli.fit import chinchilla, envelope, isoflop, kaplan, linear
+from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, chinchilla_optimum, power_law
+
+LEVEL = 0.95
+NEIGHBOURS = 4  # grid starts nearest the full-data optimum that each resample also starts from
+
+
+def resample_indices(n: int, b: int, seed: int) -> np.ndarray:
+    """(b, n) indices drawn with replacement."""
+    return np.random.default_rng(seed).integers(0, n, size=(b, n))
+
+
+def multiplicities(indices: np.ndarray, n: int) -> np.ndarray:
+    """(b, n) counts of each point in each resample."""
+    counts = np.zeros((len(indices), n))
+    np.add.at(counts, (np.arange(len(indices))[:, None], indices), 1.0)
+    return counts
+
+
+def interval(samples, level: float = LEVEL) -> list[float] | None:
+    """Percentile interval of the finite samples; None when there are none."""
+    values = np.asarray(samples, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    tail = 50.0 * (1.0 - level)
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))]
+
+
+def nearest_grid_starts(x: np.ndarray, grid: dict, count: int = NEIGHBOURS) -> np.ndarray:
+    """The `count` grid starts closest to x, distances measured in grid steps of each axis."""
+    starts = chinchilla.grid_starts(grid)
+    steps = np.array([np.ptp(grid[name]) / max(len(grid[name]) - 1, 1) or 1.0 for name in chinchilla.ORDER])
+    distance = (((starts - x) / steps) ** 2).sum(axis=1)
+    return starts[np.argsort(distance)[:count]]
+
+
+def bootstrap_chinchilla(points: pd.DataFrame, fitted: dict, indices: np.ndarray, *, delta: float, grid: dict, at_compute: float) -> dict:
+    """Intervals of E, A, B, alpha, beta, a, b, G and of N_opt, D_opt, loss at `at_compute`."""
+    best = np.array(fitted["vector"])
+    starts = np.vstack([best, nearest_grid_starts(best, grid)])
+    weights = multiplicities(indices, len(points))
+    vectors = chinchilla.refit_resamples(points["N"], points["D"], points["loss"], weights, starts, delta)
+    finite = np.all(np.isfinite(vectors), axis=1)
+    samples = [chinchilla.to_params(v) for v in vectors[finite]]
+    columns = {name: [s[name] for s in samples] for name in ("E", "A", "B", "alpha", "beta")}
+    for name in ("a", "b", "G"):
+        columns[name] = [chinchilla_derived(s)[name] for s in samples]
+    optima = [chinchilla_optimum(s, at_compute) for s in samples]
+    columns["N_opt"] = [float(n) for n, _ in optima]
+    columns["D_opt"] = [float(d) for _, d in optima]
+    columns["loss_opt"] = [float(chinchilla_loss(s, n, d)) for s, (n, d) in zip(samples, optima)]
+    return {
+        "intervals": {name: interval(values) for name, values in columns.items()},
+        "bootstrap": _summary(indices, vectors, finite, [[s[k] for k in ("E", "A", "B", "alpha", "beta")] for s in samples]),
+    }
+
+
+def _summary(indices, vectors, finite, samples) -> dict:
+    return {"resamples": int(len(indices)), "failed": int((~finite).sum()), "samples": samples}
+
+
+def _allocation_columns(samples: np.ndarray, at_compute: float) -> dict:
+    a, n0, b, d0 = samples.T
+    return {
+        "a": a,
+        "N0": n0,
+        "b": b,
+        "D0": d0,
+        "N_opt": power_law(at_compute, n0, a) if len(samples) else [],
+        "D_opt": power_law(at_compute, d0, b) if len(samples) else [],
+    }
+
+
+def _refit_each(indices, refit) -> tuple[np.ndarray, np.ndarray]:
+    """Apply refit(rows) -> vector to every resample; NaN rows where a resample cannot be fitted."""
+    rows = []
+    for picked in indices:
+        try:
+            rows.append(refit(picked))
+        except (FitError, np.linalg.LinAlgError, ValueError):
+            rows.append(None)
+    width = max((len(r) for r in rows if r is not None), default=1)
+    vectors = np.array([r if r is not None else [np.nan] * width for r in rows], dtype=float)
+    return vectors, np.all(np.isfinite(vectors), axis=1)
+
+
+def bootstrap_envelope(points, curves, indices, *, seed: int, at_compute: float, count: int, where: str) -> dict:
+    """Approach 1 refitted on resampled runs (curves when present)."""
+    keys = ("a", "N0", "b", "D0")
+    if curves is not None and len(curves):
+        matrix = envelope.CurveMatrix(curves, count)
+        run_indices = resample_indices(len(matrix.runs), len(indices), seed + 1)
+        vectors, finite = _refit_each(run_indices, lambda rows: _vector(envelope.fit_frontier(matrix.frontier(rows), where), keys))
+        indices = run_indices
+    else:
+        vectors, finite = _refit_each(
+            indices, lambda rows: _vector(envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys)
+        )
+    return _allocation_result(indices, vectors, finite, at_compute)
+
+
+def bootstrap_isoflop(points, indices, *, tolerance: float, at_compute: float, where: str) -> dict:
+    """Approach 2 refitted with resampled multiplicities as parabola weights."""
+    weights = multiplicities(indices, len(points))
+    keys = ("a", "N0", "b", "D0")
+    vectors, finite = _refit_each(
+        range(len(weights)),
+        lambda i: _vector(isoflop.allocation_from_budgets(isoflop.fit_budgets(points, tolerance, weights[i], with_points=False), where), keys),
+    )
+    return _allocation_result(indices, vectors, finite, at_compute)
+
+
+def _allocation_result(indices, vectors, finite, at_compute) -> dict:
+    columns = _allocation_columns(vectors[finite], at_compute)
+    return {
+        "intervals": {name: interval(values) for name, values in columns.items()},
+        "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist()),
+    }
+
+
+def _vector(params: dict, keys) -> list[float]:
+    return [params[k] for k in keys]
+
+
+def bootstrap_kaplan(points, fitted: dict, indices, *, irreducible: bool, where: str, matrix=None) -> dict:
+    """Every Kaplan law refitted from its full-data optimum on resampled runs.
+
+    L(C) uses the envelope of the resampled runs' curves when `matrix` (an envelope.CurveMatrix) is given.
+    """
+    starts = {name: fitted[name]["vector"] for name in kaplan.VARIABLES}
+    curve_row = {run_id: i for i, run_id in enumerate(matrix.runs)} if matrix is not None else {}
+
+    def frontier(sample):
+        if matrix is None:
+            return envelope.final_point_frontier(sample)
+        return matrix.frontier(np.array([curve_row[r] for r in sample["run_id"] if r in curve_row], dtype=int))
+
+    def refit(rows):
+        sample = points.iloc[rows]
+        result = kaplan.fit_kaplan(sample, frontier(sample), irreducible=irreducible, where=where, starts=starts)
+        return [v for name in kaplan.VARIABLES for v in result[name]["params"].values()]
+
+    vectors, finite = _refit_each(indices, refit)
+    intervals, position = {}, 0
+    for name in kaplan.VARIABLES:
+        keys = list(fitted[name]["params"])
+        intervals[name] = {key: interval(vectors[finite, position + i]) for i, key in enumerate(keys)}
+        position += len(keys)
+    return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
+
+
+def bootstrap_linear(points, indices, *, where: str) -> dict:
+    """The linear baseline refitted on resampled points."""
+    vectors, finite = _refit_each(indices, lambda rows: list(linear.fit_linear(points.iloc[rows], where=where)["params"].values()))
+    intervals = {name: interval(vectors[finite, i]) for i, name in enumerate(linear.NAMES)}
+    return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}

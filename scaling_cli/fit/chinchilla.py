@@ -1,0 +1,177 @@
+"""Approach 3 of Chinchilla: fit L(N, D) = E + A/N^alpha + B/D^beta by a summed Huber loss on log loss.
+
+The objective is written in log-sum-exp form, log L = LSE(a - alpha log N, b - beta log D, e) with
+E = exp(e), A = exp(a), B = exp(b), as in Hoffmann et al. 2022 and Besiroglu et al. 2024. It is
+minimised from every point of a grid of starts at once (see batched.py) and the best point is polished
+by scipy's L-BFGS-B with the analytic gradient. Huber losses are summed, never averaged: averaging
+shrinks the gradient by the number of points and stops L-BFGS early (the replication's finding).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy.optimize import minimize
+
+from scaling_cli.errors import FitError
+from scaling_cli.fit.batched import BatchResult, minimize_batched
+from scaling_cli.fit.laws import chinchilla_loss
+
+ORDER = ("e", "a", "b", "alpha", "beta")  # internal parameter vector order
+MIN_POINTS = 6
+MIN_DISTINCT = 3
+MAX_EXPONENT = 700.0  # exp() overflows float64 just above 709
+
+# Chinchilla's grid (Hoffmann et al. 2022, Appendix D.2): 5 * 6 * 6 * 5 * 5 = 4,500 starts.
+CHINCHILLA_GRID = {
+    "e": [-1.0, -0.5, 0.0, 0.5, 1.0],
+    "a": [0.0, 5.0, 10.0, 15.0, 20.0, 25.0],
+    "b": [0.0, 5.0, 10.0, 15.0, 20.0, 25.0],
+    "alpha": [0.0, 0.5, 1.0, 1.5, 2.0],
+    "beta": [0.0, 0.5, 1.0, 1.5, 2.0],
+}
+
+
+def grid_starts(grid: dict[str, list[float]] = CHINCHILLA_GRID) -> np.ndarray:
+    """Every combination of the grid's axes as rows (e, a, b, alpha, beta)."""
+    return np.array(list(itertools.product(*(grid[name] for name in ORDER))), dtype=float)
+
+
+class HuberLogObjective:
+    """Summed Huber loss of log-space residuals and its gradient, for many parameter vectors at once.
+
+    `weights` (k, n) gives start k's multiplicity of each point (bootstrap resamples); None means 1.
+    """
+
+    def __init__(self, n, d, loss, delta: float, weights: np.ndarray | None = None):
+        self.log_n = np.log(np.asarray(n, dtype=float))
+        self.log_d = np.log(np.asarray(d, dtype=float))
+        self.log_loss = np.log(np.asarray(loss, dtype=float))
+        self.delta = float(delta)
+        self.weights = weights
+
+    def __call__(self, x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e, a, b, alpha, beta = (x[:, i : i + 1] for i in range(5))
+        exp_n = np.exp(np.minimum((a - e) - alpha * self.log_n, MAX_EXPONENT))
+        exp_d = np.exp(np.minimum((b - e) - beta * self.log_d, MAX_EXPONENT))
+        total = 1.0 + exp_n + exp_d
+        residual = e + np.log(total) - self.log_loss
+        size = np.abs(residual)
+        quadratic = size <= self.delta
+        huber = np.where(quadratic, 0.5 * residual * residual, self.delta * (size - 0.5 * self.delta))
+        slope = np.clip(residual, -self.delta, self.delta)
+        if self.weights is not None:
+            huber *= self.weights[rows]
+            slope *= self.weights[rows]
+        share = slope / total
+        share_n = share * exp_n
+        share_d = share * exp_d
+        grad = np.column_stack(
+            [share.sum(1), share_n.sum(1), share_d.sum(1), -(share_n @ self.log_n), -(share_d @ self.log_d)]
+        )
+        return huber.sum(1), grad
+
+    def scalar(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """One parameter vector, for scipy: (value, gradient)."""
+        f, g = self(np.asarray(x, dtype=float)[None, :], np.zeros(1, dtype=int))
+        return float(f[0]), g[0]
+
+
+def to_params(x: np.ndarray) -> dict[str, float]:
+    """The fitted vector (e, a, b, alpha, beta) as the published parameters E, A, B, alpha, beta."""
+    e, a, b, alpha, beta = (float(v) for v in x)
+    return {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)), "alpha": alpha, "beta": beta}
+
+
+def check_points(n, d, loss, where: str) -> None:
+    """Raise FitError when the table cannot identify the five parameters."""
+    if len(loss) < MIN_POINTS:
+        raise FitError(where, "chinchilla", f"needs at least {MIN_POINTS} points, got {len(loss)}")
+    for name, values in (("N", n), ("D", d)):
+        distinct = len(np.unique(np.round(np.log(values), 9)))
+        if distinct < MIN_DISTINCT:
+            raise FitError(where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}")
+
+
+def fit_chinchilla(n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, where: str = "fit") -> dict:
+    """Fit Approach 3 from every start of `grid`; return params, r2, settings and diagnostics.
+
+    Raises FitError when the table is too small or when no start converges.
+    """
+    check_points(n, d, loss, where)
+    objective = HuberLogObjective(n, d, loss, delta)
+    batch = minimize_batched(objective, grid_starts(grid))
+    best_x = _polish(objective, batch, where)
+    best_f, best_g = objective.scalar(best_x)
+    params = to_params(best_x)
+    return {
+        "params": params,
+        "vector": best_x.tolist(),
+        "r2": log_r2(params, n, d, loss),
+        "settings": {
+            "delta": delta,
+            "loss": "Huber on log loss, summed over points",
+            "optimizer": "batched BFGS from every grid start, best polished by scipy L-BFGS-B (analytic gradient)",
+            "grid": {name: list(grid[name]) for name in ORDER},
+            "grid_size": int(len(batch.f)),
+            "optimum_convention": "N_opt, D_opt minimise L subject to C = 6 N D",
+        },
+        "diagnostics": {
+            "objective": best_f,
+            "grad_norm": float(np.abs(best_g).max()),
+            "starts_converged": int(batch.converged.sum()),
+            "starts_at_optimum": starts_reaching(batch, best_x),
+            "grid_edge": on_grid_edge(best_x, grid),
+        },
+    }
+
+
+def _polish(objective: HuberLogObjective, batch: BatchResult, where: str) -> np.ndarray:
+    """Refine the best converged start with scipy L-BFGS-B at tight tolerances."""
+    usable = batch.converged & np.isfinite(batch.f)
+    if not usable.any():
+        raise FitError(where, "chinchilla", f"no start of {len(batch.f)} converged")
+    start = batch.x[np.flatnonzero(usable)[np.argmin(batch.f[usable])]]
+    result = minimize(
+        objective.scalar, start, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000}
+    )
+    polished = result.x if np.isfinite(result.fun) and result.fun <= objective.scalar(start)[0] else start
+    if not np.all(np.isfinite(polished)):
+        raise FitError(where, "chinchilla", "the optimum is not finite")
+    return np.asarray(polished, dtype=float)
+
+
+def starts_reaching(batch: BatchResult, best_x: np.ndarray, tol: float = 1e-2) -> int:
+    """How many converged starts ended within `tol` of the optimum in every (log-)parameter."""
+    close = np.all(np.abs(batch.x - best_x) <= tol * np.maximum(1.0, np.abs(best_x)), axis=1)
+    return int((close & batch.converged).sum())
+
+
+def on_grid_edge(x: np.ndarray, grid: dict[str, list[float]]) -> list[str]:
+    """Names of parameters that lie at or beyond the outermost values of the grid."""
+    return [name for name, value in zip(ORDER, x) if value <= min(grid[name]) or value >= max(grid[name])]
+
+
+def log_r2(params: dict, n, d, loss) -> float:
+    """Coefficient of determination of log loss."""
+    observed = np.log(np.asarray(loss, dtype=float))
+    predicted = np.log(chinchilla_loss(params, n, d))
+    spread = ((observed - observed.mean()) ** 2).sum()
+    return float(1.0 - ((observed - predicted) ** 2).sum() / spread) if spread > 0 else float("nan")
+
+
+def refit_resamples(n, d, loss, weights: np.ndarray, starts: np.ndarray, delta: float) -> np.ndarray:
+    """Refit every resample (rows of `weights`, multiplicities of each point) from each of `starts`.
+
+    Returns (B, 5) vectors: per resample the best of its starts. Resamples where no start converged get NaN.
+    """
+    b, s = len(weights), len(starts)
+    owner = np.repeat(np.arange(b), s)
+    objective = HuberLogObjective(n, d, loss, delta, weights=weights[owner])
+    batch = minimize_batched(objective, np.tile(starts, (b, 1)), ftol=1e-12, gtol=1e-7)
+    f = np.where(batch.converged, batch.f, np.inf).reshape(b, s)
+    best = np.argmin(f, axis=1)
+    x = batch.x.reshape(b, s, 5)[np.arange(b), best]
+    x[~np.isfinite(f[np.arange(b), best])] = np.nan
+    return x

@@ -1,0 +1,104 @@
+"""Kaplan et al. 2020 single-variable laws: L(N), L(D) and L(C), each E + (X_c / X)^alpha_X.
+
+L(N) uses the largest-budget run of each model size, L(D) the largest model at each token budget, and
+L(C) the compute-efficient frontier (from curves when present, else final points). Fits minimise squared
+log-loss residuals; with the irreducible term E (default) E is bounded to [0, 0.99 min loss), without it
+the law is a straight line in log-log space. Runs are predicted by Kaplan's eq. 1.5 (see laws.kaplan_loss).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from scaling_cli.errors import FitError
+from scaling_cli.fit.laws import kaplan_loss
+from scaling_cli.fit.powerlaw import r2
+
+VARIABLES = {"L_N": ("N", "N_c", "alpha_N"), "L_D": ("D", "D_c", "alpha_D"), "L_C": ("C", "C_c", "alpha_C")}
+E_FRACTIONS = (0.0, 0.5, 0.9)  # starting E as fractions of the lowest loss
+
+
+def largest_budget_per_size(points: pd.DataFrame) -> pd.DataFrame:
+    """For L(N): the run with the most tokens at each model size."""
+    return points.sort_values("D").groupby("N", sort=True).tail(1).sort_values("N")
+
+
+def largest_model_per_budget(points: pd.DataFrame) -> pd.DataFrame:
+    """For L(D): the largest model at each token budget."""
+    return points.sort_values("N").groupby("D", sort=True).tail(1).sort_values("D")
+
+
+def fit_term(x, loss, *, irreducible: bool, where: str, what: str, starts=()) -> tuple[float, float, float]:
+    """(k, alpha, E) of loss = E + exp(k - alpha ln x), by least squares on log loss.
+
+    `starts`, when given, replaces the default starting points (k, alpha, E) (bootstrap refits start
+    from the full-data optimum).
+    """
+    needed = 4 if irreducible else 3
+    log_x = np.log(np.asarray(x, dtype=float))
+    loss = np.asarray(loss, dtype=float)
+    distinct = len(np.unique(np.round(log_x, 12)))
+    if distinct < needed:
+        raise FitError(where, f"kaplan {what}", f"needs at least {needed} distinct points, got {distinct}")
+    if not irreducible:
+        slope, intercept = np.polyfit(log_x, np.log(loss), 1)
+        return float(intercept), float(-slope), 0.0
+    ceiling = 0.99 * loss.min()
+
+    def residual(theta):
+        k, alpha, e = theta
+        return np.log(e + np.exp(np.minimum(k - alpha * log_x, 700.0))) - np.log(loss)
+
+    best = None
+    for start in list(starts) or list(_default_starts(log_x, loss, ceiling)):
+        start = np.clip(start, [-np.inf, 1e-6, 0.0], [np.inf, 10.0, ceiling])
+        result = least_squares(residual, start, bounds=([-np.inf, 0.0, 0.0], [np.inf, 10.0, ceiling]))
+        if best is None or result.cost < best.cost:
+            best = result
+    k, alpha, e = best.x
+    return float(k), float(alpha), float(e)
+
+
+def _default_starts(log_x, loss, ceiling):
+    for fraction in E_FRACTIONS:
+        e = fraction * ceiling
+        slope, intercept = np.polyfit(log_x, np.log(loss - e), 1)
+        yield np.array([intercept, max(-slope, 1e-3), e])
+
+
+def term_params(k: float, alpha: float, e: float, variable: str) -> dict[str, float]:
+    """The fitted (k, alpha, E) as Kaplan's X_c, alpha_X and E."""
+    _, critical, exponent = VARIABLES[variable]
+    with np.errstate(over="ignore"):
+        scale = float(np.exp(k / alpha)) if alpha > 0 else float("inf")
+    return {critical: scale, exponent: alpha, "E": e}
+
+
+def fit_kaplan(points: pd.DataFrame, frontier: pd.DataFrame, *, irreducible: bool, where: str, starts=None) -> dict:
+    """All three laws; `starts` maps each law to a (k, alpha, E) vector to start from (bootstrap)."""
+    subsets = {"L_N": largest_budget_per_size(points), "L_D": largest_model_per_budget(points), "L_C": frontier}
+    result = {}
+    for name, subset in subsets.items():
+        variable = VARIABLES[name][0]
+        extra = [starts[name]] if starts else []
+        k, alpha, e = fit_term(subset[variable], subset["loss"], irreducible=irreducible, where=where, what=name, starts=extra)
+        params = term_params(k, alpha, e, name)
+        predicted = e + np.exp(k - alpha * np.log(subset[variable].to_numpy(dtype=float)))
+        result[name] = {
+            "params": params,
+            "vector": [k, alpha, e],
+            "r2": r2(np.log(subset["loss"]), np.log(predicted)),
+            "points": int(len(subset)),
+        }
+    result["r2"] = r2(np.log(points["loss"]), np.log(kaplan_loss(result, points["N"], points["D"])))
+    result["settings"] = {
+        "irreducible": irreducible,
+        "loss": "squared residuals of log loss",
+        "L_N": "largest-budget run of each model size",
+        "L_D": "largest model at each token budget",
+        "L_C": "compute-efficient frontier",
+        "run_prediction": "Kaplan eq. 1.5 from L_N and L_D, E the mean of their E",
+    }
+    return result

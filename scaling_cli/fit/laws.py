@@ -1,0 +1,64 @@
+"""Closed-form evaluators of every fitted law: loss predictions and compute-optimal allocations.
+
+These are the functions `plot` and `predict` use on the parameters stored in fit.json; they take plain
+dicts of parameters and numpy-compatible inputs and never fit anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def chinchilla_loss(params: dict, n, d) -> np.ndarray:
+    """L(N, D) = E + A / N^alpha + B / D^beta."""
+    n = np.asarray(n, dtype=float)
+    d = np.asarray(d, dtype=float)
+    return params["E"] + params["A"] / n ** params["alpha"] + params["B"] / d ** params["beta"]
+
+
+def chinchilla_derived(params: dict) -> dict[str, float]:
+    """Exponents a, b of N_opt = G (C/6)^a and D_opt = (C/6)^b / G, and the constant G (Hoffmann et al. eq. 4)."""
+    alpha, beta = params["alpha"], params["beta"]
+    total = alpha + beta
+    g = (alpha * params["A"] / (beta * params["B"])) ** (1.0 / total)
+    return {"a": beta / total, "b": alpha / total, "G": g}
+
+
+def chinchilla_optimum(params: dict, c) -> tuple[np.ndarray, np.ndarray]:
+    """(N_opt, D_opt) minimising L(N, D) subject to C = 6 N D."""
+    derived = chinchilla_derived(params)
+    c6 = np.asarray(c, dtype=float) / 6.0
+    return derived["G"] * c6 ** derived["a"], c6 ** derived["b"] / derived["G"]
+
+
+def power_law(x, scale: float, exponent: float) -> np.ndarray:
+    """scale * x^exponent (N_opt = N0 C^a, D_opt = D0 C^b)."""
+    return scale * np.asarray(x, dtype=float) ** exponent
+
+
+def kaplan_term(x, critical: float, exponent: float, irreducible: float = 0.0) -> np.ndarray:
+    """Kaplan's single-variable law E + (X_c / X)^alpha_X."""
+    return irreducible + (critical / np.asarray(x, dtype=float)) ** exponent
+
+
+def kaplan_loss(kaplan: dict, n, d) -> np.ndarray:
+    """Kaplan et al. 2020 eq. 1.5 built from the fitted L(N) and L(D):
+
+    L(N, D) = E + [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D, with E the mean of the two fits' E.
+    """
+    ln, ld = kaplan["L_N"]["params"], kaplan["L_D"]["params"]
+    n = np.asarray(n, dtype=float)
+    d = np.asarray(d, dtype=float)
+    irreducible = 0.5 * (ln["E"] + ld["E"])
+    inner = (ln["N_c"] / n) ** (ln["alpha_N"] / ld["alpha_D"]) + ld["D_c"] / d
+    return irreducible + inner ** ld["alpha_D"]
+
+
+def linear_loss(params: dict, n, d, c) -> np.ndarray:
+    """The baseline L = w0 + wN N + wD D + wC C."""
+    return (
+        params["w0"]
+        + params["wN"] * np.asarray(n, dtype=float)
+        + params["wD"] * np.asarray(d, dtype=float)
+        + params["wC"] * np.asarray(c, dtype=float)
+    )

@@ -1,0 +1,222 @@
+"""Fit every requested law to every group of a table and assemble the fit.json document.
+
+The order of work per group: fit each law on all points (laws the data cannot support are skipped with
+the reason, unless asked for by name), bootstrap intervals, then the holdout extrapolation check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaling_cli.errors import FitError
+from scaling_cli.fit import bootstrap, chinchilla, envelope, holdout, isoflop, kaplan, linear
+from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, chinchilla_optimum
+from scaling_cli.fit.table import TableOptions, load_curves, load_rows
+
+ALL_LAWS = ("chinchilla", "kaplan", "envelope", "isoflop", "linear")
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """What to fit and how: laws (None = every law the data supports), bootstrap, holdout, law settings."""
+
+    laws: tuple[str, ...] | None = None
+    bootstrap: int = 200
+    seed: int = 0
+    holdout: str | None = None
+    delta: float = 1e-3
+    at_compute: float | None = None  # None = 10 x the largest compute of the group
+    irreducible: bool = True
+    budget_tolerance: float = isoflop.BUDGET_TOLERANCE
+    flop_values: int = envelope.FLOP_VALUES
+    grid: dict = field(default_factory=lambda: dict(chinchilla.CHINCHILLA_GRID))
+
+
+def parse_laws(values) -> tuple[str, ...] | None:
+    """Laws from repeated and comma-separated --law values; None when none given."""
+    names = [name.strip() for value in values or () for name in str(value).split(",") if name.strip()]
+    for name in names:
+        if name not in ALL_LAWS:
+            raise FitError("--law", name, f"unknown law; choose from {', '.join(ALL_LAWS)}")
+    return tuple(dict.fromkeys(names)) or None
+
+
+def fit_all(source, table: TableOptions = TableOptions(), options: FitOptions = FitOptions()) -> dict:
+    """Load `source`, fit every group and return the fit.json document (see docs/internals.md)."""
+    _check_options(options)
+    points, runs, info = load_rows(source, table)
+    curves = load_curves(info["curves"], runs, info)
+    where = info["table"]
+    if points.empty:
+        raise FitError(where, "rows", f"no usable rows left (excluded: {info['rows']['excluded']})")
+    groups = {}
+    for name, group_points in points.groupby("group", sort=True):
+        group_curves = None if curves is None else curves[curves["group"] == name]
+        groups[str(name)] = fit_group(group_points.reset_index(drop=True), group_curves, options, where)
+    return clean_json(
+        {
+            "version": VERSION,
+            "source": info["source"],
+            "columns": info["columns"],
+            "conventions": info["conventions"],
+            "rows": info["rows"],
+            "by": table.by,
+            "query": table.query,
+            "selection": {"lr_choices": info["lr_choices"], "seeds_averaged": info["seeds_averaged"]},
+            "settings": {
+                "laws": list(options.laws) if options.laws else "all the data supports",
+                "bootstrap": options.bootstrap,
+                "seed": options.seed,
+                "interval": bootstrap.LEVEL,
+                "holdout": options.holdout,
+                "huber_delta": options.delta,
+            },
+            "groups": groups,
+        }
+    )
+
+
+def _check_options(options: FitOptions) -> None:
+    if options.bootstrap < 0:
+        raise FitError("--bootstrap", str(options.bootstrap), "must be 0 or more")
+    if not options.delta > 0:
+        raise FitError("--huber-delta", str(options.delta), "must be positive")
+    if options.at_compute is not None and not options.at_compute > 0:
+        raise FitError("--at-compute", str(options.at_compute), "must be positive")
+    if options.holdout is not None:
+        holdout.parse_holdout(options.holdout)
+
+
+def fit_group(points: pd.DataFrame, curves: pd.DataFrame | None, options: FitOptions, where: str) -> dict:
+    """Laws, intervals and the holdout check for one group's points."""
+    at_compute = options.at_compute or 10.0 * float(points["C"].max())
+    skipped: dict[str, str] = {}
+    laws = fit_laws(points, curves, options, where, options.laws or ALL_LAWS, skipped)
+    if not laws:
+        raise FitError(where, "laws", "no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    for name, fitted in laws.items():
+        _add_at_compute(name, fitted, at_compute)
+    if options.bootstrap:
+        _add_intervals(laws, points, curves, options, where, at_compute)
+    return {
+        "n_points": int(len(points)),
+        "points": points[["run_id", "N", "D", "C", "loss", "n_runs"]].to_dict(orient="records"),
+        "at_compute": at_compute,
+        "laws": laws,
+        "holdout": _holdout(points, curves, options, where) if options.holdout else None,
+        "skipped": skipped,
+    }
+
+
+def fit_laws(points, curves, options: FitOptions, where: str, names, skipped: dict) -> dict:
+    """Every law in `names` that the points support; the others go to `skipped` unless asked for by name."""
+    fitted = {}
+    for name in names:
+        try:
+            fitted[name] = _fit_one(name, points, curves, options, where)
+        except FitError as exc:
+            if options.laws and name in options.laws:
+                raise
+            skipped[name] = exc.problem
+    return fitted
+
+
+def frontier(points, curves, count: int) -> pd.DataFrame:
+    """The compute-efficient frontier: from curves when present, else from final points."""
+    if curves is not None and len(curves):
+        return envelope.CurveMatrix(curves, count).frontier()
+    return envelope.final_point_frontier(points)
+
+
+def _fit_one(name: str, points, curves, options: FitOptions, where: str) -> dict:
+    if name == "chinchilla":
+        result = chinchilla.fit_chinchilla(points["N"], points["D"], points["loss"], delta=options.delta, grid=options.grid, where=where)
+        result["derived"] = chinchilla_derived(result["params"])
+        return result
+    if name == "kaplan":
+        return kaplan.fit_kaplan(points, frontier(points, curves, options.flop_values), irreducible=options.irreducible, where=where)
+    if name == "envelope":
+        return envelope.fit_envelope(points, curves, where=where, count=options.flop_values)
+    if name == "isoflop":
+        return isoflop.fit_isoflop(points, where=where, tolerance=options.budget_tolerance)
+    return linear.fit_linear(points, where=where)
+
+
+def _add_at_compute(name: str, fitted: dict, at_compute: float) -> None:
+    """The allocation (and loss, for Approach 3) each law predicts at the reference compute."""
+    if name == "chinchilla":
+        n_opt, d_opt = chinchilla_optimum(fitted["params"], at_compute)
+        loss = float(chinchilla_loss(fitted["params"], n_opt, d_opt))
+        fitted["at_compute"] = {"C": at_compute, "N_opt": float(n_opt), "D_opt": float(d_opt), "loss_opt": loss}
+    elif name in ("envelope", "isoflop"):
+        p = fitted["params"]
+        fitted["at_compute"] = {"C": at_compute, "N_opt": p["N0"] * at_compute ** p["a"], "D_opt": p["D0"] * at_compute ** p["b"]}
+
+
+def _add_intervals(laws: dict, points, curves, options: FitOptions, where: str, at_compute: float) -> None:
+    indices = bootstrap.resample_indices(len(points), options.bootstrap, options.seed)
+    for name, fitted in laws.items():
+        if name == "chinchilla":
+            extra = bootstrap.bootstrap_chinchilla(points, fitted, indices, delta=options.delta, grid=options.grid, at_compute=at_compute)
+        elif name == "kaplan":
+            matrix = envelope.CurveMatrix(curves, options.flop_values) if curves is not None and len(curves) else None
+            extra = bootstrap.bootstrap_kaplan(points, fitted, indices, irreducible=options.irreducible, where=where, matrix=matrix)
+            for law, law_intervals in extra.pop("intervals").items():
+                fitted[law]["intervals"] = law_intervals
+        elif name == "envelope":
+            extra = bootstrap.bootstrap_envelope(
+                points, curves, indices, seed=options.seed, at_compute=at_compute, count=options.flop_values, where=where
+            )
+        elif name == "isoflop":
+            extra = bootstrap.bootstrap_isoflop(points, indices, tolerance=options.budget_tolerance, at_compute=at_compute, where=where)
+        else:
+            extra = bootstrap.bootstrap_linear(points, indices, where=where)
+        fitted.update(extra)
+        fitted["bootstrap"]["seed"] = options.seed
+
+
+def _holdout(points, curves, options: FitOptions, where: str) -> dict:
+    rule = holdout.parse_holdout(options.holdout)
+    kept, held = holdout.split(points, rule)
+    kept_curves = None if curves is None else curves[curves["run_id"].isin(set(kept["run_id"]))]
+    scored = [law for law in (options.laws or ALL_LAWS) if law in holdout.SCORED_LAWS]
+    skipped: dict[str, str] = {}
+    fits = {}
+    for name in scored:
+        try:
+            fits[name] = _fit_one(name, kept.reset_index(drop=True), kept_curves, options, where)
+        except FitError as exc:
+            skipped[name] = exc.problem
+    return holdout.score(held, fits, rule, int(len(kept)), skipped)
+
+
+def clean_json(value):
+    """Plain JSON types: numpy scalars to Python, non-finite floats to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def write_fit(document: dict, path) -> Path:
+    """Write fit.json atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    temporary.replace(path)
+    return path

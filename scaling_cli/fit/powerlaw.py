@@ -1,0 +1,38 @@
+"""Straight-line fits in log-log space: y = scale * x^exponent, as used for N_opt(C) and D_opt(C)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scaling_cli.errors import FitError
+
+
+def fit_power_law(x, y, *, weights=None, where: str = "fit", what: str = "power law") -> tuple[float, float]:
+    """(scale, exponent) of the least-squares line log y = log scale + exponent log x.
+
+    Needs two distinct x values; raises FitError otherwise.
+    """
+    log_x = np.log(np.asarray(x, dtype=float))
+    log_y = np.log(np.asarray(y, dtype=float))
+    distinct = len(np.unique(np.round(log_x, 12)))
+    if distinct < 2:
+        raise FitError(where, what, f"needs at least 2 distinct x values, got {distinct}")
+    w = None if weights is None else np.sqrt(np.asarray(weights, dtype=float))
+    exponent, intercept = np.polyfit(log_x, log_y, 1, w=w)
+    return float(np.exp(intercept)), float(exponent)
+
+
+def r2(observed, predicted) -> float:
+    """Coefficient of determination; NaN when the observations do not vary."""
+    observed = np.asarray(observed, dtype=float)
+    spread = ((observed - observed.mean()) ** 2).sum()
+    if spread <= 0:
+        return float("nan")
+    return float(1.0 - ((observed - np.asarray(predicted, dtype=float)) ** 2).sum() / spread)
+
+
+def allocation_params(c, n, d, *, weights=None, where: str, law: str) -> dict[str, float]:
+    """N_opt = N0 C^a and D_opt = D0 C^b through compute-optimal points."""
+    n0, a = fit_power_law(c, n, weights=weights, where=where, what=f"{law} N_opt(C)")
+    d0, b = fit_power_law(c, d, weights=weights, where=where, what=f"{law} D_opt(C)")
+    return {"a": a, "N0": n0, "b": b, "D0": d0}

@@ -1,0 +1,210 @@
+"""The decoder-only GPT that every run trains, and its parameter and FLOP accounting.
+
+The model is pre-norm: each block adds causal self-attention (through
+`torch.nn.functional.scaled_dot_product_attention`) and a 4x MLP to the residual stream, and a final
+LayerNorm feeds the output head, which shares its matrix with the token embedding by default.
+Positions are learned embeddings. `gpt2=True` adds biases to every linear layer and LayerNorm, which
+makes the module identical in shape to OpenAI's GPT-2.
+
+Initialisation (as GPT-2): every weight matrix and embedding from N(0, 0.02); the two projections
+that write into the residual stream (attention output, MLP output) from N(0, 0.02 / sqrt(2 n_layer))
+so the residual variance does not grow with depth; biases zero, LayerNorm gains one.
+
+Accounting follows the literature: `count_params` gives every parameter and Kaplan's N (without
+token and position embeddings, and without an untied output head, which is a vocabulary embedding
+too); `flops_per_token` gives Chinchilla's Appendix F training FLOPs and Kaplan's 6N.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MLP_EXPANSION = 4
+INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of one GPT. Raises ValueError("<field>: <problem>") when the shape is impossible."""
+
+    d_model: int
+    n_layer: int
+    n_head: int
+    seq_len: int
+    vocab_size: int = 256
+    tie_embeddings: bool = True
+    gpt2: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layer", "n_head", "seq_len", "vocab_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}: must be an integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name}: must be at least 1, got {value}")
+        for name in ("tie_embeddings", "gpt2"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        if self.d_model % self.n_head:
+            raise ValueError(f"n_head: d_model {self.d_model} is not divisible by n_head {self.n_head}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def d_ff(self) -> int:
+        return MLP_EXPANSION * self.d_model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def depth_for_width(d_model: int) -> int:
+    """Default number of layers for a width: depth grows as the square root of width.
+
+    round(sqrt(d_model / 8)), at least 2: 128 -> 4, 256 -> 6, 512 -> 8, 768 -> 10, 1024 -> 11. Keeping the
+    aspect ratio d_model / n_layer in the 30-100 range that Kaplan et al. found to matter little.
+    """
+    if d_model < 1:
+        raise ValueError(f"d_model: must be at least 1, got {d_model}")
+    return max(2, round(math.sqrt(d_model / 8)))
+
+
+def heads_for_width(d_model: int, head_dim: int = 64) -> int:
+    """Number of attention heads of about `head_dim` channels each (at least one), dividing d_model."""
+    if head_dim < 1:
+        raise ValueError(f"head_dim: must be at least 1, got {head_dim}")
+    n_head = max(1, round(d_model / head_dim))
+    if d_model % n_head:
+        raise ValueError(f"head_dim: d_model {d_model} does not split into heads of {head_dim}")
+    return n_head
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=config.gpt2)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=config.gpt2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, width = x.shape
+        q, k, v = self.qkv(x).split(width, dim=2)
+        shape = (batch, seq, self.n_head, width // self.n_head)
+        q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.gpt2)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.gpt2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.ln_attn = nn.LayerNorm(config.d_model, bias=config.gpt2)
+        self.attn = CausalSelfAttention(config)
+        self.ln_mlp = nn.LayerNorm(config.d_model, bias=config.gpt2)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_attn(x))
+        return x + self.mlp(self.ln_mlp(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer; forward(idx, targets) returns (logits, mean cross-entropy or None)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.seq_len, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model, bias=config.gpt2)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.head.weight = self.tok_emb.weight
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        residual_std = INIT_STD / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(param)
+            elif param.dim() == 1:
+                nn.init.ones_(param)
+            elif name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(param, 0.0, residual_std)
+            else:
+                nn.init.normal_(param, 0.0, INIT_STD)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        seq = idx.shape[1]
+        if seq > self.config.seq_len:
+            raise ValueError(f"seq_len: input of {seq} tokens is longer than the context {self.config.seq_len}")
+        positions = torch.arange(seq, device=idx.device)
+        x = self.tok_emb(idx) + self.pos_emb(positions)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
+        return logits, loss
+
+
+def count_params(config: ModelConfig) -> tuple[int, int]:
+    """(all parameters, Kaplan's non-embedding N), by formula; equals counting GPT(config)'s parameters.
+
+    N leaves out the token embedding, the position embedding and an untied output head.
+    """
+    d, bias = config.d_model, int(config.gpt2)
+    layer_norm = d * (1 + bias)
+    attention = d * 3 * d + 3 * d * bias + d * d + d * bias
+    mlp = d * config.d_ff + config.d_ff * bias + config.d_ff * d + d * bias
+    per_layer = 2 * layer_norm + attention + mlp
+    nonembed = config.n_layer * per_layer + layer_norm
+    embeddings = config.vocab_size * d + config.seq_len * d
+    if not config.tie_embeddings:
+        embeddings += config.vocab_size * d
+    return nonembed + embeddings, nonembed
+
+
+def chinchilla_forward_flops_per_sequence(config: ModelConfig) -> int:
+    """Forward FLOPs for one sequence of seq_len tokens, term by term as in Hoffmann et al. Appendix F."""
+    seq, d, vocab, heads = config.seq_len, config.d_model, config.vocab_size, config.n_head
+    attn_width = config.head_dim * heads
+    embeddings = 2 * seq * vocab * d
+    attention = (
+        2 * 3 * seq * d * attn_width  # Q, K, V projections
+        + 2 * seq * seq * attn_width  # key @ query logits
+        + 3 * heads * seq * seq  # softmax
+        + 2 * seq * seq * attn_width  # softmax @ value
+        + 2 * seq * attn_width * d  # output projection
+    )
+    dense = 2 * seq * (d * config.d_ff * 2)
+    logits = 2 * seq * d * vocab
+    return embeddings + config.n_layer * (attention + dense) + logits
+
+
+def flops_per_token(config: ModelConfig) -> dict[str, int]:
+    """Training FLOPs per token: `chinchilla` (Appendix F forward x 3) and `kaplan` (6 N non-embedding)."""
+    forward = chinchilla_forward_flops_per_sequence(config)
+    _, nonembed = count_params(config)
+    return {"chinchilla": 3 * forward // config.seq_len, "kaplan": 6 * nonembed}

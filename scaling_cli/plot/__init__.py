@@ -1,0 +1,71 @@
+"""Figures from a results directory or a table and its fit: `make_figures` writes them and says what it skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scaling_cli.errors import SpecError
+from scaling_cli.plot.inputs import PlotInputs, TableColumns, default_out_dir, load_inputs
+from scaling_cli.plot.style import FORMATS
+
+FIGURES = (
+    "loss_vs_compute",
+    "isoflop",
+    "optimal_allocation",
+    "parametric_fit",
+    "extrapolation",
+    "compression",
+    "data_axis",
+)
+
+__all__ = [
+    "FIGURES",
+    "FORMATS",
+    "PlotInputs",
+    "TableColumns",
+    "default_out_dir",
+    "load_inputs",
+    "make_figures",
+]
+
+
+def make_figures(
+    source: Path,
+    *,
+    fit_path: Path | None = None,
+    out_dir: Path | None = None,
+    fmt: str = "png",
+    only: str | None = None,
+    columns: TableColumns | None = None,
+) -> list[tuple[str, Path | None, str]]:
+    """Write each figure to `out_dir/<name>.<fmt>`; return (name, path, "") or (name, None, why it was skipped)."""
+    if fmt not in FORMATS:
+        raise SpecError("--format", fmt, f"unknown format; choose from {', '.join(FORMATS)}")
+    if only is not None and only not in FIGURES:
+        raise SpecError("--only", only, f"unknown figure; choose from {', '.join(FIGURES)}")
+    inputs = load_inputs(Path(source), fit_path, columns)
+    out_dir = Path(out_dir) if out_dir else default_out_dir(Path(source))
+    return draw(inputs, out_dir, fmt, [only] if only else list(FIGURES))
+
+
+def draw(inputs: PlotInputs, out_dir: Path, fmt: str, names: list[str]) -> list[tuple[str, Path | None, str]]:
+    """Draw the named figures from already loaded inputs (the house style applies to each)."""
+    import matplotlib.pyplot as plt
+
+    from scaling_cli.plot.figures import FIGURE_FUNCTIONS, Skip, make_context
+    from scaling_cli.plot.style import RC, save
+
+    made = []
+    with plt.rc_context(RC):
+        context = make_context(inputs)
+        for name in names:
+            try:
+                figure = FIGURE_FUNCTIONS[name](context)
+            except Skip as reason:
+                plt.close("all")
+                made.append((name, None, str(reason)))
+                continue
+            path = out_dir / f"{name}.{fmt}"
+            save(figure, path, fmt)
+            made.append((name, path, ""))
+    return made

@@ -1,0 +1,474 @@
+"""Plan a sweep (units of work, WSD trunks and their branches, compute, wall-time estimate), run it through an
+executor, record every run in the store, retry failures, and resume whatever a crash left unfinished.
+
+The unit of work handed to an executor is a `Unit`: one run, or with schedule `wsd` a trunk (the largest
+budget of runs that differ only in their budget) plus a cooldown branch per smaller budget, each branch
+starting from the trunk's state at the step where its cooldown begins. A worker claims a unit through the
+store's file lock, so two sweeps on one directory never train the same run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from scaling_cli.errors import ScaleError, StoreError
+from scaling_cli.spec import RunPlan, Spec
+from scaling_cli.store import Store
+
+SETTLED = ("done", "diverged")  # states a run never leaves; `failed` runs are retried by the next sweep
+# Test hook: comma-separated run ids (or prefixes of them) whose training raises every time it starts.
+FAIL_RUNS_ENV = "SCALE_FAIL_RUNS"
+# Conservative training FLOP rates for the wall-time estimate when the store has no measured runs yet:
+# small models reach a fraction of the matmul peak (design notes: ~190 GFLOP/s fp32 on 2 cores).
+FALLBACK_FLOPS_PER_S = {"cpu_per_core": 25e9, "cuda": 50e12, "mps": 2e12}
+PER_RUN_OVERHEAD_S = 1.0  # process start, data loading and the final evaluation of a small run
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A trunk run and the cooldown branches that start from its saved states (none unless WSD)."""
+
+    trunk: RunPlan
+    branches: tuple[tuple[RunPlan, int], ...] = ()  # (branch run, step its cooldown starts from)
+
+    @property
+    def unit_id(self) -> str:
+        return self.trunk.run_id
+
+    @property
+    def runs(self) -> list[RunPlan]:
+        return [self.trunk] + [run for run, _ in self.branches]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    run: RunPlan
+    unit_id: str
+    branch_of: str  # the trunk's run id, or "" for a trunk or a lone run
+    branch_step: int
+    cost_flops: float  # what training it adds when its trunk is shared: the branch's cooldown only
+    state: str  # done, diverged, failed, running, pending
+
+    def record(self) -> dict:
+        return {**self.run.describe(), "unit": self.unit_id, "branch_of": self.branch_of,
+                "branch_step": self.branch_step, "cost_flops": self.cost_flops, "state": self.state}
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    spec: Spec
+    out_dir: Path
+    units: tuple[Unit, ...]
+    runs: tuple[PlannedRun, ...]
+    flops_rate: float  # training FLOP/s assumed for the estimate
+    rate_source: str  # "measured ..." or "conservative constant ..."
+    workers: int
+
+    @property
+    def total_flops(self) -> float:
+        """Compute of the sweep if every run trained from scratch."""
+        return sum(p.run.flops for p in self.runs)
+
+    @property
+    def shared_flops(self) -> float:
+        """Compute of the sweep with WSD trunks shared."""
+        return sum(p.cost_flops for p in self.runs)
+
+    @property
+    def saved_flops(self) -> float:
+        return self.total_flops - self.shared_flops
+
+    @property
+    def remaining_flops(self) -> float:
+        return sum(p.cost_flops for p in self.runs if p.state not in SETTLED)
+
+    def counts(self) -> dict[str, int]:
+        counts = {state: 0 for state in ("done", "diverged", "failed", "running", "pending")}
+        for planned in self.runs:
+            counts[planned.state] += 1
+        return counts
+
+    def estimated_wall_s(self) -> float:
+        pending = [p for p in self.runs if p.state not in SETTLED]
+        overhead = PER_RUN_OVERHEAD_S * len(pending) / max(1, self.workers)
+        return self.remaining_flops / self.flops_rate + overhead
+
+
+# ---- planning ----
+
+def build_units(runs: list[RunPlan]) -> list[Unit]:
+    """Group WSD runs that differ only in budget into a trunk (the largest) with a branch per other budget."""
+    from scaling_cli.train import wsd_branch_step
+
+    groups: dict[str, list[RunPlan]] = defaultdict(list)
+    for run in runs:
+        key = run.trunk_key if run.train.schedule == "wsd" else run.run_id
+        groups[key].append(run)
+    units = []
+    for members in groups.values():
+        members.sort(key=lambda r: r.tokens)
+        trunk = members[-1]
+        branches = tuple((run, int(wsd_branch_step(run.train, run.model))) for run in members[:-1])
+        units.append(Unit(trunk=trunk, branches=branches))
+    return units
+
+
+def plan_sweep(spec: Spec, out_dir: str | Path, workers: int = 1, device: str | None = None) -> SweepPlan:
+    """Every run with its state in `out_dir`, its compute with trunk sharing, and a wall-time estimate."""
+    store = Store(out_dir)
+    units = build_units(spec.runs())
+    planned = []
+    for unit in units:
+        running = store.root.is_dir() and store.is_claimed(unit.unit_id)
+        for run, branch_of, step in _unit_members(unit):
+            state = store.state(run.run_id) if store.root.is_dir() else "pending"
+            if state == "pending" and running:
+                state = "running"
+            tokens_per_step = run.train.batch_size * run.model.seq_len
+            cost = run.flops - run.flops_per_token * step * tokens_per_step
+            planned.append(PlannedRun(run=run, unit_id=unit.unit_id, branch_of=branch_of, branch_step=step,
+                                      cost_flops=cost, state=state))
+    rate, source = _flops_rate(store, device or spec.device)
+    return SweepPlan(spec=spec, out_dir=Path(out_dir), units=tuple(units), runs=tuple(planned),
+                     flops_rate=rate, rate_source=source, workers=workers)
+
+
+def _unit_members(unit: Unit) -> list[tuple[RunPlan, str, int]]:
+    members = [(unit.trunk, "", 0)]
+    members += [(run, unit.trunk.run_id, step) for run, step in unit.branches]
+    return members
+
+
+def _flops_rate(store: Store, device: str) -> tuple[float, str]:
+    """FLOP/s measured by this store's finished runs, else a conservative constant for the device."""
+    rows = [r for r in store.rows() if r.get("status") == "done" and (r.get("wall_s") or 0) > 0]
+    if rows:
+        flops = sum(r["tokens_per_s"] * r["flops"] / r["tokens"] for r in rows)
+        return flops / len(rows), f"measured: mean of {len(rows)} finished runs in this directory"
+    resolved = _resolve_device(device)
+    if resolved == "cpu":
+        cores = os.cpu_count() or 1
+        rate = FALLBACK_FLOPS_PER_S["cpu_per_core"] * cores
+        return rate, f"conservative constant: {rate / 1e9:.0f} GFLOP/s ({cores} CPU cores)"
+    rate = FALLBACK_FLOPS_PER_S[resolved]
+    return rate, f"conservative constant: {rate / 1e12:.0f} TFLOP/s per {resolved} device"
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+# ---- the work a worker process does ----
+
+@dataclass(frozen=True)
+class UnitTask:
+    """Everything a worker needs to train one unit; picklable, so it can cross to a process or a Ray node."""
+
+    unit: Unit
+    store_root: str
+    data_paths: dict  # dataset name -> prepared directory
+    threads: int | None
+    final_attempt: bool
+    sweep_pid: int
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    status: str  # done, diverged, error (an attempt that raised), skipped (already settled)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class UnitReport:
+    unit_id: str
+    busy: bool = False  # another process holds the unit's claim
+    outcomes: tuple[RunOutcome, ...] = ()
+
+
+def run_unit(task: UnitTask) -> UnitReport:
+    """Claim the unit, train its trunk (saving states for pending branches), then each branch."""
+    store = Store(task.store_root)
+    unit = task.unit
+    with store.claim(unit.unit_id) as mine:
+        if not mine:
+            return UnitReport(unit.unit_id, busy=True)
+        outcomes = []
+        pending = [(run, step) for run, step in unit.branches if store.state(run.run_id) not in SETTLED]
+        if store.state(unit.trunk.run_id) in SETTLED:
+            outcomes.append(RunOutcome(unit.trunk.run_id, "skipped"))
+        else:
+            saves = sorted({step for _, step in pending if step > 0})
+            trunk = _train_one(store, task, unit.trunk, trunk_saves=saves, start_from=None, branch_of="")
+            outcomes.append(trunk)
+            if trunk.status == "error":
+                return UnitReport(unit.unit_id, outcomes=tuple(outcomes))
+        trunk_states = store.run_dir(unit.trunk.run_id) / "trunk"
+        for run, step in pending:
+            saved = trunk_states / f"step_{step}.pt"
+            # Without the saved state (the trunk diverged earlier, or it finished before this budget was
+            # added to the spec) the branch trains from scratch: same result, more compute.
+            start = saved if saved.exists() else None
+            outcomes.append(_train_one(store, task, run, trunk_saves=(), start_from=start,
+                                       branch_of=unit.trunk.run_id))
+        return UnitReport(unit.unit_id, outcomes=tuple(outcomes))
+
+
+def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_from, branch_of: str) -> RunOutcome:
+    from scaling_cli.data import open_prepared
+    from scaling_cli.train import train_run
+
+    run_dir = store.run_dir(run.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store.clear_row(run.run_id)
+    store.record_attempt(run.run_id, resumed=(run_dir / "checkpoint.pt").exists(), sweep_pid=task.sweep_pid)
+    try:
+        _maybe_inject_failure(run.run_id)
+        data = open_prepared(task.data_paths[run.dataset])
+        train_cfg = dataclasses.replace(run.train, threads=task.threads)
+        result = train_run(run.model, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
+    except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
+        message = f"{type(exc).__name__}: {exc}".strip()
+        if task.final_attempt:
+            record_failure(store, run, branch_of, message)
+        return RunOutcome(run.run_id, "error", message)
+    row = {**run.describe(), **_result_fields(result), **_data_fields(data), "branch_of": branch_of,
+           "attempts": len(store.attempts(run.run_id)), "error": "", "finished_at": time.time()}
+    store.write_row(run.run_id, row)
+    store.compact()
+    return RunOutcome(run.run_id, result.status)
+
+
+def record_failure(store: Store, run: RunPlan, branch_of: str, message: str) -> None:
+    nan = float("nan")
+    row = {**run.describe(), "status": "failed", "train_loss": nan, "val_loss": nan, "val_bpb": nan,
+           "branch_of": branch_of, "attempts": len(store.attempts(run.run_id)), "error": message,
+           "finished_at": time.time()}
+    store.write_row(run.run_id, row)
+    store.compact()
+
+
+def _maybe_inject_failure(run_id: str) -> None:
+    targets = [t.strip() for t in os.environ.get(FAIL_RUNS_ENV, "").split(",") if t.strip()]
+    if any(run_id.startswith(t) for t in targets):
+        raise RuntimeError(f"injected failure ({FAIL_RUNS_ENV} test hook)")
+
+
+def _result_fields(result: Any) -> dict:
+    return {"status": result.status, "train_loss": result.train_loss, "val_loss": result.val_loss,
+            "val_bpb": result.val_bpb, "wall_s": result.wall_s, "tokens_per_s": result.tokens_per_s,
+            "device": result.device, "steps": result.steps, "diverged_step": result.diverged_step}
+
+
+def _data_fields(data: Any) -> dict:
+    baselines = data.baselines or {}
+    fields = {f"bpb_{name}": baselines.get(name) for name in ("lz4", "lz4hc", "zlib", "bz2", "lzma")}
+    fields["entropy_rate_bits"] = data.entropy_rate_bits
+    fields["bytes_per_token"] = data.bytes_per_token
+    return fields
+
+
+# ---- running a sweep ----
+
+@dataclass
+class SweepOutcome:
+    counts: dict[str, int]
+    failed: list[dict]
+    wall_s: float
+    out_dir: Path
+
+
+@dataclass
+class Progress:
+    """A snapshot for displays: what is done, what each worker is training, and the expected time left."""
+
+    runs_total: int
+    runs_settled: int
+    flops_total: float
+    flops_done: float
+    elapsed_s: float
+    eta_s: float | None
+    active: list[dict] = field(default_factory=list)  # {run_id, d_model, n_layer, tokens, step, loss, tok_s}
+
+
+Event = Callable[[str, Any], None]
+
+
+def prepare_data(spec: Spec) -> dict[str, str]:
+    """Prepare each data set of the spec once, in this process, before any worker needs it."""
+    from scaling_cli.data import prepare
+
+    paths = {}
+    for dataset in spec.datasets:
+        try:
+            prepared = prepare(dataset, spec.data_options, tokenizer=spec.tokenizer,
+                               vocab_size=spec.vocab_size if spec.tokenizer == "bpe" else None)
+        except ScaleError as exc:
+            raise type(exc)(str(spec.path), "dataset", f"{dataset!r}: {exc.problem}") from None
+        paths[dataset] = str(prepared.path)
+    return paths
+
+
+def run_sweep(spec: Spec, out_dir: str | Path, executor: Any, retries: int = 2,
+              on_event: Event | None = None, poll_s: float = 0.5) -> SweepOutcome:
+    """Train every unsettled run of the spec through `executor`; return the final counts.
+
+    Events sent to `on_event(kind, payload)`: "plan" (SweepPlan), "run" (a settled row, as soon as it is
+    written, by this or another process), "retry" (dict), "progress" (Progress, every poll).
+    """
+    emit = on_event or (lambda kind, payload: None)
+    started = time.time()
+    plan = plan_sweep(spec, out_dir, workers=executor.slots)
+    data_paths = prepare_data(spec)
+    emit("plan", plan)
+    store = Store(out_dir)
+    check_out_dir(store.root, spec)
+    store.init(spec.text, [p.record() for p in plan.runs])
+    runner = _Runner(plan, store, executor, data_paths, retries, emit, started)
+    runner.loop(poll_s)
+    final = plan_sweep(spec, out_dir, workers=executor.slots)
+    failed = [{"run_id": p.run.run_id, "error": (store.read_row(p.run.run_id) or {}).get("error", "")}
+              for p in final.runs if p.state == "failed"]
+    return SweepOutcome(counts=final.counts(), failed=failed, wall_s=time.time() - started, out_dir=Path(out_dir))
+
+
+class _Runner:
+    """The scheduling loop of one sweep process: submit claimable units, collect reports, retry, report."""
+
+    def __init__(self, plan: SweepPlan, store: Store, executor: Any, data_paths: dict, retries: int,
+                 emit: Event, started: float):
+        self.plan, self.store, self.executor = plan, store, executor
+        self.data_paths, self.retries, self.emit, self.started = data_paths, retries, emit, started
+        self.by_unit = {u.unit_id: u for u in plan.units}
+        self.cost = {p.run.run_id: p.cost_flops for p in plan.runs}
+        self.queue = [u for u in plan.units if not self._unit_settled(u)]
+        self.deferred: list[tuple[float, Unit]] = []
+        self.inflight: dict[cf.Future, Unit] = {}
+        self.failures: dict[str, int] = defaultdict(int)
+        self.given_up: set[str] = set()
+        self.reported = {p.run.run_id for p in plan.runs if p.state in SETTLED}
+        self.flops_done_here = 0.0
+
+    def _unit_settled(self, unit: Unit) -> bool:
+        return all(self.store.state(run.run_id) in SETTLED for run in unit.runs)
+
+    def loop(self, poll_s: float) -> None:
+        try:
+            while self.queue or self.deferred or self.inflight:
+                self._submit_ready()
+                if self.inflight:
+                    finished, _ = cf.wait(list(self.inflight), timeout=poll_s, return_when=cf.FIRST_COMPLETED)
+                else:
+                    finished = set()
+                    time.sleep(poll_s)
+                for future in finished:
+                    self._collect(future, self.inflight.pop(future))
+                self._report()
+        finally:
+            self.executor.shutdown(cancel=bool(self.inflight or self.queue))
+        self._report()
+
+    def _submit_ready(self) -> None:
+        now = time.time()
+        ready = [unit for when, unit in self.deferred if when <= now]
+        self.deferred = [(when, unit) for when, unit in self.deferred if when > now]
+        self.queue = ready + self.queue
+        while self.queue and len(self.inflight) < self.executor.slots:
+            unit = self.queue.pop(0)
+            if self._unit_settled(unit):
+                continue
+            if self.store.is_claimed(unit.unit_id):  # another sweep process is training it: look again soon
+                self.deferred.append((now + 1.0, unit))
+                continue
+            final = self.failures[unit.unit_id] >= self.retries
+            task = UnitTask(unit=unit, store_root=str(self.store.root), data_paths=self.data_paths,
+                            threads=self.executor.threads, final_attempt=final, sweep_pid=os.getpid())
+            self.inflight[self.executor.submit(run_unit, task)] = unit
+
+    def _collect(self, future: cf.Future, unit: Unit) -> None:
+        try:
+            report = future.result()
+        except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory, ...)
+            report = UnitReport(unit.unit_id, outcomes=tuple(
+                RunOutcome(run.run_id, "error", f"worker died: {type(exc).__name__}: {exc}")
+                for run in unit.runs if self.store.state(run.run_id) not in SETTLED))
+        if report.busy:
+            self.deferred.append((time.time() + 1.0, unit))
+            return
+        errors = [o for o in report.outcomes if o.status == "error"]
+        if not errors:
+            return
+        self.failures[unit.unit_id] += 1
+        attempt = self.failures[unit.unit_id]
+        if attempt <= self.retries:
+            self.emit("retry", {"unit": unit.unit_id, "attempt": attempt, "error": errors[0].error})
+            self.queue.append(unit)
+            return
+        self.given_up.add(unit.unit_id)
+        messages = {o.run_id: o.error for o in errors}
+        for run in unit.runs:  # what a dead worker could not write, and branches of a failed trunk
+            if self.store.state(run.run_id) == "pending":
+                message = messages.get(run.run_id) or f"its trunk {unit.trunk.run_id} failed: {errors[0].error}"
+                branch_of = "" if run is unit.trunk else unit.trunk.run_id
+                record_failure(self.store, run, branch_of, message)
+
+    def _report(self) -> None:
+        for planned in self.plan.runs:
+            run_id = planned.run.run_id
+            if run_id in self.reported:
+                continue
+            row = self.store.read_row(run_id)
+            if row is not None and (row["status"] in SETTLED or planned.unit_id in self.given_up):
+                self.reported.add(run_id)
+                self.flops_done_here += self.cost[run_id]
+                self.emit("run", row)
+        self.emit("progress", self._progress())
+
+    def _progress(self) -> Progress:
+        active = []
+        for unit in self.inflight.values():
+            run = next((r for r in unit.runs if self.store.read_row(r.run_id) is None), None)
+            if run is None:
+                continue
+            point = self.store.last_point(run.run_id) or {}
+            wall = point.get("wall_s") or 0.0
+            active.append({"run_id": run.run_id, "d_model": run.model.d_model, "n_layer": run.model.n_layer,
+                           "tokens": run.tokens, "step": point.get("step"), "loss": point.get("train_loss"),
+                           "seen": point.get("tokens"),
+                           "tok_s": (point.get("tokens") or 0) / wall if wall > 0 else None})
+        elapsed = time.time() - self.started
+        remaining = sum(self.cost[r] for r in self.cost if r not in self.reported)
+        rate = self.flops_done_here / elapsed if self.flops_done_here > 0 else None
+        return Progress(runs_total=len(self.plan.runs), runs_settled=len(self.reported),
+                        flops_total=self.plan.shared_flops, flops_done=self.plan.shared_flops - remaining,
+                        elapsed_s=elapsed, eta_s=remaining / rate if rate else None, active=active)
+
+
+def check_out_dir(out_dir: Path, spec: Spec) -> None:
+    """Refuse to mix two different sweeps in one directory: its spec.toml must carry the same name."""
+    saved = out_dir / "spec.toml"
+    if not saved.is_file():
+        return
+    import tomllib
+
+    try:
+        name = tomllib.loads(saved.read_text()).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        return
+    if name != spec.name:
+        raise StoreError(str(out_dir), "spec.toml", f"holds sweep '{name}', not '{spec.name}'; use another --out")

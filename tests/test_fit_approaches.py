@@ -1,0 +1,117 @@
+"""Approaches 1 and 2, Kaplan's single-variable laws and the linear baseline on tables from known laws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling_cli.errors import FitError
+from scaling_cli.fit import envelope, isoflop, kaplan, linear
+
+A_EXP, N0 = 0.5, 0.1  # N_opt = N0 C^a used to build the envelope and isoFLOP tables
+
+
+def envelope_curves(count: int = 9) -> pd.DataFrame:
+    """Runs whose curves each win exactly at one FLOP value C_k, with N_k = N0 C_k^a and D = C / (6 N)."""
+    flops = envelope.flop_grid(1e15, 1e19, count)
+    rows = []
+    for k, best_at in enumerate(flops):
+        size = N0 * best_at**A_EXP
+        for c in flops:
+            # a common falling frontier plus a bowl centred on C_k: run k is lowest exactly at C_k
+            loss = 5.0 * c**-0.05 + 0.1 * np.log(c / best_at) ** 2
+            rows.append({"run_id": f"r{k}", "group": "all", "N": size, "D": c / (6 * size), "C": c, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_envelope_recovers_a_noiseless_power_law_exactly():
+    curves = envelope_curves()
+    result = envelope.fit_envelope(curves, curves, where="t", count=9)
+    assert [row["run_id"] for row in result["frontier"]] == [f"r{k}" for k in range(9)]
+    params = result["params"]
+    assert params["a"] == pytest.approx(A_EXP, rel=1e-9)
+    assert params["N0"] == pytest.approx(N0, rel=1e-7)
+    assert params["b"] == pytest.approx(1 - A_EXP, rel=1e-9)
+    assert params["D0"] == pytest.approx(1 / (6 * N0), rel=1e-7)
+
+
+def test_envelope_from_final_points_keeps_runs_beating_all_cheaper_runs():
+    points = pd.DataFrame(
+        {
+            "run_id": list("abcde"),
+            "N": [1e6, 2e6, 4e6, 8e6, 16e6],
+            "D": [1e8, 1e8, 1e8, 1e8, 1e8],
+            "C": [1e15, 2e15, 4e15, 8e15, 16e15],
+            "loss": [4.0, 3.5, 3.7, 3.0, 2.9],
+        }
+    )
+    assert envelope.final_point_frontier(points)["run_id"].tolist() == ["a", "b", "d", "e"]
+
+
+def isoflop_table(shift: float = 1.0) -> pd.DataFrame:
+    """Budgets whose loss is an exact parabola in ln N around N_opt = N0 C^a (times `shift`)."""
+    rows = []
+    for c in (1e16, 1e17, 1e18, 1e19):
+        n_opt = N0 * c**A_EXP
+        for factor in (0.25, 0.5, 1.0, 2.0, 4.0):
+            size = n_opt * factor * shift
+            loss = 3.0 - 0.1 * np.log10(c) + 0.05 * np.log(size / n_opt) ** 2
+            rows.append({"run_id": f"{c:g}-{factor}", "N": size, "D": c / (6 * size), "C": c, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_isoflop_recovers_a_noiseless_power_law_exactly():
+    result = isoflop.fit_isoflop(isoflop_table(), where="t")
+    params = result["params"]
+    assert params["a"] == pytest.approx(A_EXP, rel=1e-9)
+    assert params["N0"] == pytest.approx(N0, rel=1e-7)
+    assert params["b"] == pytest.approx(1 - A_EXP, rel=1e-9)
+    assert params["D0"] == pytest.approx(1 / (6 * N0), rel=1e-7)
+    assert result["diagnostics"] == {"budgets": 4, "edge_budgets": 0, "non_convex_budgets": 0}
+    first = result["budgets"][0]
+    assert first["C"] == pytest.approx(1e16) and len(first["points"]) == 5
+
+
+def test_isoflop_flags_a_minimum_at_the_edge_of_the_sampled_sizes():
+    result = isoflop.fit_isoflop(isoflop_table(shift=4.0), where="t")  # every budget's smallest size is best
+    assert result["diagnostics"]["edge_budgets"] == 4
+
+
+def test_isoflop_budgets_group_runs_within_the_tolerance():
+    labels = isoflop.budget_labels([1e15, 1.05e15, 3e15, 3.2e15, 1e16], tolerance=0.1)
+    assert labels.tolist() == [0, 0, 1, 1, 2]
+
+
+def test_isoflop_with_too_few_budgets_says_how_many_it_needs():
+    two_budgets = isoflop_table()[lambda t: t["C"] < 1e18]
+    with pytest.raises(FitError, match="needs at least 3 budgets .* got 2"):
+        isoflop.fit_isoflop(two_budgets, where="t")
+
+
+@pytest.mark.parametrize("irreducible, e", [(False, 0.0), (True, 1.5)])
+def test_kaplan_term_recovers_a_noiseless_power_law(irreducible, e):
+    x = np.logspace(6, 9, 7)
+    loss = e + (8.8e13 / x) ** 0.076
+    k, alpha, fitted_e = kaplan.fit_term(x, loss, irreducible=irreducible, where="t", what="L_N")
+    params = kaplan.term_params(k, alpha, fitted_e, "L_N")
+    assert params["alpha_N"] == pytest.approx(0.076, rel=1e-4)
+    assert params["N_c"] == pytest.approx(8.8e13, rel=1e-2)
+    assert params["E"] == pytest.approx(e, abs=1e-4)
+
+
+def test_kaplan_needs_enough_distinct_points():
+    with pytest.raises(FitError, match="needs at least 4 distinct points, got 3"):
+        kaplan.fit_term([1e6, 1e7, 1e8], [3.0, 2.5, 2.2], irreducible=True, where="t", what="L_N")
+
+
+def test_linear_baseline_recovers_a_linear_table_and_extrapolates_it():
+    rng = np.random.default_rng(0)
+    points = pd.DataFrame({"N": rng.uniform(1e6, 1e8, 20), "D": rng.uniform(1e8, 1e10, 20)})
+    points["C"] = 6 * points["N"] * points["D"]
+    points["loss"] = 4.0 - 1e-8 * points["N"] - 5e-11 * points["D"] + 1e-19 * points["C"]
+    result = linear.fit_linear(points, where="t")
+    assert result["params"]["w0"] == pytest.approx(4.0, rel=1e-6)
+    assert result["params"]["wN"] == pytest.approx(-1e-8, rel=1e-5)
+    assert result["params"]["wC"] == pytest.approx(1e-19, rel=1e-5)
+    assert result["r2"] == pytest.approx(1.0)

@@ -1,0 +1,165 @@
+"""Sweep specs: strict validation with one-line errors, grid expansion, WSD grouping, run ids, isoflop mode."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_scale
+
+from scaling_cli.errors import SpecError
+from scaling_cli.spec import load_spec, parse_spec
+
+TINY = REPO / "sweeps" / "markov-tiny.toml"
+SHIPPED = sorted((REPO / "sweeps").glob("*.toml"))
+
+
+def write_variant(tmp_path: Path, old: str, new: str, name: str = "variant.toml") -> Path:
+    text = TINY.read_text()
+    assert old in text, old
+    path = tmp_path / name
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def spec_error(path: Path) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    return info.value
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_specs_load_and_expand(path):
+    spec = load_spec(path)
+    runs = spec.runs()
+    assert runs and len({r.run_id for r in runs}) == len(runs)
+
+
+def test_gpu_spec_spans_30x_in_params_and_16x_in_tokens():
+    runs = load_spec(REPO / "sweeps" / "gpu.toml").runs()
+    params = [r.params for r in runs]
+    tokens = [r.tokens for r in runs]
+    assert max(params) / min(params) >= 30
+    assert max(tokens) / min(tokens) >= 16
+
+
+def test_grid_is_the_product_of_every_list_axis(tmp_path):
+    path = write_variant(tmp_path, "lr = 1e-2", "lr = [1e-2, 3e-3]")
+    path.write_text(path.read_text().replace("seeds = [0]", "seeds = [0, 1]"))
+    spec = load_spec(path)
+    runs = spec.runs()
+    assert len(runs) == 3 * 2 * 2 * 2  # widths x budgets x lr x seeds
+    assert {(r.model.d_model, r.tokens, r.train.lr, r.train.seed) for r in runs} == {
+        (w, t, lr, s) for w in (16, 32, 48) for t in (24_576, 49_152) for lr in (1e-2, 3e-3) for s in (0, 1)}
+
+
+def test_run_id_ignores_key_order_comments_and_log_intervals(tmp_path):
+    base = {r.run_id for r in load_spec(TINY).runs()}
+    lines = TINY.read_text().splitlines()
+    model_at = lines.index("[model]")
+    shuffled = lines[:model_at] + ["# a comment", "[model]"] + list(reversed(lines[model_at + 1:model_at + 5])) \
+        + lines[model_at + 5:]
+    reordered = tmp_path / "reordered.toml"
+    reordered.write_text("\n".join(shuffled).replace("every = 16", "every = 4").replace(
+        "checkpoint_every = 16", "checkpoint_every = 3"))
+    assert tomllib.loads(reordered.read_text())["model"] == tomllib.loads(TINY.read_text())["model"]
+    assert {r.run_id for r in load_spec(reordered).runs()} == base
+
+
+def test_run_id_changes_with_lr_and_data(tmp_path):
+    base = {r.run_id for r in load_spec(TINY).runs()}
+    assert not base & {r.run_id for r in load_spec(write_variant(tmp_path, "lr = 1e-2", "lr = 2e-2")).runs()}
+    changed = write_variant(tmp_path, "markov_order = 1", "markov_order = 1\nmarkov_seed = 7")
+    assert not base & {r.run_id for r in load_spec(changed).runs()}
+
+
+def test_wsd_runs_differing_only_in_budget_share_a_trunk_key():
+    runs = load_spec(TINY).runs()
+    by_width = {}
+    for run in runs:
+        by_width.setdefault(run.model.d_model, set()).add(run.trunk_key)
+    assert all(len(keys) == 1 for keys in by_width.values())
+    assert len({r.trunk_key for r in runs}) == 3
+
+
+def test_isoflop_mode_derives_tokens_from_flops_per_token(tmp_path):
+    path = write_variant(tmp_path, "tokens = [24_576, 49_152]  # 48 and 96 steps of 512 tokens", "")
+    path.write_text(path.read_text() + "\n[isoflop]\nflops = [2e9, 4e9]\n")
+    runs = load_spec(path).runs()
+    assert len(runs) == 6
+    for run in runs:
+        target = 2e9 if abs(run.flops - 2e9) < abs(run.flops - 4e9) else 4e9
+        step_flops = run.flops_per_token * run.train.batch_size * run.model.seq_len
+        assert abs(run.flops - target) <= step_flops / 2 + 1
+        assert run.tokens % (run.train.batch_size * run.model.seq_len) == 0
+    small, large = min(r.params for r in runs), max(r.params for r in runs)
+    assert max(r.tokens for r in runs if r.params == small) > max(r.tokens for r in runs if r.params == large)
+
+
+def test_explicit_shapes(tmp_path):
+    path = write_variant(tmp_path, "d_model = [16, 32, 48]\nn_layer = 2\nhead_dim = 16",
+                         "shapes = [{d_model = 16, n_layer = 1, n_head = 1}, {d_model = 64, n_layer = 3, n_head = 4}]")
+    shapes = {(r.model.d_model, r.model.n_layer, r.model.n_head) for r in load_spec(path).runs()}
+    assert shapes == {(16, 1, 1), (64, 3, 4)}
+
+
+@pytest.mark.parametrize("old, new, field, words", [
+    ("lr = 1e-2", "lrr = 1e-2", "train.lrr", "did you mean 'lr'"),
+    ("d_model = [16, 32, 48]", 'd_model = "big"', "model.d_model", "expected an integer, got 'big'"),
+    ("d_model = [16, 32, 48]", "d_model = [16, 2.5]", "model.d_model[1]", "expected an integer"),
+    ("batch_size = 16", "batch_size = 0", "train.batch_size", "out of range"),
+    ('schedule = "wsd"', 'schedule = "wds"', "train.schedule", "did you mean 'wsd'"),
+    ("cooldown_frac = 0.25", "cooldown_frac = 1.5", "train.cooldown_frac", "out of range"),
+    ('name = "markov-tiny"', 'name = "a/b"', "name", "names a directory"),
+    ("tokens = [24_576, 49_152]", "tokens = [100, 49_152]", "train.tokens", "less than one step"),
+    ("markov_order = 1", "markov_ordr = 1", "data.markov_ordr", "unknown key"),
+    ("head_dim = 16", "n_head = 5", "model.d_model[0]", "not divisible"),
+])
+def test_invalid_values_name_the_field(tmp_path, old, new, field, words):
+    error = spec_error(write_variant(tmp_path, old, new))
+    assert error.field == field
+    assert words in error.problem
+
+
+def test_malformed_toml_reports_line_and_column(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\n[model\nd_model = 1\n')
+    error = spec_error(path)
+    assert error.field == "toml" and "line 2" in error.problem
+
+
+def test_missing_file():
+    error = spec_error(Path("sweeps/nope.toml"))
+    assert (error.where, error.field, error.problem) == ("sweeps/nope.toml", "file", "not found")
+
+
+def test_isoflop_and_tokens_together_is_an_error(tmp_path):
+    path = tmp_path / "both.toml"
+    path.write_text(TINY.read_text() + "\n[isoflop]\nflops = [1e9]\n")
+    assert spec_error(path).field == "train.tokens"
+
+
+def test_parse_spec_in_memory():
+    raw = tomllib.loads(TINY.read_text())
+    spec = parse_spec(raw, path=Path("memory.toml"))
+    assert spec.name == "markov-tiny" and len(spec.runs()) == 6
+
+
+@pytest.mark.parametrize("case", ["missing", "unknown_key", "wrong_type", "malformed"])
+def test_cli_reports_spec_errors_in_one_line(tmp_path, case):
+    if case == "missing":
+        path, field = Path("sweeps/nope.toml"), "file"
+    elif case == "unknown_key":
+        path, field = write_variant(tmp_path, "lr = 1e-2", "lrr = 1e-2"), "train.lrr"
+    elif case == "wrong_type":
+        path, field = write_variant(tmp_path, "d_model = [16, 32, 48]", 'd_model = "big"'), "model.d_model"
+    else:
+        path, field = tmp_path / "broken.toml", "toml"
+        path.write_text("name = \n")
+    result = run_scale("sweep", path, "--out", tmp_path / "out")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"error: {path}: {field}: ")
+    assert not (tmp_path / "out").exists()
