@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -62,13 +61,86 @@ def _debug() -> bool:
     return os.environ.get("SCALE_DEBUG", "") not in ("", "0")
 
 
-def _usage_line(exc: click.exceptions.UsageError) -> str:
+# ---- plot commands (owned by the plot work; add code only inside this section) ----
+@app.command("plot")
+def plot_command(
+    source: Path = typer.Argument(..., help="A results directory, or a CSV/parquet table of runs."),
+    fit_file: Path | None = typer.Option(
+        None, "--fit", help="fit.json to draw (default: SOURCE/fit.json; fitted now when there is none)."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Folder for the figures (default: SOURCE/figures, or figures/ next to a table)."
+    ),
+    fmt: str = typer.Option("png", "--format", help="png (200 dpi), pdf or svg."),
+    only: str | None = typer.Option(None, "--only", help="Make just this figure (for example isoflop)."),
+    n_col: str | None = typer.Option(None, "--n-col", help="Table column of parameters N (default params)."),
+    d_col: str | None = typer.Option(None, "--d-col", help="Table column of tokens D (default C/(6N))."),
+    c_col: str | None = typer.Option(None, "--c-col", help="Table column of compute C (default flops)."),
+    loss_col: str | None = typer.Option(None, "--loss-col", help="Table column of loss (default val_loss)."),
+    query: str | None = typer.Option(None, "--query", help="Keep only table rows matching this pandas query."),
+    drop_highest_loss: int = typer.Option(0, "--drop-highest-loss", help="Leave out the k highest-loss rows."),
+) -> None:
+    """Draw the figures of a scaling study: loss_vs_compute, isoflop, optimal_allocation, parametric_fit,
+    extrapolation, compression, data_axis. A figure the data cannot support is skipped with its reason.
+
+    Example: scale plot results/demo
+
+    Example: scale plot results/demo --format pdf --only loss_vs_compute --out paper/figures
+
+    Example: scale plot ../shared/data/chinchilla_svg_extracted_data.csv --n-col "Model Size"
+    --c-col "Training FLOP" --loss-col loss --drop-highest-loss 5 --out /tmp/chinchilla-figures
+    """
+    from rich.markup import escape
+
+    from scaling_cli.plot import TableColumns, make_figures
+
+    columns = TableColumns(
+        n=n_col, d=d_col, c=c_col, loss=loss_col, query=query, drop_highest_loss=drop_highest_loss
+    )
+    made = make_figures(source, fit_path=fit_file, out_dir=out_dir, fmt=fmt, only=only, columns=columns)
+    for name, path, reason in made:
+        if path is not None:
+            out.print(f"[green]made[/green]     {name:<19} {escape(str(path))}", soft_wrap=True)
+        else:
+            out.print(f"[yellow]skipped[/yellow]  {name:<19} {escape(reason)}", soft_wrap=True)
+    count = sum(path is not None for _, path, _ in made)
+    out.print(f"{count} of {len(made)} figures written", markup=False)
+# ---- end plot ----
+
+
+def _exception_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The classes called `name` in typer's own command layer and in click, whichever are installed."""
+    found: list[type[BaseException]] = [getattr(typer, name)] if hasattr(typer, name) else []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            cls = getattr(__import__(module, fromlist=[name]), name, None)
+        except ImportError:
+            continue
+        if cls is not None:
+            found.append(cls)
+    return tuple(found)
+
+
+USAGE_ERRORS = _exception_classes("UsageError")
+EXITS = _exception_classes("Exit")
+ABORTS = _exception_classes("Abort")
+
+
+def _usage_line(exc) -> str:
+    """`<option or argument>: <problem>` for a command-line usage error."""
+    option = getattr(exc, "option_name", None)
     param = getattr(exc, "param", None)
-    where = "/".join(param.opts) if param is not None and getattr(param, "opts", None) else "scale"
-    if param is not None and not getattr(param, "opts", None):
-        where = param.human_readable_name
-    message = exc.format_message().replace("\n", " ")
-    return f"{where}: {message}"
+    if option:
+        where = option
+    elif param is not None:
+        where = "/".join(getattr(param, "opts", None) or []) or param.human_readable_name
+    else:
+        where = "scale"
+    message = exc.format_message().replace("\n", " ").strip()
+    return f"{where}: {message[:1].lower() + message[1:]}"
+
+
+NO_ARGS_IS_HELP = _exception_classes("NoArgsIsHelpError")
 
 
 # ---- data commands (owned by the data work; add code only inside this section) ----
@@ -433,6 +505,7 @@ def status_command(
     return 0
 # ---- end status ----
 
+
 # ---- fit commands (owned by the fit work; add code only inside this section) ----
 _FIT_HELP = """Fit scaling laws to a results directory or a .parquet/.csv table and write fit.json.
 
@@ -502,10 +575,12 @@ def _render_fit(document: dict, path: Path) -> None:
         for column in ("law", "parameter", "value", "95% interval"):
             table.add_column(column)
         for law_name, law in group["laws"].items():
-            for row in _law_rows(law_name, law):
-                table.add_row(*row)
-            table.add_row(law_name, "note", _law_note(law_name, law), "", end_section=True)
+            rows = _law_rows(law_name, law)
+            for i, row in enumerate(rows):
+                table.add_row(*row, end_section=i == len(rows) - 1)
         out.print(table)
+        for law_name, law in group["laws"].items():
+            out.print(f"{law_name}: {_law_note(law_name, law)}", markup=False)
         for law_name, why in group["skipped"].items():
             out.print(f"skipped {law_name}: {why}", markup=False)
         if group["holdout"]:
@@ -612,52 +687,6 @@ def predict_command(
         _render_predict(result)
 # ---- end predict ----
 
-# ---- plot commands (owned by the plot work; add code only inside this section) ----
-@app.command("plot")
-def plot_command(
-    source: Path = typer.Argument(..., help="A results directory, or a CSV/parquet table of runs."),
-    fit_file: Path | None = typer.Option(
-        None, "--fit", help="fit.json to draw (default: SOURCE/fit.json; fitted now when there is none)."
-    ),
-    out_dir: Path | None = typer.Option(
-        None, "--out", help="Folder for the figures (default: SOURCE/figures, or figures/ next to a table)."
-    ),
-    fmt: str = typer.Option("png", "--format", help="png (200 dpi), pdf or svg."),
-    only: str | None = typer.Option(None, "--only", help="Make just this figure (for example isoflop)."),
-    n_col: str | None = typer.Option(None, "--n-col", help="Table column of parameters N (default params)."),
-    d_col: str | None = typer.Option(None, "--d-col", help="Table column of tokens D (default C/(6N))."),
-    c_col: str | None = typer.Option(None, "--c-col", help="Table column of compute C (default flops)."),
-    loss_col: str | None = typer.Option(None, "--loss-col", help="Table column of loss (default val_loss)."),
-    query: str | None = typer.Option(None, "--query", help="Keep only table rows matching this pandas query."),
-    drop_highest_loss: int = typer.Option(0, "--drop-highest-loss", help="Leave out the k highest-loss rows."),
-) -> None:
-    """Draw the figures of a scaling study: loss_vs_compute, isoflop, optimal_allocation, parametric_fit,
-    extrapolation, compression, data_axis. A figure the data cannot support is skipped with its reason.
-
-    Example: scale plot results/demo
-
-    Example: scale plot results/demo --format pdf --only loss_vs_compute --out paper/figures
-
-    Example: scale plot ../shared/data/chinchilla_svg_extracted_data.csv --n-col "Model Size"
-    --c-col "Training FLOP" --loss-col loss --drop-highest-loss 5 --out /tmp/chinchilla-figures
-    """
-    from rich.markup import escape
-
-    from scaling_cli.plot import TableColumns, make_figures
-
-    columns = TableColumns(
-        n=n_col, d=d_col, c=c_col, loss=loss_col, query=query, drop_highest_loss=drop_highest_loss
-    )
-    made = make_figures(source, fit_path=fit_file, out_dir=out_dir, fmt=fmt, only=only, columns=columns)
-    for name, path, reason in made:
-        if path is not None:
-            out.print(f"[green]made[/green]     {name:<19} {escape(str(path))}", soft_wrap=True)
-        else:
-            out.print(f"[yellow]skipped[/yellow]  {name:<19} {escape(reason)}", soft_wrap=True)
-    count = sum(path is not None for _, path, _ in made)
-    out.print(f"{count} of {len(made)} figures written", markup=False)
-# ---- end plot ----
-
 
 def main() -> None:
     """Console-script entry point: run the app and turn errors into one line and an exit code."""
@@ -670,15 +699,18 @@ def main() -> None:
             raise
         err.print(f"error: {exc.line()}", soft_wrap=True, markup=False)
         sys.exit(2)
-    except click.exceptions.UsageError as exc:
+    except NO_ARGS_IS_HELP as exc:
+        out.print(exc.ctx.get_help(), markup=False)
+        sys.exit(0)
+    except USAGE_ERRORS as exc:
         if _debug():
             raise
         err.print(f"error: {_usage_line(exc)}", soft_wrap=True, markup=False)
         sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (*ABORTS, KeyboardInterrupt):
         err.print("interrupted", markup=False)
         sys.exit(130)
-    except click.exceptions.Exit as exc:
+    except EXITS as exc:
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 

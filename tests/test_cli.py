@@ -46,3 +46,62 @@ def test_unknown_option_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def assert_one_error_line(result, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def tiny_spec_text() -> str:
+    return (REPO / "sweeps" / "markov-tiny.toml").read_text()
+
+
+def test_missing_spec_file(tmp_path):
+    result = run_scale("sweep", "sweeps/nope.toml", "--out", tmp_path / "out")
+    assert_one_error_line(result, "sweeps/nope.toml")
+    assert not (tmp_path / "out").exists()
+
+
+def test_misspelled_key_names_file_and_field(tmp_path):
+    spec = tmp_path / "typo.toml"
+    spec.write_text(tiny_spec_text().replace("batch_size =", "batch_sise ="))
+    result = run_scale("sweep", spec, "--out", tmp_path / "out")
+    assert_one_error_line(result, str(spec), "train.batch_sise")
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_type_names_file_and_field(tmp_path):
+    spec = tmp_path / "big.toml"
+    spec.write_text(tiny_spec_text().replace("d_model = [16, 32, 48]", 'd_model = "big"'))
+    result = run_scale("sweep", spec, "--out", tmp_path / "out")
+    assert_one_error_line(result, str(spec), "model.d_model")
+
+
+def test_malformed_toml(tmp_path):
+    spec = tmp_path / "broken.toml"
+    spec.write_text('name = "x\n[model\n')
+    result = run_scale("sweep", spec, "--out", tmp_path / "out")
+    assert_one_error_line(result, str(spec))
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    result = run_scale("--debug", "sweep", tmp_path / "nope.toml")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_rejected_command_leaves_stored_results_unchanged(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.parquet").write_bytes(b"stored bytes")
+    spec = tmp_path / "typo.toml"
+    spec.write_text(tiny_spec_text().replace("lr =", "lrr ="))
+    result = run_scale("sweep", spec, "--out", out)
+    assert_one_error_line(result, "train.lrr")
+    assert sorted(p.name for p in out.iterdir()) == ["runs.parquet"]
+    assert (out / "runs.parquet").read_bytes() == b"stored bytes"

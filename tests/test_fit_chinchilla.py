@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from conftest import SHARED_DATA
 from scaling_cli.errors import FitError
 from scaling_cli.fit.batched import minimize_batched
 from scaling_cli.fit.chinchilla import HuberLogObjective, fit_chinchilla, grid_starts
@@ -26,7 +26,9 @@ TOKENS = np.logspace(8, 11, 6)
 def epoch_points():
     if not CHINCHILLA_CSV.is_file():
         pytest.skip(f"{CHINCHILLA_CSV} is absent")
-    table = pd.read_csv(CHINCHILLA_CSV).sort_values("loss").iloc[:-5]  # their choice: the 5 highest losses out
+    table = (
+        pd.read_csv(CHINCHILLA_CSV).sort_values("loss").iloc[:-5]
+    )  # their choice: the 5 highest losses out
     n = table["Model Size"].to_numpy()
     return n, table["Training FLOP"].to_numpy() / (6 * n), table["loss"].to_numpy()
 
@@ -51,7 +53,13 @@ def grid_table(law: dict, noise: float, seed: int):
 
 def law_from(e, alpha, beta, term_n, term_d):
     """A law whose N and D terms are term_n and term_d at the smallest sampled N and D, so both matter."""
-    return {"E": e, "A": term_n * SIZES[0] ** alpha, "B": term_d * TOKENS[0] ** beta, "alpha": alpha, "beta": beta}
+    return {
+        "E": e,
+        "A": term_n * SIZES[0] ** alpha,
+        "B": term_d * TOKENS[0] ** beta,
+        "alpha": alpha,
+        "beta": beta,
+    }
 
 
 @settings(max_examples=6, deadline=None, derandomize=True)
@@ -100,7 +108,9 @@ def test_batched_optimiser_matches_scipy_on_the_same_starts():
     objective = HuberLogObjective(n, d, loss, 1e-3)
     starts = grid_starts()[::150]
     batch = minimize_batched(objective, starts)
-    scalar = min((minimize(objective.scalar, s, jac=True, method="L-BFGS-B") for s in starts), key=lambda r: r.fun)
+    scalar = min(
+        (minimize(objective.scalar, s, jac=True, method="L-BFGS-B") for s in starts), key=lambda r: r.fun
+    )
     assert batch.f[batch.converged].min() == pytest.approx(scalar.fun, rel=1e-4)
 
 
@@ -110,7 +120,10 @@ def test_gradient_matches_finite_differences():
     x = np.array([0.5, 6.0, 8.0, 0.4, 0.35])
     _, grad = objective.scalar(x)
     step = 1e-6
-    numeric = [(objective.scalar(x + step * e)[0] - objective.scalar(x - step * e)[0]) / (2 * step) for e in np.eye(5)]
+    numeric = [
+        (objective.scalar(x + step * e)[0] - objective.scalar(x - step * e)[0]) / (2 * step)
+        for e in np.eye(5)
+    ]
     assert grad == pytest.approx(numeric, rel=1e-4, abs=1e-9)
 
 

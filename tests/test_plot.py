@@ -15,7 +15,7 @@ from conftest import SHARED_DATA, run_scale
 
 from scaling_cli.errors import DataError, SpecError, StoreError
 from scaling_cli.fit.laws import chinchilla_loss, chinchilla_optimum
-from scaling_cli.plot import FIGURES, TableColumns, make_figures
+from scaling_cli.plot import FIGURES, TableColumns, draw, load_inputs, make_figures
 from scaling_cli.plot.style import PNG_DPI, WIDTH_IN
 
 # A known law per data set; losses in nats per byte token, so bits per byte = loss / ln 2.
@@ -247,15 +247,15 @@ def test_curves_are_sliced_into_isoflop_profiles_when_the_fit_has_none(results, 
 
 def test_single_size_sweep_skips_multi_size_figures(tmp_path):
     directory = write_results(tmp_path / "one-size", sizes=(6e5,), datasets=("markov",))
-    result = run_scale("plot", directory, "--fit", _no_law_fit(tmp_path))
+    result = run_scale("plot", directory)
     assert result.returncode == 0, result.stderr
     lines = {
         line.split()[1]: line for line in result.stdout.splitlines() if line.startswith(("made", "skipped"))
     }
     for name in ("isoflop", "optimal_allocation", "parametric_fit"):
-        assert lines[name].startswith("skipped") and "several model sizes" in lines[name]
+        assert lines[name].startswith("skipped") and "needs several model sizes" in lines[name]
     assert lines["data_axis"].startswith("skipped") and "one data set" in lines["data_axis"]
-    assert lines["extrapolation"].startswith("skipped") and "held-out" in lines["extrapolation"]
+    assert lines["extrapolation"].startswith("skipped") and "no law could be fitted" in lines["extrapolation"]
     for name in ("loss_vs_compute", "compression"):
         assert lines[name].startswith("made")
         assert_png(directory / "figures" / f"{name}.png")
@@ -263,19 +263,19 @@ def test_single_size_sweep_skips_multi_size_figures(tmp_path):
         "compression.png",
         "loss_vs_compute.png",
     ]
+    assert not (directory / "fit.json").exists(), "plot draws; it never writes the fit"
 
 
-def _no_law_fit(tmp_path: Path) -> Path:
-    # What `scale fit` records for one model size: no law could be fitted, each with its reason.
-    reasons = {name: "needs 2 distinct sizes, got 1" for name in ("chinchilla", "envelope", "isoflop")}
-    fit = {
-        "version": 1,
-        "columns": {"n": "params", "d": "tokens", "c": "flops", "loss": "val_loss"},
-        "groups": {"all": {"n_points": 4, "points": [], "laws": {}, "holdout": None, "skipped": reasons}},
-    }
-    path = tmp_path / "fit.json"
-    path.write_text(json.dumps(fit))
-    return path
+def test_a_results_directory_without_fit_is_fitted_per_data_set(results, tmp_path):
+    for name in ("runs.parquet", "curves.parquet"):
+        shutil.copy(results / name, tmp_path / name)
+    inputs = load_inputs(tmp_path)
+    assert inputs.fit["by"] == "dataset"
+    assert set(inputs.fit["groups"]) == {"markov", "shakespeare"}
+    made = draw(inputs, tmp_path / "figures", "png", ["loss_vs_compute", "parametric_fit"])
+    assert [reason for _, _, reason in made] == ["", ""]
+    fitted = inputs.fit["groups"]["markov"]["laws"]["chinchilla"]["params"]
+    assert fitted["alpha"] == pytest.approx(LAWS["markov"]["alpha"], abs=0.1)
 
 
 def test_only_one_figure_in_a_chosen_folder(results, tmp_path):

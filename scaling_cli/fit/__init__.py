@@ -6,4 +6,13 @@ from scaling_cli.fit.pipeline import ALL_LAWS, FitOptions, fit_all, parse_laws, 
 from scaling_cli.fit.predict import predict
 from scaling_cli.fit.table import TableOptions, load_table
 
-__all__ = ["ALL_LAWS", "FitOptions", "TableOptions", "fit_all", "load_table", "parse_laws", "predict", "write_fit"]
+__all__ = [
+    "ALL_LAWS",
+    "FitOptions",
+    "TableOptions",
+    "fit_all",
+    "load_table",
+    "parse_laws",
+    "predict",
+    "write_fit",
+]

@@ -7,8 +7,8 @@ a scalar optimiser. Starts leave the batch as soon as they meet scipy's L-BFGS-B
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -84,7 +84,9 @@ def minimize_batched(
         converged[moved[done]] = True
     grad_norm = np.abs(g).max(axis=1)
     converged |= grad_norm <= gtol
-    return BatchResult(x=x, f=f, grad_norm=grad_norm, converged=converged & np.isfinite(f), iterations=iterations)
+    return BatchResult(
+        x=x, f=f, grad_norm=grad_norm, converged=converged & np.isfinite(f), iterations=iterations
+    )
 
 
 def _backtrack(fun_grad, x, f, active, direction, slope, step):
@@ -117,7 +119,9 @@ def _bfgs_update(inv_h, fresh, rows, s, y):
     rows, s, y, ys = rows[good], s[good], y[good], ys[good]
     p = s.shape[1]
     first = fresh[rows]
-    if first.any():  # scale the identity by the observed curvature before the first update (Nocedal-Wright 6.20)
+    if (
+        first.any()
+    ):  # scale the identity by the observed curvature before the first update (Nocedal-Wright 6.20)
         scale = ys[first] / np.einsum("ki,ki->k", y[first], y[first])
         inv_h[rows[first]] = scale[:, None, None] * np.eye(p)
         fresh[rows[first]] = False

@@ -49,7 +49,9 @@ def nearest_grid_starts(x: np.ndarray, grid: dict, count: int = NEIGHBOURS) -> n
     return starts[np.argsort(distance)[:count]]
 
 
-def bootstrap_chinchilla(points: pd.DataFrame, fitted: dict, indices: np.ndarray, *, delta: float, grid: dict, at_compute: float) -> dict:
+def bootstrap_chinchilla(
+    points: pd.DataFrame, fitted: dict, indices: np.ndarray, *, delta: float, grid: dict, at_compute: float
+) -> dict:
     """Intervals of E, A, B, alpha, beta, a, b, G and of N_opt, D_opt, loss at `at_compute`."""
     best = np.array(fitted["vector"])
     starts = np.vstack([best, nearest_grid_starts(best, grid)])
@@ -66,12 +68,14 @@ def bootstrap_chinchilla(points: pd.DataFrame, fitted: dict, indices: np.ndarray
     columns["loss_opt"] = [float(chinchilla_loss(s, n, d)) for s, (n, d) in zip(samples, optima)]
     return {
         "intervals": {name: interval(values) for name, values in columns.items()},
-        "bootstrap": _summary(indices, vectors, finite, [[s[k] for k in ("E", "A", "B", "alpha", "beta")] for s in samples]),
+        "bootstrap": _summary(
+            indices, vectors, finite, [[s[k] for k in ("E", "A", "B", "alpha", "beta")] for s in samples]
+        ),
     }
 
 
 def _summary(indices, vectors, finite, samples) -> dict:
-    return {"resamples": int(len(indices)), "failed": int((~finite).sum()), "samples": samples}
+    return {"resamples": len(indices), "failed": int((~finite).sum()), "samples": samples}
 
 
 def _allocation_columns(samples: np.ndarray, at_compute: float) -> dict:
@@ -99,17 +103,24 @@ def _refit_each(indices, refit) -> tuple[np.ndarray, np.ndarray]:
     return vectors, np.all(np.isfinite(vectors), axis=1)
 
 
-def bootstrap_envelope(points, curves, indices, *, seed: int, at_compute: float, count: int, where: str) -> dict:
+def bootstrap_envelope(
+    points, curves, indices, *, seed: int, at_compute: float, count: int, where: str
+) -> dict:
     """Approach 1 refitted on resampled runs (curves when present)."""
     keys = ("a", "N0", "b", "D0")
     if curves is not None and len(curves):
         matrix = envelope.CurveMatrix(curves, count)
         run_indices = resample_indices(len(matrix.runs), len(indices), seed + 1)
-        vectors, finite = _refit_each(run_indices, lambda rows: _vector(envelope.fit_frontier(matrix.frontier(rows), where), keys))
+        vectors, finite = _refit_each(
+            run_indices, lambda rows: _vector(envelope.fit_frontier(matrix.frontier(rows), where), keys)
+        )
         indices = run_indices
     else:
         vectors, finite = _refit_each(
-            indices, lambda rows: _vector(envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys)
+            indices,
+            lambda rows: _vector(
+                envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys
+            ),
         )
     return _allocation_result(indices, vectors, finite, at_compute)
 
@@ -120,7 +131,12 @@ def bootstrap_isoflop(points, indices, *, tolerance: float, at_compute: float, w
     keys = ("a", "N0", "b", "D0")
     vectors, finite = _refit_each(
         range(len(weights)),
-        lambda i: _vector(isoflop.allocation_from_budgets(isoflop.fit_budgets(points, tolerance, weights[i], with_points=False), where), keys),
+        lambda i: _vector(
+            isoflop.allocation_from_budgets(
+                isoflop.fit_budgets(points, tolerance, weights[i], with_points=False), where
+            ),
+            keys,
+        ),
     )
     return _allocation_result(indices, vectors, finite, at_compute)
 
@@ -137,22 +153,25 @@ def _vector(params: dict, keys) -> list[float]:
     return [params[k] for k in keys]
 
 
-def bootstrap_kaplan(points, fitted: dict, indices, *, irreducible: bool, where: str, matrix=None) -> dict:
+def bootstrap_kaplan(points, fitted: dict, indices, *, where: str, matrix=None) -> dict:
     """Every Kaplan law refitted from its full-data optimum on resampled runs.
 
     L(C) uses the envelope of the resampled runs' curves when `matrix` (an envelope.CurveMatrix) is given.
     """
     starts = {name: fitted[name]["vector"] for name in kaplan.VARIABLES}
+    choices = {name: fitted[name]["irreducible"] for name in kaplan.VARIABLES}
     curve_row = {run_id: i for i, run_id in enumerate(matrix.runs)} if matrix is not None else {}
 
     def frontier(sample):
         if matrix is None:
             return envelope.final_point_frontier(sample)
-        return matrix.frontier(np.array([curve_row[r] for r in sample["run_id"] if r in curve_row], dtype=int))
+        return matrix.frontier(
+            np.array([curve_row[r] for r in sample["run_id"] if r in curve_row], dtype=int)
+        )
 
     def refit(rows):
         sample = points.iloc[rows]
-        result = kaplan.fit_kaplan(sample, frontier(sample), irreducible=irreducible, where=where, starts=starts)
+        result = kaplan.fit_kaplan(sample, frontier(sample), irreducible=choices, where=where, starts=starts)
         return [v for name in kaplan.VARIABLES for v in result[name]["params"].values()]
 
     vectors, finite = _refit_each(indices, refit)
@@ -166,6 +185,8 @@ def bootstrap_kaplan(points, fitted: dict, indices, *, irreducible: bool, where:
 
 def bootstrap_linear(points, indices, *, where: str) -> dict:
     """The linear baseline refitted on resampled points."""
-    vectors, finite = _refit_each(indices, lambda rows: list(linear.fit_linear(points.iloc[rows], where=where)["params"].values()))
+    vectors, finite = _refit_each(
+        indices, lambda rows: list(linear.fit_linear(points.iloc[rows], where=where)["params"].values())
+    )
     intervals = {name: interval(vectors[finite, i]) for i, name in enumerate(linear.NAMES)}
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}

@@ -91,7 +91,9 @@ def check_points(n, d, loss, where: str) -> None:
     for name, values in (("N", n), ("D", d)):
         distinct = len(np.unique(np.round(np.log(values), 9)))
         if distinct < MIN_DISTINCT:
-            raise FitError(where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}")
+            raise FitError(
+                where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}"
+            )
 
 
 def fit_chinchilla(n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, where: str = "fit") -> dict:
@@ -114,7 +116,7 @@ def fit_chinchilla(n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, whe
             "loss": "Huber on log loss, summed over points",
             "optimizer": "batched BFGS from every grid start, best polished by scipy L-BFGS-B (analytic gradient)",
             "grid": {name: list(grid[name]) for name in ORDER},
-            "grid_size": int(len(batch.f)),
+            "grid_size": len(batch.f),
             "optimum_convention": "N_opt, D_opt minimise L subject to C = 6 N D",
         },
         "diagnostics": {
@@ -134,7 +136,11 @@ def _polish(objective: HuberLogObjective, batch: BatchResult, where: str) -> np.
         raise FitError(where, "chinchilla", f"no start of {len(batch.f)} converged")
     start = batch.x[np.flatnonzero(usable)[np.argmin(batch.f[usable])]]
     result = minimize(
-        objective.scalar, start, jac=True, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000}
+        objective.scalar,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000},
     )
     polished = result.x if np.isfinite(result.fun) and result.fun <= objective.scalar(start)[0] else start
     if not np.all(np.isfinite(polished)):

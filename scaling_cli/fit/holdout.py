@@ -32,7 +32,9 @@ def parse_holdout(text: str) -> tuple[str, float]:
     return "flops", value
 
 
-def split(points: pd.DataFrame, rule: tuple[str, float], where: str = "--holdout") -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(
+    points: pd.DataFrame, rule: tuple[str, float], where: str = "--holdout"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kept, held out) by the rule; FitError when either side would be empty."""
     kind, value = rule
     if kind == "count":
@@ -56,7 +58,9 @@ def predict_runs(law: str, fitted: dict, runs: pd.DataFrame) -> np.ndarray:
     return linear_loss(fitted["params"], runs["N"], runs["D"], runs["C"])
 
 
-def score(held: pd.DataFrame, fits: dict[str, dict], rule: tuple[str, float], kept: int, skipped: dict) -> dict:
+def score(
+    held: pd.DataFrame, fits: dict[str, dict], rule: tuple[str, float], kept: int, skipped: dict
+) -> dict:
     """Per held-out run predictions and relative errors, and each law's MAPE in percent."""
     predictions = {law: predict_runs(law, fitted, held) for law, fitted in fits.items()}
     loss = held["loss"].to_numpy(dtype=float)
@@ -77,7 +81,7 @@ def score(held: pd.DataFrame, fits: dict[str, dict], rule: tuple[str, float], ke
     return {
         "rule": {"kind": rule[0], "value": rule[1]},
         "fitted_on": kept,
-        "held_out": int(len(held)),
+        "held_out": len(held),
         "runs": runs,
         "mape": mape,
         "skipped": skipped,

@@ -2,8 +2,8 @@
 
 L(N) uses the largest-budget run of each model size, L(D) the largest model at each token budget, and
 L(C) the compute-efficient frontier (from curves when present, else final points). Fits minimise squared
-log-loss residuals; with the irreducible term E (default) E is bounded to [0, 0.99 min loss), without it
-the law is a straight line in log-log space. Runs are predicted by Kaplan's eq. 1.5 (see laws.kaplan_loss).
+log-loss residuals; with the irreducible term E (default, in each law with 4+ distinct points) E is
+bounded to [0, 0.99 min loss), without it the law is a straight line in log-log space. Runs are predicted by Kaplan's eq. 1.5 (see laws.kaplan_loss).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def fit_term(x, loss, *, irreducible: bool, where: str, what: str, starts=()) ->
         result = least_squares(residual, start, bounds=([-np.inf, 0.0, 0.0], [np.inf, 10.0, ceiling]))
         if best is None or result.cost < best.cost:
             best = result
+    if best.status <= 0:
+        raise FitError(where, f"kaplan {what}", f"did not converge: {best.message}")
     k, alpha, e = best.x
     return float(k), float(alpha), float(e)
 
@@ -76,25 +78,39 @@ def term_params(k: float, alpha: float, e: float, variable: str) -> dict[str, fl
     return {critical: scale, exponent: alpha, "E": e}
 
 
-def fit_kaplan(points: pd.DataFrame, frontier: pd.DataFrame, *, irreducible: bool, where: str, starts=None) -> dict:
-    """All three laws; `starts` maps each law to a (k, alpha, E) vector to start from (bootstrap)."""
-    subsets = {"L_N": largest_budget_per_size(points), "L_D": largest_model_per_budget(points), "L_C": frontier}
+def fit_kaplan(
+    points: pd.DataFrame, frontier: pd.DataFrame, *, irreducible: bool | dict, where: str, starts=None
+) -> dict:
+    """All three laws; `starts` maps each law to a (k, alpha, E) vector to start from (bootstrap).
+
+    irreducible=True fits E in every law that has at least 4 distinct points and leaves it out (E = 0)
+    in a law with only 3, recording the choice per law; a dict {law: bool} fixes the choice per law.
+    """
+    subsets = {
+        "L_N": largest_budget_per_size(points),
+        "L_D": largest_model_per_budget(points),
+        "L_C": frontier,
+    }
     result = {}
     for name, subset in subsets.items():
         variable = VARIABLES[name][0]
         extra = [starts[name]] if starts else []
-        k, alpha, e = fit_term(subset[variable], subset["loss"], irreducible=irreducible, where=where, what=name, starts=extra)
+        with_e = _with_irreducible(irreducible, name, subset[variable])
+        k, alpha, e = fit_term(
+            subset[variable], subset["loss"], irreducible=with_e, where=where, what=name, starts=extra
+        )
         params = term_params(k, alpha, e, name)
         predicted = e + np.exp(k - alpha * np.log(subset[variable].to_numpy(dtype=float)))
         result[name] = {
             "params": params,
             "vector": [k, alpha, e],
+            "irreducible": with_e,
             "r2": r2(np.log(subset["loss"]), np.log(predicted)),
-            "points": int(len(subset)),
+            "points": len(subset),
         }
     result["r2"] = r2(np.log(points["loss"]), np.log(kaplan_loss(result, points["N"], points["D"])))
     result["settings"] = {
-        "irreducible": irreducible,
+        "irreducible": irreducible if isinstance(irreducible, bool) else "per law",
         "loss": "squared residuals of log loss",
         "L_N": "largest-budget run of each model size",
         "L_D": "largest model at each token budget",
@@ -102,3 +118,9 @@ def fit_kaplan(points: pd.DataFrame, frontier: pd.DataFrame, *, irreducible: boo
         "run_prediction": "Kaplan eq. 1.5 from L_N and L_D, E the mean of their E",
     }
     return result
+
+
+def _with_irreducible(irreducible: bool | dict, name: str, x) -> bool:
+    if isinstance(irreducible, dict):
+        return bool(irreducible[name])
+    return bool(irreducible) and len(np.unique(np.round(np.log(np.asarray(x, dtype=float)), 12))) >= 4

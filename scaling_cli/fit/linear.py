@@ -26,4 +26,8 @@ def fit_linear(points: pd.DataFrame, *, where: str) -> dict:
     weights, *_ = np.linalg.lstsq(features / scale, points["loss"].to_numpy(dtype=float), rcond=None)
     params = {name: float(w) for name, w in zip(NAMES, weights / scale)}
     predicted = linear_loss(params, points["N"], points["D"], points["C"])
-    return {"params": params, "r2": r2(points["loss"], predicted), "settings": {"loss": "squared residuals of loss"}}
+    return {
+        "params": params,
+        "r2": r2(points["loss"], predicted),
+        "settings": {"loss": "squared residuals of loss"},
+    }

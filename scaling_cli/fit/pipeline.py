@@ -48,8 +48,10 @@ def parse_laws(values) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names)) or None
 
 
-def fit_all(source, table: TableOptions = TableOptions(), options: FitOptions = FitOptions()) -> dict:
+def fit_all(source, table: TableOptions | None = None, options: FitOptions | None = None) -> dict:
     """Load `source`, fit every group and return the fit.json document (see docs/internals.md)."""
+    table = table or TableOptions()
+    options = options or FitOptions()
     _check_options(options)
     points, runs, info = load_rows(source, table)
     curves = load_curves(info["curves"], runs, info)
@@ -100,13 +102,15 @@ def fit_group(points: pd.DataFrame, curves: pd.DataFrame | None, options: FitOpt
     skipped: dict[str, str] = {}
     laws = fit_laws(points, curves, options, where, options.laws or ALL_LAWS, skipped)
     if not laws:
-        raise FitError(where, "laws", "no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        raise FitError(
+            where, "laws", "no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
     for name, fitted in laws.items():
         _add_at_compute(name, fitted, at_compute)
     if options.bootstrap:
         _add_intervals(laws, points, curves, options, where, at_compute)
     return {
-        "n_points": int(len(points)),
+        "n_points": len(points),
         "points": points[["run_id", "N", "D", "C", "loss", "n_runs"]].to_dict(orient="records"),
         "at_compute": at_compute,
         "laws": laws,
@@ -137,11 +141,18 @@ def frontier(points, curves, count: int) -> pd.DataFrame:
 
 def _fit_one(name: str, points, curves, options: FitOptions, where: str) -> dict:
     if name == "chinchilla":
-        result = chinchilla.fit_chinchilla(points["N"], points["D"], points["loss"], delta=options.delta, grid=options.grid, where=where)
+        result = chinchilla.fit_chinchilla(
+            points["N"], points["D"], points["loss"], delta=options.delta, grid=options.grid, where=where
+        )
         result["derived"] = chinchilla_derived(result["params"])
         return result
     if name == "kaplan":
-        return kaplan.fit_kaplan(points, frontier(points, curves, options.flop_values), irreducible=options.irreducible, where=where)
+        return kaplan.fit_kaplan(
+            points,
+            frontier(points, curves, options.flop_values),
+            irreducible=options.irreducible,
+            where=where,
+        )
     if name == "envelope":
         return envelope.fit_envelope(points, curves, where=where, count=options.flop_values)
     if name == "isoflop":
@@ -154,28 +165,51 @@ def _add_at_compute(name: str, fitted: dict, at_compute: float) -> None:
     if name == "chinchilla":
         n_opt, d_opt = chinchilla_optimum(fitted["params"], at_compute)
         loss = float(chinchilla_loss(fitted["params"], n_opt, d_opt))
-        fitted["at_compute"] = {"C": at_compute, "N_opt": float(n_opt), "D_opt": float(d_opt), "loss_opt": loss}
+        fitted["at_compute"] = {
+            "C": at_compute,
+            "N_opt": float(n_opt),
+            "D_opt": float(d_opt),
+            "loss_opt": loss,
+        }
     elif name in ("envelope", "isoflop"):
         p = fitted["params"]
-        fitted["at_compute"] = {"C": at_compute, "N_opt": p["N0"] * at_compute ** p["a"], "D_opt": p["D0"] * at_compute ** p["b"]}
+        fitted["at_compute"] = {
+            "C": at_compute,
+            "N_opt": p["N0"] * at_compute ** p["a"],
+            "D_opt": p["D0"] * at_compute ** p["b"],
+        }
 
 
 def _add_intervals(laws: dict, points, curves, options: FitOptions, where: str, at_compute: float) -> None:
     indices = bootstrap.resample_indices(len(points), options.bootstrap, options.seed)
     for name, fitted in laws.items():
         if name == "chinchilla":
-            extra = bootstrap.bootstrap_chinchilla(points, fitted, indices, delta=options.delta, grid=options.grid, at_compute=at_compute)
+            extra = bootstrap.bootstrap_chinchilla(
+                points, fitted, indices, delta=options.delta, grid=options.grid, at_compute=at_compute
+            )
         elif name == "kaplan":
-            matrix = envelope.CurveMatrix(curves, options.flop_values) if curves is not None and len(curves) else None
-            extra = bootstrap.bootstrap_kaplan(points, fitted, indices, irreducible=options.irreducible, where=where, matrix=matrix)
+            matrix = (
+                envelope.CurveMatrix(curves, options.flop_values)
+                if curves is not None and len(curves)
+                else None
+            )
+            extra = bootstrap.bootstrap_kaplan(points, fitted, indices, where=where, matrix=matrix)
             for law, law_intervals in extra.pop("intervals").items():
                 fitted[law]["intervals"] = law_intervals
         elif name == "envelope":
             extra = bootstrap.bootstrap_envelope(
-                points, curves, indices, seed=options.seed, at_compute=at_compute, count=options.flop_values, where=where
+                points,
+                curves,
+                indices,
+                seed=options.seed,
+                at_compute=at_compute,
+                count=options.flop_values,
+                where=where,
             )
         elif name == "isoflop":
-            extra = bootstrap.bootstrap_isoflop(points, indices, tolerance=options.budget_tolerance, at_compute=at_compute, where=where)
+            extra = bootstrap.bootstrap_isoflop(
+                points, indices, tolerance=options.budget_tolerance, at_compute=at_compute, where=where
+            )
         else:
             extra = bootstrap.bootstrap_linear(points, indices, where=where)
         fitted.update(extra)
@@ -194,7 +228,7 @@ def _holdout(points, curves, options: FitOptions, where: str) -> dict:
             fits[name] = _fit_one(name, kept.reset_index(drop=True), kept_curves, options, where)
         except FitError as exc:
             skipped[name] = exc.problem
-    return holdout.score(held, fits, rule, int(len(kept)), skipped)
+    return holdout.score(held, fits, rule, len(kept), skipped)
 
 
 def clean_json(value):

@@ -19,13 +19,22 @@ CHINCHILLA_KEYS = ("E", "A", "B", "alpha", "beta")
 ALLOCATION_KEYS = ("a", "N0", "b", "D0")
 
 
-def predict(fit_json: dict, *, compute: float | None = None, params: float | None = None, tokens: float | None = None, group: str | None = None) -> dict:
+def predict(
+    fit_json: dict,
+    *,
+    compute: float | None = None,
+    params: float | None = None,
+    tokens: float | None = None,
+    group: str | None = None,
+) -> dict:
     """{"groups": {name: {"compute": {law: ...}, "run": {law: ...}}}} for every group (or just `group`)."""
     wants_run = params is not None or tokens is not None
     if compute is None and not wants_run:
         raise FitError("predict", "--compute", "give --compute C, or --params N with --tokens D")
     if wants_run and (params is None or tokens is None):
-        raise FitError("predict", "--params" if params is None else "--tokens", "a run needs both --params and --tokens")
+        raise FitError(
+            "predict", "--params" if params is None else "--tokens", "a run needs both --params and --tokens"
+        )
     for option, value in (("--compute", compute), ("--params", params), ("--tokens", tokens)):
         if value is not None and not value > 0:
             raise FitError("predict", option, f"must be positive, got {value:g}")
@@ -58,7 +67,10 @@ def allocation(laws: dict, compute: float) -> dict:
         samples = [dict(zip(CHINCHILLA_KEYS, s)) for s in _samples(fitted)]
         optima = [chinchilla_optimum(s, compute) for s in samples]
         out["chinchilla"] = _allocation_entry(
-            n, d, [o[0] for o in optima], [o[1] for o in optima],
+            n,
+            d,
+            [o[0] for o in optima],
+            [o[1] for o in optima],
             loss=float(chinchilla_loss(fitted["params"], n, d)),
             loss_samples=[float(chinchilla_loss(s, *o)) for s, o in zip(samples, optima)],
         )
@@ -122,7 +134,9 @@ def _kaplan_from_vector(fitted: dict, vector) -> dict:
     law, position = {}, 0
     for name in ("L_N", "L_D", "L_C"):
         keys = list(fitted[name]["params"])
-        law[name] = {"params": dict(zip(keys, np.asarray(vector[position : position + len(keys)], dtype=float)))}
+        law[name] = {
+            "params": dict(zip(keys, np.asarray(vector[position : position + len(keys)], dtype=float)))
+        }
         position += len(keys)
     return law
 

@@ -15,7 +15,10 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 
-PARAM_CHOICES = {"params": "params (with embeddings)", "params_nonembed": "params_nonembed (without embeddings)"}
+PARAM_CHOICES = {
+    "params": "params (with embeddings)",
+    "params_nonembed": "params_nonembed (without embeddings)",
+}
 FLOP_CHOICES = {"flops": "flops (Chinchilla Appendix F)", "flops_6nd": "flops_6nd (6 N D)"}
 BAD_STATUS = ("diverged", "failed")
 
@@ -55,11 +58,11 @@ def read_table(path: Path) -> pd.DataFrame:
     """Read a parquet or CSV file into a DataFrame, as FitError when unreadable."""
     try:
         return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    except Exception as exc:  # pandas and pyarrow raise many types for a damaged file
+    except (OSError, ValueError) as exc:  # pyarrow's and pandas' parse errors derive from these
         raise FitError(str(path), "", f"cannot read table: {exc}") from None
 
 
-def load_table(source, options: TableOptions = TableOptions()) -> tuple[pd.DataFrame, dict]:
+def load_table(source, options: TableOptions | None = None) -> tuple[pd.DataFrame, dict]:
     """Read `source` and return (points, info).
 
     points has one row per (group, N, D) with columns run_id, group, N, D, C, loss, n_runs; info
@@ -69,8 +72,9 @@ def load_table(source, options: TableOptions = TableOptions()) -> tuple[pd.DataF
     return points, info
 
 
-def load_rows(source, options: TableOptions = TableOptions()) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(points, runs, info): as load_table, plus the selected runs before seed averaging."""
+    options = options or TableOptions()
     _check_choices(options)
     table_path, curves_path = resolve_source(source)
     raw = read_table(table_path)
@@ -86,7 +90,7 @@ def load_rows(source, options: TableOptions = TableOptions()) -> tuple[pd.DataFr
         "curves": str(curves_path) if curves_path else None,
         "columns": {key: columns[key] for key in ("n", "d", "c", "loss")},
         "conventions": _conventions(columns, options),
-        "rows": {"total": int(len(raw)), "used": int(len(frame)), "excluded": excluded},
+        "rows": {"total": len(raw), "used": len(frame), "excluded": excluded},
         "seeds_averaged": int(len(frame) - len(points)),
         "lr_choices": lr_choices,
         "query": options.query,
@@ -127,7 +131,11 @@ def _columns(raw: pd.DataFrame, options: TableOptions, where: str) -> dict:
         "loss": pick(options.loss_col, ["val_loss", "loss"], "loss (use --loss-col)", True),
     }
     if columns["d"] is None and columns["c"] is None:
-        raise FitError(where, "tokens", f"missing column for D or C (use --d-col or --c-col); have: {', '.join(map(str, have))}")
+        raise FitError(
+            where,
+            "tokens",
+            f"missing column for D or C (use --d-col or --c-col); have: {', '.join(map(str, have))}",
+        )
     if options.by is not None and options.by not in raw.columns:
         raise FitError("--by", options.by, f"missing column; have: {', '.join(map(str, have))}")
     return columns
@@ -139,7 +147,7 @@ def _select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where:
     if options.query:
         try:
             rows = rows.query(options.query)
-        except Exception as exc:  # pandas raises many types for a bad expression
+        except (SyntaxError, NameError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FitError("--query", options.query, f"cannot evaluate: {exc}") from None
         excluded["query"] = int(len(raw) - len(rows))
     if "status" in rows.columns:
@@ -147,7 +155,11 @@ def _select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where:
         for bad in BAD_STATUS:
             excluded[bad] = int((status == bad).sum())
         rows = rows[~status.isin(BAD_STATUS)]
-    numeric = [rows[c].pipe(pd.to_numeric, errors="coerce") for c in (columns["n"], columns["d"], columns["c"], columns["loss"]) if c]
+    numeric = [
+        rows[c].pipe(pd.to_numeric, errors="coerce")
+        for c in (columns["n"], columns["d"], columns["c"], columns["loss"])
+        if c
+    ]
     good = np.ones(len(rows), dtype=bool)
     for values in numeric:
         array = values.to_numpy(dtype=float)
@@ -155,7 +167,10 @@ def _select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where:
     excluded["non_finite"] = int((~good).sum())
     rows = rows[good]
     if options.drop_highest_loss:
-        keep = rows[columns["loss"]].astype(float).rank(method="first", ascending=False) > options.drop_highest_loss
+        keep = (
+            rows[columns["loss"]].astype(float).rank(method="first", ascending=False)
+            > options.drop_highest_loss
+        )
         excluded["highest_loss"] = int((~keep).sum())
         rows = rows[keep]
     return rows, excluded
@@ -168,7 +183,9 @@ def _standard_frame(rows: pd.DataFrame, columns: dict, options: TableOptions) ->
     c = rows[columns["c"]].astype(float).to_numpy() if columns["c"] else None
     frame = pd.DataFrame(
         {
-            "run_id": rows["run_id"].astype(str).to_numpy() if "run_id" in rows.columns else [f"row{i}" for i in rows.index],
+            "run_id": rows["run_id"].astype(str).to_numpy()
+            if "run_id" in rows.columns
+            else [f"row{i}" for i in rows.index],
             "group": rows[options.by].astype(str).to_numpy() if options.by else "all",
             "N": n,
             "D": d if d is not None else c / (6.0 * n),
@@ -198,7 +215,9 @@ def _best_lr(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], int]:
                     "N": float(n),
                     "D": float(d),
                     "lr": float(best["lr"]),
-                    "losses": {repr(float(lr)): float(loss) for lr, loss in zip(options["lr"], options["loss"])},
+                    "losses": {
+                        repr(float(lr)): float(loss) for lr, loss in zip(options["lr"], options["loss"])
+                    },
                 }
             )
     kept = frame.merge(pd.DataFrame(keep, columns=["group", "N", "D", "lr"]), on=["group", "N", "D", "lr"])
@@ -208,7 +227,9 @@ def _best_lr(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], int]:
 def _average_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """One point per (group, N, D): losses and compute averaged over seeds, the first run id kept."""
     grouped = frame.groupby(["group", "N", "D"], sort=True)
-    points = grouped.agg(run_id=("run_id", "first"), C=("C", "mean"), loss=("loss", "mean"), n_runs=("loss", "size"))
+    points = grouped.agg(
+        run_id=("run_id", "first"), C=("C", "mean"), loss=("loss", "mean"), n_runs=("loss", "size")
+    )
     return points.reset_index()[["run_id", "group", "N", "D", "C", "loss", "n_runs"]]
 
 
@@ -230,9 +251,13 @@ def load_curves(curves_path: str | None, runs: pd.DataFrame, info: dict) -> pd.D
     loss_col = info["columns"]["loss"] if info["columns"]["loss"] in curves.columns else "val_loss"
     for needed in ("run_id", "tokens", loss_col):
         if needed not in curves.columns:
-            raise FitError(curves_path, needed, f"missing column; have: {', '.join(map(str, curves.columns))}")
+            raise FitError(
+                curves_path, needed, f"missing column; have: {', '.join(map(str, curves.columns))}"
+            )
     runs = runs[["run_id", "group", "N", "D", "C"]].drop_duplicates("run_id")
-    merged = curves.assign(run_id=curves["run_id"].astype(str)).merge(runs, on="run_id", suffixes=("_curve", ""))
+    merged = curves.assign(run_id=curves["run_id"].astype(str)).merge(
+        runs, on="run_id", suffixes=("_curve", "")
+    )
     tokens = pd.to_numeric(merged["tokens"], errors="coerce").to_numpy(dtype=float)
     loss = pd.to_numeric(merged[loss_col], errors="coerce").to_numpy(dtype=float)
     frame = pd.DataFrame(

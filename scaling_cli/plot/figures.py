@@ -72,11 +72,11 @@ class Context:
         entry = fitview.law(self.group, "chinchilla")
         return entry.get("params") if entry else None
 
-    def require_sizes(self, figure: str) -> None:
+    def require_sizes(self) -> None:
         sizes = np.unique(self.runs["N"])
         if len(sizes) < 2:
-            only = f"{sizes[0]:.3g}" if len(sizes) else "none"
-            raise Skip(f"{figure} needs several model sizes; this sweep has one (N = {only})")
+            only = f"one (N = {human_count(sizes[0])})" if len(sizes) else "none"
+            raise Skip(f"needs several model sizes; this sweep has {only}")
 
 
 def make_context(inputs: PlotInputs) -> Context:
@@ -195,7 +195,7 @@ class Budget:
 
 def isoflop(ctx: Context) -> Figure:
     """Loss against parameters per FLOP budget, with the fitted parabolas and their minima."""
-    ctx.require_sizes("isoflop")
+    ctx.require_sizes()
     budgets, source = isoflop_budgets(ctx)
     fig, (ax,) = new_figure(2.7)
     budget_norm = LogNorm(min(b.compute for b in budgets), max(b.compute for b in budgets) * 1.0001)
@@ -350,7 +350,7 @@ def _truncate(name: str, bottom: float, top: float):
 
 def optimal_allocation(ctx: Context) -> Figure:
     """N_opt(C) and D_opt(C) of each fitting approach with their bands, against Chinchilla and Kaplan slopes."""
-    ctx.require_sizes("optimal_allocation")
+    ctx.require_sizes()
     if ctx.group is None:
         raise Skip(ctx.no_fit_reason())
     compute_seen = ctx.runs["C"].to_numpy()
@@ -458,7 +458,7 @@ def _reference_handles() -> list:
 
 def parametric_fit(ctx: Context) -> Figure:
     """Iso-loss contours of the fitted L(N, D) over compute and size, the frontier and the runs."""
-    ctx.require_sizes("parametric_fit")
+    ctx.require_sizes()
     params = ctx.chinchilla_params()
     if not params:
         reason = fitview.skipped_reason(ctx.group, "chinchilla") if ctx.group else ctx.no_fit_reason()
@@ -528,7 +528,9 @@ def _fit_points(ctx: Context) -> pd.DataFrame:
 
 def extrapolation(ctx: Context) -> Figure:
     """Predicted against measured loss with held-out runs marked, and the relative errors beneath."""
-    holdout = (ctx.group or {}).get("holdout")
+    if ctx.group is None:
+        raise Skip(ctx.no_fit_reason())
+    holdout = ctx.group.get("holdout")
     if not holdout or not holdout.get("runs"):
         raise Skip("no held-out runs in the fit; run `scale fit --holdout K` to test extrapolation")
     params = ctx.chinchilla_params()

@@ -1,0 +1,187 @@
+"""`scale sweep` end to end on sweeps/markov-tiny.toml, through real subprocesses and real training: tables,
+reruns, kill -9 and resume, two sweeps at once, a crashing run, the plan, and the Ray executor."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, SCALE, run_scale
+
+from scaling_cli.spec import load_spec
+from scaling_cli.store import Store
+from scaling_cli.sweep import build_units, plan_sweep
+
+TINY = REPO / "sweeps" / "markov-tiny.toml"
+DESIGN_RUN_COLUMNS = {
+    "run_id", "sweep", "dataset", "tokenizer", "n_layer", "d_model", "n_head", "seq_len", "params",
+    "params_nonembed", "tokens", "flops", "flops_6nd", "lr", "batch_size", "schedule", "seed", "train_loss",
+    "val_loss", "val_bpb", "status", "wall_s", "tokens_per_s", "device", "bpb_lz4", "bpb_lz4hc", "bpb_zlib",
+    "bpb_bz2", "bpb_lzma", "tokens_per_param", "branch_of", "error"}
+DESIGN_CURVE_COLUMNS = {"run_id", "step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s"}
+RESULT_COLUMNS = ["run_id", "status", "steps", "train_loss", "val_loss", "val_bpb"]
+
+
+def run_ids() -> list[str]:
+    return sorted(r.run_id for r in load_spec(TINY).runs())
+
+
+def attempts(out: Path) -> dict[str, list[dict]]:
+    store = Store(out)
+    return {run_id: store.attempts(run_id) for run_id in run_ids()}
+
+
+def start_sweep(out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([SCALE, "sweep", str(TINY), "--out", str(out), *extra], cwd=REPO,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """One complete sweep of markov-tiny with the local executor, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("baseline")
+    started = time.time()
+    result = run_scale("sweep", TINY, "--out", out)
+    return out, result, time.time() - started
+
+
+def test_sweep_writes_both_tables_with_one_row_per_run(baseline):
+    out, result, _ = baseline
+    assert result.returncode == 0, result.stderr
+    runs = pd.read_parquet(out / "runs.parquet")
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert DESIGN_RUN_COLUMNS <= set(runs.columns)
+    assert DESIGN_CURVE_COLUMNS <= set(curves.columns)
+    assert sorted(runs.run_id) == run_ids()
+    assert set(runs.status) == {"done"}
+    assert set(curves.run_id) == set(runs.run_id)
+    assert (runs.val_loss < 2.77).all()  # below the uniform 16-symbol loss: the models learned
+    branches = runs[runs.branch_of != ""]
+    assert len(branches) == 3 and set(branches.branch_of) <= set(runs.run_id)
+    assert (out / "spec.toml").read_text() == TINY.read_text()
+    assert len(result.stdout.splitlines()) >= 7  # one plain line per run when stdout is not a terminal
+
+
+def test_rerun_trains_nothing_and_is_fast(baseline):
+    out, _, _ = baseline
+    rows_before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")}
+    started = time.time()
+    result = run_scale("sweep", TINY, "--out", out)
+    elapsed = time.time() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 20
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")} == rows_before
+    assert all(len(lines) == 1 for lines in attempts(out).values())
+
+
+def test_dry_run_shows_states_and_saved_compute(baseline):
+    out, _, _ = baseline
+    result = run_scale("sweep", TINY, "--out", out, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(" done ") == 6
+    assert "saves" in result.stdout and "estimated wall time" in result.stdout
+    assert "measured" in result.stdout  # the estimate uses this directory's finished runs
+
+
+def test_plan_counts_trunk_sharing():
+    spec = load_spec(TINY)
+    plan = plan_sweep(spec, "/nonexistent/out")
+    assert len(build_units(spec.runs())) == 3
+    independent = sum(r.flops for r in spec.runs())
+    assert plan.total_flops == pytest.approx(independent)
+    branch_starts = sum(p.run.flops_per_token * p.branch_step * p.run.train.batch_size * p.run.model.seq_len
+                        for p in plan.runs if p.branch_of)
+    assert plan.saved_flops == pytest.approx(branch_starts) and plan.saved_flops > 0
+    assert plan.counts()["pending"] == 6
+
+
+def test_kill_9_then_rerun_trains_every_run_exactly_once(tmp_path):
+    out = tmp_path / "out"
+    sweep = start_sweep(out)
+    store = Store(out)
+    interrupted = None
+    deadline = time.time() + 120
+    while time.time() < deadline and sweep.poll() is None:
+        done = [r for r in run_ids() if store.read_row(r)]
+        running = [r for r in run_ids() if (store.run_dir(r) / "checkpoint.pt").exists() and r not in done]
+        if done and running:
+            interrupted = running[0]
+            sweep.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    sweep.wait()
+    assert interrupted is not None, "the sweep finished before it could be killed mid-run"
+    finished_before = {r: store.run_dir(r).joinpath("row.json").stat().st_mtime_ns
+                       for r in run_ids() if store.read_row(r)}
+    unit = next(u.unit_id for u in build_units(load_spec(TINY).runs()) if interrupted in [r.run_id for r in u.runs])
+    for _ in range(100):  # the orphaned worker notices its parent died and exits, freeing the claim
+        if not store.is_claimed(unit):
+            break
+        time.sleep(0.1)
+    result = run_scale("sweep", TINY, "--out", out)
+    assert result.returncode == 0, result.stderr
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert sorted(runs.run_id) == run_ids() and set(runs.status) == {"done"}
+    tries = attempts(out)
+    for run_id, mtime in finished_before.items():
+        assert len(tries[run_id]) == 1
+        assert store.run_dir(run_id).joinpath("row.json").stat().st_mtime_ns == mtime
+    assert [t["resumed"] for t in tries[interrupted]] == [False, True]
+    steps = [p["step"] for p in store.read_curve(interrupted)]
+    assert steps == sorted(set(steps))
+
+
+def test_two_concurrent_sweeps_train_each_run_once(tmp_path):
+    out = tmp_path / "out"
+    first, second = start_sweep(out), start_sweep(out)
+    sizes = []
+    while first.poll() is None or second.poll() is None:
+        if (out / "runs.parquet").exists():  # a reader during the sweep always sees a whole table
+            sizes.append(len(pd.read_parquet(out / "runs.parquet")))
+        time.sleep(0.05)
+    assert first.wait() == 0 and second.wait() == 0, first.stderr.read() + second.stderr.read()
+    assert all(len(lines) == 1 for lines in attempts(out).values())
+    assert sorted(pd.read_parquet(out / "runs.parquet").run_id) == run_ids()
+    assert sizes == sorted(sizes)
+
+
+def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
+    units = build_units(load_spec(TINY).runs())
+    doomed = units[0]
+    out = tmp_path / "out"
+    result = run_scale("sweep", TINY, "--out", out, "--workers", "2", "--retries", "1",
+                       env={"SCALE_FAIL_RUNS": doomed.unit_id})
+    assert result.returncode == 1
+    runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
+    doomed_ids = [r.run_id for r in doomed.runs]
+    assert set(runs.loc[doomed_ids, "status"]) == {"failed"}
+    assert "injected failure" in runs.loc[doomed.unit_id, "error"]
+    assert len(Store(out).attempts(doomed.unit_id)) == 2
+    assert set(runs.drop(index=doomed_ids).status) == {"done"} and len(runs) == 6
+    assert f"failed {doomed.unit_id}" in result.stderr
+    status = run_scale("status", out)
+    assert status.returncode == 0 and "2 failed" in status.stdout and "injected failure" in status.stdout
+
+
+def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path):
+    ray = pytest.importorskip("ray")
+    out, _, _ = baseline
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        result = run_scale("sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", address,
+                           "--workers", "1")
+    finally:
+        ray.shutdown()
+    assert result.returncode == 0, result.stderr
+    local = pd.read_parquet(out / "runs.parquet")[RESULT_COLUMNS].sort_values("run_id", ignore_index=True)
+    remote = pd.read_parquet(tmp_path / "ray" / "runs.parquet")[RESULT_COLUMNS].sort_values("run_id", ignore_index=True)
+    pd.testing.assert_frame_equal(local, remote, check_exact=True)
+    assert json.loads((tmp_path / "ray" / "plan.json").read_text())["runs"]
