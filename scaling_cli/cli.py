@@ -332,7 +332,9 @@ def data_stats(
 
 # ---- sweep commands (owned by the sweep work; add code only inside this section) ----
 def _si(value: float | None, unit: str = "") -> str:
-    if value is None or value != value:
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     for factor, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
@@ -343,7 +345,7 @@ def _si(value: float | None, unit: str = "") -> str:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
@@ -373,10 +375,12 @@ def _print_plan(plan) -> None:
 
 
 def _run_line(row: dict) -> str:
+    import math
+
     loss = row.get("val_loss")
-    detail = f"val_loss={loss:.4f}" if isinstance(loss, float) and loss == loss else row.get("error", "")
+    detail = f"val_loss={loss:.4f}" if isinstance(loss, float) and not math.isnan(loss) else row.get("error", "")
     wall = row.get("wall_s")
-    timing = f" {wall:.1f}s" if isinstance(wall, (int, float)) and wall == wall else ""
+    timing = f" {wall:.1f}s" if isinstance(wall, (int, float)) and not math.isnan(wall) else ""
     return (f"{row['status']:<8} {row['run_id']} d_model={row.get('d_model')} n_layer={row.get('n_layer')} "
             f"tokens={_si(row.get('tokens'))} {detail}{timing}")
 
@@ -437,11 +441,11 @@ class _SweepDisplay:
 @app.command("sweep")
 def sweep_command(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (TOML), e.g. sweeps/demo.toml."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Results directory [default: results/<name>/]."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Units trained at once [default: 1 on CPU, "
+    out_dir: Path | None = typer.Option(None, "--out", help="Results directory [default: results/<name>/]."),
+    workers: int | None = typer.Option(None, "--workers", help="Units trained at once [default: 1 on CPU, "
                                           "GPUs x runs-per-gpu on CUDA, the cluster's CPUs on Ray]."),
     executor: str = typer.Option("local", "--executor", help="Where runs train: local or ray."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
     runs_per_gpu: int = typer.Option(1, "--runs-per-gpu", help="Small runs packed onto each GPU."),
     retries: int = typer.Option(2, "--retries", help="Retries of a failing run before it is recorded as failed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the estimate; train nothing."),
@@ -535,6 +539,9 @@ def _law_rows(name: str, law: dict) -> list[tuple[str, str, str, str]]:
             intervals = law[sub].get("intervals", {})
             for key, value in law[sub]["params"].items():
                 rows.append((f"kaplan {sub}", key, _num(value), _span(intervals.get(key))))
+        at = law["at_compute"]
+        loss_interval = _span(law.get("intervals", {}).get("loss_at_C"))
+        rows.append(("kaplan L_C", f"loss @ C={at['C']:.3g}", _num(at["loss"]), loss_interval))
         return rows
     intervals = law.get("intervals", {})
     rows = [(name, key, _num(value), _span(intervals.get(key))) for key, value in law["params"].items()]
@@ -568,8 +575,11 @@ def _render_fit(document: dict, path: Path) -> None:
     excluded = ", ".join(f"{k} {v}" for k, v in rows["excluded"].items() if v) or "none"
     out.print(f"{document['source']}: {rows['used']} of {rows['total']} rows used (excluded: {excluded})", markup=False)
     out.print(f"conventions: N = {document['conventions']['n']}; C = {document['conventions']['c']}", markup=False)
-    for choice in document["selection"]["lr_choices"][:10]:
-        out.print(f"best lr at N={choice['N']:.3g}, D={choice['D']:.3g}: {choice['lr']:g}", markup=False)
+    choices = document["selection"]["lr_choices"]
+    if choices:
+        chosen = sorted({c["lr"] for c in choices})
+        counts = ", ".join(f"{lr:g} at {sum(c['lr'] == lr for c in choices)}" for lr in chosen)
+        out.print(f"best lr of {len(choices)} (N, D) pairs run at several lrs: {counts}", markup=False)
     for name, group in document["groups"].items():
         table = Table(title=f"group {name}: {group['n_points']} points", title_justify="left")
         for column in ("law", "parameter", "value", "95% interval"):
@@ -585,7 +595,7 @@ def _render_fit(document: dict, path: Path) -> None:
             out.print(f"skipped {law_name}: {why}", markup=False)
         if group["holdout"]:
             holdout = group["holdout"]
-            mape = ", ".join(f"{k} {v:.2f}%" for k, v in holdout["mape"].items())
+            mape = ", ".join(f"{k} {_num(v)}%" for k, v in holdout["mape"].items())
             out.print(f"holdout: fitted on {holdout['fitted_on']}, {holdout['held_out']} held out; MAPE {mape}", markup=False)
     out.print(f"wrote {path}", markup=False)
 
@@ -652,10 +662,10 @@ def _render_predict(result: dict) -> None:
             for law_name, row in entry["compute"].items():
                 table.add_row(
                     law_name,
-                    f"{row['N_opt']:.4g} {_span(row['N_opt_interval'])}",
-                    f"{row['D_opt']:.4g} {_span(row['D_opt_interval'])}",
-                    f"{row['tokens_per_param']:.3g} {_span(row['tokens_per_param_interval'])}",
-                    f"{row['loss']:.4g} {_span(row['loss_interval'])}" if "loss" in row else "-",
+                    *(
+                        f"{_num(row.get(key))} {_span(row.get(key + '_interval'))}"
+                        for key in ("N_opt", "D_opt", "tokens_per_param", "loss")
+                    ),
                 )
             out.print(table)
         if "run" in entry:

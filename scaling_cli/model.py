@@ -43,12 +43,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layer", "n_head", "seq_len", "vocab_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if type(value) is not int:
                 raise ValueError(f"{name}: must be an integer, got {value!r}")
             if value < 1:
                 raise ValueError(f"{name}: must be at least 1, got {value}")
         for name in ("tie_embeddings", "gpt2"):
-            if not isinstance(getattr(self, name), bool):
+            if type(getattr(self, name)) is not bool:
                 raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
         if self.d_model % self.n_head:
             raise ValueError(f"n_head: d_model {self.d_model} is not divisible by n_head {self.n_head}")

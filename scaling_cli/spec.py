@@ -14,10 +14,15 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from scaling_cli.errors import ScaleError, SpecError
 
@@ -401,7 +406,7 @@ def _get(table: dict, key: str, field: str, check: Callable, problems: _Problems
         return default
     try:
         return check(table[key])
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         problems.add(field, str(exc))
         return default if not required else None
 
@@ -422,7 +427,7 @@ def _axis(table: dict, key: str, field: str, check: Callable, problems: _Problem
     for i, item in enumerate(values):
         try:
             out.append(check(item))
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             problems.add(f"{field}[{i}]" if isinstance(value, list) else field, str(exc))
     return out
 
@@ -433,7 +438,7 @@ def _show(value: Any) -> str:
 
 def _string(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"expected a non-empty string, got {_show(value)}")
+        raise TypeError(f"expected a non-empty string, got {_show(value)}")
     return value
 
 
@@ -446,7 +451,7 @@ def _name(value: Any) -> str:
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_show(value)}")
+        raise TypeError(f"expected true or false, got {_show(value)}")
     return value
 
 
@@ -463,7 +468,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
 def _int_range(low: int, high: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {_show(value)}")
+            raise TypeError(f"expected an integer, got {_show(value)}")
         if not low <= value <= high:
             raise ValueError(f"out of range: {value} (allowed {low}..{high})")
         return value
@@ -476,7 +481,7 @@ def _whole_number(low: int, high: int) -> Callable[[Any], int]:
         if isinstance(value, float) and math.isfinite(value) and value == int(value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected a whole number, got {_show(value)}")
+            raise TypeError(f"expected a whole number, got {_show(value)}")
         if not low <= value <= high:
             raise ValueError(f"out of range: {value} (allowed {low}..{high:.0e})")
         return value
@@ -486,7 +491,7 @@ def _whole_number(low: int, high: int) -> Callable[[Any], int]:
 def _float_range(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Callable:
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"expected a number, got {_show(value)}")
+            raise TypeError(f"expected a number, got {_show(value)}")
         value = float(value)
         too_low = value <= low if low_open else value < low
         too_high = value >= high if high_open else value > high

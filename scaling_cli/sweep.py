@@ -14,9 +14,10 @@ import dataclasses
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from scaling_cli.errors import ScaleError, StoreError
 from scaling_cli.spec import RunPlan, Spec
@@ -247,7 +248,8 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         if task.final_attempt:
             record_failure(store, run, branch_of, message)
         return RunOutcome(run.run_id, "error", message)
-    row = {**run.describe(), **_result_fields(result), **_data_fields(data), "branch_of": branch_of,
+    row = {**run.describe(), **_trained(run, result), **_result_fields(result), **_data_fields(data),
+           "branch_of": branch_of,
            "attempts": len(store.attempts(run.run_id)), "error": "", "finished_at": time.time()}
     store.write_row(run.run_id, row)
     store.compact()
@@ -267,6 +269,15 @@ def _maybe_inject_failure(run_id: str) -> None:
     targets = [t.strip() for t in os.environ.get(FAIL_RUNS_ENV, "").split(",") if t.strip()]
     if any(run_id.startswith(t) for t in targets):
         raise RuntimeError(f"injected failure ({FAIL_RUNS_ENV} test hook)")
+
+
+def _trained(run: RunPlan, result: Any) -> dict:
+    """What a finished run actually trained: its budget rounded down to whole optimiser steps."""
+    if result.status != "done":
+        return {}
+    tokens = int(result.tokens)
+    return {"tokens": tokens, "flops": run.flops_per_token * tokens, "flops_6nd": run.flops_6nd_per_token * tokens,
+            "tokens_per_param": tokens / run.params}
 
 
 def _result_fields(result: Any) -> dict:
@@ -453,10 +464,13 @@ class _Runner:
                            "tok_s": (point.get("tokens") or 0) / wall if wall > 0 else None})
         elapsed = time.time() - self.started
         remaining = sum(self.cost[r] for r in self.cost if r not in self.reported)
-        rate = self.flops_done_here / elapsed if self.flops_done_here > 0 else None
+        if self.flops_done_here > 0:
+            eta = remaining / (self.flops_done_here / elapsed)
+        else:  # nothing finished yet in this process: fall back on the plan's estimate
+            eta = max(0.0, self.plan.estimated_wall_s() - elapsed)
         return Progress(runs_total=len(self.plan.runs), runs_settled=len(self.reported),
                         flops_total=self.plan.shared_flops, flops_done=self.plan.shared_flops - remaining,
-                        elapsed_s=elapsed, eta_s=remaining / rate if rate else None, active=active)
+                        elapsed_s=elapsed, eta_s=eta, active=active)
 
 
 def check_out_dir(out_dir: Path, spec: Spec) -> None:
@@ -464,7 +478,7 @@ def check_out_dir(out_dir: Path, spec: Spec) -> None:
     saved = out_dir / "spec.toml"
     if not saved.is_file():
         return
-    import tomllib
+    from scaling_cli.spec import tomllib
 
     try:
         name = tomllib.loads(saved.read_text()).get("name")

@@ -96,7 +96,7 @@ class TrainConfig:
         _check_choice(self, "cooldown_shape", COOLDOWN_SHAPES)
         _check_choice(self, "device", DEVICES)
         _check_choice(self, "dtype", DTYPES)
-        if self.compile is not None and not isinstance(self.compile, bool):
+        if self.compile is not None and type(self.compile) is not bool:
             raise ValueError(f"compile: must be true, false or unset, got {self.compile!r}")
         if self.threads is not None:
             _check_int(self, "threads", minimum=1)
@@ -109,7 +109,7 @@ class TrainConfig:
 
 def _check_int(cfg: TrainConfig, name: str, minimum: int) -> None:
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:
         raise ValueError(f"{name}: must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name}: must be at least {minimum}, got {value}")
@@ -119,7 +119,7 @@ def _check_range(
     cfg: TrainConfig, name: str, low: float, high: float, low_open: bool = False, high_open: bool = False
 ) -> None:
     value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if type(value) not in (int, float) or not math.isfinite(value):
         raise ValueError(f"{name}: must be a finite number, got {value!r}")
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
@@ -273,13 +273,13 @@ def validation_windows(val_tokens: np.ndarray, seq_len: int, n_batches: int, whe
 def evaluate(model: torch.nn.Module, windows: list[tuple], runtime: Runtime) -> float:
     """Mean cross-entropy (nats per token) over the fixed validation windows."""
     model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    total = 0.0
     for x, y in windows:
         with runtime.autocast():
             _, loss = model(x.to(runtime.device), y.to(runtime.device))
-        total += loss.double()
+        total += loss.item()
     model.train()
-    return total.item() / len(windows)
+    return total / len(windows)
 
 
 def _rng_state() -> dict:
@@ -287,7 +287,7 @@ def _rng_state() -> dict:
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-        "python": list(random.getstate()[1]),
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -298,7 +298,8 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    random.setstate((3, tuple(state["python"]), None))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -391,16 +392,12 @@ class CurveWriter:
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         tmp.write_text("".join(json.dumps(point) + "\n" for point in prefix))
         os.replace(tmp, path)  # drops points written after the state we resume from
-        self.handle = open(path, "a")
 
     def write(self, point: dict) -> None:
-        self.handle.write(json.dumps(point) + "\n")
-        self.handle.flush()
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(point) + "\n")
         if self.on_point is not None:
             self.on_point(point)
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 def _sync(device: torch.device) -> None:
@@ -436,13 +433,10 @@ def train_run(
     state = _initial_state(run_dir, start_from, model, optimizer, runtime, model_cfg, train_cfg)
     windows = validation_windows(data.val_tokens(), model_cfg.seq_len, train_cfg.eval_batches, data.name)
     curve = CurveWriter(run_dir / CURVE_NAME, state.curve, on_point)
-    try:
-        diverged_step = _loop(
-            model, optimizer, state, plan, runtime, model_cfg, train_cfg, data, windows, curve, run_dir,
-            set(trunk_saves),
-        )
-    finally:
-        curve.close()
+    diverged_step = _loop(
+        model, optimizer, state, plan, runtime, model_cfg, train_cfg, data, windows, curve, run_dir,
+        set(trunk_saves),
+    )
     return _result(state, plan, model_cfg, runtime, diverged_step)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -229,3 +231,21 @@ def test_option_values_are_checked():
         parse_holdout("many")
     with pytest.raises(FitError, match="unknown law"):
         parse_laws(["chinchilla,hoffmann"])
+
+
+def test_tables_without_a_law_in_them_give_errors_or_valid_json(tmp_path):
+    # Random losses make starts and resamples overflow; the result must still be strict JSON (or a FitError).
+    rng = np.random.default_rng(5)
+    table = tmp_path / "noise.csv"
+    n = rng.choice([1e4, 3e4, 1e5], 9)
+    pd.DataFrame({"N": n, "D": rng.choice([1e4, 3e4, 1e5], 9) * 7, "loss": rng.uniform(0.5, 4, 9)}).to_csv(
+        table, index=False
+    )
+    try:
+        document = fit_all(
+            table, TableOptions(n_col="N", d_col="D", loss_col="loss"), FitOptions(bootstrap=10, holdout="2")
+        )
+    except FitError as exc:
+        assert exc.problem
+    else:
+        json.dumps(document, allow_nan=False)

@@ -16,6 +16,7 @@ from conftest import SHARED_DATA, run_scale
 from scaling_cli.errors import DataError, SpecError, StoreError
 from scaling_cli.fit.laws import chinchilla_loss, chinchilla_optimum
 from scaling_cli.plot import FIGURES, TableColumns, draw, load_inputs, make_figures
+from scaling_cli.plot.figures import make_context
 from scaling_cli.plot.style import PNG_DPI, WIDTH_IN
 
 # A known law per data set; losses in nats per byte token, so bits per byte = loss / ln 2.
@@ -243,6 +244,19 @@ def test_curves_are_sliced_into_isoflop_profiles_when_the_fit_has_none(results, 
     fit_path.write_text(json.dumps(fit))
     made = make_figures(results, fit_path=fit_path, out_dir=tmp_path, only="isoflop")
     assert made == [("isoflop", tmp_path / "isoflop.png", "")]
+
+
+def test_the_parametric_optimum_is_drawn_at_the_runs_own_flop_count(results, tmp_path):
+    # Runs that count 1.5x the 6ND FLOPs (attention, embeddings): the law's optimum must move right with them.
+    runs = pd.read_parquet(results / "runs.parquet")
+    runs["flops"] = 1.5 * 6 * runs["params"] * runs["tokens"]
+    runs.to_parquet(tmp_path / "runs.parquet")
+    context = make_context(load_inputs(tmp_path, fit_path=results / "fit.json"))
+    compute = np.geomspace(1e13, 1e15, 5)
+    sizes, tokens = context.chinchilla_optimum(LAWS["markov"], compute)
+    np.testing.assert_allclose(1.5 * 6 * sizes * tokens, compute, rtol=1e-3)
+    plain_sizes, _ = chinchilla_optimum(LAWS["markov"], compute / 1.5)
+    np.testing.assert_allclose(sizes, plain_sizes, rtol=1e-3)
 
 
 def test_single_size_sweep_skips_multi_size_figures(tmp_path):

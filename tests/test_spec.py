@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from conftest import REPO, run_scale
 
 from scaling_cli.errors import SpecError

@@ -3,6 +3,7 @@ reruns, kill -9 and resume, two sweeps at once, a crashing run, the plan, and th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from conftest import REPO, SCALE, run_scale
 
 from scaling_cli.spec import load_spec
 from scaling_cli.store import Store
-from scaling_cli.sweep import build_units, plan_sweep
+from scaling_cli.sweep import Unit, UnitTask, build_units, plan_sweep, prepare_data, run_unit
 
 TINY = REPO / "sweeps" / "markov-tiny.toml"
 DESIGN_RUN_COLUMNS = {
@@ -145,7 +146,7 @@ def test_two_concurrent_sweeps_train_each_run_once(tmp_path):
     while first.poll() is None or second.poll() is None:
         if (out / "runs.parquet").exists():  # a reader during the sweep always sees a whole table
             sizes.append(len(pd.read_parquet(out / "runs.parquet")))
-        time.sleep(0.05)
+        time.sleep(0.25)
     assert first.wait() == 0 and second.wait() == 0, first.stderr.read() + second.stderr.read()
     assert all(len(lines) == 1 for lines in attempts(out).values())
     assert sorted(pd.read_parquet(out / "runs.parquet").run_id) == run_ids()
@@ -185,3 +186,17 @@ def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path):
     remote = pd.read_parquet(tmp_path / "ray" / "runs.parquet")[RESULT_COLUMNS].sort_values("run_id", ignore_index=True)
     pd.testing.assert_frame_equal(local, remote, check_exact=True)
     assert json.loads((tmp_path / "ray" / "plan.json").read_text())["runs"]
+
+
+def test_a_diverged_run_is_recorded_and_not_retried(tmp_path):
+    spec = load_spec(TINY)
+    run = min(spec.runs(), key=lambda r: (r.params, r.tokens))
+    poisoned = dataclasses.replace(run, train=dataclasses.replace(run.train, nan_at_step=3))
+    task = UnitTask(unit=Unit(trunk=poisoned), store_root=str(tmp_path), data_paths=prepare_data(spec),
+                    threads=1, final_attempt=False, sweep_pid=os.getpid())
+    first = run_unit(task)
+    assert [o.status for o in first.outcomes] == ["diverged"]
+    row = Store(tmp_path).read_row(run.run_id)
+    assert row["status"] == "diverged" and row["diverged_step"] == 3
+    assert [o.status for o in run_unit(task).outcomes] == ["skipped"]
+    assert len(Store(tmp_path).attempts(run.run_id)) == 1

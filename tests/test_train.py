@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -33,12 +34,19 @@ TINY_STEP_TOKENS = 8 * 32  # batch_size 8 x seq_len 32
 
 
 def tiny_config(steps: int, **overrides) -> TrainConfig:
-    settings = dict(
-        tokens=steps * TINY_STEP_TOKENS, batch_size=8, lr=3e-3, warmup_tokens=4 * TINY_STEP_TOKENS,
-        eval_every=5, eval_batches=2, checkpoint_every=0, device="cpu", dtype="fp32", threads=1,
-    )
-    settings.update(overrides)
-    return TrainConfig(**settings)
+    settings = {
+        "tokens": steps * TINY_STEP_TOKENS, "batch_size": 8, "lr": 3e-3, "warmup_tokens": 4 * TINY_STEP_TOKENS,
+        "eval_every": 5, "eval_batches": 2, "checkpoint_every": 0, "device": "cpu", "dtype": "fp32", "threads": 1,
+    }
+    return TrainConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """train_run sets torch's thread count for the process; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +245,7 @@ def test_schedules_warm_up_then_follow_their_shape():
     one_minus_sqrt = rates(schedule="wsd", cooldown_frac=0.2, cooldown_shape="1-sqrt")
     assert cosine[:100] == constant[:100] == linear[:100] == [(s + 1) / 100 for s in range(100)]
     assert cosine[100] == pytest.approx(1.0) and cosine[-1] == pytest.approx(0.1, abs=1e-4)
-    assert all(a >= b for a, b in zip(cosine[100:], cosine[101:]))
+    assert all(a >= b for a, b in itertools.pairwise(cosine[100:]))
     assert set(constant[99:]) == {1.0}
     assert set(linear[99:800]) == {1.0}
     assert linear[800] == 1.0 and linear[900] == pytest.approx(0.5) and 0 < linear[-1] < 0.01

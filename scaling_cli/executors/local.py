@@ -4,8 +4,10 @@ CUDA, packing `runs_per_gpu` workers onto each GPU."""
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing as mp
 import os
+import queue
 import signal
 import threading
 import time
@@ -64,10 +66,8 @@ def _cuda_device_count() -> int:
 def _init_worker(parent_pid: int, gpu_queue: Any) -> None:
     """Ignore Ctrl-C (the sweep process stops workers itself), take a GPU, and die with the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with contextlib.suppress(queue.Empty):  # empty: a CPU run, or a replacement worker keeps the default
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get_nowait())
-    except Exception:  # noqa: BLE001 - queue empty: CPU run, or a replacement worker keeps the default
-        pass
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 

@@ -3,6 +3,7 @@ so the results directory must be on a filesystem every node sees."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from scaling_cli.errors import SpecError
@@ -54,9 +55,7 @@ class RayExecutor:
     def shutdown(self, cancel: bool = False) -> None:
         if cancel:
             for ref in self._refs:
-                try:
+                with contextlib.suppress(Exception):  # a task that already finished cannot be cancelled
                     self._ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 - already finished
-                    pass
         if self._started_here:
             self._ray.shutdown()

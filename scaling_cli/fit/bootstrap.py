@@ -13,7 +13,13 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import chinchilla, envelope, isoflop, kaplan, linear
-from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, chinchilla_optimum, power_law
+from scaling_cli.fit.laws import (
+    chinchilla_derived,
+    chinchilla_loss,
+    chinchilla_optimum,
+    kaplan_term,
+    power_law,
+)
 
 LEVEL = 0.95
 NEIGHBOURS = 4  # grid starts nearest the full-data optimum that each resample also starts from
@@ -57,7 +63,8 @@ def bootstrap_chinchilla(
     starts = np.vstack([best, nearest_grid_starts(best, grid)])
     weights = multiplicities(indices, len(points))
     vectors = chinchilla.refit_resamples(points["N"], points["D"], points["loss"], weights, starts, delta)
-    finite = np.all(np.isfinite(vectors), axis=1)
+    with np.errstate(over="ignore"):
+        finite = np.all(np.isfinite(vectors), axis=1) & np.all(np.isfinite(np.exp(vectors[:, :3])), axis=1)
     samples = [chinchilla.to_params(v) for v in vectors[finite]]
     columns = {name: [s[name] for s in samples] for name in ("E", "A", "B", "alpha", "beta")}
     for name in ("a", "b", "G"):
@@ -153,8 +160,8 @@ def _vector(params: dict, keys) -> list[float]:
     return [params[k] for k in keys]
 
 
-def bootstrap_kaplan(points, fitted: dict, indices, *, where: str, matrix=None) -> dict:
-    """Every Kaplan law refitted from its full-data optimum on resampled runs.
+def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where: str, matrix=None) -> dict:
+    """Every Kaplan law refitted from its full-data optimum on resampled runs; L(C) also at `at_compute`.
 
     L(C) uses the envelope of the resampled runs' curves when `matrix` (an envelope.CurveMatrix) is given.
     """
@@ -180,6 +187,8 @@ def bootstrap_kaplan(points, fitted: dict, indices, *, where: str, matrix=None) 
         keys = list(fitted[name]["params"])
         intervals[name] = {key: interval(vectors[finite, position + i]) for i, key in enumerate(keys)}
         position += len(keys)
+    critical, exponent, irreducible = vectors[finite, -3:].T  # L_C's C_c, alpha_C, E
+    intervals["loss_at_C"] = interval(kaplan_term(at_compute, critical, exponent, irreducible))
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
 
 

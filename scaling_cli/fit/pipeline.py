@@ -16,7 +16,7 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import bootstrap, chinchilla, envelope, holdout, isoflop, kaplan, linear
-from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, chinchilla_optimum
+from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, chinchilla_optimum, kaplan_term
 from scaling_cli.fit.table import TableOptions, load_curves, load_rows
 
 ALL_LAWS = ("chinchilla", "kaplan", "envelope", "isoflop", "linear")
@@ -59,9 +59,11 @@ def fit_all(source, table: TableOptions | None = None, options: FitOptions | Non
     if points.empty:
         raise FitError(where, "rows", f"no usable rows left (excluded: {info['rows']['excluded']})")
     groups = {}
-    for name, group_points in points.groupby("group", sort=True):
-        group_curves = None if curves is None else curves[curves["group"] == name]
-        groups[str(name)] = fit_group(group_points.reset_index(drop=True), group_curves, options, where)
+    # Wild starts and resamples overflow on the way; such values are dropped or written as null, not warned.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        for name, group_points in points.groupby("group", sort=True):
+            group_curves = None if curves is None else curves[curves["group"] == name]
+            groups[str(name)] = fit_group(group_points.reset_index(drop=True), group_curves, options, where)
     return clean_json(
         {
             "version": VERSION,
@@ -171,6 +173,10 @@ def _add_at_compute(name: str, fitted: dict, at_compute: float) -> None:
             "D_opt": float(d_opt),
             "loss_opt": loss,
         }
+    elif name == "kaplan":
+        c_law = fitted["L_C"]["params"]
+        loss = float(kaplan_term(at_compute, c_law["C_c"], c_law["alpha_C"], c_law["E"]))
+        fitted["at_compute"] = {"C": at_compute, "loss": loss}
     elif name in ("envelope", "isoflop"):
         p = fitted["params"]
         fitted["at_compute"] = {
@@ -193,9 +199,13 @@ def _add_intervals(laws: dict, points, curves, options: FitOptions, where: str, 
                 if curves is not None and len(curves)
                 else None
             )
-            extra = bootstrap.bootstrap_kaplan(points, fitted, indices, where=where, matrix=matrix)
-            for law, law_intervals in extra.pop("intervals").items():
-                fitted[law]["intervals"] = law_intervals
+            extra = bootstrap.bootstrap_kaplan(
+                points, fitted, indices, at_compute=at_compute, where=where, matrix=matrix
+            )
+            intervals = extra.pop("intervals")
+            for law in kaplan.VARIABLES:
+                fitted[law]["intervals"] = intervals.pop(law)
+            fitted["intervals"] = intervals
         elif name == "envelope":
             extra = bootstrap.bootstrap_envelope(
                 points,

@@ -13,7 +13,14 @@ import numpy as np
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.bootstrap import interval
-from scaling_cli.fit.laws import chinchilla_loss, chinchilla_optimum, kaplan_loss, linear_loss, power_law
+from scaling_cli.fit.laws import (
+    chinchilla_loss,
+    chinchilla_optimum,
+    kaplan_loss,
+    kaplan_term,
+    linear_loss,
+    power_law,
+)
 
 CHINCHILLA_KEYS = ("E", "A", "B", "alpha", "beta")
 ALLOCATION_KEYS = ("a", "N0", "b", "D0")
@@ -55,7 +62,9 @@ def predict(
 
 
 def _samples(law: dict) -> list:
-    return (law.get("bootstrap") or {}).get("samples") or []
+    """The law's bootstrap samples that are complete (a value written as null is an overflow)."""
+    samples = (law.get("bootstrap") or {}).get("samples") or []
+    return [s for s in samples if all(v is not None for v in s)]
 
 
 def allocation(laws: dict, compute: float) -> dict:
@@ -74,6 +83,14 @@ def allocation(laws: dict, compute: float) -> dict:
             loss=float(chinchilla_loss(fitted["params"], n, d)),
             loss_samples=[float(chinchilla_loss(s, *o)) for s, o in zip(samples, optima)],
         )
+    if "kaplan" in laws:
+        c_law = laws["kaplan"]["L_C"]["params"]
+        samples = np.asarray(_samples(laws["kaplan"]), dtype=float).reshape(-1, 9)
+        out["kaplan"] = {
+            "loss": float(kaplan_term(compute, c_law["C_c"], c_law["alpha_C"], c_law["E"])),
+            "loss_interval": interval(kaplan_term(compute, *samples[:, -3:].T)),
+            "note": "L(C) on the compute-efficient frontier; no allocation",
+        }
     for name in ("envelope", "isoflop"):
         if name in laws:
             p = laws[name]["params"]

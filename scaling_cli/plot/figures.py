@@ -32,7 +32,6 @@ from scaling_cli.plot.style import (
 
 COMPUTE_LABEL = "training compute C (FLOPs)"
 PARAMS_LABEL = "parameters N"
-TOKENS_LABEL = "training tokens D"
 LOSS_LABEL = "validation loss (nats/token)"
 BPB_LABEL = "validation bits per byte"
 CHINCHILLA_SLOPE = 0.5
@@ -71,6 +70,27 @@ class Context:
     def chinchilla_params(self) -> dict | None:
         entry = fitview.law(self.group, "chinchilla")
         return entry.get("params") if entry else None
+
+    def flop_ratio(self, sizes) -> np.ndarray:
+        """C / (6 N D) of this source's FLOP count at model size N (1 when C is 6ND; above 1 for Appendix F).
+
+        The parametric law's optimum assumes C = 6ND, but the runs may count attention and embeddings too,
+        and tiny models count them a lot; drawing the law against the runs' own FLOPs needs this ratio.
+        """
+        ratio = (self.runs["C"] / (6 * self.runs["N"] * self.runs["D"])).groupby(self.runs["N"]).median()
+        if ratio.empty:
+            return np.ones_like(np.asarray(sizes, dtype=float))
+        return np.interp(
+            np.log(np.asarray(sizes, dtype=float)), np.log(ratio.index.to_numpy()), ratio.to_numpy()
+        )
+
+    def chinchilla_optimum(self, params: dict, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The parametric law's N_opt and D_opt at `compute` counted as this source counts FLOPs."""
+        compute_6nd = np.geomspace(compute.min() / 10, compute.max() * 10, 4 * len(compute))
+        sizes, tokens = fitview.chinchilla_optimum(params, compute_6nd)
+        counted = np.log(self.flop_ratio(sizes) * compute_6nd)
+        at = np.log(compute)
+        return np.exp(np.interp(at, counted, np.log(sizes))), np.exp(np.interp(at, counted, np.log(tokens)))
 
     def require_sizes(self) -> None:
         sizes = np.unique(self.runs["N"])
@@ -116,7 +136,7 @@ def loss_vs_compute(ctx: Context) -> Figure:
     grid = np.geomspace(compute.min(), compute.max() * 10, 200)
     params = ctx.chinchilla_params()
     if params:
-        fitted = fitview.chinchilla_loss(params, *fitview.chinchilla_optimum(params, grid))
+        fitted = fitview.chinchilla_loss(params, *ctx.chinchilla_optimum(params, grid))
         handles += ax.plot(grid, fitted, color=APPROACH_COLOURS["chinchilla"], lw=1.2, label="Chinchilla fit")
     kaplan = fitview.kaplan_compute_loss(fitview.law(ctx.group, "kaplan"), grid)
     if kaplan is not None:
@@ -198,60 +218,69 @@ def isoflop(ctx: Context) -> Figure:
     ctx.require_sizes()
     budgets, source = isoflop_budgets(ctx)
     fig, (ax,) = new_figure(2.7)
-    budget_norm = LogNorm(min(b.compute for b in budgets), max(b.compute for b in budgets) * 1.0001)
-    budget_cmap = _truncate("plasma", 0.0, 0.85)
+    norm = _budget_norm([b.compute for b in budgets])
+    cmap = _truncate("plasma", 0.0, 0.85)
     for budget in budgets:
-        colour = budget_cmap(budget_norm(budget.compute))
-        ax.scatter(budget.sizes, budget.losses, s=9, color=colour, lw=0, zorder=3)
-        span = np.geomspace(budget.sizes.min() / 1.3, budget.sizes.max() * 1.3, 100)
-        ax.plot(span, budget.parabola(span), color=colour, lw=0.9)
-        if budget.size_opt is not None:
-            ax.scatter(
-                [budget.size_opt],
-                [budget.loss_opt],
-                marker="*",
-                s=42,
-                zorder=4,
-                facecolor="white" if budget.edge else colour,
-                edgecolor="black",
-                lw=0.5,
-            )
-    minima = [b for b in budgets if b.size_opt is not None]
-    handles = [
-        Line2D(
-            [], [], marker="*", ls="none", color="grey", mec="black", mew=0.5, ms=7, label="parabola minimum"
-        ),
-    ]
-    if any(b.edge for b in minima):
-        handles.append(
-            Line2D(
-                [],
-                [],
-                marker="*",
-                ls="none",
-                mfc="white",
-                mec="black",
-                mew=0.5,
-                ms=7,
-                label="minimum at edge of sizes",
-            )
-        )
+        _draw_budget(ax, budget, cmap(norm(budget.compute)))
     ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=ctx.loss_label)
     _count_axis(ax.xaxis, *ax.get_xlim())
     ax.set_title(ctx.group_title("IsoFLOP profiles"))
-    ax.legend(handles=handles, loc="upper right", title=source, title_fontsize=6.5)
+    ax.legend(handles=_minimum_handles(budgets), loc="upper right", title=source, title_fontsize=6.5)
     ax.grid(True, which="major")
-    _limit_to_points(ax, np.concatenate([b.losses for b in budgets]))
+    minima = [b.loss_opt for b in budgets if b.loss_opt is not None]
+    _limit_to_points(ax, np.concatenate([*(b.losses for b in budgets), minima]))
     bar = fig.colorbar(
-        matplotlib.cm.ScalarMappable(norm=budget_norm, cmap=budget_cmap),
-        ax=ax,
-        pad=0.02,
-        fraction=0.06,
-        aspect=25,
+        matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25
     )
     bar.set_label("FLOP budget C (FLOPs)")
     bar.ax.tick_params(labelsize=6.5)
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: power_of_ten(value)))
+    bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: power_of_ten(value, minor=True)))
     return fig
+
+
+def _budget_norm(computes: list[float]) -> LogNorm:
+    low, high = min(computes), max(computes)
+    if high < 1.5 * low:  # a single budget still gets a readable colour bar around it
+        low, high = low / 1.5, high * 1.5
+    return LogNorm(low, high)
+
+
+def _draw_budget(ax, budget: Budget, colour) -> None:
+    ax.scatter(budget.sizes, budget.losses, s=9, color=colour, lw=0, zorder=3)
+    span = np.geomspace(budget.sizes.min() / 1.3, budget.sizes.max() * 1.3, 100)
+    ax.plot(span, budget.parabola(span), color=colour, lw=0.9)
+    if budget.size_opt is not None:
+        fill = "white" if budget.edge else colour
+        ax.scatter(
+            [budget.size_opt],
+            [budget.loss_opt],
+            marker="*",
+            s=42,
+            zorder=4,
+            facecolor=fill,
+            edgecolor="black",
+            lw=0.5,
+        )
+
+
+def _minimum_handles(budgets: list[Budget]) -> list[Line2D]:
+    star = {"marker": "*", "ls": "none", "mec": "black", "mew": 0.5, "ms": 7}
+    handles = [Line2D([], [], color="grey", label="parabola minimum", **star)]
+    if any(b.edge for b in budgets if b.size_opt is not None):
+        handles.append(Line2D([], [], mfc="white", label="minimum at edge of sizes", **star))
+    return handles
+
+
+def power_of_ten(value: float, minor: bool = False) -> str:
+    """`$10^{14}$` or `$3\\times10^{14}$`; minor ticks get a label only on a colour bar spanning little."""
+    exponent = int(np.floor(np.log10(value) + 1e-9))
+    mantissa = value / 10**exponent
+    if minor and round(mantissa, 1) not in (2.0, 3.0, 5.0):
+        return ""
+    if abs(mantissa - 1) < 1e-6:
+        return f"$10^{{{exponent}}}$"
+    return f"${mantissa:.2g}\\times10^{{{exponent}}}$"
 
 
 def isoflop_budgets(ctx: Context) -> tuple[list[Budget], str]:
@@ -313,7 +342,12 @@ def sliced_budgets(curves: pd.DataFrame, count: int = 6) -> list[Budget]:
     if not slices:
         return []
     picks = np.unique(np.linspace(0, len(slices) - 1, min(count, len(slices))).round().astype(int))
-    return [_parabola_budget(*slices[i]) for i in picks]
+    spaced = [slices[picks[0]]]
+    for index in picks[1:]:
+        # Budgets closer than a factor 1.5 would draw the same parabola twice.
+        if slices[index][0] >= 1.5 * spaced[-1][0]:
+            spaced.append(slices[index])
+    return [_parabola_budget(*budget) for budget in spaced]
 
 
 def _loss_at(compute: np.ndarray, loss: np.ndarray, target: float) -> float | None:
@@ -374,9 +408,9 @@ def optimal_allocation(ctx: Context) -> Figure:
                 ax.fill_between(grid, *band, color=colour, alpha=0.15, lw=0)
         if points is not None:
             # An envelope read off the curves has a point per FLOP value: draw them small.
-            size = 8 if len(points[0]) <= 20 else 2
-            ax_n.scatter(points[0], points[1], s=size, color=colour, lw=0, zorder=3)
-            ax_d.scatter(points[0], points[2], s=size, color=colour, lw=0, zorder=3)
+            size, alpha = (8, 1.0) if len(points[0]) <= 20 else (2, 0.5)
+            ax_n.scatter(points[0], points[1], s=size, color=colour, lw=0, zorder=3, alpha=alpha)
+            ax_d.scatter(points[0], points[2], s=size, color=colour, lw=0, zorder=3, alpha=alpha)
     anchor_sizes, anchor_tokens = next(iter(lines.values()))[:2]
     at_pivot = np.searchsorted(grid, pivot)
     _reference_slopes(ax_n, grid, pivot, anchor_sizes[at_pivot], (CHINCHILLA_SLOPE, KAPLAN_SLOPE_N))
@@ -398,7 +432,7 @@ def _allocation_lines(ctx: Context, grid: np.ndarray) -> dict:
     params = ctx.chinchilla_params()
     if params:
         entry = fitview.law(ctx.group, "chinchilla")
-        sizes, tokens = fitview.chinchilla_optimum(params, grid)
+        sizes, tokens = ctx.chinchilla_optimum(params, grid)
         derived = entry.get("derived") or {}
         alpha, beta = float(params["alpha"]), float(params["beta"])
         a = float(derived.get("a", beta / (alpha + beta)))
@@ -467,7 +501,7 @@ def parametric_fit(ctx: Context) -> Figure:
     compute = np.geomspace(points["C"].min() / 3, points["C"].max() * 30, 220)
     sizes = np.geomspace(points["N"].min() / 4, points["N"].max() * 8, 200)
     grid_c, grid_n = np.meshgrid(compute, sizes)
-    surface = fitview.chinchilla_loss(params, grid_n, grid_c / (6 * grid_n))
+    surface = fitview.chinchilla_loss(params, grid_n, grid_c / (6 * grid_n * ctx.flop_ratio(grid_n)))
     # Contours from the lowest loss in view (the extrapolated corner) up to the worst runs.
     levels = MaxNLocator(nbins=12).tick_values(
         float(np.min(surface)), np.quantile(points["loss"], 0.95) * 1.05
@@ -477,7 +511,7 @@ def parametric_fit(ctx: Context) -> Figure:
     fig, (ax,) = new_figure(2.8)
     filled = ax.contourf(grid_c, grid_n, surface, levels=levels, cmap=cmap, norm=norm, extend="both")
     ax.contour(grid_c, grid_n, surface, levels=levels, colors="white", linewidths=0.35, alpha=0.7)
-    opt_sizes, _ = fitview.chinchilla_optimum(params, compute)
+    opt_sizes, _ = ctx.chinchilla_optimum(params, compute)
     ax.plot(
         compute, opt_sizes, color=APPROACH_COLOURS["chinchilla"], lw=1.3, label="efficient frontier N_opt(C)"
     )
@@ -636,30 +670,53 @@ def compression(ctx: Context) -> Figure:
     }
     if not baselines:
         raise Skip(f"no compressor baselines for data set {dataset}")
+    lines = {name: (value, *COMPRESSOR_STYLES[name]) for name, value in baselines.items()}
+    entropy = _entropy_rate(runs_here)
+    if entropy is not None:
+        lines["entropy rate"] = (entropy, "black", "-")
     ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=BPB_LABEL)
     ax.set_xlim(compute.min(), compute.max())
-    low = min(float(np.nanmin(bpb)), min(baselines.values()))
+    low = min(float(np.nanmin(bpb)), *(value for value, _, _ in lines.values()))
     high = max(max(baselines.values()), float(np.nanmin(bpb)))
     ax.set_ylim(low - 0.08 * (high - low), high + 0.35 * (high - low))
-    for name, value in baselines.items():
-        colour, style = COMPRESSOR_STYLES[name]
-        ax.axhline(value, color=colour, ls=style, lw=1.0, zorder=1)
-        # Labelled on the line itself: a legend would hide the curves in a one-column figure.
+    for name, (value, colour, style) in lines.items():
+        ax.axhline(value, color=colour, ls=style, lw=1.0 if name in baselines else 0.7, zorder=1)
+    _label_lines(ax, {f"{name} {value:.2f}": (value, colour) for name, (value, colour, _) in lines.items()})
+    title = "The model as a compressor" + (f" ({dataset})" if dataset else "")
+    ax.set_title(title)
+    ax.grid(True, which="major", axis="x")
+    ctx.colours.colorbar(fig, ax)
+    return fig
+
+
+def _entropy_rate(runs: pd.DataFrame) -> float | None:
+    """The source's true entropy in bits per byte (synthetic Markov data), the floor no compressor beats."""
+    if "entropy_rate_bits" not in runs.columns:
+        return None
+    values = pd.to_numeric(runs["entropy_rate_bits"], errors="coerce").dropna()
+    return float(values.iloc[0]) if len(values) else None
+
+
+def _label_lines(ax, labels: dict[str, tuple[float, str]], gap: float = 0.065) -> None:
+    """Write each horizontal line's label at the left, just above it, pushed up where labels would collide.
+
+    On the lines themselves rather than in a legend: a legend would hide the curves in a one-column figure.
+    """
+    low, high = ax.get_ylim()
+    placed = -1.0
+    for text, (value, colour) in sorted(labels.items(), key=lambda item: item[1][0]):
+        where = max((value - low) / (high - low), placed + gap)
+        placed = where
         ax.annotate(
-            f"{name} {value:.2f}",
-            (0.015, value),
-            xycoords=("axes fraction", "data"),
+            text,
+            (0.015, where),
+            xycoords="axes fraction",
             xytext=(0, 1.5),
             textcoords="offset points",
             va="bottom",
             fontsize=6.5,
             color=colour,
         )
-    title = "The model as a compressor" + (f" ({dataset})" if dataset else "")
-    ax.set_title(title)
-    ax.grid(True, which="major", axis="x")
-    ctx.colours.colorbar(fig, ax)
-    return fig
 
 
 def _main_dataset(runs: pd.DataFrame) -> str | None:
