@@ -397,7 +397,8 @@ class _SweepDisplay:
         if kind == "plan":
             counts = payload.counts()
             out.print(f"sweep {payload.spec.name}: {len(payload.runs)} runs ({counts['done'] + counts['diverged']} "
-                      f"already settled), {_si(payload.remaining_flops, 'FLOP')} to train -> {payload.out_dir}")
+                      f"already settled), {_si(payload.remaining_flops, 'FLOP')} to train -> {payload.out_dir}",
+                      markup=False, soft_wrap=True)
         elif kind == "run":
             self._print(_run_line(payload))
         elif kind == "retry":

@@ -1,8 +1,9 @@
 """The results directory of one sweep: run claims (file locks), atomic row files, compaction to parquet, status.
 
 Layout (see docs/internals.md): `spec.toml`, `plan.json` (every planned run, written by the sweep),
-`runs/<run_id>/` with `row.json` (the run's final row, written once it is done, diverged or failed),
-`attempts.jsonl` (one line per start of the run), `curve.jsonl` and checkpoints (written by the trainer),
+`runs/<run_id>/` with `config.json` (the run's full configuration), `row.json` (its final row, written
+once it is done, diverged or failed), `attempts.jsonl` (one line per start of the run), `curve.jsonl`
+and checkpoints (written by the trainer),
 and `runs.parquet` / `curves.parquet`, rebuilt from the row files after every finished run. Every file a
 reader may see is written to a temporary name and renamed into place, so it is either old or new, never
 partial, and a crash loses at most the run in progress.
@@ -149,6 +150,12 @@ class Store:
         if missing or row["status"] not in FINAL_STATES:
             raise StoreError(str(self.run_dir(run_id)), "row", f"incomplete row (missing {missing})")
         write_json_atomic(self.run_dir(run_id) / "row.json", row)
+
+    def write_config(self, run_id: str, config: dict) -> None:
+        """The run's full configuration, for people reading the directory; written once."""
+        path = self.run_dir(run_id) / "config.json"
+        if not path.exists():
+            write_json_atomic(path, config)
 
     def clear_row(self, run_id: str) -> None:
         """Forget a failed run's row before retrying it (done and diverged rows are final)."""

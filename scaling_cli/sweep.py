@@ -235,7 +235,8 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
     from scaling_cli.train import train_run
 
     run_dir = store.run_dir(run.run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    store.write_config(run.run_id, {**run.describe(), "branch_of": branch_of, "model": run.model.to_dict(),
+                                    "train": run.train.to_dict(), "data": run.data_options.to_dict()})
     store.clear_row(run.run_id)
     store.record_attempt(run.run_id, resumed=(run_dir / "checkpoint.pt").exists(), sweep_pid=task.sweep_pid)
     try:

@@ -326,11 +326,14 @@ def save_state(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # the previous checkpoint stays whole until this one is complete
+    finally:
+        tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
 
 
@@ -451,11 +454,24 @@ def _initial_state(
     if start_from is not None:
         payload = load_payload(Path(start_from))
         state = restore(Path(start_from), payload, model, optimizer, runtime, model_cfg, train_cfg, branch=True)
-        total = plan_steps(train_cfg, model_cfg).total_steps
-        if state.step > total:
-            raise StoreError(str(start_from), "step", f"trunk state is at step {state.step}, past this run's {total}")
+        _check_branch_schedule(Path(start_from), TrainConfig(**payload["train_config"]), train_cfg, model_cfg,
+                               state.step)
         return state
     return TrainState(loss_sum=torch.zeros((), device=runtime.device))
+
+
+def _check_branch_schedule(
+    path: Path, trunk_cfg: TrainConfig, branch_cfg: TrainConfig, model_cfg: ModelConfig, start: int
+) -> None:
+    """A branch must have taken the trunk's learning rates on every step the trunk ran for it."""
+    trunk_plan, branch_plan = plan_steps(trunk_cfg, model_cfg), plan_steps(branch_cfg, model_cfg)
+    if start > branch_plan.total_steps:
+        raise StoreError(str(path), "step", f"trunk state is at step {start}, past this run's {branch_plan.total_steps}")
+    for step in range(start):
+        if lr_at(step, trunk_plan, trunk_cfg) != lr_at(step, branch_plan, branch_cfg):
+            raise StoreError(
+                str(path), "train.schedule", f"the trunk's learning rate differs from this run's at step {step}"
+            )
 
 
 class Clock:

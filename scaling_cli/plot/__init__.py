@@ -17,6 +17,8 @@ FIGURES = (
     "compression",
     "data_axis",
 )
+# Figures of measurements only: asking for just these never starts a fit.
+DRAWN_WITHOUT_FIT = ("compression", "data_axis")
 
 __all__ = [
     "FIGURES",
@@ -24,6 +26,7 @@ __all__ = [
     "PlotInputs",
     "TableColumns",
     "default_out_dir",
+    "draw",
     "load_inputs",
     "make_figures",
 ]
@@ -43,9 +46,11 @@ def make_figures(
         raise SpecError("--format", fmt, f"unknown format; choose from {', '.join(FORMATS)}")
     if only is not None and only not in FIGURES:
         raise SpecError("--only", only, f"unknown figure; choose from {', '.join(FIGURES)}")
-    inputs = load_inputs(Path(source), fit_path, columns)
+    names = [only] if only else list(FIGURES)
+    needs_fit = any(name not in DRAWN_WITHOUT_FIT for name in names)
+    inputs = load_inputs(Path(source), fit_path, columns, fit_if_missing=needs_fit)
     out_dir = Path(out_dir) if out_dir else default_out_dir(Path(source))
-    return draw(inputs, out_dir, fmt, [only] if only else list(FIGURES))
+    return draw(inputs, out_dir, fmt, names)
 
 
 def draw(inputs: PlotInputs, out_dir: Path, fmt: str, names: list[str]) -> list[tuple[str, Path | None, str]]:

@@ -40,15 +40,18 @@ class PlotInputs:
 
 
 def load_inputs(
-    source: Path, fit_path: Path | None = None, columns: TableColumns | None = None
+    source: Path,
+    fit_path: Path | None = None,
+    columns: TableColumns | None = None,
+    fit_if_missing: bool = True,
 ) -> PlotInputs:
     """Read a results directory or a CSV/parquet table, and its fit (fitting it first when there is none)."""
     source = Path(source)
     if not source.exists():
         raise StoreError(str(source), "", "no such file or directory")
     if source.is_dir():
-        return _from_results_dir(source, fit_path)
-    return _from_table(source, fit_path, columns or TableColumns())
+        return _from_results_dir(source, fit_path, fit_if_missing)
+    return _from_table(source, fit_path, columns or TableColumns(), fit_if_missing)
 
 
 def default_out_dir(source: Path) -> Path:
@@ -57,13 +60,13 @@ def default_out_dir(source: Path) -> Path:
     return source / "figures" if source.is_dir() else source.parent / "figures"
 
 
-def _from_results_dir(directory: Path, fit_path: Path | None) -> PlotInputs:
+def _from_results_dir(directory: Path, fit_path: Path | None, fit_if_missing: bool) -> PlotInputs:
     runs_file = directory / "runs.parquet"
     if not runs_file.is_file():
         raise StoreError(str(directory), "runs.parquet", "missing; run `scale sweep` first")
     table = _read_parquet(runs_file)
     fit, problem = _existing_fit(fit_path or (directory / "fit.json"), required=fit_path is not None)
-    if fit is None:
+    if fit is None and fit_if_missing:
         # One law across different data sets would mean nothing: fit each on its own.
         several = "dataset" in table.columns and table["dataset"].nunique() > 1
         fit, problem = _fit_now(directory, TableColumns(), by="dataset" if several else None)
@@ -74,7 +77,7 @@ def _from_results_dir(directory: Path, fit_path: Path | None) -> PlotInputs:
     return PlotInputs(directory, runs, curves, fit, problem, from_results_dir=True)
 
 
-def _from_table(path: Path, fit_path: Path | None, columns: TableColumns) -> PlotInputs:
+def _from_table(path: Path, fit_path: Path | None, columns: TableColumns, fit_if_missing: bool) -> PlotInputs:
     table = read_table(path)
     if columns.query:
         try:
@@ -88,7 +91,7 @@ def _from_table(path: Path, fit_path: Path | None, columns: TableColumns) -> Plo
     if columns.drop_highest_loss:
         runs = runs.drop(runs["loss"].nlargest(columns.drop_highest_loss).index).reset_index(drop=True)
     fit, problem = _existing_fit(fit_path, required=True) if fit_path else (None, "")
-    if fit is None:
+    if fit is None and fit_if_missing:
         fit, problem = _fit_now(path, columns)
     return PlotInputs(path, runs, None, fit, problem, from_results_dir=False)
 
