@@ -51,7 +51,7 @@ def test_grid_is_the_product_of_every_list_axis(tmp_path):
     runs = spec.runs()
     assert len(runs) == 3 * 2 * 2 * 2  # widths x budgets x lr x seeds
     assert {(r.model.d_model, r.tokens, r.train.lr, r.train.seed) for r in runs} == {
-        (w, t, lr, s) for w in (16, 32, 48) for t in (24_576, 49_152) for lr in (1e-2, 3e-3) for s in (0, 1)}
+        (w, t, lr, s) for w in (16, 32, 48) for t in (12_288, 24_576) for lr in (1e-2, 3e-3) for s in (0, 1)}
 
 
 def test_run_id_ignores_key_order_comments_and_log_intervals(tmp_path):
@@ -84,12 +84,12 @@ def test_wsd_runs_differing_only_in_budget_share_a_trunk_key():
 
 
 def test_isoflop_mode_derives_tokens_from_flops_per_token(tmp_path):
-    path = write_variant(tmp_path, "tokens = [24_576, 49_152]  # 48 and 96 steps of 512 tokens", "")
-    path.write_text(path.read_text() + "\n[isoflop]\nflops = [2e9, 4e9]\n")
+    path = write_variant(tmp_path, "tokens = [12_288, 24_576]", "# tokens come from [isoflop]")
+    path.write_text(path.read_text() + "\n[isoflop]\nflops = [1e9, 2e9]\n")
     runs = load_spec(path).runs()
     assert len(runs) == 6
     for run in runs:
-        target = 2e9 if abs(run.flops - 2e9) < abs(run.flops - 4e9) else 4e9
+        target = 1e9 if abs(run.flops - 1e9) < abs(run.flops - 2e9) else 2e9
         step_flops = run.flops_per_token * run.train.batch_size * run.model.seq_len
         assert abs(run.flops - target) <= step_flops / 2 + 1
         assert run.tokens % (run.train.batch_size * run.model.seq_len) == 0
@@ -112,7 +112,7 @@ def test_explicit_shapes(tmp_path):
     ('schedule = "wsd"', 'schedule = "wds"', "train.schedule", "did you mean 'wsd'"),
     ("cooldown_frac = 0.25", "cooldown_frac = 1.5", "train.cooldown_frac", "out of range"),
     ('name = "markov-tiny"', 'name = "a/b"', "name", "names a directory"),
-    ("tokens = [24_576, 49_152]", "tokens = [100, 49_152]", "train.tokens", "less than one step"),
+    ("tokens = [12_288, 24_576]", "tokens = [100, 24_576]", "train.tokens", "less than one step"),
     ("markov_order = 1", "markov_ordr = 1", "data.markov_ordr", "unknown key"),
     ("head_dim = 16", "n_head = 5", "model.d_model[0]", "not divisible"),
 ])

@@ -49,7 +49,7 @@ def baseline(tmp_path_factory):
     """One complete sweep of markov-tiny with the local executor, shared by the tests that only read it."""
     out = tmp_path_factory.mktemp("baseline")
     started = time.time()
-    result = run_scale("sweep", TINY, "--out", out)
+    result = run_scale("sweep", TINY, "--out", out, "--workers", "2")
     return out, result, time.time() - started
 
 
@@ -103,15 +103,25 @@ def test_plan_counts_trunk_sharing():
     assert plan.counts()["pending"] == 6
 
 
+def early_in_run(store: Store, run, done: list[str]) -> bool:
+    """Checkpointed and in the first half of its steps, so far from finishing when it is killed."""
+    if run.run_id in done or not (store.run_dir(run.run_id) / "checkpoint.pt").exists():
+        return False
+    point = store.last_point(run.run_id) or {}
+    total = run.tokens // (run.train.batch_size * run.model.seq_len)
+    return point.get("step", total) <= total // 2
+
+
 def test_kill_9_then_rerun_trains_every_run_exactly_once(tmp_path):
     out = tmp_path / "out"
     sweep = start_sweep(out)
     store = Store(out)
+    plans = load_spec(TINY).runs()
     interrupted = None
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline and sweep.poll() is None:
         done = [r for r in run_ids() if store.read_row(r)]
-        running = [r for r in run_ids() if (store.run_dir(r) / "checkpoint.pt").exists() and r not in done]
+        running = [r.run_id for r in plans if early_in_run(store, r, done)]
         if done and running:
             interrupted = running[0]
             sweep.send_signal(signal.SIGKILL)
@@ -126,6 +136,8 @@ def test_kill_9_then_rerun_trains_every_run_exactly_once(tmp_path):
         if not store.is_claimed(unit):
             break
         time.sleep(0.1)
+    assert not store.is_claimed(unit), "the worker outlived the killed sweep"
+    assert store.read_row(interrupted) is None
     result = run_scale("sweep", TINY, "--out", out)
     assert result.returncode == 0, result.stderr
     runs = pd.read_parquet(out / "runs.parquet")
@@ -178,7 +190,7 @@ def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path):
     try:
         address = ray.get_runtime_context().gcs_address
         result = run_scale("sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", address,
-                           "--workers", "1")
+                           "--workers", "2")
     finally:
         ray.shutdown()
     assert result.returncode == 0, result.stderr

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -17,6 +19,7 @@ from typing import Any
 from scaling_cli.executors import uses_cuda
 
 PARENT_CHECK_S = 0.5
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 class LocalExecutor:
@@ -68,12 +71,23 @@ def _init_worker(parent_pid: int, gpu_queue: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(queue.Empty):  # empty: a CPU run, or a replacement worker keeps the default
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get_nowait())
+    _kill_me_with_parent()
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _kill_me_with_parent() -> None:
+    """On Linux, ask the kernel to SIGKILL this worker the moment the sweep process dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
     # A sweep killed with SIGKILL cannot stop its workers; without this they would keep training
     # (and keep their claims) as orphans, and a rerun could not resume their runs from checkpoints.
+    # The kernel's parent-death signal does this at once on Linux; polling covers other systems and
+    # a parent that died before the signal was armed.
     while os.getppid() == parent_pid:
         time.sleep(PARENT_CHECK_S)
     os._exit(1)

@@ -17,6 +17,7 @@ from scipy.optimize import minimize
 from scaling_cli.errors import FitError
 from scaling_cli.fit.batched import BatchResult, minimize_batched
 from scaling_cli.fit.laws import chinchilla_loss
+from scaling_cli.fit.powerlaw import r2
 
 ORDER = ("e", "a", "b", "alpha", "beta")  # internal parameter vector order
 MIN_POINTS = 6
@@ -161,10 +162,7 @@ def on_grid_edge(x: np.ndarray, grid: dict[str, list[float]]) -> list[str]:
 
 def log_r2(params: dict, n, d, loss) -> float:
     """Coefficient of determination of log loss."""
-    observed = np.log(np.asarray(loss, dtype=float))
-    predicted = np.log(chinchilla_loss(params, n, d))
-    spread = ((observed - observed.mean()) ** 2).sum()
-    return float(1.0 - ((observed - predicted) ** 2).sum() / spread) if spread > 0 else float("nan")
+    return r2(np.log(np.asarray(loss, dtype=float)), np.log(chinchilla_loss(params, n, d)))
 
 
 def refit_resamples(n, d, loss, weights: np.ndarray, starts: np.ndarray, delta: float) -> np.ndarray:

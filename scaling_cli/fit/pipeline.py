@@ -130,7 +130,7 @@ def fit_laws(points, curves, options: FitOptions, where: str, names, skipped: di
         except FitError as exc:
             if options.laws and name in options.laws:
                 raise
-            skipped[name] = exc.problem
+            skipped[name] = _reason(name, exc)
     return fitted
 
 
@@ -237,7 +237,7 @@ def _holdout(points, curves, options: FitOptions, where: str) -> dict:
         try:
             fits[name] = _fit_one(name, kept.reset_index(drop=True), kept_curves, options, where)
         except FitError as exc:
-            skipped[name] = exc.problem
+            skipped[name] = _reason(name, exc)
     return holdout.score(held, fits, rule, len(kept), skipped)
 
 
@@ -264,3 +264,8 @@ def write_fit(document: dict, path) -> Path:
     temporary.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
     temporary.replace(path)
     return path
+
+
+def _reason(name: str, exc: FitError) -> str:
+    """The error's problem, prefixed by the part of the law it concerns (kaplan L_N) when there is one."""
+    return exc.problem if exc.field == name else f"{exc.field}: {exc.problem}"

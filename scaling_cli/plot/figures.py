@@ -290,15 +290,17 @@ def isoflop_budgets(ctx: Context) -> tuple[list[Budget], str]:
         return [
             _fit_budget(b) for b in entry["budgets"] if len(b.get("points") or []) >= 3
         ], "parabolas of the fit"
+    reasons = [
+        ctx.no_fit_reason()
+        if ctx.group is None
+        else f"fit: {fitview.skipped_reason(ctx.group, 'isoflop') or 'no IsoFLOP budgets'}"
+    ]
     if ctx.curves is not None and not ctx.curves.empty:
         budgets = sliced_budgets(ctx.curves)
         if budgets:
             return budgets, "curves sliced at fixed FLOPs"
-    if ctx.group is None:
-        reason = ctx.no_fit_reason()
-    else:
-        reason = fitview.skipped_reason(ctx.group, "isoflop") or "the fit has no IsoFLOP budgets"
-    raise Skip(f"no FLOP budget with three or more sizes ({reason})")
+        reasons.append("curves: no FLOP value that three or more model sizes all reached")
+    raise Skip(f"no FLOP budget with three or more sizes ({'; '.join(reasons)})")
 
 
 def _fit_budget(budget: dict) -> Budget:
