@@ -485,14 +485,49 @@ def sweep_command(
 # ---- end sweep ----
 
 # ---- status commands (owned by the status work; add code only inside this section) ----
+def _fitted_law_line(fit_path: Path) -> str | None:
+    """The Chinchilla law of the first group of a fit.json in one line, or None when there is none."""
+    try:
+        groups = json.loads(fit_path.read_text())["groups"]
+        name, group = next(iter(groups.items()))
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return None
+    law = (group.get("laws") or {}).get("chinchilla")
+    if not law or "params" not in law:
+        reason = (group.get("skipped") or {}).get("chinchilla", "not fitted")
+        return f"fitted law ({name}): none, Chinchilla law {reason}"
+    p = law["params"]
+    r2 = law.get("r2")
+    r2_text = f", R^2 = {r2:.3f}" if isinstance(r2, (int, float)) else ""
+    return (f"fitted law ({name}): L(N, D) = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + "
+            f"{p['B']:.3g}/D^{p['beta']:.3g}{r2_text}")
+
+
+def _print_summary(info: dict) -> None:
+    root = Path(info["root"])
+    counts = ", ".join(f"{n} {state}" for state, n in info["counts"].items() if n)
+    out.print(f"runs:    {root / 'runs.parquet'} ({counts or 'no runs'})", markup=False, soft_wrap=True)
+    out.print(f"curves:  {root / 'curves.parquet'}", markup=False, soft_wrap=True)
+    if (root / "fit.json").is_file():
+        out.print(f"fit:     {root / 'fit.json'}", markup=False, soft_wrap=True)
+        law = _fitted_law_line(root / "fit.json")
+        if law:
+            out.print(law, markup=False, soft_wrap=True)
+    figures = sorted((root / "figures").glob("*")) if (root / "figures").is_dir() else []
+    if figures:
+        out.print(f"figures: {root / 'figures'} ({len(figures)} files)", markup=False, soft_wrap=True)
+
+
 @app.command("status")
 def status_command(
     results_dir: Path = typer.Argument(..., metavar="DIR", help="A sweep's results directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    summary: bool = typer.Option(False, "--summary", help="Also say where the table, fit and figures are, "
+                                 "and print the fitted law in one line."),
 ) -> int:
     """Show a sweep's runs per state, compute spent and remaining, and failed runs with their errors.
 
-    Example: scale status results/demo
+    Example: scale status results/demo --summary
     """
     from scaling_cli.store import status
 
@@ -507,6 +542,8 @@ def status_command(
     for failed in info["failed"]:
         out.print(f"failed {failed['run_id']} after {failed['attempts']} attempt(s): {failed['error']}",
                   markup=False, soft_wrap=True)
+    if summary:
+        _print_summary(info)
     return 0
 # ---- end status ----
 

@@ -341,8 +341,6 @@ def _budgets(train: dict, iso: dict, problems: _Problems) -> tuple[list[int], li
         flops = _axis(iso, "flops", "isoflop.flops", _float_range(1.0, 1e30), problems, required=True)
         return [], list(flops or [])
     tokens = _axis(train, "tokens", "train.tokens", _whole_number(1, 10**15), problems, required=True)
-    if tokens and len(set(tokens)) != len(tokens):
-        problems.add("train.tokens", "the same budget is listed twice")
     return list(tokens or []), []
 
 
@@ -429,6 +427,8 @@ def _axis(table: dict, key: str, field: str, check: Callable, problems: _Problem
             out.append(check(item))
         except (TypeError, ValueError) as exc:
             problems.add(f"{field}[{i}]" if isinstance(value, list) else field, str(exc))
+    if len(set(out)) != len(out):  # the same run twice would share one run id
+        problems.add(field, f"a value is listed twice: {value}")
     return out
 
 

@@ -246,13 +246,13 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         train_cfg = dataclasses.replace(run.train, threads=threads_for(run, task.threads))
         result = train_run(run.model, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
-        message = f"{type(exc).__name__}: {exc}".strip()
+        message = " | ".join(f"{type(exc).__name__}: {exc}".strip().splitlines())  # one line for tables
         if task.final_attempt:
             record_failure(store, run, branch_of, message)
         return RunOutcome(run.run_id, "error", message)
     row = {**run.describe(), **_trained(run, result), **_result_fields(result), **_data_fields(data),
-           "branch_of": branch_of,
-           "attempts": len(store.attempts(run.run_id)), "error": "", "finished_at": time.time()}
+           "branch_of": branch_of, "attempts": len(store.attempts(run.run_id)), "error": "",
+           "finished_at": time.time()}
     store.write_row(run.run_id, row)
     store.compact()
     return RunOutcome(run.run_id, result.status)

@@ -39,8 +39,8 @@ CURVE_NAME = "curve.jsonl"
 TRUNK_DIR = "trunk"
 STATE_FORMAT = 1
 
-# Fields that may differ between a checkpoint and the run resuming it without changing the trajectory.
-RESUME_FREE_FIELDS = frozenset({"device", "compile", "threads", "checkpoint_every", "nan_at_step"})
+# Fields that may differ between a checkpoint and the run resuming it without changing the weights.
+RESUME_FREE_FIELDS = frozenset({"device", "compile", "threads", "checkpoint_every", "eval_every", "nan_at_step"})
 # Fields a cooldown branch must share with its trunk so its first steps are the trunk's steps.
 TRUNK_SHARED_FIELDS = (
     "batch_size", "lr", "warmup_tokens", "weight_decay", "grad_clip", "beta1", "beta2", "seed",

@@ -115,6 +115,8 @@ def test_explicit_shapes(tmp_path):
     ("tokens = [12_288, 24_576]", "tokens = [100, 24_576]", "train.tokens", "less than one step"),
     ("markov_order = 1", "markov_ordr = 1", "data.markov_ordr", "unknown key"),
     ("head_dim = 16", "n_head = 5", "model.d_model[0]", "not divisible"),
+    ("lr = 1e-2", "lr = [1e-2, 0.01]", "train.lr", "listed twice"),
+    ("d_model = [16, 32, 48]", "d_model = [16, 32, 16]", "model.d_model", "listed twice"),
 ])
 def test_invalid_values_name_the_field(tmp_path, old, new, field, words):
     error = spec_error(write_variant(tmp_path, old, new))

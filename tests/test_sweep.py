@@ -80,6 +80,9 @@ def test_rerun_trains_nothing_and_is_fast(baseline):
     assert elapsed < 20
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")} == rows_before
     assert all(len(lines) == 1 for lines in attempts(out).values())
+    status = run_scale("status", out, "--summary")
+    assert status.returncode == 0, status.stderr
+    assert "6 done" in status.stdout and "runs.parquet" in status.stdout
 
 
 def test_dry_run_shows_states_and_saved_compute(baseline):

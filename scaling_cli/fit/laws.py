@@ -45,13 +45,25 @@ def kaplan_loss(kaplan: dict, n, d) -> np.ndarray:
     """Kaplan et al. 2020 eq. 1.5 built from the fitted L(N) and L(D):
 
     L(N, D) = E + [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D, with E the mean of the two fits' E.
+    Computed in log space from each law's fitted vector when present, so that an exponent near zero
+    (with N_c overflowing) still gives a finite prediction.
     """
-    ln, ld = kaplan["L_N"]["params"], kaplan["L_D"]["params"]
-    n = np.asarray(n, dtype=float)
-    d = np.asarray(d, dtype=float)
-    irreducible = 0.5 * (ln["E"] + ld["E"])
-    inner = (ln["N_c"] / n) ** (ln["alpha_N"] / ld["alpha_D"]) + ld["D_c"] / d
-    return irreducible + inner ** ld["alpha_D"]
+    ln, ld = kaplan["L_N"], kaplan["L_D"]
+    alpha_d = ld["params"]["alpha_D"]
+    log_n_term = _log_reducible(ln, "N_c", "alpha_N", n)
+    log_d_term = _log_reducible(ld, "D_c", "alpha_D", d)
+    inner = np.exp(log_n_term / alpha_d) + np.exp(log_d_term / alpha_d)
+    return 0.5 * (ln["params"]["E"] + ld["params"]["E"]) + inner**alpha_d
+
+
+def _log_reducible(law: dict, critical: str, exponent: str, x) -> np.ndarray:
+    """log (X_c / X)^alpha_X, from the fitted (k, alpha, E) vector (k = alpha log X_c) when present."""
+    log_x = np.log(np.asarray(x, dtype=float))
+    if "vector" in law:
+        k, alpha, _ = law["vector"]
+        return k - alpha * log_x
+    params = law["params"]
+    return params[exponent] * (np.log(params[critical]) - log_x)
 
 
 def linear_loss(params: dict, n, d, c) -> np.ndarray:

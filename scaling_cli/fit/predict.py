@@ -50,14 +50,16 @@ def predict(
     if group is not None and group not in groups:
         raise FitError("--group", group, f"no such group; have: {', '.join(sorted(groups))}")
     result = {"compute": compute, "params": params, "tokens": tokens, "groups": {}}
-    for name in names:
-        laws = groups[name].get("laws", {})
-        entry = {}
-        if compute is not None:
-            entry["compute"] = allocation(laws, compute)
-        if wants_run:
-            entry["run"] = run_loss(laws, params, tokens)
-        result["groups"][name] = entry
+    # Extreme bootstrap samples over- or underflow; interval() keeps only the finite values they give.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        for name in names:
+            laws = groups[name].get("laws", {})
+            entry = {}
+            if compute is not None:
+                entry["compute"] = allocation(laws, compute)
+            if wants_run:
+                entry["run"] = run_loss(laws, params, tokens)
+            result["groups"][name] = entry
     return result
 
 

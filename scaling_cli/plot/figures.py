@@ -225,7 +225,7 @@ def isoflop(ctx: Context) -> Figure:
     ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=ctx.loss_label)
     _count_axis(ax.xaxis, *ax.get_xlim())
     ax.set_title(ctx.group_title("IsoFLOP profiles"))
-    ax.legend(handles=_minimum_handles(budgets), loc="upper right", title=source, title_fontsize=6.5)
+    ax.legend(handles=_minimum_handles(budgets), loc="best", title=source, title_fontsize=6.5)
     ax.grid(True, which="major")
     minima = [b.loss_opt for b in budgets if b.loss_opt is not None]
     _limit_to_points(ax, np.concatenate([*(b.losses for b in budgets), minima]))
@@ -266,9 +266,14 @@ def _draw_budget(ax, budget: Budget, colour) -> None:
 
 def _minimum_handles(budgets: list[Budget]) -> list[Line2D]:
     star = {"marker": "*", "ls": "none", "mec": "black", "mew": 0.5, "ms": 7}
-    handles = [Line2D([], [], color="grey", label="parabola minimum", **star)]
-    if any(b.edge for b in budgets if b.size_opt is not None):
+    minima = [b for b in budgets if b.size_opt is not None]
+    handles = []
+    if any(not b.edge for b in minima):
+        handles.append(Line2D([], [], color="grey", label="parabola minimum", **star))
+    if any(b.edge for b in minima):
         handles.append(Line2D([], [], mfc="white", label="minimum at edge of sizes", **star))
+    if len(minima) < len(budgets):
+        handles.append(Line2D([], [], ls="none", label="no minimum: parabola opens downward"))
     return handles
 
 
