@@ -9,7 +9,7 @@ its own training throughput (RunResult.tokens_per_s: step time only, no setup or
 whole-call rate (setup and one final evaluation included) is printed too. The model-FLOP rate (Appendix F
 FLOPs per token x tokens/s) is set against a large fp32 matmul measured in every round of the same run.
 
-Usage: python bench/bench_train.py [--steps 5] [--rounds 12] [--threads 2]
+Usage: python bench/bench_train.py [--steps 5] [--rounds 16] [--threads 2]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def trainer_tokens_per_s(data, steps: int, seed: int, threads: int) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
