@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: install ## Prepare Shakespeare, sweep sweeps/demo.toml, fit and plot (minutes on 2 cores; reruns train nothing).
 	$(BIN)/scale data prepare shakespeare
 	$(BIN)/scale sweep sweeps/demo.toml --out $(DEMO) --workers 2
-	$(BIN)/scale fit $(DEMO)
+	$(BIN)/scale fit $(DEMO) --holdout 3
 	$(BIN)/scale plot $(DEMO)
 	$(BIN)/scale status $(DEMO) --summary
 
@@ -31,7 +31,7 @@ test: install ## Run the test suite (no GPU needed; a few minutes on 2 cores).
 
 bench: install ## Benchmarks: trainer vs a bare PyTorch loop, fitting vs a plain scipy loop.
 	$(BIN)/python bench/bench_train.py
-	$(BIN)/python bench/bench_fit.py
+	$(BIN)/python bench/bench_fit.py --baseline-starts 300
 
 lint: install ## Static checks with ruff.
 	$(BIN)/ruff check scaling_cli tests bench

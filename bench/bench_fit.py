@@ -81,9 +81,7 @@ def bench_grid(baseline_starts: int):
     began = time.perf_counter()
     slow = scipy_loop(n, d, loss, subset)
     slow_s = (time.perf_counter() - began) * len(starts) / len(subset)
-    scaled = (
-        "" if len(subset) == len(starts) else f" (timed on {len(subset)} starts, scaled to {len(starts)})"
-    )
+    scaled = "" if len(subset) == len(starts) else f" (timed on {len(subset)} starts, scaled to {len(starts)})"
     show("scipy L-BFGS-B loop, finite diff" + ("*" if scaled else ""), slow_s, to_params(slow.x), slow.fun)
     show("batched BFGS + polish (scale fit)", fast_s, fast["params"], fast["diagnostics"]["objective"])
     print(
@@ -104,15 +102,11 @@ def bench_bootstrap(n, d, loss, fitted, resamples: int):
     points = pd.DataFrame({"N": n, "D": d, "loss": loss})
     indices = resample_indices(len(points), resamples, seed=0)
     began = time.perf_counter()
-    result = bootstrap_chinchilla(
-        points, fitted, indices, delta=1e-3, grid=CHINCHILLA_GRID, at_compute=5.76e23
-    )
+    result = bootstrap_chinchilla(points, fitted, indices, delta=1e-3, grid=CHINCHILLA_GRID, at_compute=5.76e23)
     seconds = time.perf_counter() - began
     failed = result["bootstrap"]["failed"]
     intervals = ", ".join(
-        f"{k} [{v[0]:.4g}, {v[1]:.4g}]"
-        for k, v in result["intervals"].items()
-        if k in ("E", "alpha", "beta", "a")
+        f"{k} [{v[0]:.4g}, {v[1]:.4g}]" for k, v in result["intervals"].items() if k in ("E", "alpha", "beta", "a")
     )
     print(
         f"{resamples} bootstrap refits (each from the full-data optimum + 4 nearest grid starts, all in one batch): "
@@ -130,9 +124,7 @@ def main() -> None:
     if CSV.is_file():
         n, d, loss, fitted = bench_grid(args.baseline_starts)
     else:
-        print(
-            f"skipping the grid comparison: {CSV} is absent; bootstrap timed on a synthetic 240-point table"
-        )
+        print(f"skipping the grid comparison: {CSV} is absent; bootstrap timed on a synthetic 240-point table")
         n, d, loss = synthetic_points()
         fitted = fit_chinchilla(n, d, loss)
     bench_bootstrap(n, d, loss, fitted, args.resamples)

@@ -64,8 +64,17 @@ def plain_loop_tokens_per_s(tokens: torch.Tensor, steps: int, seed: int) -> floa
 def trainer_tokens_per_s(data, steps: int, seed: int, threads: int) -> tuple[float, float]:
     """(training throughput the trainer reports, throughput of the whole train_run call)."""
     config = TrainConfig(
-        tokens=steps * BATCH_SIZE * MODEL.seq_len, batch_size=BATCH_SIZE, lr=LR, schedule="cosine",
-        eval_every=0, eval_batches=1, checkpoint_every=0, device="cpu", dtype="fp32", threads=threads, seed=seed,
+        tokens=steps * BATCH_SIZE * MODEL.seq_len,
+        batch_size=BATCH_SIZE,
+        lr=LR,
+        schedule="cosine",
+        eval_every=0,
+        eval_batches=1,
+        checkpoint_every=0,
+        device="cpu",
+        dtype="fp32",
+        threads=threads,
+        seed=seed,
     )
     with tempfile.TemporaryDirectory() as run_dir:
         began = time.perf_counter()
@@ -94,27 +103,40 @@ def main() -> None:
             whole.append(whole_rate)
             plain.append(plain_loop_tokens_per_s(tokens, args.steps, round_index))
             matmul.append(matmul_gflops())
-            print(f"round {round_index + 1}: trainer {rate:,.0f} tok/s  plain loop {plain[-1]:,.0f} tok/s  "
-                  f"ratio {rate / plain[-1]:.3f}  matmul {matmul[-1]:.1f} GFLOP/s", flush=True)
+            print(
+                f"round {round_index + 1}: trainer {rate:,.0f} tok/s  plain loop {plain[-1]:,.0f} tok/s  "
+                f"ratio {rate / plain[-1]:.3f}  matmul {matmul[-1]:.1f} GFLOP/s",
+                flush=True,
+            )
     peak = max(matmul)
 
     per_token = flops_per_token(MODEL)
     ours_rate, whole_rate, plain_rate = max(ours), max(whole), max(plain)
     model_gflops = per_token["chinchilla"] * ours_rate / 1e9
     print()
-    print(f"model: {MODEL.n_layer} layers, d_model {MODEL.d_model}, {MODEL.n_head} heads, seq {MODEL.seq_len}, "
-          f"batch {BATCH_SIZE}, vocab {MODEL.vocab_size}, fp32, {torch.get_num_threads()} threads; "
-          f"{args.rounds} rounds x {args.steps} steps, fastest round (median)")
+    print(
+        f"model: {MODEL.n_layer} layers, d_model {MODEL.d_model}, {MODEL.n_head} heads, seq {MODEL.seq_len}, "
+        f"batch {BATCH_SIZE}, vocab {MODEL.vocab_size}, fp32, {torch.get_num_threads()} threads; "
+        f"{args.rounds} rounds x {args.steps} steps, fastest round (median)"
+    )
     print(f"trainer (step time)        {ours_rate:>10,.0f} tokens/s  ({statistics.median(ours):,.0f})")
-    print(f"trainer (whole call)       {whole_rate:>10,.0f} tokens/s  ({statistics.median(whole):,.0f}; "
-          "setup and final evaluation included)")
+    print(
+        f"trainer (whole call)       {whole_rate:>10,.0f} tokens/s  ({statistics.median(whole):,.0f}; "
+        "setup and final evaluation included)"
+    )
     print(f"plain PyTorch loop         {plain_rate:>10,.0f} tokens/s  ({statistics.median(plain):,.0f})")
-    print(f"ratio trainer / plain      {ours_rate / plain_rate:>10.3f}  "
-          f"({statistics.median(ours) / statistics.median(plain):.3f}; target >= 1.0)")
+    print(
+        f"ratio trainer / plain      {ours_rate / plain_rate:>10.3f}  "
+        f"({statistics.median(ours) / statistics.median(plain):.3f}; target >= 1.0)"
+    )
     print(f"fp32 matmul 2048^3         {peak:>10.1f} GFLOP/s  ({statistics.median(matmul):.1f})")
-    print(f"model FLOPs (Appendix F)   {model_gflops:>10.2f} GFLOP/s = {per_token['chinchilla']:,} FLOPs/token x tokens/s")
-    print(f"utilisation                {model_gflops / peak:>10.1%}  (6N count: "
-          f"{per_token['kaplan'] * ours_rate / 1e9 / peak:.1%})")
+    print(
+        f"model FLOPs (Appendix F)   {model_gflops:>10.2f} GFLOP/s = {per_token['chinchilla']:,} FLOPs/token x tokens/s"
+    )
+    print(
+        f"utilisation                {model_gflops / peak:>10.1%}  (6N count: "
+        f"{per_token['kaplan'] * ours_rate / 1e9 / peak:.1%})"
+    )
 
 
 if __name__ == "__main__":

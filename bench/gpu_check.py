@@ -95,9 +95,16 @@ def measure_training(model_cfg: ModelConfig, batch_size: int, steps: int, device
 
     def run(n_steps: int):
         config = TrainConfig(
-            tokens=n_steps * tokens_per_step, batch_size=batch_size, lr=6e-4, warmup_tokens=10 * tokens_per_step,
-            eval_every=0, eval_batches=1, checkpoint_every=0, device=device,
-            dtype="bf16", compile=compile_model,
+            tokens=n_steps * tokens_per_step,
+            batch_size=batch_size,
+            lr=6e-4,
+            warmup_tokens=10 * tokens_per_step,
+            eval_every=0,
+            eval_batches=1,
+            checkpoint_every=0,
+            device=device,
+            dtype="bf16",
+            compile=compile_model,
         )
         with tempfile.TemporaryDirectory() as run_dir:
             began = time.perf_counter()
@@ -152,13 +159,22 @@ def main() -> None:
         big = ModelConfig(d_model=64, n_layer=2, n_head=2, seq_len=64, vocab_size=512)
         small, steps, batch, small_batch, size = SMALL, 4, 2, 2, 512
     elif not torch.cuda.is_available():
-        print("gpu_check: no CUDA device here; run it on a machine with an NVIDIA GPU "
-              "(or pass --cpu-smoke to test the script)", file=sys.stderr)
+        print(
+            "gpu_check: no CUDA device here; run it on a machine with an NVIDIA GPU "
+            "(or pass --cpu-smoke to test the script)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     else:
         device, device_name, compile_model = "cuda", torch.cuda.get_device_name(), True
         big, small, steps, batch, small_batch, size = (
-            GPT2_SMALL, SMALL, args.steps, args.batch_size, args.small_batch_size, 8192)
+            GPT2_SMALL,
+            SMALL,
+            args.steps,
+            args.batch_size,
+            args.small_batch_size,
+            8192,
+        )
 
     peak = matmul_tflops(device, torch.bfloat16, size)
     print(f"bf16 matmul: {peak:.1f} TFLOP/s", flush=True)

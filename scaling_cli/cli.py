@@ -11,7 +11,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -61,53 +60,6 @@ def _debug() -> bool:
     return os.environ.get("SCALE_DEBUG", "") not in ("", "0")
 
 
-# ---- plot commands (owned by the plot work; add code only inside this section) ----
-@app.command("plot")
-def plot_command(
-    source: Path = typer.Argument(..., help="A results directory, or a CSV/parquet table of runs."),
-    fit_file: Path | None = typer.Option(
-        None, "--fit", help="fit.json to draw (default: SOURCE/fit.json; fitted now when there is none)."
-    ),
-    out_dir: Path | None = typer.Option(
-        None, "--out", help="Folder for the figures (default: SOURCE/figures, or figures/ next to a table)."
-    ),
-    fmt: str = typer.Option("png", "--format", help="png (200 dpi), pdf or svg."),
-    only: str | None = typer.Option(None, "--only", help="Make just this figure (for example isoflop)."),
-    n_col: str | None = typer.Option(None, "--n-col", help="Table column of parameters N (default params)."),
-    d_col: str | None = typer.Option(None, "--d-col", help="Table column of tokens D (default C/(6N))."),
-    c_col: str | None = typer.Option(None, "--c-col", help="Table column of compute C (default flops)."),
-    loss_col: str | None = typer.Option(None, "--loss-col", help="Table column of loss (default val_loss)."),
-    query: str | None = typer.Option(None, "--query", help="Keep only table rows matching this pandas query."),
-    drop_highest_loss: int = typer.Option(0, "--drop-highest-loss", help="Leave out the k highest-loss rows."),
-) -> None:
-    """Draw the figures of a scaling study: loss_vs_compute, isoflop, optimal_allocation, parametric_fit,
-    extrapolation, compression, data_axis. A figure the data cannot support is skipped with its reason.
-
-    Example: scale plot results/demo
-
-    Example: scale plot results/demo --format pdf --only loss_vs_compute --out paper/figures
-
-    Example: scale plot ../shared/data/chinchilla_svg_extracted_data.csv --n-col "Model Size"
-    --c-col "Training FLOP" --loss-col loss --drop-highest-loss 5 --out /tmp/chinchilla-figures
-    """
-    from rich.markup import escape
-
-    from scaling_cli.plot import TableColumns, make_figures
-
-    columns = TableColumns(
-        n=n_col, d=d_col, c=c_col, loss=loss_col, query=query, drop_highest_loss=drop_highest_loss
-    )
-    made = make_figures(source, fit_path=fit_file, out_dir=out_dir, fmt=fmt, only=only, columns=columns)
-    for name, path, reason in made:
-        if path is not None:
-            out.print(f"[green]made[/green]     {name:<19} {escape(str(path))}", soft_wrap=True)
-        else:
-            out.print(f"[yellow]skipped[/yellow]  {name:<19} {escape(reason)}", soft_wrap=True)
-    count = sum(path is not None for _, path, _ in made)
-    out.print(f"{count} of {len(made)} figures written", markup=False)
-# ---- end plot ----
-
-
 def _exception_classes(name: str) -> tuple[type[BaseException], ...]:
     """The classes called `name` in typer's own command layer and in click, whichever are installed."""
     found: list[type[BaseException]] = [getattr(typer, name)] if hasattr(typer, name) else []
@@ -144,9 +96,13 @@ NO_ARGS_IS_HELP = _exception_classes("NoArgsIsHelpError")
 
 
 # ---- data commands (owned by the data work; add code only inside this section) ----
-_DATA_FLAGS = {"dedup": "--dedup", "min_doc_bytes": "--min-doc-bytes", "val_fraction": "--val-fraction",
-               "min_compression_ratio": "--min-compression-ratio",
-               "max_compression_ratio": "--max-compression-ratio"}
+_DATA_FLAGS = {
+    "dedup": "--dedup",
+    "min_doc_bytes": "--min-doc-bytes",
+    "val_fraction": "--val-fraction",
+    "min_compression_ratio": "--min-compression-ratio",
+    "max_compression_ratio": "--max-compression-ratio",
+}
 
 
 def _parse_set(items: list[str] | None) -> dict:
@@ -220,17 +176,22 @@ def data_list(json_out: bool = typer.Option(False, "--json", help="Print JSON in
 
 @data_app.command("prepare")
 def data_prepare(
-    name: str = typer.Argument(..., help="Source name (shakespeare, shakespeare-folio, kjv, pystdlib, markov) "
-                               "or a local file, directory or glob."),
+    name: str = typer.Argument(
+        ...,
+        help="Source name (shakespeare, shakespeare-folio, kjv, pystdlib, markov) or a local file, directory or glob.",
+    ),
     tokenizer: str = typer.Option("bytes", "--tokenizer", help=_TOKENIZER_HELP),
     vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size."),
-    dedup: bool | None = typer.Option(None, "--dedup/--no-dedup", help="Remove exact duplicate documents "
-                                         "and paragraphs."),
+    dedup: bool | None = typer.Option(
+        None, "--dedup/--no-dedup", help="Remove exact duplicate documents and paragraphs."
+    ),
     min_doc_bytes: int | None = typer.Option(None, "--min-doc-bytes", help="Drop shorter documents."),
-    min_ratio: float | None = typer.Option(None, "--min-compression-ratio",
-                                              help="Drop documents that compress worse (random-looking)."),
-    max_ratio: float | None = typer.Option(None, "--max-compression-ratio",
-                                              help="Drop documents that compress better (repetitive)."),
+    min_ratio: float | None = typer.Option(
+        None, "--min-compression-ratio", help="Drop documents that compress worse (random-looking)."
+    ),
+    max_ratio: float | None = typer.Option(
+        None, "--max-compression-ratio", help="Drop documents that compress better (repetitive)."
+    ),
     val_fraction: float | None = typer.Option(None, "--val-fraction", help="Share of text for validation."),
     sets: list[str] | None = typer.Option(None, "--set", help=_SET_HELP),  # noqa: B008
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
@@ -249,8 +210,14 @@ def data_prepare(
 
     from scaling_cli.data import prepare
 
-    opts = _data_options(sets, dedup=dedup, min_doc_bytes=min_doc_bytes, min_compression_ratio=min_ratio,
-                         max_compression_ratio=max_ratio, val_fraction=val_fraction)
+    opts = _data_options(
+        sets,
+        dedup=dedup,
+        min_doc_bytes=min_doc_bytes,
+        min_compression_ratio=min_ratio,
+        max_compression_ratio=max_ratio,
+        val_fraction=val_fraction,
+    )
     started = time.perf_counter()
     data = prepare(name, opts, tokenizer=tokenizer, vocab_size=vocab_size)
     if json_out:
@@ -258,10 +225,12 @@ def data_prepare(
         return
     m = data.manifest
     out.print(f"{data.name}: {data.path}")
-    out.print(f"  documents {m['documents']['after_cleaning']:,} (train {m['documents']['train']:,}, "
-              f"val {m['documents']['val']:,});  text {_bytes(m['bytes']['clean'])} of {_bytes(m['bytes']['raw'])} "
-              f"raw;  tokens train {m['tokens']['train']:,}, val {m['tokens']['val']:,} "
-              f"({data.bytes_per_token:.3f} bytes/token, vocab {data.vocab_size})")
+    out.print(
+        f"  documents {m['documents']['after_cleaning']:,} (train {m['documents']['train']:,}, "
+        f"val {m['documents']['val']:,});  text {_bytes(m['bytes']['clean'])} of {_bytes(m['bytes']['raw'])} "
+        f"raw;  tokens train {m['tokens']['train']:,}, val {m['tokens']['val']:,} "
+        f"({data.bytes_per_token:.3f} bytes/token, vocab {data.vocab_size})"
+    )
     out.print(f"  baselines, bits/byte of val text: {_baseline_line(data.baselines)}")
     if data.entropy_rate_bits is not None:
         out.print(f"  entropy rate of the chain: {data.entropy_rate_bits:.4f} bits/byte")
@@ -274,8 +243,11 @@ def _cleaning_rows(steps: list[dict]) -> list[tuple[str, str]]:
         if not step["enabled"]:
             rows.append((step["step"], "off"))
             continue
-        facts = ", ".join(f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
-                          for k, v in step.items() if k not in ("step", "enabled"))
+        facts = ", ".join(
+            f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}"
+            for k, v in step.items()
+            if k not in ("step", "enabled")
+        )
         rows.append((step["step"], facts))
     return rows
 
@@ -307,15 +279,17 @@ def data_stats(
     out.print(f"{info['name']}: {info['path']}")
     sizes = Table("", "documents", "text bytes", "tokens", title="sizes")
     for split in ("train", "val"):
-        sizes.add_row(split, f"{info['documents'][split]:,}", f"{info['bytes'][split]:,}",
-                      f"{info['tokens'][split]:,}")
+        sizes.add_row(split, f"{info['documents'][split]:,}", f"{info['bytes'][split]:,}", f"{info['tokens'][split]:,}")
     sizes.add_row("raw source", f"{info['documents']['files']:,} files", f"{info['bytes']['raw']:,}", "")
     out.print(sizes)
     disk = info["disk"]
-    out.print(f"on disk: {_bytes(disk['compressed'])} in {disk['shards']} lz4 shards "
-              f"({_bytes(disk['uncompressed'])} uncompressed, ratio {disk['uncompressed'] / max(disk['compressed'], 1):.2f}); "
-              f"{info['bytes_per_token']:.3f} bytes/token, tokenizer {info['tokenizer']['kind']} "
-              f"(vocab {info['tokenizer']['vocab_size']})")
+    ratio = disk["uncompressed"] / max(disk["compressed"], 1)
+    out.print(
+        f"on disk: {_bytes(disk['compressed'])} in {disk['shards']} lz4 shards "
+        f"({_bytes(disk['uncompressed'])} uncompressed, ratio {ratio:.2f}); "
+        f"{info['bytes_per_token']:.3f} bytes/token, tokenizer {info['tokenizer']['kind']} "
+        f"(vocab {info['tokenizer']['vocab_size']})"
+    )
     cleaning = Table("step", "removed / done", title="cleaning")
     for row in _cleaning_rows(info["cleaning"]):
         cleaning.add_row(*row)
@@ -328,7 +302,10 @@ def data_stats(
     out.print(f"unigram entropy: {uni['bits_per_token']:.4f} bits/token = {uni['bits_per_byte']:.4f} bits/byte")
     if info["entropy_rate_bits"] is not None:
         out.print(f"markov entropy rate: {info['entropy_rate_bits']:.4f} bits/byte (the irreducible loss)")
+
+
 # ---- end data ----
+
 
 # ---- sweep commands (owned by the sweep work; add code only inside this section) ----
 def _si(value: float | None, unit: str = "") -> str:
@@ -352,26 +329,56 @@ def _duration(seconds: float | None) -> str:
 
 def _print_plan(plan) -> None:
     table = Table(title=f"sweep {plan.spec.name}: {len(plan.runs)} runs in {len(plan.units)} units")
-    for column in ("run_id", "dataset", "d_model", "n_layer", "params", "tokens", "FLOPs", "tok/param", "lr",
-                   "bs", "seed", "branch of", "state"):
+    for column in (
+        "run_id",
+        "dataset",
+        "d_model",
+        "n_layer",
+        "params",
+        "tokens",
+        "FLOPs",
+        "tok/param",
+        "lr",
+        "bs",
+        "seed",
+        "branch of",
+        "state",
+    ):
         table.add_column(column, justify="left" if column in ("run_id", "dataset", "branch of", "state") else "right")
     for planned in plan.runs:
         run = planned.run
-        table.add_row(run.run_id, run.dataset, str(run.model.d_model), str(run.model.n_layer), _si(run.params),
-                      _si(run.tokens), _si(run.flops), f"{run.tokens_per_param:.3g}", f"{run.train.lr:g}",
-                      str(run.train.batch_size), str(run.train.seed),
-                      planned.branch_of, planned.state)
+        table.add_row(
+            run.run_id,
+            run.dataset,
+            str(run.model.d_model),
+            str(run.model.n_layer),
+            _si(run.params),
+            _si(run.tokens),
+            _si(run.flops),
+            f"{run.tokens_per_param:.3g}",
+            f"{run.train.lr:g}",
+            str(run.train.batch_size),
+            str(run.train.seed),
+            planned.branch_of,
+            planned.state,
+        )
     # Off a terminal rich assumes 80 columns; a plan table is only useful whole.
     (out if out.is_terminal else Console(highlight=False, width=160)).print(table)
     counts = ", ".join(f"{n} {state}" for state, n in plan.counts().items() if n)
     out.print(f"runs: {counts}", soft_wrap=True)
     saved = plan.saved_flops / plan.total_flops if plan.total_flops else 0.0
-    out.print(f"compute: {_si(plan.shared_flops, 'FLOP')} with WSD trunks shared, "
-              f"{_si(plan.total_flops, 'FLOP')} as independent runs (saves {_si(plan.saved_flops, 'FLOP')}, "
-              f"{saved:.0%})", soft_wrap=True)
-    out.print(f"remaining: {_si(plan.remaining_flops, 'FLOP')}, estimated wall time "
-              f"{_duration(plan.estimated_wall_s())} with {plan.workers} worker(s) "
-              f"(rate {_si(plan.flops_rate, 'FLOP/s')}, {plan.rate_source})", soft_wrap=True)
+    out.print(
+        f"compute: {_si(plan.shared_flops, 'FLOP')} with WSD trunks shared, "
+        f"{_si(plan.total_flops, 'FLOP')} as independent runs (saves {_si(plan.saved_flops, 'FLOP')}, "
+        f"{saved:.0%})",
+        soft_wrap=True,
+    )
+    out.print(
+        f"remaining: {_si(plan.remaining_flops, 'FLOP')}, estimated wall time "
+        f"{_duration(plan.estimated_wall_s())} with {plan.workers} worker(s) "
+        f"(rate {_si(plan.flops_rate, 'FLOP/s')}, {plan.rate_source})",
+        soft_wrap=True,
+    )
 
 
 def _run_line(row: dict) -> str:
@@ -381,8 +388,10 @@ def _run_line(row: dict) -> str:
     detail = f"val_loss={loss:.4f}" if isinstance(loss, float) and not math.isnan(loss) else row.get("error", "")
     wall = row.get("wall_s")
     timing = f" {wall:.1f}s" if isinstance(wall, (int, float)) and not math.isnan(wall) else ""
-    return (f"{row['status']:<8} {row['run_id']} d_model={row.get('d_model')} n_layer={row.get('n_layer')} "
-            f"tokens={_si(row.get('tokens'))} {detail}{timing}")
+    return (
+        f"{row['status']:<8} {row['run_id']} d_model={row.get('d_model')} n_layer={row.get('n_layer')} "
+        f"tokens={_si(row.get('tokens'))} {detail}{timing}"
+    )
 
 
 class _SweepDisplay:
@@ -396,9 +405,12 @@ class _SweepDisplay:
     def __call__(self, kind: str, payload) -> None:
         if kind == "plan":
             counts = payload.counts()
-            out.print(f"sweep {payload.spec.name}: {len(payload.runs)} runs ({counts['done'] + counts['diverged']} "
-                      f"already settled), {_si(payload.remaining_flops, 'FLOP')} to train -> {payload.out_dir}",
-                      markup=False, soft_wrap=True)
+            out.print(
+                f"sweep {payload.spec.name}: {len(payload.runs)} runs ({counts['done'] + counts['diverged']} "
+                f"already settled), {_si(payload.remaining_flops, 'FLOP')} to train -> {payload.out_dir}",
+                markup=False,
+                soft_wrap=True,
+            )
         elif kind == "run":
             self._print(_run_line(payload))
         elif kind == "retry":
@@ -413,16 +425,23 @@ class _SweepDisplay:
 
     def _render(self):
         p = self.progress
-        table = Table(title=f"runs {p.runs_settled}/{p.runs_total}   FLOPs {_si(p.flops_done)}/{_si(p.flops_total)}"
-                            f"   elapsed {_duration(p.elapsed_s)}   ETA {_duration(p.eta_s)}")
+        table = Table(
+            title=f"runs {p.runs_settled}/{p.runs_total}   FLOPs {_si(p.flops_done)}/{_si(p.flops_total)}"
+            f"   elapsed {_duration(p.elapsed_s)}   ETA {_duration(p.eta_s)}"
+        )
         for column in ("worker", "run", "size", "step", "tokens", "loss", "tok/s"):
             table.add_column(column, justify="left" if column in ("run", "size") else "right")
         for i, active in enumerate(p.active):
             loss = active["loss"]
-            table.add_row(str(i), active["run_id"], f"d{active['d_model']} L{active['n_layer']}",
-                          str(active["step"] if active["step"] is not None else "-"),
-                          f"{_si(active['seen'])}/{_si(active['tokens'])}",
-                          f"{loss:.3f}" if isinstance(loss, float) else "-", _si(active["tok_s"]))
+            table.add_row(
+                str(i),
+                active["run_id"],
+                f"d{active['d_model']} L{active['n_layer']}",
+                str(active["step"] if active["step"] is not None else "-"),
+                f"{_si(active['seen'])}/{_si(active['tokens'])}",
+                f"{loss:.3f}" if isinstance(loss, float) else "-",
+                _si(active["tok_s"]),
+            )
         return table
 
     def __enter__(self):
@@ -443,8 +462,11 @@ class _SweepDisplay:
 def sweep_command(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (TOML), e.g. sweeps/demo.toml."),
     out_dir: Path | None = typer.Option(None, "--out", help="Results directory [default: results/<name>/]."),
-    workers: int | None = typer.Option(None, "--workers", help="Units trained at once [default: 1 on CPU, "
-                                          "GPUs x runs-per-gpu on CUDA, the cluster's CPUs on Ray]."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Units trained at once [default: 1 on CPU, GPUs x runs-per-gpu on CUDA, the cluster's CPUs on Ray].",
+    ),
     executor: str = typer.Option("local", "--executor", help="Where runs train: local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
     runs_per_gpu: int = typer.Option(1, "--runs-per-gpu", help="Small runs packed onto each GPU."),
@@ -473,16 +495,26 @@ def sweep_command(
         with _SweepDisplay(live=out.is_terminal) as display:
             outcome = run_sweep(spec, target, pool, retries=retries, on_event=display)
     except KeyboardInterrupt:
-        err.print(f"interrupted: finished runs are saved in {target}; rerun the same command to resume "
-                  "(interrupted runs continue from their last checkpoint)", markup=False, soft_wrap=True)
-        raise typer.Exit(130)
+        err.print(
+            f"interrupted: finished runs are saved in {target}; rerun the same command to resume "
+            "(interrupted runs continue from their last checkpoint)",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     counts = ", ".join(f"{n} {state}" for state, n in outcome.counts.items() if n)
-    out.print(f"sweep {spec.name}: {counts} in {_duration(outcome.wall_s)}; results in {outcome.out_dir}",
-              markup=False, soft_wrap=True)
+    out.print(
+        f"sweep {spec.name}: {counts} in {_duration(outcome.wall_s)}; results in {outcome.out_dir}",
+        markup=False,
+        soft_wrap=True,
+    )
     for failed in outcome.failed:
         err.print(f"failed {failed['run_id']}: {failed['error']}", markup=False, soft_wrap=True)
     return 1 if outcome.failed else 0
+
+
 # ---- end sweep ----
+
 
 # ---- status commands (owned by the status work; add code only inside this section) ----
 def _fitted_law_line(fit_path: Path) -> str | None:
@@ -499,8 +531,10 @@ def _fitted_law_line(fit_path: Path) -> str | None:
     p = law["params"]
     r2 = law.get("r2")
     r2_text = f", R^2 = {r2:.3f}" if isinstance(r2, (int, float)) else ""
-    return (f"fitted law ({name}): L(N, D) = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + "
-            f"{p['B']:.3g}/D^{p['beta']:.3g}{r2_text}")
+    return (
+        f"fitted law ({name}): L(N, D) = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + "
+        f"{p['B']:.3g}/D^{p['beta']:.3g}{r2_text}"
+    )
 
 
 def _print_summary(info: dict) -> None:
@@ -522,8 +556,9 @@ def _print_summary(info: dict) -> None:
 def status_command(
     results_dir: Path = typer.Argument(..., metavar="DIR", help="A sweep's results directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
-    summary: bool = typer.Option(False, "--summary", help="Also say where the table, fit and figures are, "
-                                 "and print the fitted law in one line."),
+    summary: bool = typer.Option(
+        False, "--summary", help="Also say where the table, fit and figures are, and print the fitted law in one line."
+    ),
 ) -> int:
     """Show a sweep's runs per state, compute spent and remaining, and failed runs with their errors.
 
@@ -537,14 +572,21 @@ def status_command(
         return 0
     counts = ", ".join(f"{n} {state}" for state, n in info["counts"].items())
     out.print(f"{info['root']}: {info['planned']} planned runs: {counts}", markup=False, soft_wrap=True)
-    out.print(f"compute spent {_si(info['flops_spent'], 'FLOP')}, remaining {_si(info['flops_remaining'], 'FLOP')}",
-              markup=False)
+    out.print(
+        f"compute spent {_si(info['flops_spent'], 'FLOP')}, remaining {_si(info['flops_remaining'], 'FLOP')}",
+        markup=False,
+    )
     for failed in info["failed"]:
-        out.print(f"failed {failed['run_id']} after {failed['attempts']} attempt(s): {failed['error']}",
-                  markup=False, soft_wrap=True)
+        out.print(
+            f"failed {failed['run_id']} after {failed['attempts']} attempt(s): {failed['error']}",
+            markup=False,
+            soft_wrap=True,
+        )
     if summary:
         _print_summary(info)
     return 0
+
+
 # ---- end status ----
 
 
@@ -587,7 +629,14 @@ def _law_rows(name: str, law: dict) -> list[tuple[str, str, str, str]]:
         rows.append((name, key, _num(value), _span(intervals.get(key))))
     for key in ("N_opt", "D_opt", "loss_opt"):
         if key in law.get("at_compute", {}):
-            rows.append((name, f"{key} @ C={law['at_compute']['C']:.3g}", _num(law["at_compute"][key]), _span(intervals.get(key))))
+            rows.append(
+                (
+                    name,
+                    f"{key} @ C={law['at_compute']['C']:.3g}",
+                    _num(law["at_compute"][key]),
+                    _span(intervals.get(key)),
+                )
+            )
     return rows
 
 
@@ -595,8 +644,9 @@ def _law_note(name: str, law: dict) -> str:
     diagnostics = law.get("diagnostics", {})
     if name == "chinchilla":
         edge = ", ".join(diagnostics["grid_edge"]) or "none"
+        reached = f"{diagnostics['starts_at_optimum']}/{law['settings']['grid_size']}"
         return (
-            f"r2(log) {law['r2']:.4f}; {diagnostics['starts_at_optimum']}/{law['settings']['grid_size']} starts reached "
+            f"r2(log) {law['r2']:.4f}; {reached} starts reached "
             f"the optimum; |grad| {diagnostics['grad_norm']:.1e}; at grid edge: {edge}"
         )
     if name == "kaplan":
@@ -634,42 +684,79 @@ def _render_fit(document: dict, path: Path) -> None:
         if group["holdout"]:
             holdout = group["holdout"]
             mape = ", ".join(f"{k} {_num(v)}%" for k, v in holdout["mape"].items())
-            out.print(f"holdout: fitted on {holdout['fitted_on']}, {holdout['held_out']} held out; MAPE {mape}", markup=False)
+            out.print(
+                f"holdout: fitted on {holdout['fitted_on']}, {holdout['held_out']} held out; MAPE {mape}", markup=False
+            )
     out.print(f"wrote {path}", markup=False)
 
 
 @app.command("fit", help=_FIT_HELP)
 def fit_command(
-    source: Path = typer.Argument(..., help="A results directory (runs.parquet, curves.parquet) or a .parquet/.csv table."),
-    n_col: Optional[str] = typer.Option(None, "--n-col", help="Column of parameter counts N (default: --params)."),
-    d_col: Optional[str] = typer.Option(None, "--d-col", help="Column of training tokens D (default tokens; else C/(6N))."),
-    c_col: Optional[str] = typer.Option(None, "--c-col", help="Column of training FLOPs C (default: --flops; else 6ND)."),
-    loss_col: Optional[str] = typer.Option(None, "--loss-col", help="Column of losses (default val_loss, else loss)."),
-    query: Optional[str] = typer.Option(None, "--query", help="pandas query selecting rows, e.g. 'dataset == \"markov\"'."),
+    source: Path = typer.Argument(
+        ..., help="A results directory (runs.parquet, curves.parquet) or a .parquet/.csv table."
+    ),
+    n_col: str | None = typer.Option(None, "--n-col", help="Column of parameter counts N (default: --params)."),
+    d_col: str | None = typer.Option(
+        None, "--d-col", help="Column of training tokens D (default tokens; else C/(6N))."
+    ),
+    c_col: str | None = typer.Option(None, "--c-col", help="Column of training FLOPs C (default: --flops; else 6ND)."),
+    loss_col: str | None = typer.Option(None, "--loss-col", help="Column of losses (default val_loss, else loss)."),
+    query: str | None = typer.Option(
+        None, "--query", help="pandas query selecting rows, e.g. 'dataset == \"markov\"'."
+    ),
     drop_highest_loss: int = typer.Option(0, "--drop-highest-loss", help="Leave out the k rows with the highest loss."),
-    params: str = typer.Option("params", "--params", help="Parameter count of a results directory: params or params_nonembed."),
-    flops: str = typer.Option("flops", "--flops", help="FLOP count of a results directory: flops (Appendix F) or flops_6nd."),
-    by: Optional[str] = typer.Option(None, "--by", help="Fit each value of this column separately, e.g. dataset."),
-    law: Optional[list[str]] = typer.Option(None, "--law", help="chinchilla, kaplan, envelope, isoflop, linear (repeat or comma list)."),
+    params: str = typer.Option(
+        "params", "--params", help="Parameter count of a results directory: params or params_nonembed."
+    ),
+    flops: str = typer.Option(
+        "flops", "--flops", help="FLOP count of a results directory: flops (Appendix F) or flops_6nd."
+    ),
+    by: str | None = typer.Option(None, "--by", help="Fit each value of this column separately, e.g. dataset."),
+    law: list[str] | None = typer.Option(
+        None, "--law", help="chinchilla, kaplan, envelope, isoflop, linear (repeat or comma list)."
+    ),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for intervals (0 = none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="Hold out the k highest-compute runs (5) or runs with C >= a FLOP threshold (1e15)."),
+    holdout: str | None = typer.Option(
+        None, "--holdout", help="Hold out the k highest-compute runs (5) or runs with C >= a FLOP threshold (1e15)."
+    ),
     huber_delta: float = typer.Option(1e-3, "--huber-delta", help="Huber delta on log loss for the chinchilla law."),
-    at_compute: Optional[float] = typer.Option(None, "--at-compute", help="Compute for the reported N_opt, D_opt and loss (default 10x the largest)."),
-    no_irreducible: bool = typer.Option(False, "--no-irreducible", help="Fit Kaplan laws without the irreducible term E."),
-    budget_tolerance: float = typer.Option(0.1, "--budget-tolerance", help="Relative compute difference within one isoFLOP budget."),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="Where to write fit.json (default: beside the runs or table)."),
+    at_compute: float | None = typer.Option(
+        None, "--at-compute", help="Compute for the reported N_opt, D_opt and loss (default 10x the largest)."
+    ),
+    no_irreducible: bool = typer.Option(
+        False, "--no-irreducible", help="Fit Kaplan laws without the irreducible term E."
+    ),
+    budget_tolerance: float = typer.Option(
+        0.1, "--budget-tolerance", help="Relative compute difference within one isoFLOP budget."
+    ),
+    out_path: Path | None = typer.Option(
+        None, "--out", help="Where to write fit.json (default: beside the runs or table)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the fit.json document instead of the table."),
 ) -> None:
     from scaling_cli.fit import FitOptions, TableOptions, fit_all, parse_laws, write_fit
 
     table = TableOptions(
-        n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col, query=query,
-        params=params, flops=flops, by=by, drop_highest_loss=drop_highest_loss,
+        n_col=n_col,
+        d_col=d_col,
+        c_col=c_col,
+        loss_col=loss_col,
+        query=query,
+        params=params,
+        flops=flops,
+        by=by,
+        drop_highest_loss=drop_highest_loss,
     )
     options = FitOptions(
-        laws=parse_laws(law), bootstrap=bootstrap, seed=seed, holdout=holdout, delta=huber_delta,
-        at_compute=at_compute, irreducible=not no_irreducible, budget_tolerance=budget_tolerance,
+        laws=parse_laws(law),
+        bootstrap=bootstrap,
+        seed=seed,
+        holdout=holdout,
+        delta=huber_delta,
+        at_compute=at_compute,
+        irreducible=not no_irreducible,
+        budget_tolerance=budget_tolerance,
     )
     document = fit_all(source, table, options)
     target = out_path or (source / "fit.json" if source.is_dir() else source.with_name("fit.json"))
@@ -678,6 +765,8 @@ def fit_command(
         out.print(json.dumps(document, indent=1), markup=False, highlight=False, soft_wrap=True)
     else:
         _render_fit(document, target)
+
+
 # ---- end fit ----
 
 # ---- predict commands (owned by the predict work; add code only inside this section) ----
@@ -694,7 +783,9 @@ Example: scale predict fit.json --params 1e8 --tokens 2e9
 def _render_predict(result: dict) -> None:
     for name, entry in result["groups"].items():
         if "compute" in entry:
-            table = Table(title=f"group {name}: compute-optimal split of C = {result['compute']:.3g} FLOPs", title_justify="left")
+            table = Table(
+                title=f"group {name}: compute-optimal split of C = {result['compute']:.3g} FLOPs", title_justify="left"
+            )
             for column in ("law", "N_opt", "D_opt", "tokens/param", "loss"):
                 table.add_column(column)
             for law_name, row in entry["compute"].items():
@@ -707,7 +798,9 @@ def _render_predict(result: dict) -> None:
                 )
             out.print(table)
         if "run" in entry:
-            table = Table(title=f"group {name}: N = {result['params']:.4g}, D = {result['tokens']:.4g}", title_justify="left")
+            table = Table(
+                title=f"group {name}: N = {result['params']:.4g}, D = {result['tokens']:.4g}", title_justify="left"
+            )
             table.add_column("law")
             table.add_column("loss")
             table.add_column("95% interval")
@@ -719,10 +812,10 @@ def _render_predict(result: dict) -> None:
 @app.command("predict", help=_PREDICT_HELP)
 def predict_command(
     fit_path: Path = typer.Argument(Path("fit.json"), help="A fit.json, or a results directory holding one."),
-    compute: Optional[float] = typer.Option(None, "--compute", help="FLOP budget to split into N_opt and D_opt."),
-    params_count: Optional[float] = typer.Option(None, "--params", help="Parameters N of a run to predict."),
-    tokens: Optional[float] = typer.Option(None, "--tokens", help="Training tokens D of a run to predict."),
-    group: Optional[str] = typer.Option(None, "--group", help="Only this group of a --by fit."),
+    compute: float | None = typer.Option(None, "--compute", help="FLOP budget to split into N_opt and D_opt."),
+    params_count: float | None = typer.Option(None, "--params", help="Parameters N of a run to predict."),
+    tokens: float | None = typer.Option(None, "--tokens", help="Training tokens D of a run to predict."),
+    group: str | None = typer.Option(None, "--group", help="Only this group of a --by fit."),
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as JSON."),
 ) -> None:
     from scaling_cli.fit import predict
@@ -733,7 +826,56 @@ def predict_command(
         out.print(json.dumps(result, indent=1), markup=False, highlight=False, soft_wrap=True)
     else:
         _render_predict(result)
+
+
 # ---- end predict ----
+
+
+# ---- plot commands (owned by the plot work; add code only inside this section) ----
+@app.command("plot")
+def plot_command(
+    source: Path = typer.Argument(..., help="A results directory, or a CSV/parquet table of runs."),
+    fit_file: Path | None = typer.Option(
+        None, "--fit", help="fit.json to draw (default: SOURCE/fit.json; fitted now when there is none)."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Folder for the figures (default: SOURCE/figures, or figures/ next to a table)."
+    ),
+    fmt: str = typer.Option("png", "--format", help="png (200 dpi), pdf or svg."),
+    only: str | None = typer.Option(None, "--only", help="Make just this figure (for example isoflop)."),
+    n_col: str | None = typer.Option(None, "--n-col", help="Table column of parameters N (default params)."),
+    d_col: str | None = typer.Option(None, "--d-col", help="Table column of tokens D (default C/(6N))."),
+    c_col: str | None = typer.Option(None, "--c-col", help="Table column of compute C (default flops)."),
+    loss_col: str | None = typer.Option(None, "--loss-col", help="Table column of loss (default val_loss)."),
+    query: str | None = typer.Option(None, "--query", help="Keep only table rows matching this pandas query."),
+    drop_highest_loss: int = typer.Option(0, "--drop-highest-loss", help="Leave out the k highest-loss rows."),
+) -> None:
+    """Draw the figures of a scaling study: loss_vs_compute, isoflop, optimal_allocation, parametric_fit,
+    extrapolation, compression, data_axis. A figure the data cannot support is skipped with its reason.
+
+    Example: scale plot results/demo
+
+    Example: scale plot results/demo --format pdf --only loss_vs_compute --out paper/figures
+
+    Example: scale plot ../shared/data/chinchilla_svg_extracted_data.csv --n-col "Model Size"
+    --c-col "Training FLOP" --loss-col loss --drop-highest-loss 5 --out /tmp/chinchilla-figures
+    """
+    from rich.markup import escape
+
+    from scaling_cli.plot import TableColumns, make_figures
+
+    columns = TableColumns(n=n_col, d=d_col, c=c_col, loss=loss_col, query=query, drop_highest_loss=drop_highest_loss)
+    made = make_figures(source, fit_path=fit_file, out_dir=out_dir, fmt=fmt, only=only, columns=columns)
+    for name, path, reason in made:
+        if path is not None:
+            out.print(f"[green]made[/green]     {name:<19} {escape(str(path))}", soft_wrap=True)
+        else:
+            out.print(f"[yellow]skipped[/yellow]  {name:<19} {escape(reason)}", soft_wrap=True)
+    count = sum(path is not None for _, path, _ in made)
+    out.print(f"{count} of {len(made)} figures written", markup=False)
+
+
+# ---- end plot ----
 
 
 def main() -> None:

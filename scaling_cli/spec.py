@@ -26,13 +26,39 @@ except ModuleNotFoundError:  # Python 3.10
 
 from scaling_cli.errors import ScaleError, SpecError
 
-TOP_KEYS = {"name", "description", "dataset", "tokenizer", "vocab_size", "seeds", "device",
-            "data", "model", "train", "eval", "isoflop"}
+TOP_KEYS = {
+    "name",
+    "description",
+    "dataset",
+    "tokenizer",
+    "vocab_size",
+    "seeds",
+    "device",
+    "data",
+    "model",
+    "train",
+    "eval",
+    "isoflop",
+}
 MODEL_KEYS = {"d_model", "n_layer", "n_head", "head_dim", "seq_len", "shapes", "tie_embeddings", "gpt2"}
 SHAPE_KEYS = {"d_model", "n_layer", "n_head"}
-TRAIN_KEYS = {"tokens", "lr", "batch_size", "schedule", "warmup_tokens", "cooldown_frac", "cooldown_shape",
-              "min_lr_frac", "weight_decay", "grad_clip", "beta1", "beta2", "checkpoint_every", "dtype",
-              "compile"}
+TRAIN_KEYS = {
+    "tokens",
+    "lr",
+    "batch_size",
+    "schedule",
+    "warmup_tokens",
+    "cooldown_frac",
+    "cooldown_shape",
+    "min_lr_frac",
+    "weight_decay",
+    "grad_clip",
+    "beta1",
+    "beta2",
+    "checkpoint_every",
+    "dtype",
+    "compile",
+}
 EVAL_KEYS = {"every", "batches"}
 ISOFLOP_KEYS = {"flops"}
 SCHEDULES = ("cosine", "constant", "wsd")
@@ -83,12 +109,25 @@ class RunPlan:
     def describe(self) -> dict:
         """The run's identifying fields as a flat, JSON-able dict (the left half of a results row)."""
         return {
-            "run_id": self.run_id, "sweep": self.sweep, "dataset": self.dataset, "tokenizer": self.tokenizer,
-            "vocab_size": self.vocab_size, "n_layer": self.model.n_layer, "d_model": self.model.d_model,
-            "n_head": self.model.n_head, "seq_len": self.model.seq_len, "params": self.params,
-            "params_nonembed": self.params_nonembed, "tokens": self.tokens, "flops": self.flops,
-            "flops_6nd": self.flops_6nd, "tokens_per_param": self.tokens_per_param, "lr": self.train.lr,
-            "batch_size": self.train.batch_size, "schedule": self.train.schedule, "seed": self.train.seed,
+            "run_id": self.run_id,
+            "sweep": self.sweep,
+            "dataset": self.dataset,
+            "tokenizer": self.tokenizer,
+            "vocab_size": self.vocab_size,
+            "n_layer": self.model.n_layer,
+            "d_model": self.model.d_model,
+            "n_head": self.model.n_head,
+            "seq_len": self.model.seq_len,
+            "params": self.params,
+            "params_nonembed": self.params_nonembed,
+            "tokens": self.tokens,
+            "flops": self.flops,
+            "flops_6nd": self.flops_6nd,
+            "tokens_per_param": self.tokens_per_param,
+            "lr": self.train.lr,
+            "batch_size": self.train.batch_size,
+            "schedule": self.train.schedule,
+            "seed": self.train.seed,
         }
 
 
@@ -190,15 +229,30 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
     train_fields = _train_fields(train, evals, device, problems)
     problems.raise_if_any()
 
-    spec = Spec(path=path, text=text, name=name, description=description, datasets=tuple(datasets),
-                data_options=data_options, tokenizer=tokenizer, vocab_size=vocab, seeds=tuple(seeds),
-                shapes=tuple(shapes), budgets=tuple(budgets), isoflop_budgets=tuple(iso_budgets),
-                lrs=tuple(lrs), batch_sizes=tuple(batch_sizes), train_fields=train_fields, device=device)
+    spec = Spec(
+        path=path,
+        text=text,
+        name=name,
+        description=description,
+        datasets=tuple(datasets),
+        data_options=data_options,
+        tokenizer=tokenizer,
+        vocab_size=vocab,
+        seeds=tuple(seeds),
+        shapes=tuple(shapes),
+        budgets=tuple(budgets),
+        isoflop_budgets=tuple(iso_budgets),
+        lrs=tuple(lrs),
+        batch_sizes=tuple(batch_sizes),
+        train_fields=train_fields,
+        device=device,
+    )
     _check_runs(spec)
     return spec
 
 
 # ---- grid expansion and run ids ----
+
 
 def expand_runs(spec: Spec) -> list[RunPlan]:
     """Every run of the grid, in a stable order (dataset, size, batch size, lr, seed, budget)."""
@@ -213,12 +267,23 @@ def expand_runs(spec: Spec) -> list[RunPlan]:
         for tokens in _run_budgets(spec, float(per_token["chinchilla"]), batch_size * shape.seq_len):
             train = TrainConfig(tokens=tokens, batch_size=batch_size, lr=lr, seed=seed, **spec.train_fields)
             identity = _identity(spec, dataset, shape, train)
-            runs.append(RunPlan(
-                run_id=_short_hash(identity), trunk_key=_short_hash(_without_budget(identity)),
-                sweep=spec.name, dataset=dataset, data_options=spec.data_options, tokenizer=spec.tokenizer,
-                vocab_size=spec.vocab_size, model=shape, train=train, params=int(params),
-                params_nonembed=int(nonembed), flops_per_token=float(per_token["chinchilla"]),
-                flops_6nd_per_token=float(per_token["kaplan"])))
+            runs.append(
+                RunPlan(
+                    run_id=_short_hash(identity),
+                    trunk_key=_short_hash(_without_budget(identity)),
+                    sweep=spec.name,
+                    dataset=dataset,
+                    data_options=spec.data_options,
+                    tokenizer=spec.tokenizer,
+                    vocab_size=spec.vocab_size,
+                    model=shape,
+                    train=train,
+                    params=int(params),
+                    params_nonembed=int(nonembed),
+                    flops_per_token=float(per_token["chinchilla"]),
+                    flops_6nd_per_token=float(per_token["kaplan"]),
+                )
+            )
     return runs
 
 
@@ -232,8 +297,12 @@ def _run_budgets(spec: Spec, flops_per_token: float, tokens_per_step: int) -> li
 def _identity(spec: Spec, dataset: str, shape: Any, train: Any) -> dict:
     train_dict = {k: v for k, v in dataclasses.asdict(train).items() if k not in NOT_IN_RUN_ID}
     return {
-        "dataset": dataset, "data": spec.data_options.to_dict(), "tokenizer": spec.tokenizer,
-        "vocab_size": spec.vocab_size, "model": dataclasses.asdict(shape), "train": train_dict,
+        "dataset": dataset,
+        "data": spec.data_options.to_dict(),
+        "tokenizer": spec.tokenizer,
+        "vocab_size": spec.vocab_size,
+        "model": dataclasses.asdict(shape),
+        "train": train_dict,
     }
 
 
@@ -253,8 +322,12 @@ def _check_runs(spec: Spec) -> None:
         step_tokens = batch_size * shape.seq_len
         for tokens in spec.budgets:
             if tokens < step_tokens:
-                raise SpecError(where, "train.tokens", f"budget {tokens} is less than one step "
-                                f"(batch_size {batch_size} x seq_len {shape.seq_len} = {step_tokens} tokens)")
+                raise SpecError(
+                    where,
+                    "train.tokens",
+                    f"budget {tokens} is less than one step "
+                    f"(batch_size {batch_size} x seq_len {shape.seq_len} = {step_tokens} tokens)",
+                )
     try:
         expand_runs(spec)
     except ValueError as exc:
@@ -262,6 +335,7 @@ def _check_runs(spec: Spec) -> None:
 
 
 # ---- tables ----
+
 
 def _data_options(table: Any, where: str, problems: _Problems) -> Any:
     from scaling_cli.data import parse_data_options
@@ -306,8 +380,17 @@ def _shapes(model: dict, vocab: int, problems: _Problems) -> list[Any]:
     shapes = []
     for field, width, depth, heads in triples:
         try:
-            shapes.append(ModelConfig(d_model=width, n_layer=depth, n_head=heads, seq_len=seq_len,
-                                      vocab_size=vocab, tie_embeddings=tie, gpt2=gpt2))
+            shapes.append(
+                ModelConfig(
+                    d_model=width,
+                    n_layer=depth,
+                    n_head=heads,
+                    seq_len=seq_len,
+                    vocab_size=vocab,
+                    tie_embeddings=tie,
+                    gpt2=gpt2,
+                )
+            )
         except (ValueError, TypeError) as exc:
             problems.add(field, str(exc))
     if len(set(shapes)) != len(shapes):
@@ -376,6 +459,7 @@ def _train_fields(train: dict, evals: dict, device: str, problems: _Problems) ->
 
 # ---- field readers: each returns the value or records a problem and returns None ----
 
+
 def _table(raw: dict, key: str, problems: _Problems, required: bool = False) -> dict:
     value = raw.get(key)
     if value is None:
@@ -396,8 +480,9 @@ def _check_keys(table: dict, allowed: set[str], prefix: str, problems: _Problems
             problems.add(prefix + key, f"unknown key '{key}'{hint}")
 
 
-def _get(table: dict, key: str, field: str, check: Callable, problems: _Problems,
-         required: bool = False, default: Any = None) -> Any:
+def _get(
+    table: dict, key: str, field: str, check: Callable, problems: _Problems, required: bool = False, default: Any = None
+) -> Any:
     if key not in table:
         if required:
             problems.add(field, "required")
@@ -409,8 +494,9 @@ def _get(table: dict, key: str, field: str, check: Callable, problems: _Problems
         return default if not required else None
 
 
-def _axis(table: dict, key: str, field: str, check: Callable, problems: _Problems,
-          required: bool = False, default: Any = None) -> list | None:
+def _axis(
+    table: dict, key: str, field: str, check: Callable, problems: _Problems, required: bool = False, default: Any = None
+) -> list | None:
     """A field that may be one value or a list of values (a grid axis)."""
     if key not in table:
         if required:
@@ -462,6 +548,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ValueError(f"expected one of {', '.join(options)}, got {_show(value)}{hint}")
         return value
+
     return check
 
 
@@ -472,11 +559,13 @@ def _int_range(low: int, high: int) -> Callable[[Any], int]:
         if not low <= value <= high:
             raise ValueError(f"out of range: {value} (allowed {low}..{high})")
         return value
+
     return check
 
 
 def _whole_number(low: int, high: int) -> Callable[[Any], int]:
     """An integer that may be written as a float (1e6 or 2.5e6 tokens), as long as it is whole."""
+
     def check(value: Any) -> int:
         if isinstance(value, float) and math.isfinite(value) and value == int(value):
             value = int(value)
@@ -485,6 +574,7 @@ def _whole_number(low: int, high: int) -> Callable[[Any], int]:
         if not low <= value <= high:
             raise ValueError(f"out of range: {value} (allowed {low}..{high:.0e})")
         return value
+
     return check
 
 
@@ -499,6 +589,7 @@ def _float_range(low: float, high: float, low_open: bool = False, high_open: boo
             left, right = "(" if low_open else "[", ")" if high_open else "]"
             raise ValueError(f"out of range: {value:g} (allowed {left}{low:g}, {high:g}{right})")
         return value
+
     return check
 
 

@@ -28,11 +28,45 @@ from filelock import FileLock, Timeout
 from scaling_cli.errors import StoreError
 
 RUNS_COLUMNS = [
-    "run_id", "sweep", "dataset", "tokenizer", "vocab_size", "n_layer", "d_model", "n_head", "seq_len",
-    "params", "params_nonembed", "tokens", "flops", "flops_6nd", "tokens_per_param", "lr", "batch_size",
-    "schedule", "seed", "train_loss", "val_loss", "val_bpb", "status", "wall_s", "tokens_per_s", "device",
-    "steps", "diverged_step", "branch_of", "bpb_lz4", "bpb_lz4hc", "bpb_zlib", "bpb_bz2", "bpb_lzma",
-    "entropy_rate_bits", "bytes_per_token", "attempts", "error", "finished_at",
+    "run_id",
+    "sweep",
+    "dataset",
+    "tokenizer",
+    "vocab_size",
+    "n_layer",
+    "d_model",
+    "n_head",
+    "seq_len",
+    "params",
+    "params_nonembed",
+    "tokens",
+    "flops",
+    "flops_6nd",
+    "tokens_per_param",
+    "lr",
+    "batch_size",
+    "schedule",
+    "seed",
+    "train_loss",
+    "val_loss",
+    "val_bpb",
+    "status",
+    "wall_s",
+    "tokens_per_s",
+    "device",
+    "steps",
+    "diverged_step",
+    "branch_of",
+    "bpb_lz4",
+    "bpb_lz4hc",
+    "bpb_zlib",
+    "bpb_bz2",
+    "bpb_lzma",
+    "entropy_rate_bits",
+    "bytes_per_token",
+    "attempts",
+    "error",
+    "finished_at",
 ]
 CURVES_COLUMNS = ["run_id", "step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s"]
 FINAL_STATES = ("done", "diverged", "failed")
@@ -163,8 +197,13 @@ class Store:
 
     def record_attempt(self, run_id: str, resumed: bool, sweep_pid: int | None = None) -> None:
         """Append one line per start of a run: the test of exactly-once and of resuming reads these."""
-        line = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
-                "sweep_pid": sweep_pid, "resumed": resumed}
+        line = {
+            "time": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "sweep_pid": sweep_pid,
+            "resumed": resumed,
+        }
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         with open(self.run_dir(run_id) / "attempts.jsonl", "a") as handle:
             handle.write(json.dumps(line) + "\n")
@@ -276,10 +315,19 @@ def status(root: str | Path) -> dict:
         if run_id not in planned:
             counts[row["status"]] += 1
             spent += _finite(row.get("flops"))
-    failed = [{"run_id": r["run_id"], "error": r.get("error") or "", "attempts": r.get("attempts")}
-              for r in rows.values() if r["status"] == "failed"]
-    return {"root": str(store.root), "planned": len(plan), "counts": counts, "flops_spent": spent,
-            "flops_remaining": remaining, "failed": failed}
+    failed = [
+        {"run_id": r["run_id"], "error": r.get("error") or "", "attempts": r.get("attempts")}
+        for r in rows.values()
+        if r["status"] == "failed"
+    ]
+    return {
+        "root": str(store.root),
+        "planned": len(plan),
+        "counts": counts,
+        "flops_spent": spent,
+        "flops_remaining": remaining,
+        "failed": failed,
+    }
 
 
 def _finite(value: Any) -> float:

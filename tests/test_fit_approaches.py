@@ -21,9 +21,7 @@ def envelope_curves(count: int = 9) -> pd.DataFrame:
         for c in flops:
             # a common falling frontier plus a bowl centred on C_k: run k is lowest exactly at C_k
             loss = 5.0 * c**-0.05 + 0.1 * np.log(c / best_at) ** 2
-            rows.append(
-                {"run_id": f"r{k}", "group": "all", "N": size, "D": c / (6 * size), "C": c, "loss": loss}
-            )
+            rows.append({"run_id": f"r{k}", "group": "all", "N": size, "D": c / (6 * size), "C": c, "loss": loss})
     return pd.DataFrame(rows)
 
 
@@ -122,9 +120,7 @@ def test_linear_baseline_recovers_a_linear_table_and_extrapolates_it():
 def test_kaplan_leaves_out_the_irreducible_term_where_a_law_has_only_three_points():
     n, d = (a.ravel() for a in np.meshgrid([1e6, 2e6, 4e6, 8e6], [1e8, 3e8, 1e9]))
     loss = 1.5 + (1e4 / n) ** 0.3 + (1e6 / d) ** 0.3
-    points = pd.DataFrame(
-        {"run_id": [f"r{i}" for i in range(n.size)], "N": n, "D": d, "C": 6 * n * d, "loss": loss}
-    )
+    points = pd.DataFrame({"run_id": [f"r{i}" for i in range(n.size)], "N": n, "D": d, "C": 6 * n * d, "loss": loss})
     result = kaplan.fit_kaplan(points, envelope.final_point_frontier(points), irreducible=True, where="t")
     assert result["L_N"]["irreducible"] and not result["L_D"]["irreducible"]
     assert result["L_D"]["params"]["E"] == 0.0

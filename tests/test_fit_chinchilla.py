@@ -26,9 +26,7 @@ TOKENS = np.logspace(8, 11, 6)
 def epoch_points():
     if not CHINCHILLA_CSV.is_file():
         pytest.skip(f"{CHINCHILLA_CSV} is absent")
-    table = (
-        pd.read_csv(CHINCHILLA_CSV).sort_values("loss").iloc[:-5]
-    )  # their choice: the 5 highest losses out
+    table = pd.read_csv(CHINCHILLA_CSV).sort_values("loss").iloc[:-5]  # their choice: the 5 highest losses out
     n = table["Model Size"].to_numpy()
     return n, table["Training FLOP"].to_numpy() / (6 * n), table["loss"].to_numpy()
 
@@ -108,9 +106,7 @@ def test_batched_optimiser_matches_scipy_on_the_same_starts():
     objective = HuberLogObjective(n, d, loss, 1e-3)
     starts = grid_starts()[::150]
     batch = minimize_batched(objective, starts)
-    scalar = min(
-        (minimize(objective.scalar, s, jac=True, method="L-BFGS-B") for s in starts), key=lambda r: r.fun
-    )
+    scalar = min((minimize(objective.scalar, s, jac=True, method="L-BFGS-B") for s in starts), key=lambda r: r.fun)
     assert batch.f[batch.converged].min() == pytest.approx(scalar.fun, rel=1e-4)
 
 
@@ -120,10 +116,7 @@ def test_gradient_matches_finite_differences():
     x = np.array([0.5, 6.0, 8.0, 0.4, 0.35])
     _, grad = objective.scalar(x)
     step = 1e-6
-    numeric = [
-        (objective.scalar(x + step * e)[0] - objective.scalar(x - step * e)[0]) / (2 * step)
-        for e in np.eye(5)
-    ]
+    numeric = [(objective.scalar(x + step * e)[0] - objective.scalar(x - step * e)[0]) / (2 * step) for e in np.eye(5)]
     assert grad == pytest.approx(numeric, rel=1e-4, abs=1e-9)
 
 

@@ -95,9 +95,7 @@ def test_fit_of_a_parquet_table_by_group(tmp_path):
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, sweep_dir):
     table = grid_table(tmp_path / "grid.csv", {"markov": 1.5})
-    one_line_error(
-        run_scale("fit", table, "--n-col", "size"), "size: missing column; have: N, D, loss, dataset"
-    )
+    one_line_error(run_scale("fit", table, "--n-col", "size"), "size: missing column; have: N, D, loss, dataset")
     one_line_error(run_scale("fit", sweep_dir, "--law", "hoffmann"), "--law: hoffmann: unknown law")
     one_line_error(run_scale("fit", sweep_dir, "--holdout", "all"), "--holdout")
     one_line_error(run_scale("fit", tmp_path / "none.csv"), "no such file")

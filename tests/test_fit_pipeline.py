@@ -30,13 +30,9 @@ def sweep_rows():
             for lr in LRS:
                 for seed in SEEDS:
                     loss = (
-                        float(chinchilla_loss(LAW, size, tokens))
-                        + (0.02 if lr == 1e-3 else 0.0)
-                        + rng.normal(0, 0.002)
+                        float(chinchilla_loss(LAW, size, tokens)) + (0.02 if lr == 1e-3 else 0.0) + rng.normal(0, 0.002)
                     )
-                    rows.append(
-                        _run(f"c{budget:g}-n{size:g}-lr{lr:g}-s{seed}", size, tokens, lr, seed, loss, "done")
-                    )
+                    rows.append(_run(f"c{budget:g}-n{size:g}-lr{lr:g}-s{seed}", size, tokens, lr, seed, loss, "done"))
     rows.append(_run("diverged", 1e6, 1e9, 1e-1, 0, float("nan"), "diverged"))
     rows.append(_run("failed", 2e6, 1e9, 1e-1, 0, float("nan"), "failed"))
     return rows
@@ -118,10 +114,7 @@ def test_every_law_is_fitted_with_intervals(sweep_fit):
     for name in ("E", "A", "B", "alpha", "beta", "a", "b", "N_opt", "D_opt", "loss_opt"):
         low, high = chinchilla["intervals"][name]
         assert low <= high
-    assert (
-        chinchilla["intervals"]["E"][0] <= LAW["E"] * 1.02
-        and chinchilla["intervals"]["E"][1] >= LAW["E"] * 0.98
-    )
+    assert chinchilla["intervals"]["E"][0] <= LAW["E"] * 1.02 and chinchilla["intervals"]["E"][1] >= LAW["E"] * 0.98
     assert len(chinchilla["bootstrap"]["samples"]) == 30 - chinchilla["bootstrap"]["failed"]
     assert "curves" in laws["envelope"]["settings"]["source"]
     for name in ("envelope", "isoflop"):
@@ -169,9 +162,7 @@ def test_table_options_select_rows_and_derive_tokens(tmp_path):
     pd.DataFrame({"size": n, "compute": c, "L": np.linspace(4, 3, 12), "kind": ["a", "b"] * 6}).to_csv(
         table, index=False
     )
-    options = TableOptions(
-        n_col="size", c_col="compute", loss_col="L", query="kind == 'a'", drop_highest_loss=1
-    )
+    options = TableOptions(n_col="size", c_col="compute", loss_col="L", query="kind == 'a'", drop_highest_loss=1)
     points, info = load_table(table, options)
     assert info["rows"]["excluded"]["query"] == 6 and info["rows"]["excluded"]["highest_loss"] == 1
     assert len(points) == 5 and np.allclose(points["D"], points["C"] / (6 * points["N"]))

@@ -263,9 +263,7 @@ def test_single_size_sweep_skips_multi_size_figures(tmp_path):
     directory = write_results(tmp_path / "one-size", sizes=(6e5,), datasets=("markov",))
     result = run_scale("plot", directory)
     assert result.returncode == 0, result.stderr
-    lines = {
-        line.split()[1]: line for line in result.stdout.splitlines() if line.startswith(("made", "skipped"))
-    }
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith(("made", "skipped"))}
     for name in ("isoflop", "optimal_allocation", "parametric_fit"):
         assert lines[name].startswith("skipped") and "needs several model sizes" in lines[name]
     assert lines["data_axis"].startswith("skipped") and "one data set" in lines["data_axis"]
@@ -293,9 +291,7 @@ def test_a_results_directory_without_fit_is_fitted_per_data_set(results, tmp_pat
 
 
 def test_only_one_figure_in_a_chosen_folder(results, tmp_path):
-    result = run_scale(
-        "plot", results, "--only", "compression", "--format", "svg", "--out", tmp_path / "figs"
-    )
+    result = run_scale("plot", results, "--only", "compression", "--format", "svg", "--out", tmp_path / "figs")
     assert result.returncode == 0, result.stderr
     assert [p.name for p in (tmp_path / "figs").iterdir()] == ["compression.svg"]
     assert "1 of 1 figures written" in result.stdout
@@ -330,9 +326,7 @@ def test_bad_sources_raise_typed_errors(tmp_path):
         make_figures(table, only="everything")
 
 
-@pytest.mark.skipif(
-    not (SHARED_DATA / "chinchilla_svg_extracted_data.csv").is_file(), reason="no shared data"
-)
+@pytest.mark.skipif(not (SHARED_DATA / "chinchilla_svg_extracted_data.csv").is_file(), reason="no shared data")
 def test_chinchilla_table_is_fitted_and_drawn(tmp_path):
     source = tmp_path / "chinchilla.csv"
     shutil.copy(SHARED_DATA / "chinchilla_svg_extracted_data.csv", source)
@@ -349,9 +343,7 @@ def test_chinchilla_table_is_fitted_and_drawn(tmp_path):
     result = run_scale("plot", source, *options)
     assert result.returncode == 0, result.stderr
     status = {
-        line.split()[1]: line.split()[0]
-        for line in result.stdout.splitlines()
-        if line.startswith(("made", "sk"))
+        line.split()[1]: line.split()[0] for line in result.stdout.splitlines() if line.startswith(("made", "sk"))
     }
     assert status == {
         "loss_vs_compute": "made",

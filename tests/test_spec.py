@@ -51,18 +51,24 @@ def test_grid_is_the_product_of_every_list_axis(tmp_path):
     runs = spec.runs()
     assert len(runs) == 3 * 2 * 2 * 2  # widths x budgets x lr x seeds
     assert {(r.model.d_model, r.tokens, r.train.lr, r.train.seed) for r in runs} == {
-        (w, t, lr, s) for w in (16, 32, 48) for t in (12_288, 24_576) for lr in (1e-2, 3e-3) for s in (0, 1)}
+        (w, t, lr, s) for w in (16, 32, 48) for t in (12_288, 24_576) for lr in (1e-2, 3e-3) for s in (0, 1)
+    }
 
 
 def test_run_id_ignores_key_order_comments_and_log_intervals(tmp_path):
     base = {r.run_id for r in load_spec(TINY).runs()}
     lines = TINY.read_text().splitlines()
     model_at = lines.index("[model]")
-    shuffled = lines[:model_at] + ["# a comment", "[model]"] + list(reversed(lines[model_at + 1:model_at + 5])) \
-        + lines[model_at + 5:]
+    shuffled = (
+        lines[:model_at]
+        + ["# a comment", "[model]"]
+        + list(reversed(lines[model_at + 1 : model_at + 5]))
+        + lines[model_at + 5 :]
+    )
     reordered = tmp_path / "reordered.toml"
-    reordered.write_text("\n".join(shuffled).replace("every = 16", "every = 4").replace(
-        "checkpoint_every = 16", "checkpoint_every = 3"))
+    reordered.write_text(
+        "\n".join(shuffled).replace("every = 16", "every = 4").replace("checkpoint_every = 16", "checkpoint_every = 3")
+    )
     assert tomllib.loads(reordered.read_text())["model"] == tomllib.loads(TINY.read_text())["model"]
     assert {r.run_id for r in load_spec(reordered).runs()} == base
 
@@ -98,26 +104,32 @@ def test_isoflop_mode_derives_tokens_from_flops_per_token(tmp_path):
 
 
 def test_explicit_shapes(tmp_path):
-    path = write_variant(tmp_path, "d_model = [16, 32, 48]\nn_layer = 2\nhead_dim = 16",
-                         "shapes = [{d_model = 16, n_layer = 1, n_head = 1}, {d_model = 64, n_layer = 3, n_head = 4}]")
+    path = write_variant(
+        tmp_path,
+        "d_model = [16, 32, 48]\nn_layer = 2\nhead_dim = 16",
+        "shapes = [{d_model = 16, n_layer = 1, n_head = 1}, {d_model = 64, n_layer = 3, n_head = 4}]",
+    )
     shapes = {(r.model.d_model, r.model.n_layer, r.model.n_head) for r in load_spec(path).runs()}
     assert shapes == {(16, 1, 1), (64, 3, 4)}
 
 
-@pytest.mark.parametrize("old, new, field, words", [
-    ("lr = 1e-2", "lrr = 1e-2", "train.lrr", "did you mean 'lr'"),
-    ("d_model = [16, 32, 48]", 'd_model = "big"', "model.d_model", "expected an integer, got 'big'"),
-    ("d_model = [16, 32, 48]", "d_model = [16, 2.5]", "model.d_model[1]", "expected an integer"),
-    ("batch_size = 16", "batch_size = 0", "train.batch_size", "out of range"),
-    ('schedule = "wsd"', 'schedule = "wds"', "train.schedule", "did you mean 'wsd'"),
-    ("cooldown_frac = 0.25", "cooldown_frac = 1.5", "train.cooldown_frac", "out of range"),
-    ('name = "markov-tiny"', 'name = "a/b"', "name", "names a directory"),
-    ("tokens = [12_288, 24_576]", "tokens = [100, 24_576]", "train.tokens", "less than one step"),
-    ("markov_order = 1", "markov_ordr = 1", "data.markov_ordr", "unknown key"),
-    ("head_dim = 16", "n_head = 5", "model.d_model[0]", "not divisible"),
-    ("lr = 1e-2", "lr = [1e-2, 0.01]", "train.lr", "listed twice"),
-    ("d_model = [16, 32, 48]", "d_model = [16, 32, 16]", "model.d_model", "listed twice"),
-])
+@pytest.mark.parametrize(
+    "old, new, field, words",
+    [
+        ("lr = 1e-2", "lrr = 1e-2", "train.lrr", "did you mean 'lr'"),
+        ("d_model = [16, 32, 48]", 'd_model = "big"', "model.d_model", "expected an integer, got 'big'"),
+        ("d_model = [16, 32, 48]", "d_model = [16, 2.5]", "model.d_model[1]", "expected an integer"),
+        ("batch_size = 16", "batch_size = 0", "train.batch_size", "out of range"),
+        ('schedule = "wsd"', 'schedule = "wds"', "train.schedule", "did you mean 'wsd'"),
+        ("cooldown_frac = 0.25", "cooldown_frac = 1.5", "train.cooldown_frac", "out of range"),
+        ('name = "markov-tiny"', 'name = "a/b"', "name", "names a directory"),
+        ("tokens = [12_288, 24_576]", "tokens = [100, 24_576]", "train.tokens", "less than one step"),
+        ("markov_order = 1", "markov_ordr = 1", "data.markov_ordr", "unknown key"),
+        ("head_dim = 16", "n_head = 5", "model.d_model[0]", "not divisible"),
+        ("lr = 1e-2", "lr = [1e-2, 0.01]", "train.lr", "listed twice"),
+        ("d_model = [16, 32, 48]", "d_model = [16, 32, 16]", "model.d_model", "listed twice"),
+    ],
+)
 def test_invalid_values_name_the_field(tmp_path, old, new, field, words):
     error = spec_error(write_variant(tmp_path, old, new))
     assert error.field == field

@@ -35,13 +35,14 @@ def test_compaction_writes_documented_columns_one_row_per_run(tmp_path):
         store.write_row(f"r{i}", make_row(f"r{i}", state))
         (store.run_dir(f"r{i}") / "curve.jsonl").write_text(
             "\n".join(json.dumps({"step": s, "tokens": s * 10, "val_loss": 2.0 / (s + 1)}) for s in range(3))
-            + "\n{\"step\": 3, \"tok")  # a line cut short by a crash is skipped
+            + '\n{"step": 3, "tok'
+        )  # a line cut short by a crash is skipped
     store.compact()
     runs = pd.read_parquet(store.runs_parquet)
     curves = pd.read_parquet(store.curves_parquet)
-    assert list(runs.columns[:len(RUNS_COLUMNS)]) == RUNS_COLUMNS
+    assert list(runs.columns[: len(RUNS_COLUMNS)]) == RUNS_COLUMNS
     assert sorted(runs.run_id) == ["r0", "r1", "r2"]
-    assert list(curves.columns[:len(CURVES_COLUMNS)]) == CURVES_COLUMNS
+    assert list(curves.columns[: len(CURVES_COLUMNS)]) == CURVES_COLUMNS
     assert len(curves) == 9 and set(curves.run_id) == {"r0", "r1", "r2"}
 
 

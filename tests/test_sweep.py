@@ -21,10 +21,39 @@ from scaling_cli.sweep import Unit, UnitTask, build_units, plan_sweep, prepare_d
 
 TINY = REPO / "sweeps" / "markov-tiny.toml"
 DESIGN_RUN_COLUMNS = {
-    "run_id", "sweep", "dataset", "tokenizer", "n_layer", "d_model", "n_head", "seq_len", "params",
-    "params_nonembed", "tokens", "flops", "flops_6nd", "lr", "batch_size", "schedule", "seed", "train_loss",
-    "val_loss", "val_bpb", "status", "wall_s", "tokens_per_s", "device", "bpb_lz4", "bpb_lz4hc", "bpb_zlib",
-    "bpb_bz2", "bpb_lzma", "tokens_per_param", "branch_of", "error"}
+    "run_id",
+    "sweep",
+    "dataset",
+    "tokenizer",
+    "n_layer",
+    "d_model",
+    "n_head",
+    "seq_len",
+    "params",
+    "params_nonembed",
+    "tokens",
+    "flops",
+    "flops_6nd",
+    "lr",
+    "batch_size",
+    "schedule",
+    "seed",
+    "train_loss",
+    "val_loss",
+    "val_bpb",
+    "status",
+    "wall_s",
+    "tokens_per_s",
+    "device",
+    "bpb_lz4",
+    "bpb_lz4hc",
+    "bpb_zlib",
+    "bpb_bz2",
+    "bpb_lzma",
+    "tokens_per_param",
+    "branch_of",
+    "error",
+}
 DESIGN_CURVE_COLUMNS = {"run_id", "step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s"}
 RESULT_COLUMNS = ["run_id", "status", "steps", "train_loss", "val_loss", "val_bpb"]
 
@@ -39,9 +68,14 @@ def attempts(out: Path) -> dict[str, list[dict]]:
 
 
 def start_sweep(out: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([SCALE, "sweep", str(TINY), "--out", str(out), *extra], cwd=REPO,
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [SCALE, "sweep", str(TINY), "--out", str(out), *extra],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +134,11 @@ def test_plan_counts_trunk_sharing():
     assert len(build_units(spec.runs())) == 3
     independent = sum(r.flops for r in spec.runs())
     assert plan.total_flops == pytest.approx(independent)
-    branch_starts = sum(p.run.flops_per_token * p.branch_step * p.run.train.batch_size * p.run.model.seq_len
-                        for p in plan.runs if p.branch_of)
+    branch_starts = sum(
+        p.run.flops_per_token * p.branch_step * p.run.train.batch_size * p.run.model.seq_len
+        for p in plan.runs
+        if p.branch_of
+    )
     assert plan.saved_flops == pytest.approx(branch_starts) and plan.saved_flops > 0
     assert plan.counts()["pending"] == 6
 
@@ -132,8 +169,9 @@ def test_kill_9_then_rerun_trains_every_run_exactly_once(tmp_path):
         time.sleep(0.02)
     sweep.wait()
     assert interrupted is not None, "the sweep finished before it could be killed mid-run"
-    finished_before = {r: store.run_dir(r).joinpath("row.json").stat().st_mtime_ns
-                       for r in run_ids() if store.read_row(r)}
+    finished_before = {
+        r: store.run_dir(r).joinpath("row.json").stat().st_mtime_ns for r in run_ids() if store.read_row(r)
+    }
     unit = next(u.unit_id for u in build_units(load_spec(TINY).runs()) if interrupted in [r.run_id for r in u.runs])
     for _ in range(100):  # the orphaned worker notices its parent died and exits, freeing the claim
         if not store.is_claimed(unit):
@@ -172,8 +210,9 @@ def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
     units = build_units(load_spec(TINY).runs())
     doomed = units[0]
     out = tmp_path / "out"
-    result = run_scale("sweep", TINY, "--out", out, "--workers", "2", "--retries", "1",
-                       env={"SCALE_FAIL_RUNS": doomed.unit_id})
+    result = run_scale(
+        "sweep", TINY, "--out", out, "--workers", "2", "--retries", "1", env={"SCALE_FAIL_RUNS": doomed.unit_id}
+    )
     assert result.returncode == 1
     runs = pd.read_parquet(out / "runs.parquet").set_index("run_id")
     doomed_ids = [r.run_id for r in doomed.runs]
@@ -192,8 +231,9 @@ def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         address = ray.get_runtime_context().gcs_address
-        result = run_scale("sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", address,
-                           "--workers", "2")
+        result = run_scale(
+            "sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", address, "--workers", "2"
+        )
     finally:
         ray.shutdown()
     assert result.returncode == 0, result.stderr
@@ -207,8 +247,14 @@ def test_a_diverged_run_is_recorded_and_not_retried(tmp_path):
     spec = load_spec(TINY)
     run = min(spec.runs(), key=lambda r: (r.params, r.tokens))
     poisoned = dataclasses.replace(run, train=dataclasses.replace(run.train, nan_at_step=3))
-    task = UnitTask(unit=Unit(trunk=poisoned), store_root=str(tmp_path), data_paths=prepare_data(spec),
-                    threads=1, final_attempt=False, sweep_pid=os.getpid())
+    task = UnitTask(
+        unit=Unit(trunk=poisoned),
+        store_root=str(tmp_path),
+        data_paths=prepare_data(spec),
+        threads=1,
+        final_attempt=False,
+        sweep_pid=os.getpid(),
+    )
     first = run_unit(task)
     assert [o.status for o in first.outcomes] == ["diverged"]
     row = Store(tmp_path).read_row(run.run_id)

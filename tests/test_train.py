@@ -35,8 +35,16 @@ TINY_STEP_TOKENS = 8 * 32  # batch_size 8 x seq_len 32
 
 def tiny_config(steps: int, **overrides) -> TrainConfig:
     settings = {
-        "tokens": steps * TINY_STEP_TOKENS, "batch_size": 8, "lr": 3e-3, "warmup_tokens": 4 * TINY_STEP_TOKENS,
-        "eval_every": 5, "eval_batches": 2, "checkpoint_every": 0, "device": "cpu", "dtype": "fp32", "threads": 1,
+        "tokens": steps * TINY_STEP_TOKENS,
+        "batch_size": 8,
+        "lr": 3e-3,
+        "warmup_tokens": 4 * TINY_STEP_TOKENS,
+        "eval_every": 5,
+        "eval_batches": 2,
+        "checkpoint_every": 0,
+        "device": "cpu",
+        "dtype": "fp32",
+        "threads": 1,
     }
     return TrainConfig(**{**settings, **overrides})
 
@@ -67,8 +75,15 @@ def without_clock(points: list[dict]) -> list[dict]:
 def test_loss_falls_toward_the_entropy_rate(markov, tmp_path):
     model_cfg = ModelConfig(d_model=64, n_layer=2, n_head=4, seq_len=64)
     train_cfg = TrainConfig(
-        tokens=150 * 16 * 64, batch_size=16, lr=1e-2, warmup_tokens=10 * 16 * 64, eval_every=50,
-        eval_batches=4, checkpoint_every=0, device="cpu", threads=1,
+        tokens=150 * 16 * 64,
+        batch_size=16,
+        lr=1e-2,
+        warmup_tokens=10 * 16 * 64,
+        eval_every=50,
+        eval_batches=4,
+        checkpoint_every=0,
+        device="cpu",
+        threads=1,
     )
     points = []
     result = train_run(model_cfg, train_cfg, markov, tmp_path, on_point=points.append)
@@ -212,16 +227,26 @@ def test_a_branch_with_a_different_learning_rate_is_refused(markov, tmp_path):
     trunk_cfg = tiny_config(20, schedule="wsd", cooldown_frac=0.5)
     train_run(TINY, trunk_cfg, markov, tmp_path / "trunk", trunk_saves=[5])
     with pytest.raises(StoreError, match="train.lr"):
-        train_run(TINY, replace(trunk_cfg, lr=1e-2), markov, tmp_path / "branch",
-                  start_from=tmp_path / "trunk" / "trunk" / "step_5.pt")
+        train_run(
+            TINY,
+            replace(trunk_cfg, lr=1e-2),
+            markov,
+            tmp_path / "branch",
+            start_from=tmp_path / "trunk" / "trunk" / "step_5.pt",
+        )
 
 
 def test_a_branch_whose_schedule_differs_before_its_start_is_refused(markov, tmp_path):
     trunk_cfg = tiny_config(20, schedule="cosine")
     train_run(TINY, trunk_cfg, markov, tmp_path / "trunk", trunk_saves=[8])
     with pytest.raises(StoreError, match="train.schedule: .* at step 5"):
-        train_run(TINY, replace(trunk_cfg, tokens=10 * TINY_STEP_TOKENS, schedule="wsd"), markov,
-                  tmp_path / "branch", start_from=tmp_path / "trunk" / "trunk" / "step_8.pt")
+        train_run(
+            TINY,
+            replace(trunk_cfg, tokens=10 * TINY_STEP_TOKENS, schedule="wsd"),
+            markov,
+            tmp_path / "branch",
+            start_from=tmp_path / "trunk" / "trunk" / "step_8.pt",
+        )
 
 
 def test_resuming_with_another_config_or_a_damaged_checkpoint_is_a_store_error(markov, tmp_path):

@@ -6,5 +6,13 @@ from scaling_cli.data.catalog import list_sources, stats
 from scaling_cli.data.options import DataOptions, parse_data_options
 from scaling_cli.data.prepared import PreparedData, open_prepared, prepare
 
-__all__ = ["DataOptions", "PreparedData", "get_batch", "list_sources", "open_prepared", "parse_data_options",
-           "prepare", "stats"]
+__all__ = [
+    "DataOptions",
+    "PreparedData",
+    "get_batch",
+    "list_sources",
+    "open_prepared",
+    "parse_data_options",
+    "prepare",
+    "stats",
+]

@@ -14,8 +14,10 @@ import lz4.frame
 
 COMPRESSORS = {
     "lz4": ("lz4.frame default (fast)", lambda data: lz4.frame.compress(data)),
-    "lz4hc": ("lz4.frame compression_level=COMPRESSIONLEVEL_MAX",
-              lambda data: lz4.frame.compress(data, compression_level=lz4.frame.COMPRESSIONLEVEL_MAX)),
+    "lz4hc": (
+        "lz4.frame compression_level=COMPRESSIONLEVEL_MAX",
+        lambda data: lz4.frame.compress(data, compression_level=lz4.frame.COMPRESSIONLEVEL_MAX),
+    ),
     "zlib": ("zlib level 9", lambda data: zlib.compress(data, 9)),
     "bz2": ("bz2 level 9", lambda data: bz2.compress(data, 9)),
     "lzma": ("lzma preset 9", lambda data: lzma.compress(data, filters=_lzma9_filters(len(data)))),

@@ -34,11 +34,17 @@ def prepared_summaries(cache: Path) -> list[dict]:
             manifest = json.loads(manifest_path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        found.append({"name": manifest.get("name"), "dir": str(manifest_path.parent),
-                      "source": manifest.get("source"), "tokenizer": manifest.get("tokenizer", {}).get("kind"),
-                      "vocab_size": manifest.get("tokenizer", {}).get("vocab_size"),
-                      "tokens": sum(manifest.get("tokens", {}).values()),
-                      "disk_bytes": sum(s["bytes_compressed"] for s in manifest.get("shards", []))})
+        found.append(
+            {
+                "name": manifest.get("name"),
+                "dir": str(manifest_path.parent),
+                "source": manifest.get("source"),
+                "tokenizer": manifest.get("tokenizer", {}).get("kind"),
+                "vocab_size": manifest.get("tokenizer", {}).get("vocab_size"),
+                "tokens": sum(manifest.get("tokens", {}).values()),
+                "disk_bytes": sum(s["bytes_compressed"] for s in manifest.get("shards", [])),
+            }
+        )
     return found
 
 
@@ -50,27 +56,47 @@ def list_sources(cache_dir: Path | None = None) -> list[dict]:
     rows = []
     for src in sources.SOURCES.values():
         download = sources.sdist_path(src.sdist, cache) if src.sdist else None
-        rows.append({"name": src.name, "kind": _kind(src), "description": src.description,
-                     "download": str(download) if download else None,
-                     "cached": download.exists() if download else True,
-                     "prepared": [p for p in prepared if p["source"] == src.name]})
+        rows.append(
+            {
+                "name": src.name,
+                "kind": _kind(src),
+                "description": src.description,
+                "download": str(download) if download else None,
+                "cached": download.exists() if download else True,
+                "prepared": [p for p in prepared if p["source"] == src.name],
+            }
+        )
     for p in prepared:
         if p["source"] not in sources.SOURCES:
-            rows.append({"name": p["name"], "kind": "local", "description": p["source"], "download": None,
-                         "cached": True, "prepared": [p]})
+            rows.append(
+                {
+                    "name": p["name"],
+                    "kind": "local",
+                    "description": p["source"],
+                    "download": None,
+                    "cached": True,
+                    "prepared": [p],
+                }
+            )
     return rows
 
 
-def _resolve(name_or_path: str, options: DataOptions, tokenizer: str, vocab_size: int | None,
-             cache_dir: Path | None) -> PreparedData:
+def _resolve(
+    name_or_path: str, options: DataOptions, tokenizer: str, vocab_size: int | None, cache_dir: Path | None
+) -> PreparedData:
     path = Path(name_or_path).expanduser()
     if (path / MANIFEST).exists():
         return open_prepared(path)
     return prepare(name_or_path, options, tokenizer, vocab_size, cache_dir)
 
 
-def stats(name_or_path: str, options: DataOptions = DEFAULT_OPTIONS, tokenizer: str = "bytes",
-          vocab_size: int | None = None, cache_dir: Path | None = None) -> dict:
+def stats(
+    name_or_path: str,
+    options: DataOptions = DEFAULT_OPTIONS,
+    tokenizer: str = "bytes",
+    vocab_size: int | None = None,
+    cache_dir: Path | None = None,
+) -> dict:
     """Sizes, what cleaning removed, compressor baselines and unigram entropy of a data set.
 
     `name_or_path` is a prepared directory or a source name (prepared with the given options first, a
@@ -89,9 +115,11 @@ def stats(name_or_path: str, options: DataOptions = DEFAULT_OPTIONS, tokenizer: 
         "bytes": m["bytes"],
         "tokens": m["tokens"],
         "bytes_per_token": data.bytes_per_token,
-        "disk": {"compressed": sum(s["bytes_compressed"] for s in m["shards"]),
-                 "uncompressed": sum(s["bytes_raw"] for s in m["shards"]),
-                 "shards": len(m["shards"])},
+        "disk": {
+            "compressed": sum(s["bytes_compressed"] for s in m["shards"]),
+            "uncompressed": sum(s["bytes_raw"] for s in m["shards"]),
+            "shards": len(m["shards"]),
+        },
         "cleaning": m["cleaning"],
         "split": m["split"],
         "baselines": data.baselines,

@@ -132,8 +132,10 @@ def compression_ratio(text: str) -> float:
 
 
 def _removed(before: list[Document], after: list[Document]) -> dict:
-    return {"docs_removed": len(before) - len(after),
-            "bytes_removed": sum(d.n_bytes for d in before) - sum(d.n_bytes for d in after)}
+    return {
+        "docs_removed": len(before) - len(after),
+        "bytes_removed": sum(d.n_bytes for d in before) - sum(d.n_bytes for d in after),
+    }
 
 
 def clean_corpus(units: list[tuple[str, str]], opts: DataOptions) -> tuple[list[Document], CleanReport]:
@@ -154,8 +156,14 @@ def clean_corpus(units: list[tuple[str, str]], opts: DataOptions) -> tuple[list[
         docs, n_docs, n_bytes = dedup_documents(docs)
         report.add("dedup_documents", True, docs_removed=n_docs, bytes_removed=n_bytes)
         docs, n_par, n_bytes, emptied = dedup_paragraphs(docs, opts.dedup_min_paragraph_bytes)
-        report.add("dedup_paragraphs", True, paragraphs_removed=n_par, bytes_removed=n_bytes,
-                   docs_removed=emptied, min_paragraph_bytes=opts.dedup_min_paragraph_bytes)
+        report.add(
+            "dedup_paragraphs",
+            True,
+            paragraphs_removed=n_par,
+            bytes_removed=n_bytes,
+            docs_removed=emptied,
+            min_paragraph_bytes=opts.dedup_min_paragraph_bytes,
+        )
     else:
         report.add("dedup_documents", False)
         report.add("dedup_paragraphs", False)
@@ -169,9 +177,14 @@ def clean_corpus(units: list[tuple[str, str]], opts: DataOptions) -> tuple[list[
         before = docs
         ratios = [compression_ratio(d.text) for d in docs]
         docs = [d for d, r in zip(docs, ratios) if (lo is None or r >= lo) and (hi is None or r <= hi)]
-        report.add("compression_ratio", True, band=[lo, hi],
-                   too_random=sum(lo is not None and r < lo for r in ratios),
-                   too_repetitive=sum(hi is not None and r > hi for r in ratios), **_removed(before, docs))
+        report.add(
+            "compression_ratio",
+            True,
+            band=[lo, hi],
+            too_random=sum(lo is not None and r < lo for r in ratios),
+            too_repetitive=sum(hi is not None and r > hi for r in ratios),
+            **_removed(before, docs),
+        )
     else:
         report.add("compression_ratio", False)
     return docs, report

@@ -87,8 +87,9 @@ def entropy_rate_bits(chain: MarkovChain, pi: np.ndarray | None = None) -> float
     return float(pi @ context_entropies_bits(chain))
 
 
-def sample_chains(chain: MarkovChain, n_chains: int, length: int, rng: np.random.Generator,
-                  pi: np.ndarray) -> np.ndarray:
+def sample_chains(
+    chain: MarkovChain, n_chains: int, length: int, rng: np.random.Generator, pi: np.ndarray
+) -> np.ndarray:
     """`n_chains` stationary sequences of `length` symbols each, all advanced together, shape (n, length)."""
     out = np.empty((n_chains, length), dtype=np.uint8)
     context = rng.choice(chain.n_contexts, size=n_chains, p=pi)
@@ -118,7 +119,7 @@ def generate_documents(opts: DataOptions) -> tuple[list[str], dict]:
     n_docs = -(-opts.markov_bytes // DOC_BYTES)
     symbols = sample_chains(chain, n_docs, DOC_BYTES, np.random.default_rng([opts.markov_seed, 1]), pi)
     flat = (symbols.reshape(-1)[: opts.markov_bytes] + FIRST_SYMBOL_BYTE).tobytes()
-    docs = [flat[i: i + DOC_BYTES].decode("ascii") for i in range(0, len(flat), DOC_BYTES)]
+    docs = [flat[i : i + DOC_BYTES].decode("ascii") for i in range(0, len(flat), DOC_BYTES)]
     facts = {
         "entropy_rate_bits": entropy_rate_bits(chain, pi),
         "order": opts.markov_order,
@@ -127,7 +128,9 @@ def generate_documents(opts: DataOptions) -> tuple[list[str], dict]:
         "seed": opts.markov_seed,
         "doc_bytes": DOC_BYTES,
         "symbols": f"bytes {FIRST_SYMBOL_BYTE}..{FIRST_SYMBOL_BYTE + opts.markov_alphabet - 1} (ASCII from '!')",
-        "boundary_note": (f"the first {opts.markov_order} bytes of each {DOC_BYTES}-byte document start a new "
-                          "chain, so the stream's achievable loss is a little above the entropy rate"),
+        "boundary_note": (
+            f"the first {opts.markov_order} bytes of each {DOC_BYTES}-byte document start a new "
+            "chain, so the stream's achievable loss is a little above the entropy rate"
+        ),
     }
     return docs, facts

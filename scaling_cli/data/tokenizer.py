@@ -55,8 +55,12 @@ class BpeTokenizer:
         tok = lib.Tokenizer(lib.models.BPE())
         tok.pre_tokenizer = lib.pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = lib.decoders.ByteLevel()
-        trainer = lib.trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False, special_tokens=[],
-                                          initial_alphabet=lib.pre_tokenizers.ByteLevel.alphabet())
+        trainer = lib.trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            show_progress=False,
+            special_tokens=[],
+            initial_alphabet=lib.pre_tokenizers.ByteLevel.alphabet(),
+        )
         tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
         return cls(tok)
 
@@ -66,7 +70,7 @@ class BpeTokenizer:
         try:
             return cls(lib.Tokenizer.from_file(str(path)))
         except Exception as exc:  # noqa: BLE001 - the library raises a bare Exception for unreadable files
-            raise DataError(str(path), "tokenizer", f"cannot load the BPE tokenizer ({exc})")
+            raise DataError(str(path), "tokenizer", f"cannot load the BPE tokenizer ({exc})") from None
 
     def save(self, path: Path) -> None:
         self._tok.save(str(path))
@@ -91,7 +95,7 @@ def _tokenizers_lib():
         import tokenizers.pre_tokenizers
         import tokenizers.trainers
     except ImportError:
-        raise DataError("tokenizer", "bpe", "needs the `tokenizers` package: pip install 'scaling-cli[bpe]'")
+        raise DataError("tokenizer", "bpe", "needs the `tokenizers` package: pip install 'scaling-cli[bpe]'") from None
     return tokenizers
 
 

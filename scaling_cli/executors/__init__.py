@@ -24,8 +24,9 @@ class Executor(Protocol):
     def shutdown(self, cancel: bool = False) -> None: ...
 
 
-def make_executor(kind: str, workers: int | None = None, address: str | None = None, runs_per_gpu: int = 1,
-                  device: str = "auto") -> Executor:
+def make_executor(
+    kind: str, workers: int | None = None, address: str | None = None, runs_per_gpu: int = 1, device: str = "auto"
+) -> Executor:
     """Build the executor a `scale sweep` command line asks for; option problems raise SpecError."""
     if kind not in EXECUTORS:
         raise SpecError("--executor", "value", f"expected one of {', '.join(EXECUTORS)}, got {kind!r}")

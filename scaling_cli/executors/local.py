@@ -39,8 +39,12 @@ class LocalExecutor:
         gpu_queue = self._context.Queue()
         for gpu in self._gpu_ids:
             gpu_queue.put(gpu)
-        return cf.ProcessPoolExecutor(max_workers=self.slots, mp_context=self._context,
-                                      initializer=_init_worker, initargs=(os.getpid(), gpu_queue))
+        return cf.ProcessPoolExecutor(
+            max_workers=self.slots,
+            mp_context=self._context,
+            initializer=_init_worker,
+            initargs=(os.getpid(), gpu_queue),
+        )
 
     def submit(self, fn: Any, task: Any) -> cf.Future:
         try:

@@ -16,8 +16,9 @@ def _call(fn: Any, task: Any) -> Any:
 class RayExecutor:
     """Submit units to a Ray cluster at `address`, or to a local one started here when no address is given."""
 
-    def __init__(self, address: str | None = None, workers: int | None = None, runs_per_gpu: int = 1,
-                 device: str = "auto"):
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, runs_per_gpu: int = 1, device: str = "auto"
+    ):
         try:
             import ray
         except ImportError:

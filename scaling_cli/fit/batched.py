@@ -84,9 +84,7 @@ def minimize_batched(
         converged[moved[done]] = True
     grad_norm = np.abs(g).max(axis=1)
     converged |= grad_norm <= gtol
-    return BatchResult(
-        x=x, f=f, grad_norm=grad_norm, converged=converged & np.isfinite(f), iterations=iterations
-    )
+    return BatchResult(x=x, f=f, grad_norm=grad_norm, converged=converged & np.isfinite(f), iterations=iterations)
 
 
 def _backtrack(fun_grad, x, f, active, direction, slope, step):
@@ -119,9 +117,7 @@ def _bfgs_update(inv_h, fresh, rows, s, y):
     rows, s, y, ys = rows[good], s[good], y[good], ys[good]
     p = s.shape[1]
     first = fresh[rows]
-    if (
-        first.any()
-    ):  # scale the identity by the observed curvature before the first update (Nocedal-Wright 6.20)
+    if first.any():  # scale the identity by the observed curvature before the first update (Nocedal-Wright 6.20)
         scale = ys[first] / np.einsum("ki,ki->k", y[first], y[first])
         inv_h[rows[first]] = scale[:, None, None] * np.eye(p)
         fresh[rows[first]] = False

@@ -110,9 +110,7 @@ def _refit_each(indices, refit) -> tuple[np.ndarray, np.ndarray]:
     return vectors, np.all(np.isfinite(vectors), axis=1)
 
 
-def bootstrap_envelope(
-    points, curves, indices, *, seed: int, at_compute: float, count: int, where: str
-) -> dict:
+def bootstrap_envelope(points, curves, indices, *, seed: int, at_compute: float, count: int, where: str) -> dict:
     """Approach 1 refitted on resampled runs (curves when present)."""
     keys = ("a", "N0", "b", "D0")
     if curves is not None and len(curves):
@@ -125,9 +123,7 @@ def bootstrap_envelope(
     else:
         vectors, finite = _refit_each(
             indices,
-            lambda rows: _vector(
-                envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys
-            ),
+            lambda rows: _vector(envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys),
         )
     return _allocation_result(indices, vectors, finite, at_compute)
 
@@ -172,9 +168,7 @@ def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where:
     def frontier(sample):
         if matrix is None:
             return envelope.final_point_frontier(sample)
-        return matrix.frontier(
-            np.array([curve_row[r] for r in sample["run_id"] if r in curve_row], dtype=int)
-        )
+        return matrix.frontier(np.array([curve_row[r] for r in sample["run_id"] if r in curve_row], dtype=int))
 
     def refit(rows):
         sample = points.iloc[rows]

@@ -94,9 +94,7 @@ def check_points(n, d, loss, where: str) -> None:
     for name, values in (("N", n), ("D", d)):
         distinct = len(np.unique(np.round(np.log(values), 9)))
         if distinct < MIN_DISTINCT:
-            raise FitError(
-                where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}"
-            )
+            raise FitError(where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}")
 
 
 def fit_chinchilla(n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, where: str = "fit") -> dict:

@@ -13,9 +13,7 @@ import pandas as pd
 from scaling_cli.errors import FitError
 from scaling_cli.fit.powerlaw import allocation_params
 
-FLOP_VALUES = (
-    200  # Chinchilla used 1,500; 200 keeps fit.json small and moves a, b by far less than their intervals
-)
+FLOP_VALUES = 200  # Chinchilla used 1,500; 200 keeps fit.json small and moves a, b by far less than their intervals
 MIN_FRONTIER = 3
 
 
@@ -35,9 +33,7 @@ class CurveMatrix:
         rows, sizes, tokens_per_flop = [], [], []
         for run_id, run in ordered.groupby("run_id", sort=True):
             log_c = np.log(run["C"].to_numpy(dtype=float))
-            rows.append(
-                np.interp(log_grid, log_c, run["loss"].to_numpy(dtype=float), left=np.nan, right=np.nan)
-            )
+            rows.append(np.interp(log_grid, log_c, run["loss"].to_numpy(dtype=float), left=np.nan, right=np.nan))
             self.runs.append(run_id)
             sizes.append(float(run["N"].iloc[0]))
             tokens_per_flop.append(float((run["D"] / run["C"]).median()))
@@ -73,20 +69,14 @@ def final_point_frontier(points: pd.DataFrame) -> pd.DataFrame:
 def fit_frontier(frontier: pd.DataFrame, where: str) -> dict[str, float]:
     """Power laws through a frontier; FitError when it has too few points or a single size."""
     if len(frontier) < MIN_FRONTIER:
-        raise FitError(
-            where, "envelope", f"needs at least {MIN_FRONTIER} frontier points, got {len(frontier)}"
-        )
+        raise FitError(where, "envelope", f"needs at least {MIN_FRONTIER} frontier points, got {len(frontier)}")
     sizes = frontier["N"].nunique()
     if sizes < 2:
-        raise FitError(
-            where, "envelope", f"needs at least 2 distinct model sizes on the frontier, got {sizes}"
-        )
+        raise FitError(where, "envelope", f"needs at least 2 distinct model sizes on the frontier, got {sizes}")
     return allocation_params(frontier["C"], frontier["N"], frontier["D"], where=where, law="envelope")
 
 
-def fit_envelope(
-    points: pd.DataFrame, curves: pd.DataFrame | None, *, where: str, count: int = FLOP_VALUES
-) -> dict:
+def fit_envelope(points: pd.DataFrame, curves: pd.DataFrame | None, *, where: str, count: int = FLOP_VALUES) -> dict:
     """Approach 1 on curves when given (else final points): frontier, power laws and settings."""
     with_curves = curves is not None and len(curves) > 0
     if with_curves:

@@ -32,9 +32,7 @@ def parse_holdout(text: str) -> tuple[str, float]:
     return "flops", value
 
 
-def split(
-    points: pd.DataFrame, rule: tuple[str, float], where: str = "--holdout"
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(points: pd.DataFrame, rule: tuple[str, float], where: str = "--holdout") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kept, held out) by the rule; FitError when either side would be empty."""
     kind, value = rule
     if kind == "count":
@@ -58,9 +56,7 @@ def predict_runs(law: str, fitted: dict, runs: pd.DataFrame) -> np.ndarray:
     return linear_loss(fitted["params"], runs["N"], runs["D"], runs["C"])
 
 
-def score(
-    held: pd.DataFrame, fits: dict[str, dict], rule: tuple[str, float], kept: int, skipped: dict
-) -> dict:
+def score(held: pd.DataFrame, fits: dict[str, dict], rule: tuple[str, float], kept: int, skipped: dict) -> dict:
     """Per held-out run predictions and relative errors, and each law's MAPE in percent."""
     predictions = {law: predict_runs(law, fitted, held) for law, fitted in fits.items()}
     loss = held["loss"].to_numpy(dtype=float)

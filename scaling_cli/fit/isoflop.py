@@ -70,9 +70,7 @@ def fit_budgets(points: pd.DataFrame, tolerance: float, weights=None, with_point
         fitted = fit_budget(n[rows], d[rows], c[rows], loss[rows], weights[rows])
         if fitted is not None:
             if with_points:
-                fitted["points"] = [
-                    {"N": float(size), "loss": float(v)} for size, v in zip(n[rows], loss[rows])
-                ]
+                fitted["points"] = [{"N": float(size), "loss": float(v)} for size, v in zip(n[rows], loss[rows])]
             budgets.append(fitted)
     return budgets
 
@@ -87,9 +85,7 @@ def allocation_from_budgets(budgets: list[dict], where: str) -> dict[str, float]
             f"needs at least {MIN_BUDGETS} budgets with {MIN_SIZES}+ model sizes and a minimum, got {len(usable)}",
         )
     c = [b["C"] for b in usable]
-    return allocation_params(
-        c, [b["N_opt"] for b in usable], [b["D_opt"] for b in usable], where=where, law="isoflop"
-    )
+    return allocation_params(c, [b["N_opt"] for b in usable], [b["D_opt"] for b in usable], where=where, law="isoflop")
 
 
 def fit_isoflop(points: pd.DataFrame, *, where: str, tolerance: float = BUDGET_TOLERANCE) -> dict:

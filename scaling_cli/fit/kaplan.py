@@ -3,7 +3,8 @@
 L(N) uses the largest-budget run of each model size, L(D) the largest model at each token budget, and
 L(C) the compute-efficient frontier (from curves when present, else final points). Fits minimise squared
 log-loss residuals; with the irreducible term E (default, in each law with 4+ distinct points) E is
-bounded to [0, 0.99 min loss), without it the law is a straight line in log-log space. Runs are predicted by Kaplan's eq. 1.5 (see laws.kaplan_loss).
+bounded to [0, 0.99 min loss), without it the law is a straight line in log-log space.
+Runs are predicted by Kaplan's eq. 1.5 (see laws.kaplan_loss).
 """
 
 from __future__ import annotations

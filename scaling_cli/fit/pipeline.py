@@ -104,9 +104,7 @@ def fit_group(points: pd.DataFrame, curves: pd.DataFrame | None, options: FitOpt
     skipped: dict[str, str] = {}
     laws = fit_laws(points, curves, options, where, options.laws or ALL_LAWS, skipped)
     if not laws:
-        raise FitError(
-            where, "laws", "no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
-        )
+        raise FitError(where, "laws", "no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     for name, fitted in laws.items():
         _add_at_compute(name, fitted, at_compute)
     if options.bootstrap:
@@ -194,11 +192,7 @@ def _add_intervals(laws: dict, points, curves, options: FitOptions, where: str, 
                 points, fitted, indices, delta=options.delta, grid=options.grid, at_compute=at_compute
             )
         elif name == "kaplan":
-            matrix = (
-                envelope.CurveMatrix(curves, options.flop_values)
-                if curves is not None and len(curves)
-                else None
-            )
+            matrix = envelope.CurveMatrix(curves, options.flop_values) if curves is not None and len(curves) else None
             extra = bootstrap.bootstrap_kaplan(
                 points, fitted, indices, at_compute=at_compute, where=where, matrix=matrix
             )
@@ -259,10 +253,13 @@ def clean_json(value):
 def write_fit(document: dict, path) -> Path:
     """Write fit.json atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    temporary.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+        temporary.replace(path)
+    except OSError as exc:
+        raise FitError(str(path), "--out", f"cannot write the fit ({exc.strerror}); choose a writable path") from None
     return path
 
 

@@ -153,9 +153,7 @@ def _kaplan_from_vector(fitted: dict, vector) -> dict:
     law, position = {}, 0
     for name in ("L_N", "L_D", "L_C"):
         keys = list(fitted[name]["params"])
-        law[name] = {
-            "params": dict(zip(keys, np.asarray(vector[position : position + len(keys)], dtype=float)))
-        }
+        law[name] = {"params": dict(zip(keys, np.asarray(vector[position : position + len(keys)], dtype=float)))}
         position += len(keys)
     return law
 

@@ -167,10 +167,7 @@ def _select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where:
     excluded["non_finite"] = int((~good).sum())
     rows = rows[good]
     if options.drop_highest_loss:
-        keep = (
-            rows[columns["loss"]].astype(float).rank(method="first", ascending=False)
-            > options.drop_highest_loss
-        )
+        keep = rows[columns["loss"]].astype(float).rank(method="first", ascending=False) > options.drop_highest_loss
         excluded["highest_loss"] = int((~keep).sum())
         rows = rows[keep]
     return rows, excluded
@@ -215,9 +212,7 @@ def _best_lr(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], int]:
                     "N": float(n),
                     "D": float(d),
                     "lr": float(best["lr"]),
-                    "losses": {
-                        repr(float(lr)): float(loss) for lr, loss in zip(options["lr"], options["loss"])
-                    },
+                    "losses": {repr(float(lr)): float(loss) for lr, loss in zip(options["lr"], options["loss"])},
                 }
             )
     kept = frame.merge(pd.DataFrame(keep, columns=["group", "N", "D", "lr"]), on=["group", "N", "D", "lr"])
@@ -227,9 +222,7 @@ def _best_lr(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], int]:
 def _average_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     """One point per (group, N, D): losses and compute averaged over seeds, the first run id kept."""
     grouped = frame.groupby(["group", "N", "D"], sort=True)
-    points = grouped.agg(
-        run_id=("run_id", "first"), C=("C", "mean"), loss=("loss", "mean"), n_runs=("loss", "size")
-    )
+    points = grouped.agg(run_id=("run_id", "first"), C=("C", "mean"), loss=("loss", "mean"), n_runs=("loss", "size"))
     return points.reset_index()[["run_id", "group", "N", "D", "C", "loss", "n_runs"]]
 
 
@@ -251,13 +244,9 @@ def load_curves(curves_path: str | None, runs: pd.DataFrame, info: dict) -> pd.D
     loss_col = info["columns"]["loss"] if info["columns"]["loss"] in curves.columns else "val_loss"
     for needed in ("run_id", "tokens", loss_col):
         if needed not in curves.columns:
-            raise FitError(
-                curves_path, needed, f"missing column; have: {', '.join(map(str, curves.columns))}"
-            )
+            raise FitError(curves_path, needed, f"missing column; have: {', '.join(map(str, curves.columns))}")
     runs = runs[["run_id", "group", "N", "D", "C"]].drop_duplicates("run_id")
-    merged = curves.assign(run_id=curves["run_id"].astype(str)).merge(
-        runs, on="run_id", suffixes=("_curve", "")
-    )
+    merged = curves.assign(run_id=curves["run_id"].astype(str)).merge(runs, on="run_id", suffixes=("_curve", ""))
     tokens = pd.to_numeric(merged["tokens"], errors="coerce").to_numpy(dtype=float)
     loss = pd.to_numeric(merged[loss_col], errors="coerce").to_numpy(dtype=float)
     frame = pd.DataFrame(

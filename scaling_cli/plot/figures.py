@@ -80,9 +80,7 @@ class Context:
         ratio = (self.runs["C"] / (6 * self.runs["N"] * self.runs["D"])).groupby(self.runs["N"]).median()
         if ratio.empty:
             return np.ones_like(np.asarray(sizes, dtype=float))
-        return np.interp(
-            np.log(np.asarray(sizes, dtype=float)), np.log(ratio.index.to_numpy()), ratio.to_numpy()
-        )
+        return np.interp(np.log(np.asarray(sizes, dtype=float)), np.log(ratio.index.to_numpy()), ratio.to_numpy())
 
     def chinchilla_optimum(self, params: dict, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The parametric law's N_opt and D_opt at `compute` counted as this source counts FLOPs."""
@@ -121,18 +119,14 @@ def loss_vs_compute(ctx: Context) -> Figure:
     fig, (ax,) = new_figure(2.7)
     if curves is not None and not curves.empty:
         for _, curve in curves.groupby("run_id", sort=False):
-            ax.plot(
-                curve["flops"], curve["val_loss"], color=ctx.colours(curve["N"].iloc[0]), lw=0.7, alpha=0.85
-            )
+            ax.plot(curve["flops"], curve["val_loss"], color=ctx.colours(curve["N"].iloc[0]), lw=0.7, alpha=0.85)
         compute, loss = curves["flops"].to_numpy(), curves["val_loss"].to_numpy()
     else:
         ax.scatter(runs["C"], runs["loss"], s=7, c=[ctx.colours(n) for n in runs["N"]], lw=0)
         compute, loss = runs["C"].to_numpy(), runs["loss"].to_numpy()
     handles = []
     front_c, front_l = frontier(compute, loss)
-    handles += ax.plot(
-        front_c, front_l, color="black", lw=1.1, ls=(0, (3, 1.5)), label="efficient frontier", zorder=4
-    )
+    handles += ax.plot(front_c, front_l, color="black", lw=1.1, ls=(0, (3, 1.5)), label="efficient frontier", zorder=4)
     grid = np.geomspace(compute.min(), compute.max() * 10, 200)
     params = ctx.chinchilla_params()
     if params:
@@ -140,9 +134,7 @@ def loss_vs_compute(ctx: Context) -> Figure:
         handles += ax.plot(grid, fitted, color=APPROACH_COLOURS["chinchilla"], lw=1.2, label="Chinchilla fit")
     kaplan = fitview.kaplan_compute_loss(fitview.law(ctx.group, "kaplan"), grid)
     if kaplan is not None:
-        handles += ax.plot(
-            grid, kaplan, color=APPROACH_COLOURS["kaplan"], lw=1.0, ls="-.", label="Kaplan L(C) fit"
-        )
+        handles += ax.plot(grid, kaplan, color=APPROACH_COLOURS["kaplan"], lw=1.0, ls="-.", label="Kaplan L(C) fit")
     ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=ctx.loss_label)
     _loss_ylim(ax, loss, from_curves=curves is not None and not curves.empty)
     ax.set_title(ctx.group_title("Loss against compute"))
@@ -180,9 +172,7 @@ def _loss_ylim(ax, loss: np.ndarray, from_curves: bool) -> None:
 def _log_ylim(ax, low: float, high: float) -> None:
     """Set a log y range of less than a decade or so, with plain-number ticks (3, 3.5, 4) instead of 10^x."""
     ax.set_ylim(low, high)
-    ticks = [
-        t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high) if low <= t <= high
-    ]
+    ticks = [t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high) if low <= t <= high]
     ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
@@ -217,7 +207,7 @@ def isoflop(ctx: Context) -> Figure:
     """Loss against parameters per FLOP budget, with the fitted parabolas and their minima."""
     ctx.require_sizes()
     budgets, source = isoflop_budgets(ctx)
-    fig, (ax,) = new_figure(2.7)
+    fig, (ax,) = new_figure(3.2)
     norm = _budget_norm([b.compute for b in budgets])
     cmap = _truncate("plasma", 0.0, 0.85)
     for budget in budgets:
@@ -225,13 +215,19 @@ def isoflop(ctx: Context) -> Figure:
     ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=ctx.loss_label)
     _count_axis(ax.xaxis, *ax.get_xlim())
     ax.set_title(ctx.group_title("IsoFLOP profiles"))
-    ax.legend(handles=_minimum_handles(budgets), loc="best", title=source, title_fontsize=6.5)
+    # Below the axes: the parabolas fill the plot area, and the notes are wider than the gaps between them.
+    fig.legend(
+        handles=_minimum_handles(budgets),
+        loc="outside lower center",
+        title=source,
+        title_fontsize=6.5,
+        fontsize=6.5,
+        ncol=1,
+    )
     ax.grid(True, which="major")
     minima = [b.loss_opt for b in budgets if b.loss_opt is not None]
     _limit_to_points(ax, np.concatenate([*(b.losses for b in budgets), minima]))
-    bar = fig.colorbar(
-        matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25
-    )
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25)
     bar.set_label("FLOP budget C (FLOPs)")
     bar.ax.tick_params(labelsize=6.5)
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: power_of_ten(value)))
@@ -292,9 +288,7 @@ def isoflop_budgets(ctx: Context) -> tuple[list[Budget], str]:
     """Budgets of the fit's Approach 2 when it has them, else slices of the training curves."""
     entry = fitview.law(ctx.group, "isoflop")
     if entry and entry.get("budgets"):
-        return [
-            _fit_budget(b) for b in entry["budgets"] if len(b.get("points") or []) >= 3
-        ], "parabolas of the fit"
+        return [_fit_budget(b) for b in entry["budgets"] if len(b.get("points") or []) >= 3], "parabolas of the fit"
     reasons = [
         ctx.no_fit_reason()
         if ctx.group is None
@@ -337,9 +331,7 @@ def sliced_budgets(curves: pd.DataFrame, count: int = 6) -> list[Budget]:
     for compute in candidates:
         sizes, losses = [], []
         for size, runs in per_size.items():
-            reached = [
-                _loss_at(run["flops"].to_numpy(), run["val_loss"].to_numpy(), compute) for _, run in runs
-            ]
+            reached = [_loss_at(run["flops"].to_numpy(), run["val_loss"].to_numpy(), compute) for _, run in runs]
             reached = [value for value in reached if value is not None]
             if reached:
                 sizes.append(size)
@@ -365,7 +357,10 @@ def _loss_at(compute: np.ndarray, loss: np.ndarray, target: float) -> float | No
 
 def _parabola_budget(compute: float, sizes: np.ndarray, losses: np.ndarray) -> Budget:
     coef = np.polyfit(np.log10(sizes), losses, 2)
-    parabola = lambda n: np.polyval(coef, np.log10(n))
+
+    def parabola(n):
+        return np.polyval(coef, np.log10(n))
+
     if coef[0] <= 0:
         return Budget(compute, sizes, losses, parabola, None, None, False)
     vertex = -coef[1] / (2 * coef[0])
@@ -510,18 +505,14 @@ def parametric_fit(ctx: Context) -> Figure:
     grid_c, grid_n = np.meshgrid(compute, sizes)
     surface = fitview.chinchilla_loss(params, grid_n, grid_c / (6 * grid_n * ctx.flop_ratio(grid_n)))
     # Contours from the lowest loss in view (the extrapolated corner) up to the worst runs.
-    levels = MaxNLocator(nbins=12).tick_values(
-        float(np.min(surface)), np.quantile(points["loss"], 0.95) * 1.05
-    )
+    levels = MaxNLocator(nbins=12).tick_values(float(np.min(surface)), np.quantile(points["loss"], 0.95) * 1.05)
     norm = BoundaryNorm(levels, 256, extend="both")
     cmap = matplotlib.colormaps["cividis"]
     fig, (ax,) = new_figure(2.8)
     filled = ax.contourf(grid_c, grid_n, surface, levels=levels, cmap=cmap, norm=norm, extend="both")
     ax.contour(grid_c, grid_n, surface, levels=levels, colors="white", linewidths=0.35, alpha=0.7)
     opt_sizes, _ = ctx.chinchilla_optimum(params, compute)
-    ax.plot(
-        compute, opt_sizes, color=APPROACH_COLOURS["chinchilla"], lw=1.3, label="efficient frontier N_opt(C)"
-    )
+    ax.plot(compute, opt_sizes, color=APPROACH_COLOURS["chinchilla"], lw=1.3, label="efficient frontier N_opt(C)")
     crowded = len(points) > 60
     ax.scatter(
         points["C"],
@@ -580,15 +571,11 @@ def extrapolation(ctx: Context) -> Figure:
     fitted = _fit_points(ctx)
     fitted_pred = fitview.chinchilla_loss(params, fitted["N"], fitted["D"])
     held = pd.DataFrame(holdout["runs"])
-    laws = [
-        name for name in (holdout.get("mape") or {}) if name in set().union(*[set(p) for p in held["pred"]])
-    ]
+    laws = [name for name in (holdout.get("mape") or {}) if name in set().union(*[set(p) for p in held["pred"]])]
     laws = sorted(laws, key=lambda name: name != "chinchilla")
     fig, (ax, ax_res) = new_figure(3.9, nrows=2, height_ratios=[2.1, 1])
 
-    ax.scatter(
-        fitted_pred, fitted["loss"], s=9, c=[ctx.colours(n) for n in fitted["N"]], lw=0, label="fitted runs"
-    )
+    ax.scatter(fitted_pred, fitted["loss"], s=9, c=[ctx.colours(n) for n in fitted["N"]], lw=0, label="fitted runs")
     held_pred = np.array([p.get("chinchilla", np.nan) for p in held["pred"]], dtype=float)
     ax.scatter(
         held_pred,
@@ -617,9 +604,7 @@ def extrapolation(ctx: Context) -> Figure:
     ctx.colours.colorbar(fig, ax)
 
     ax_res.axhline(0, color="0.4", lw=0.7, ls="--")
-    ax_res.scatter(
-        fitted["C"], 100 * (fitted["loss"] / fitted_pred - 1), s=6, color="0.6", lw=0, label="fitted"
-    )
+    ax_res.scatter(fitted["C"], 100 * (fitted["loss"] / fitted_pred - 1), s=6, color="0.6", lw=0, label="fitted")
     for index, law in enumerate(laws):
         predicted = np.array([p.get(law, np.nan) for p in held["pred"]], dtype=float)
         mape = float(holdout["mape"][law])  # fit.json stores it in percent
@@ -650,9 +635,7 @@ def compression(ctx: Context) -> Figure:
     runs, curves = ctx.runs, ctx.curves
     has_curves = curves is not None and "val_bpb" in curves.columns and curves["val_bpb"].notna().any()
     if not has_curves and ("val_bpb" not in runs.columns or runs["val_bpb"].isna().all()):
-        raise Skip(
-            "no bits-per-byte measurements (val_bpb); this needs a results directory from `scale sweep`"
-        )
+        raise Skip("no bits-per-byte measurements (val_bpb); this needs a results directory from `scale sweep`")
     columns = [f"bpb_{name}" for name in BASELINES if f"bpb_{name}" in runs.columns]
     if not columns or runs[columns].isna().all().all():
         raise Skip("no compressor baselines (bpb_lz4 ... bpb_lzma) in runs.parquet")
@@ -662,9 +645,7 @@ def compression(ctx: Context) -> Figure:
     if has_curves:
         here = curves[curves["run_id"].isin(runs_here["run_id"])].dropna(subset=["val_bpb"])
         for _, curve in here.groupby("run_id", sort=False):
-            ax.plot(
-                curve["flops"], curve["val_bpb"], color=ctx.colours(curve["N"].iloc[0]), lw=0.7, alpha=0.85
-            )
+            ax.plot(curve["flops"], curve["val_bpb"], color=ctx.colours(curve["N"].iloc[0]), lw=0.7, alpha=0.85)
         compute, bpb = here["flops"].to_numpy(), here["val_bpb"].to_numpy()
     else:
         here = runs_here.dropna(subset=["val_bpb"])
@@ -742,10 +723,7 @@ def data_axis(ctx: Context) -> Figure:
     if len(datasets) < 2:
         only = f" ({datasets[0]})" if datasets else ""
         raise Skip(f"the sweep uses one data set{only}; data_axis needs runs on several")
-    in_bpb = (
-        "val_bpb" in runs.columns
-        and runs.groupby("dataset")["val_bpb"].apply(lambda v: v.notna().any()).all()
-    )
+    in_bpb = "val_bpb" in runs.columns and runs.groupby("dataset")["val_bpb"].apply(lambda v: v.notna().any()).all()
     column, label = ("val_bpb", BPB_LABEL) if in_bpb else ("val_loss", LOSS_LABEL)
     fig, (ax,) = new_figure(2.7)
     lowest = []

@@ -103,9 +103,7 @@ def _table_names(table: pd.DataFrame, columns: TableColumns, path: Path) -> dict
     for key, fallbacks in defaults.items():
         given = getattr(columns, key)
         if given is not None and given not in table.columns:
-            raise DataError(
-                f"--{key}-col", given, f"no such column in {path.name}; columns are {list(table.columns)}"
-            )
+            raise DataError(f"--{key}-col", given, f"no such column in {path.name}; columns are {list(table.columns)}")
         names[key] = given or next((name for name in fallbacks if name in table.columns), None)
     for key in ("n", "loss"):
         if names[key] is None:

@@ -14,6 +14,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from scaling_cli.errors import StoreError
+
 WIDTH_IN = 3.4
 PNG_DPI = 200
 FORMATS = ("png", "pdf", "svg")
@@ -118,11 +120,15 @@ def save(fig: Figure, path: Path, fmt: str) -> None:
     """Write the figure atomically, at the paper DPI for raster output, and free its memory."""
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(partial, format=fmt, dpi=PNG_DPI if fmt == "png" else None, metadata=_metadata(fmt))
         partial.replace(path)
+    except OSError as exc:
+        raise StoreError(
+            str(path.parent), "--out", f"cannot write figures ({exc.strerror}); choose a writable folder"
+        ) from None
     finally:
         plt.close(fig)
         partial.unlink(missing_ok=True)
