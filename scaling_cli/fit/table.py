@@ -38,6 +38,9 @@ class TableOptions:
     drop_highest_loss: int = 0
 
 
+TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".txt")  # .txt is read as CSV
+
+
 def resolve_source(source) -> tuple[Path, Path | None]:
     """(table path, curves path or None) for a results directory or a .parquet/.csv file."""
     path = Path(source)
@@ -49,15 +52,23 @@ def resolve_source(source) -> tuple[Path, Path | None]:
         return runs, curves if curves.is_file() else None
     if not path.exists():
         raise FitError(str(path), "", "no such file or directory")
-    if path.suffix.lower() not in (".parquet", ".csv"):
-        raise FitError(str(path), "", "unsupported table format; use a results directory, .parquet or .csv")
+    _check_table_suffix(path)
     return path, None
 
 
+def _check_table_suffix(path: Path) -> None:
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise FitError(str(path), "", "unsupported table format; use a results directory, .parquet, .csv or .tsv")
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a parquet or CSV file into a DataFrame, as FitError when unreadable."""
+    """Read a parquet, CSV or TSV file into a DataFrame, as FitError when unreadable."""
+    _check_table_suffix(path)
+    suffix = path.suffix.lower()
     try:
-        return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
     except (OSError, ValueError) as exc:  # pyarrow's and pandas' parse errors derive from these
         raise FitError(str(path), "", f"cannot read table: {exc}") from None
 

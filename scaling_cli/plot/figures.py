@@ -460,19 +460,15 @@ def _allocation_lines(ctx: Context, grid: np.ndarray) -> dict:
 
 def _measured_optima(name: str, entry: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     if name == "envelope":
-        rows = entry.get("frontier") or []
-        if not rows:
-            return None
-        compute = np.array([r["C"] for r in rows], dtype=float)
-        sizes = np.array([r["N"] for r in rows], dtype=float)
-        tokens = np.array([r.get("D") or r["C"] / (6 * r["N"]) for r in rows], dtype=float)
-        return compute, sizes, tokens
-    rows = [b for b in entry.get("budgets") or [] if b.get("N_opt") and not b.get("edge")]
+        rows, size_key, tokens_key = entry.get("frontier") or [], "N", "D"
+    else:
+        budgets = entry.get("budgets") or []
+        rows, size_key, tokens_key = [b for b in budgets if b.get("N_opt") and not b.get("edge")], "N_opt", "D_opt"
     if not rows:
         return None
-    compute = np.array([b["C"] for b in rows], dtype=float)
-    sizes = np.array([b["N_opt"] for b in rows], dtype=float)
-    tokens = np.array([b.get("D_opt") or b["C"] / (6 * b["N_opt"]) for b in rows], dtype=float)
+    compute = np.array([r["C"] for r in rows], dtype=float)
+    sizes = np.array([r[size_key] for r in rows], dtype=float)
+    tokens = np.array([r.get(tokens_key) or r["C"] / (6 * r[size_key]) for r in rows], dtype=float)
     return compute, sizes, tokens
 
 

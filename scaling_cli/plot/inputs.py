@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_cli.errors import DataError, FitError, StoreError
+from scaling_cli.fit.table import read_table
 
 RESULTS_COLUMNS = {"n": "params", "d": "tokens", "c": "flops", "loss": "val_loss"}
 BASELINES = ("lz4", "zlib", "bz2", "lzma")
@@ -111,19 +112,6 @@ def _table_names(table: pd.DataFrame, columns: TableColumns, path: Path) -> dict
     if names["d"] is None and names["c"] is None:
         raise DataError(str(path), "flops", "missing column for C or D; name one with --c-col or --d-col")
     return names
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV or parquet file as a DataFrame, or a DataError naming the file."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix in (".csv", ".tsv", ".txt"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except (OSError, ValueError) as exc:  # pyarrow and CSV parse errors are ValueErrors
-        raise DataError(str(path), "", f"cannot read table: {exc}") from None
-    raise DataError(str(path), "", "not a results directory, CSV or parquet file")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
