@@ -5,8 +5,8 @@ Layout (see docs/internals.md): `spec.toml`, `plan.json` (every planned run, wri
 once it is done, diverged or failed), `attempts.jsonl` (one line per start of the run), `curve.jsonl`
 and checkpoints (written by the trainer),
 and `runs.parquet` / `curves.parquet`, rebuilt from the row files after every finished run. Every file a
-reader may see is written to a temporary name and renamed into place, so it is either old or new, never
-partial, and a crash loses at most the run in progress.
+reader may see is written by `scaling_cli.atomic` (temporary name, fsync, rename), so it is either old or
+new, never partial, and a crash loses at most the run in progress.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import math
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from scaling_cli import atomic
 from scaling_cli.errors import StoreError
 
 RUNS_COLUMNS = [
@@ -72,31 +72,6 @@ CURVES_COLUMNS = ["run_id", "step", "tokens", "flops", "lr", "train_loss", "val_
 FINAL_STATES = ("done", "diverged", "failed")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file in the same directory, fsync it, and rename it over `path`."""
-    _write_atomic(path, json.dumps(obj, indent=1, default=_json_default).encode())
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Store:
     """One results directory. Safe to use from several processes (and machines sharing the directory)."""
 
@@ -126,8 +101,8 @@ class Store:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(str(self.root), "directory", f"cannot create it: {exc.strerror}") from None
-        _write_atomic(self.root / "spec.toml", spec_text.encode())
-        write_json_atomic(self.root / "plan.json", {"version": 1, "runs": plan})
+        atomic.write_text(self.root / "spec.toml", spec_text)
+        atomic.write_json(self.root / "plan.json", {"version": 1, "runs": plan})
 
     def read_plan(self) -> list[dict]:
         path = self.root / "plan.json"
@@ -183,13 +158,13 @@ class Store:
         missing = [c for c in ("run_id", "status") if c not in row]
         if missing or row["status"] not in FINAL_STATES:
             raise StoreError(str(self.run_dir(run_id)), "row", f"incomplete row (missing {missing})")
-        write_json_atomic(self.run_dir(run_id) / "row.json", row)
+        atomic.write_json(self.run_dir(run_id) / "row.json", row)
 
     def write_config(self, run_id: str, config: dict) -> None:
         """The run's full configuration, for people reading the directory; written once."""
         path = self.run_dir(run_id) / "config.json"
         if not path.exists():
-            write_json_atomic(path, config)
+            atomic.write_json(path, config)
 
     def clear_row(self, run_id: str) -> None:
         """Forget a failed run's row before retrying it (done and diverged rows are final)."""
@@ -278,16 +253,7 @@ class Store:
         return curves.reindex(columns=CURVES_COLUMNS + [c for c in curves.columns if c not in CURVES_COLUMNS])
 
     def _write_parquet(self, frame: pd.DataFrame, path: Path) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            frame.to_parquet(tmp, index=False)
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_via_path(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def status(root: str | Path) -> dict:

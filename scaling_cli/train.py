@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scaling_cli import atomic
 from scaling_cli.data import PreparedData, get_batch
 from scaling_cli.errors import DataError, SpecError, StoreError
 from scaling_cli.model import GPT, ModelConfig, count_params, flops_per_token
@@ -339,25 +339,8 @@ def save_state(
         "train_s": state.train_s,
         "rng": _rng_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # the previous checkpoint stays whole until this one is complete
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # The previous checkpoint stays whole until this one is complete.
+    atomic.write_stream(path, lambda handle: torch.save(payload, handle))
 
 
 def load_payload(path: Path) -> dict:
@@ -416,9 +399,8 @@ class CurveWriter:
     def __init__(self, path: Path, prefix: list[dict], on_point: Callable[[dict], None] | None):
         self.path = path
         self.on_point = on_point
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text("".join(json.dumps(point) + "\n" for point in prefix))
-        os.replace(tmp, path)  # drops points written after the state we resume from
+        # Rewriting the file drops points written after the state we resume from.
+        atomic.write_text(path, "".join(json.dumps(point) + "\n" for point in prefix))
 
     def write(self, point: dict) -> None:
         with open(self.path, "a") as handle:

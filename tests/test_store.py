@@ -13,19 +13,19 @@ import pandas as pd
 import pytest
 
 from scaling_cli.errors import StoreError
-from scaling_cli.store import CURVES_COLUMNS, RUNS_COLUMNS, Store, status, write_json_atomic
+from scaling_cli.store import CURVES_COLUMNS, RUNS_COLUMNS, Store, status
 
 
 def make_row(run_id: str, status_: str = "done", loss: float = 1.0) -> dict:
     return {"run_id": run_id, "status": status_, "val_loss": loss, "flops": 1e9, "tokens": 1000}
 
 
-def test_write_json_atomic_leaves_no_temporary_files(tmp_path):
-    path = tmp_path / "a" / "row.json"
-    write_json_atomic(path, {"x": 1})
-    write_json_atomic(path, {"x": 2})
-    assert json.loads(path.read_text()) == {"x": 2}
-    assert [p.name for p in path.parent.iterdir()] == ["row.json"]
+def test_rewriting_a_row_leaves_no_temporary_files(tmp_path):
+    store = Store(tmp_path)
+    store.write_row("r0", make_row("r0", "failed"))
+    store.write_row("r0", make_row("r0", "done"))
+    assert store.read_row("r0")["status"] == "done"
+    assert [p.name for p in store.run_dir("r0").iterdir()] == ["row.json"]
 
 
 def test_compaction_writes_documented_columns_one_row_per_run(tmp_path):
