@@ -89,8 +89,8 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
     _check_choices(options)
     table_path, curves_path = resolve_source(source)
     raw = read_table(table_path)
-    columns = _columns(raw, options, str(table_path))
-    selected, excluded = _select_rows(raw, columns, options, str(table_path))
+    columns = resolve_columns(raw.columns, options, str(table_path))
+    selected, excluded = select_rows(raw, columns, options, str(table_path))
     frame = _standard_frame(selected, columns, options)
     frame, lr_choices, lr_dropped = _best_lr(frame)
     excluded["lr_not_best"] = lr_dropped
@@ -119,17 +119,22 @@ def _check_choices(options: TableOptions) -> None:
         raise FitError("--drop-highest-loss", str(options.drop_highest_loss), "must be 0 or more")
 
 
-def _columns(raw: pd.DataFrame, options: TableOptions, where: str) -> dict:
-    """Map n, d, c, loss to column names; None for d or c means derived from C = 6 N D."""
-    have = list(raw.columns)
+def resolve_columns(table_columns, options: TableOptions | None, where: str) -> dict:
+    """Map n, d, c, loss to the names of `table_columns`; None for d or c means derived from C = 6 N D.
+
+    The one column resolver of the project (`fit` and `plot` both use it): explicit names must exist,
+    otherwise the results-directory defaults (params, tokens, flops, val_loss or loss) are taken when present.
+    """
+    options = options or TableOptions()
+    have = list(table_columns)
 
     def pick(given, default, role, required):
         if given is not None:
-            if given not in raw.columns:
+            if given not in have:
                 raise FitError(where, given, f"missing column; have: {', '.join(map(str, have))}")
             return given
         for name in default:
-            if name in raw.columns:
+            if name in have:
                 return name
         if required:
             raise FitError(where, default[0], f"missing column for {role}; have: {', '.join(map(str, have))}")
@@ -147,12 +152,14 @@ def _columns(raw: pd.DataFrame, options: TableOptions, where: str) -> dict:
             "tokens",
             f"missing column for D or C (use --d-col or --c-col); have: {', '.join(map(str, have))}",
         )
-    if options.by is not None and options.by not in raw.columns:
+    if options.by is not None and options.by not in have:
         raise FitError("--by", options.by, f"missing column; have: {', '.join(map(str, have))}")
     return columns
 
 
-def _select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where: str):
+def select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where: str) -> tuple[pd.DataFrame, dict]:
+    """(rows kept, {reason: count excluded}): --query, diverged/failed status, non-finite or non-positive
+    N, D, C or loss, and the k highest losses (--drop-highest-loss), in that order."""
     excluded = {"query": 0, "diverged": 0, "failed": 0, "non_finite": 0, "highest_loss": 0}
     rows = raw
     if options.query:
