@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scaling_cli import atomic
 from scaling_cli.errors import FitError
 from scaling_cli.fit import bootstrap, chinchilla, envelope, holdout, isoflop, kaplan, linear
 from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, chinchilla_optimum, kaplan_term
@@ -251,13 +252,11 @@ def clean_json(value):
 
 
 def write_fit(document: dict, path) -> Path:
-    """Write fit.json atomically (temporary file, then rename)."""
+    """Write fit.json atomically (scaling_cli.atomic: unique temporary file, fsync, rename)."""
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-        temporary.replace(path)
+        atomic.write_text(path, json.dumps(document, indent=1, allow_nan=False) + "\n")
     except OSError as exc:
         raise FitError(str(path), "--out", f"cannot write the fit ({exc.strerror}); choose a writable path") from None
     return path
