@@ -21,7 +21,7 @@ class DataOptions:
     """
 
     normalize: bool = True
-    dedup: bool = False
+    dedup: bool | str = False  # false, true (= "exact") or "near" (exact, then MinHash LSH near-duplicates)
     dedup_min_paragraph_bytes: int = 64
     min_doc_bytes: int = 0
     min_compression_ratio: float | None = None
@@ -34,20 +34,29 @@ class DataOptions:
     markov_branching: int = 4
     markov_bytes: int = 1_500_000
     markov_seed: int = 0
+    near_dedup_threshold: float = 0.8
+    text_field: str = "text"
+    text_column: str = "text"
+    skip_bad_records: bool = False
+    bpe_sample_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, name, float(value))  # so 1 and 1.0 hash to the same data set
+        if self.dedup == "exact":
+            object.__setattr__(self, "dedup", True)  # one spelling, so both name the same data set
         problems = validation_problems(self)
         if problems:
             field, problem = problems[0]
             raise ValueError(f"{field}: {problem}")
 
     def to_dict(self) -> dict:
-        """A JSON-able dict of every option."""
-        return asdict(self)
+        """A JSON-able dict of every option; options added after the first release appear only when set, so
+        that data set names and run ids of existing specs do not change."""
+        values = asdict(self)
+        return {k: v for k, v in values.items() if k not in LATER_DEFAULTS or v != LATER_DEFAULTS[k]}
 
     def markov_dict(self) -> dict:
         """Only the options of the markov source."""
@@ -58,8 +67,17 @@ class DataOptions:
         return {k: v for k, v in self.to_dict().items() if not k.startswith("markov_")}
 
 
-_BOOL_FIELDS = {"normalize", "dedup"}
-_FLOAT_FIELDS = {"min_compression_ratio", "max_compression_ratio", "val_fraction"}
+_BOOL_FIELDS = {"normalize", "skip_bad_records"}
+_FLOAT_FIELDS = {"min_compression_ratio", "max_compression_ratio", "val_fraction", "near_dedup_threshold"}
+_STR_FIELDS = {"text_field", "text_column"}
+DEDUP_MODES = (False, True, "exact", "near")
+LATER_DEFAULTS = {
+    "near_dedup_threshold": 0.8,
+    "text_field": "text",
+    "text_column": "text",
+    "skip_bad_records": False,
+    "bpe_sample_bytes": 64 << 20,
+}
 _OPTIONAL_FIELDS = {"min_compression_ratio", "max_compression_ratio"}
 
 
@@ -83,6 +101,10 @@ def _range_problems(opts: DataOptions) -> list[tuple[str, str]]:
         ),
         ("markov_bytes", 10_000 <= opts.markov_bytes <= 2_000_000_000, "must be between 10000 and 2e9"),
         ("markov_seed", opts.markov_seed >= 0, "must be 0 or more"),
+        ("near_dedup_threshold", 0.0 < opts.near_dedup_threshold < 1.0, "must be in (0, 1)"),
+        ("text_field", opts.text_field != "", "must not be empty"),
+        ("text_column", opts.text_column != "", "must not be empty"),
+        ("bpe_sample_bytes", opts.bpe_sample_bytes >= 1 << 20, "must be at least 1048576"),
     ]
     problems = [(name, msg) for name, ok, msg in checks if not ok]
     sane = opts.markov_order >= 1 and opts.markov_alphabet >= 2
@@ -101,8 +123,13 @@ def _range_problems(opts: DataOptions) -> list[tuple[str, str]]:
 def _type_problem(name: str, value: object) -> str | None:
     if name in _OPTIONAL_FIELDS and value is None:
         return None
+    if name == "dedup":
+        ok = any(value is mode or (isinstance(mode, str) and value == mode) for mode in DEDUP_MODES)
+        return None if ok else f'must be true, false, "exact" or "near", got {value!r}'
     if name in _BOOL_FIELDS:
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if name in _STR_FIELDS:
+        return None if isinstance(value, str) else f"must be a string, got {value!r}"
     if isinstance(value, bool):
         return f"must be a number, got {value!r}"
     if name in _FLOAT_FIELDS:
