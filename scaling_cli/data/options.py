@@ -125,7 +125,7 @@ def _type_problem(name: str, value: object) -> str | None:
         return None
     if name == "dedup":
         ok = any(value is mode or (isinstance(mode, str) and value == mode) for mode in DEDUP_MODES)
-        return None if ok else f'must be true, false, "exact" or "near", got {value!r}'
+        return None if ok else f'must be true or false, or "exact" or "near", got {value!r}'
     if name in _BOOL_FIELDS:
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
     if name in _STR_FIELDS:
