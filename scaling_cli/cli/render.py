@@ -1,0 +1,296 @@
+"""How results look on the terminal: the consoles, number formats, the sweep plan, the live sweep display and
+the fit and predict tables. Command modules call these; nothing here parses options or exits.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def say(text: str) -> None:
+    """One plain line on stdout (no markup), never folded by rich."""
+    out.print(text, markup=False, soft_wrap=True)
+
+
+def note(text: str) -> None:
+    """One plain line on stdout (no markup), folded at the console width."""
+    out.print(text, markup=False)
+
+
+def warn(text: str) -> None:
+    """One plain line on stderr (no markup)."""
+    err.print(text, markup=False, soft_wrap=True)
+
+
+def print_json_text(text: str) -> None:
+    """Already-formatted JSON exactly as given (no highlighting, no wrapping)."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def si(value: float | None, unit: str = "") -> str:
+    """3 significant digits with an SI prefix: 1.2M, 416G; '-' for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    for factor, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{prefix}{unit}"
+    return f"{value:.3g}{unit}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def size_in_bytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n:,} B"
+
+
+def number(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def interval(pair) -> str:
+    return "" if not pair else f"[{pair[0]:.4g}, {pair[1]:.4g}]"
+
+
+def state_counts(counts: dict, skip_zero: bool = True) -> str:
+    """'3 done, 1 failed' from {state: count}."""
+    return ", ".join(f"{n} {state}" for state, n in counts.items() if n or not skip_zero)
+
+
+# ---- sweep ----
+
+PLAN_COLUMNS = ("run_id", "dataset", "d_model", "n_layer", "params", "tokens", "FLOPs", "tok/param", "lr", "bs")
+PLAN_COLUMNS += ("seed", "branch of", "state")
+LEFT_ALIGNED = ("run_id", "dataset", "branch of", "state", "run", "size")
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in LEFT_ALIGNED else "right")
+    return table
+
+
+def print_plan(plan) -> None:
+    """The table of planned runs, then the compute with and without shared WSD trunks and the estimate."""
+    table = _table(f"sweep {plan.spec.name}: {len(plan.runs)} runs in {len(plan.units)} units", PLAN_COLUMNS)
+    for planned in plan.runs:
+        run = planned.run
+        table.add_row(
+            run.run_id,
+            run.dataset,
+            str(run.model.d_model),
+            str(run.model.n_layer),
+            si(run.params),
+            si(run.tokens),
+            si(run.flops),
+            f"{run.tokens_per_param:.3g}",
+            f"{run.train.lr:g}",
+            str(run.train.batch_size),
+            str(run.train.seed),
+            planned.branch_of,
+            planned.state,
+        )
+    # Off a terminal rich assumes 80 columns; a plan table is only useful whole.
+    (out if out.is_terminal else Console(highlight=False, width=160)).print(table)
+    out.print(f"runs: {state_counts(plan.counts())}", soft_wrap=True)
+    saved = plan.saved_flops / plan.total_flops if plan.total_flops else 0.0
+    out.print(
+        f"compute: {si(plan.shared_flops, 'FLOP')} with WSD trunks shared, "
+        f"{si(plan.total_flops, 'FLOP')} as independent runs (saves {si(plan.saved_flops, 'FLOP')}, "
+        f"{saved:.0%})",
+        soft_wrap=True,
+    )
+    out.print(
+        f"remaining: {si(plan.remaining_flops, 'FLOP')}, estimated wall time "
+        f"{duration(plan.estimated_wall_s())} with {plan.workers} worker(s) "
+        f"(rate {si(plan.flops_rate, 'FLOP/s')}, {plan.rate_source})",
+        soft_wrap=True,
+    )
+
+
+def run_line(row: dict) -> str:
+    """One settled run in one line: state, id, size, budget, loss (or error) and time."""
+    loss = row.get("val_loss")
+    detail = f"val_loss={loss:.4f}" if isinstance(loss, float) and not math.isnan(loss) else row.get("error", "")
+    wall = row.get("wall_s")
+    timing = f" {wall:.1f}s" if isinstance(wall, (int, float)) and not math.isnan(wall) else ""
+    return (
+        f"{row['status']:<8} {row['run_id']} d_model={row.get('d_model')} n_layer={row.get('n_layer')} "
+        f"tokens={si(row.get('tokens'))} {detail}{timing}"
+    )
+
+
+class SweepDisplay:
+    """Renders sweep events: a live rich table on a terminal, one plain line per settled run otherwise."""
+
+    def __init__(self, live: bool):
+        self.live_mode = live
+        self.live = None
+        self.progress = None
+
+    def __call__(self, kind: str, payload) -> None:
+        if kind == "plan":
+            counts = payload.counts()
+            say(
+                f"sweep {payload.spec.name}: {len(payload.runs)} runs ({counts['done'] + counts['diverged']} "
+                f"already settled), {si(payload.remaining_flops, 'FLOP')} to train -> {payload.out_dir}"
+            )
+        elif kind == "run":
+            self._print(run_line(payload))
+        elif kind == "retry":
+            self._print(f"retry    unit {payload['unit']} (attempt {payload['attempt']} failed: {payload['error']})")
+        elif kind == "progress":
+            self.progress = payload
+            if self.live is not None:
+                self.live.update(self._render())
+
+    def _print(self, line: str) -> None:
+        (self.live.console if self.live is not None else out).print(line, markup=False, soft_wrap=True)
+
+    def _render(self) -> Table:
+        p = self.progress
+        title = (
+            f"runs {p.runs_settled}/{p.runs_total}   FLOPs {si(p.flops_done)}/{si(p.flops_total)}"
+            f"   elapsed {duration(p.elapsed_s)}   ETA {duration(p.eta_s)}"
+        )
+        table = _table(title, ("worker", "run", "size", "step", "tokens", "loss", "tok/s"))
+        for i, active in enumerate(p.active):
+            loss = active["loss"]
+            table.add_row(
+                str(i),
+                active["run_id"],
+                f"d{active['d_model']} L{active['n_layer']}",
+                str(active["step"] if active["step"] is not None else "-"),
+                f"{si(active['seen'])}/{si(active['tokens'])}",
+                f"{loss:.3f}" if isinstance(loss, float) else "-",
+                si(active["tok_s"]),
+            )
+        return table
+
+    def __enter__(self):
+        if self.live_mode:
+            from rich.live import Live
+
+            self.live = Live(Table(title="starting"), console=out, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.live = None
+
+
+# ---- fit and predict ----
+
+
+def _law_rows(name: str, law: dict) -> list[tuple[str, str, str, str]]:
+    """(law, parameter, value, interval) rows of one fitted law."""
+    if name == "kaplan":
+        rows = []
+        for sub in ("L_N", "L_D", "L_C"):
+            intervals = law[sub].get("intervals", {})
+            for key, value in law[sub]["params"].items():
+                rows.append((f"kaplan {sub}", key, number(value), interval(intervals.get(key))))
+        at = law["at_compute"]
+        loss_interval = interval(law.get("intervals", {}).get("loss_at_C"))
+        rows.append(("kaplan L_C", f"loss @ C={at['C']:.3g}", number(at["loss"]), loss_interval))
+        return rows
+    intervals = law.get("intervals", {})
+    rows = [(name, key, number(value), interval(intervals.get(key))) for key, value in law["params"].items()]
+    for key, value in law.get("derived", {}).items():
+        rows.append((name, key, number(value), interval(intervals.get(key))))
+    at = law.get("at_compute", {})
+    for key in ("N_opt", "D_opt", "loss_opt"):
+        if key in at:
+            rows.append((name, f"{key} @ C={at['C']:.3g}", number(at[key]), interval(intervals.get(key))))
+    return rows
+
+
+def _law_note(name: str, law: dict) -> str:
+    diagnostics = law.get("diagnostics", {})
+    if name == "chinchilla":
+        edge = ", ".join(diagnostics["grid_edge"]) or "none"
+        reached = f"{diagnostics['starts_at_optimum']}/{law['settings']['grid_size']}"
+        return (
+            f"r2(log) {law['r2']:.4f}; {reached} starts reached "
+            f"the optimum; |grad| {diagnostics['grad_norm']:.1e}; at grid edge: {edge}"
+        )
+    if name == "kaplan":
+        return f"r2(log, eq. 1.5 on all points) {number(law['r2'])}"
+    if name == "isoflop":
+        return f"{diagnostics['budgets']} budgets, {diagnostics['edge_budgets']} with the minimum at an edge"
+    if name == "envelope":
+        return f"{diagnostics['frontier_points']} frontier points from {law['settings']['source']}"
+    return f"r2 {number(law['r2'])} (baseline only)"
+
+
+def _titled_table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def print_fit(document: dict, path) -> None:
+    """A fit.json document: rows used, per group a table of every law's parameters with intervals, notes."""
+    rows = document["rows"]
+    excluded = ", ".join(f"{k} {v}" for k, v in rows["excluded"].items() if v) or "none"
+    note(f"{document['source']}: {rows['used']} of {rows['total']} rows used (excluded: {excluded})")
+    note(f"conventions: N = {document['conventions']['n']}; C = {document['conventions']['c']}")
+    choices = document["selection"]["lr_choices"]
+    if choices:
+        chosen = sorted({c["lr"] for c in choices})
+        counts = ", ".join(f"{lr:g} at {sum(c['lr'] == lr for c in choices)}" for lr in chosen)
+        note(f"best lr of {len(choices)} (N, D) pairs run at several lrs: {counts}")
+    for name, group in document["groups"].items():
+        table = _titled_table(
+            f"group {name}: {group['n_points']} points", ("law", "parameter", "value", "95% interval")
+        )
+        for law_name, law in group["laws"].items():
+            law_rows = _law_rows(law_name, law)
+            for i, row in enumerate(law_rows):
+                table.add_row(*row, end_section=i == len(law_rows) - 1)
+        out.print(table)
+        for law_name, law in group["laws"].items():
+            note(f"{law_name}: {_law_note(law_name, law)}")
+        for law_name, why in group["skipped"].items():
+            note(f"skipped {law_name}: {why}")
+        if group["holdout"]:
+            holdout = group["holdout"]
+            mape = ", ".join(f"{k} {number(v)}%" for k, v in holdout["mape"].items())
+            note(f"holdout: fitted on {holdout['fitted_on']}, {holdout['held_out']} held out; MAPE {mape}")
+    note(f"wrote {path}")
+
+
+def print_predictions(result: dict) -> None:
+    """Per group: the compute-optimal split of a budget and/or the predicted loss of one run, with intervals."""
+    for name, entry in result["groups"].items():
+        if "compute" in entry:
+            title = f"group {name}: compute-optimal split of C = {result['compute']:.3g} FLOPs"
+            table = _titled_table(title, ("law", "N_opt", "D_opt", "tokens/param", "loss"))
+            for law_name, row in entry["compute"].items():
+                cells = (
+                    f"{number(row.get(key))} {interval(row.get(key + '_interval'))}"
+                    for key in ("N_opt", "D_opt", "tokens_per_param", "loss")
+                )
+                table.add_row(law_name, *cells)
+            out.print(table)
+        if "run" in entry:
+            title = f"group {name}: N = {result['params']:.4g}, D = {result['tokens']:.4g}"
+            table = _titled_table(title, ("law", "loss", "95% interval"))
+            for law_name, row in entry["run"].items():
+                table.add_row(law_name, f"{row['loss']:.4g}", interval(row["loss_interval"]))
+            out.print(table)

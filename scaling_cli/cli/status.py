@@ -1,0 +1,70 @@
+"""`scale status`: a results directory's runs per state, compute spent and remaining, failures, and where things are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from scaling_cli.cli.render import note, out, say, si, state_counts
+
+
+def status_command(
+    results_dir: Path = typer.Argument(..., metavar="DIR", help="A sweep's results directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+    summary: bool = typer.Option(
+        False, "--summary", help="Also say where the table, fit and figures are, and print the fitted law in one line."
+    ),
+) -> int:
+    """Show a sweep's runs per state, compute spent and remaining, and failed runs with their errors.
+
+    Example: scale status results/demo --summary
+    """
+    from scaling_cli.store import status
+
+    info = status(results_dir)
+    if as_json:
+        out.print_json(json.dumps(info))
+        return 0
+    say(f"{info['root']}: {info['planned']} planned runs: {state_counts(info['counts'], skip_zero=False)}")
+    note(f"compute spent {si(info['flops_spent'], 'FLOP')}, remaining {si(info['flops_remaining'], 'FLOP')}")
+    for failed in info["failed"]:
+        say(f"failed {failed['run_id']} after {failed['attempts']} attempt(s): {failed['error']}")
+    if summary:
+        _print_summary(info)
+    return 0
+
+
+def _print_summary(info: dict) -> None:
+    root = Path(info["root"])
+    say(f"runs:    {root / 'runs.parquet'} ({state_counts(info['counts']) or 'no runs'})")
+    say(f"curves:  {root / 'curves.parquet'}")
+    if (root / "fit.json").is_file():
+        say(f"fit:     {root / 'fit.json'}")
+        law = _fitted_law_line(root / "fit.json")
+        if law:
+            say(law)
+    figures = sorted((root / "figures").glob("*")) if (root / "figures").is_dir() else []
+    if figures:
+        say(f"figures: {root / 'figures'} ({len(figures)} files)")
+
+
+def _fitted_law_line(fit_path: Path) -> str | None:
+    """The Chinchilla law of the first group of a fit.json in one line, or None when there is none."""
+    try:
+        groups = json.loads(fit_path.read_text())["groups"]
+        name, group = next(iter(groups.items()))
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return None
+    law = (group.get("laws") or {}).get("chinchilla")
+    if not law or "params" not in law:
+        reason = (group.get("skipped") or {}).get("chinchilla", "not fitted")
+        return f"fitted law ({name}): none, Chinchilla law {reason}"
+    p = law["params"]
+    r2 = law.get("r2")
+    r2_text = f", R^2 = {r2:.3f}" if isinstance(r2, (int, float)) else ""
+    return (
+        f"fitted law ({name}): L(N, D) = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + "
+        f"{p['B']:.3g}/D^{p['beta']:.3g}{r2_text}"
+    )

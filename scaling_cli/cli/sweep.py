@@ -1,0 +1,59 @@
+"""`scale sweep`: plan a spec's runs, then train them on an executor with a live display (or only print the plan)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from scaling_cli.cli.render import SweepDisplay, duration, out, print_plan, say, state_counts, warn
+from scaling_cli.errors import SpecError
+
+
+def sweep_command(
+    spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (TOML), e.g. sweeps/demo.toml."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Results directory [default: results/<name>/]."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        help="Units trained at once [default: 1 on CPU, GPUs x runs-per-gpu on CUDA, the cluster's CPUs on Ray].",
+    ),
+    executor: str = typer.Option("local", "--executor", help="Where runs train: local or ray."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
+    runs_per_gpu: int = typer.Option(1, "--runs-per-gpu", help="Small runs packed onto each GPU."),
+    retries: int = typer.Option(2, "--retries", help="Retries of a failing run before it is recorded as failed."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the estimate; train nothing."),
+) -> int:
+    """Train every run of a sweep spec, resuming whatever is unfinished; rerunning trains nothing new.
+
+    Example: scale sweep sweeps/demo.toml --workers 2   (then: scale status results/demo)
+    """
+    from scaling_cli.executors import make_executor
+    from scaling_cli.spec import load_spec
+    from scaling_cli.sweep import plan_sweep, run_sweep
+
+    if retries < 0:
+        raise SpecError("--retries", "value", f"must be 0 or more, got {retries}")
+    if workers is not None and workers < 1:
+        raise SpecError("--workers", "value", f"must be at least 1, got {workers}")
+    spec = load_spec(spec_path)
+    target = out_dir if out_dir is not None else Path("results") / spec.name
+    if dry_run:
+        print_plan(plan_sweep(spec, target, workers=workers or 1))
+        return 0
+    pool = make_executor(executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=spec.device)
+    try:
+        with SweepDisplay(live=out.is_terminal) as display:
+            outcome = run_sweep(spec, target, pool, retries=retries, on_event=display)
+    except KeyboardInterrupt:
+        warn(
+            f"interrupted: finished runs are saved in {target}; rerun the same command to resume "
+            "(interrupted runs continue from their last checkpoint)"
+        )
+        raise typer.Exit(130) from None
+    say(
+        f"sweep {spec.name}: {state_counts(outcome.counts)} in {duration(outcome.wall_s)}; results in {outcome.out_dir}"
+    )
+    for failed in outcome.failed:
+        warn(f"failed {failed['run_id']}: {failed['error']}")
+    return 1 if outcome.failed else 0
