@@ -4,7 +4,8 @@ Layout (see docs/internals.md): `spec.toml`, `plan.json` (every planned run, wri
 `runs/<run_id>/` with `config.json` (the run's full configuration), `row.json` (its final row, written
 once it is done, diverged or failed), `attempts.jsonl` (one line per start of the run), `curve.jsonl`
 and checkpoints (written by the trainer),
-and `runs.parquet` / `curves.parquet`, rebuilt from the row files after every finished run. Every file a
+and `runs.parquet` / `curves.parquet`, to which every settled run's row and curve are appended (rebuilt from
+the row files when a table is missing, damaged or disagrees with them). Every file a
 reader may see is written by `scaling_cli.atomic` (temporary name, fsync, rename), so it is either old or
 new, never partial, and a crash loses at most the run in progress.
 """
@@ -229,15 +230,60 @@ class Store:
         return points
 
     # -- compaction --
-    def compact(self) -> None:
-        """Rebuild runs.parquet and curves.parquet from the row files, atomically and under a lock."""
+    def compact(self, run_ids: list[str] | None = None) -> None:
+        """Bring runs.parquet and curves.parquet up to date, atomically and under a lock.
+
+        With `run_ids` (the runs just settled) only their rows and curves are read and appended to the
+        tables, replacing any older row of the same run: a sweep reads each run's files once, so compaction
+        costs O(runs) in parsing over a sweep instead of O(runs^2). Without `run_ids`, or when a table is
+        missing or unreadable, both tables are rebuilt from every row file.
+        """
         with FileLock(str(self.root / ".compact.lock")):
-            rows = self.rows()
-            runs = pd.DataFrame(rows)
-            runs = runs.reindex(columns=RUNS_COLUMNS + [c for c in runs.columns if c not in RUNS_COLUMNS])
-            curves = self._curves_frame([row["run_id"] for row in rows])
+            tables = None if run_ids is None else self._read_tables()
+            if tables is None:
+                rows = self.rows()
+                runs = _runs_frame(rows)
+                curves = self._curves_frame([row["run_id"] for row in rows])
+            else:
+                runs, curves = self._appended(*tables, run_ids)
             self._write_parquet(runs, self.runs_parquet)
             self._write_parquet(curves, self.curves_parquet)
+
+    def _appended(self, runs: pd.DataFrame, curves: pd.DataFrame, run_ids: list[str]):
+        rows = [row for row in (self.read_row(run_id) for run_id in run_ids) if row is not None]
+        fresh = [row["run_id"] for row in rows]
+        runs = _concat(runs[~runs["run_id"].isin(fresh)], _runs_frame(rows))
+        runs = runs.sort_values("run_id", kind="stable", ignore_index=True)
+        curves = _concat(curves[~curves["run_id"].isin(fresh)], self._curves_frame(fresh))
+        curves = curves.sort_values("run_id", kind="stable", ignore_index=True)
+        return _ordered(runs, RUNS_COLUMNS), _ordered(curves, CURVES_COLUMNS)
+
+    def _read_tables(self) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+        try:
+            runs = pd.read_parquet(self.runs_parquet)
+            curves = pd.read_parquet(self.curves_parquet)
+        except Exception:  # noqa: BLE001 - missing or damaged: the caller rebuilds from the row files
+            return None
+        if "run_id" not in runs.columns or "run_id" not in curves.columns:
+            return None
+        return runs, curves
+
+    def table_problems(self) -> list[str]:
+        """How runs.parquet and curves.parquet disagree with the row and curve files; empty when they agree."""
+        rows = {row["run_id"]: row for row in self.rows()}
+        tables = self._read_tables()
+        if tables is None:
+            if not rows and not self.runs_parquet.exists() and not self.curves_parquet.exists():
+                return []
+            return [_unreadable_tables(self.runs_parquet, self.curves_parquet)]
+        runs, curves = tables
+        problems = _row_disagreements(runs, rows)
+        expected = {run_id: len(self.read_curve(run_id)) for run_id in rows}
+        found = curves["run_id"].value_counts().to_dict()
+        wrong = sorted(r for r in set(expected) | set(found) if expected.get(r, 0) != found.get(r, 0))
+        if wrong:
+            problems.append(f"curves.parquet: {len(wrong)} runs' points differ from their curve.jsonl ({_few(wrong)})")
+        return problems
 
     def _curves_frame(self, run_ids: list[str]) -> pd.DataFrame:
         frames = []
@@ -249,15 +295,68 @@ class Store:
                 frames.append(frame)
         if not frames:
             return pd.DataFrame({c: pd.Series(dtype="float64") for c in CURVES_COLUMNS}).astype({"run_id": str})
-        curves = pd.concat(frames, ignore_index=True)
-        return curves.reindex(columns=CURVES_COLUMNS + [c for c in curves.columns if c not in CURVES_COLUMNS])
+        return _ordered(pd.concat(frames, ignore_index=True), CURVES_COLUMNS)
 
     def _write_parquet(self, frame: pd.DataFrame, path: Path) -> None:
         atomic.write_via_path(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
+def _runs_frame(rows: list[dict]) -> pd.DataFrame:
+    return _ordered(pd.DataFrame(rows), RUNS_COLUMNS)
+
+
+def _ordered(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return frame.reindex(columns=columns + [c for c in frame.columns if c not in columns])
+
+
+def _concat(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    parts = [frame for frame in (old, new) if len(frame)]
+    if not parts:
+        return old
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+
+
+def _row_disagreements(runs: pd.DataFrame, rows: dict[str, dict]) -> list[str]:
+    table = {r["run_id"]: r for r in runs[["run_id", *_VERSION_FIELDS]].to_dict("records")} if len(runs) else {}
+    problems = []
+    missing = sorted(set(rows) - set(table))
+    extra = sorted(set(table) - set(rows))
+    stale = sorted(
+        r for r in set(rows) & set(table) if any(_differs(rows[r].get(f), table[r].get(f)) for f in _VERSION_FIELDS)
+    )
+    if missing:
+        problems.append(f"runs.parquet: {len(missing)} finished runs missing ({_few(missing)})")
+    if extra:
+        problems.append(f"runs.parquet: {len(extra)} rows without a run row file ({_few(extra)})")
+    if stale:
+        problems.append(f"runs.parquet: {len(stale)} rows older than their run row file ({_few(stale)})")
+    return problems
+
+
+_VERSION_FIELDS = ("status", "finished_at")  # a rewritten row.json (a retried failure) changes one of these
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return not (a == b or (math.isnan(a) and math.isnan(b)))
+    return a != b and not (a is None and isinstance(b, float) and math.isnan(b))
+
+
+def _unreadable_tables(*paths: Path) -> str:
+    broken = [p.name for p in paths if not p.exists()]
+    if broken:
+        return f"{' and '.join(broken)} missing"
+    return f"{paths[0].name} or {paths[1].name} unreadable"
+
+
+def _few(run_ids: list[str], shown: int = 3) -> str:
+    more = f", +{len(run_ids) - shown} more" if len(run_ids) > shown else ""
+    return ", ".join(run_ids[:shown]) + more
+
+
 def status(root: str | Path) -> dict:
-    """Counts per state, compute spent and remaining, and the failed runs with their errors."""
+    """Counts per state, compute spent and remaining, the failed runs with their errors, and `tables`: how
+    runs.parquet / curves.parquet disagree with the run files (empty when they agree)."""
     store = Store(root)
     if not store.root.is_dir():
         raise StoreError(str(root), "directory", "not found")
@@ -288,6 +387,7 @@ def status(root: str | Path) -> dict:
     ]
     return {
         "root": str(store.root),
+        "tables": store.table_problems(),
         "planned": len(plan),
         "counts": counts,
         "flops_spent": spent,

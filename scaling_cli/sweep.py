@@ -286,7 +286,7 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         "finished_at": time.time(),
     }
     store.write_row(run.run_id, row)
-    store.compact()
+    store.compact([run.run_id])
     return RunOutcome(run.run_id, result.status)
 
 
@@ -316,7 +316,7 @@ def record_failure(store: Store, run: RunPlan, branch_of: str, message: str) -> 
         "finished_at": time.time(),
     }
     store.write_row(run.run_id, row)
-    store.compact()
+    store.compact([run.run_id])
 
 
 def _maybe_inject_failure(run_id: str) -> None:
@@ -422,6 +422,7 @@ def run_sweep(
     store = Store(out_dir)
     check_out_dir(store.root, spec)
     store.init(spec.text, [p.record() for p in plan.runs])
+    repair_tables(store, emit)
     runner = _Runner(plan, store, executor, data_paths, retries, emit, started)
     runner.loop(poll_s)
     final = plan_sweep(spec, out_dir, workers=executor.slots)
@@ -431,6 +432,14 @@ def run_sweep(
         if p.state == "failed"
     ]
     return SweepOutcome(counts=final.counts(), failed=failed, wall_s=time.time() - started, out_dir=Path(out_dir))
+
+
+def repair_tables(store: Store, emit: Event) -> None:
+    """Rebuild runs.parquet and curves.parquet when they are missing, damaged or disagree with the run files."""
+    problems = store.table_problems()
+    if problems:
+        store.compact()
+        emit("tables_rebuilt", problems)
 
 
 class _Runner:
