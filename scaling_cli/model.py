@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scaling_cli.validate import boolean, check_fields, integer
+
 MLP_EXPANSION = 4
 INIT_STD = 0.02
 
@@ -41,15 +43,7 @@ class ModelConfig:
     gpt2: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "n_layer", "n_head", "seq_len", "vocab_size"):
-            value = getattr(self, name)
-            if type(value) is not int:
-                raise ValueError(f"{name}: must be an integer, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name}: must be at least 1, got {value}")
-        for name in ("tie_embeddings", "gpt2"):
-            if type(getattr(self, name)) is not bool:
-                raise ValueError(f"{name}: must be true or false, got {getattr(self, name)!r}")
+        check_fields(self, _SHAPE_CHECKS)
         if self.d_model % self.n_head:
             raise ValueError(f"n_head: d_model {self.d_model} is not divisible by n_head {self.n_head}")
 
@@ -63,6 +57,13 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_SHAPE_CHECKS = {
+    **{name: integer(1) for name in ("d_model", "n_layer", "n_head", "seq_len", "vocab_size")},
+    "tie_embeddings": boolean,
+    "gpt2": boolean,
+}
 
 
 def depth_for_width(d_model: int) -> int:
