@@ -229,6 +229,40 @@ class Store:
                 continue  # a line cut short by a crash
         return points
 
+    def run_progress(self, run: dict, state: str) -> dict | None:
+        """How far an unsettled run of the plan got: its newest curve point and the step its checkpoint
+        would resume from; None when it has neither."""
+        point = self.last_point(run["run_id"])
+        resumes_at = self.checkpoint_step(run["run_id"])
+        if point is None and resumes_at is None:
+            return None
+        point = point or {}
+        steps = max(1, int(run["tokens"]) // (int(run["batch_size"]) * int(run["seq_len"])))
+        return {
+            "run_id": run["run_id"],
+            "state": state,
+            "step": point.get("step"),
+            "steps": steps,
+            "tokens": point.get("tokens"),
+            "tokens_total": run["tokens"],
+            "train_loss": point.get("train_loss"),
+            "val_loss": point.get("val_loss"),
+            "wall_s": point.get("wall_s"),
+            "checkpoint_step": resumes_at,
+        }
+
+    def checkpoint_step(self, run_id: str) -> int | None:
+        """The step a run's checkpoint.pt holds (what an interrupted run resumes from), or None."""
+        path = self.run_dir(run_id) / "checkpoint.pt"
+        if not path.is_file():
+            return None
+        import torch  # only for directories with an unsettled run that has a checkpoint
+
+        try:
+            return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+        except Exception:  # noqa: BLE001 - being replaced, or damaged: the run resumes or restarts anyway
+            return None
+
     # -- compaction --
     def compact(self, run_ids: list[str] | None = None) -> None:
         """Bring runs.parquet and curves.parquet up to date, atomically and under a lock.
@@ -355,8 +389,10 @@ def _few(run_ids: list[str], shown: int = 3) -> str:
 
 
 def status(root: str | Path) -> dict:
-    """Counts per state, compute spent and remaining, the failed runs with their errors, and `tables`: how
-    runs.parquet / curves.parquet disagree with the run files (empty when they agree)."""
+    """Counts per state, compute spent and remaining, the failed runs with their errors, `progress` of every
+    unsettled run that has trained at least to its first evaluation (running, or interrupted and resumable
+    from its checkpoint), and `tables`: how runs.parquet / curves.parquet disagree with the run files (empty
+    when they agree)."""
     store = Store(root)
     if not store.root.is_dir():
         raise StoreError(str(root), "directory", "not found")
@@ -366,6 +402,7 @@ def status(root: str | Path) -> dict:
     rows = {row["run_id"]: row for row in store.rows()}
     counts = {state: 0 for state in ("done", "diverged", "failed", "running", "pending")}
     spent = remaining = 0.0
+    progress = []
     for run in plan:
         row = rows.get(run["run_id"])
         if row is not None:
@@ -373,8 +410,12 @@ def status(root: str | Path) -> dict:
             spent += run.get("cost_flops", run["flops"])
             continue
         unit = run.get("unit", run["run_id"])
-        counts["running" if store.is_claimed(unit) else "pending"] += 1
+        state = "running" if store.is_claimed(unit) else "pending"
+        counts[state] += 1
         remaining += run.get("cost_flops", run["flops"])
+        partial = store.run_progress(run, "running" if state == "running" else "interrupted")
+        if partial is not None:
+            progress.append(partial)
     planned = {run["run_id"] for run in plan}
     for run_id, row in rows.items():  # runs of an earlier version of the spec
         if run_id not in planned:
@@ -393,6 +434,7 @@ def status(root: str | Path) -> dict:
         "flops_spent": spent,
         "flops_remaining": remaining,
         "failed": failed,
+        "progress": progress,
     }
 
 

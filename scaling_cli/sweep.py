@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import os
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -205,6 +206,7 @@ class UnitTask:
     threads: int | None
     final_attempt: bool
     sweep_pid: int
+    keep_checkpoints: bool = False  # else a settled run's checkpoint and a finished trunk's states are deleted
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,22 @@ def run_unit(task: UnitTask) -> UnitReport:
             # added to the spec) the branch trains from scratch: same result, more compute.
             start = saved if saved.exists() else None
             outcomes.append(_train_one(store, task, run, trunk_saves=(), start_from=start, branch_of=unit.trunk.run_id))
+        if not task.keep_checkpoints:
+            remove_training_states(store, unit)
         return UnitReport(unit.unit_id, outcomes=tuple(outcomes))
+
+
+def remove_training_states(store: Store, unit: Unit) -> None:
+    """Delete what only an unsettled run needs: settled runs' checkpoints, and the trunk's saved states once
+    every branch is settled (they are the bulk of a results directory: model plus two optimizer moments)."""
+    from scaling_cli.train import CHECKPOINT_NAME
+
+    settled = [run for run in unit.runs if store.state(run.run_id) in SETTLED]
+    for run in settled:
+        (store.run_dir(run.run_id) / CHECKPOINT_NAME).unlink(missing_ok=True)
+    trunk_states = store.run_dir(unit.trunk.run_id) / "trunk"
+    if len(settled) == len(unit.runs) and trunk_states.is_dir():
+        shutil.rmtree(trunk_states, ignore_errors=True)
 
 
 def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_from, branch_of: str) -> RunOutcome:
@@ -407,7 +424,13 @@ def prepare_data(spec: Spec) -> dict[str, str]:
 
 
 def run_sweep(
-    spec: Spec, out_dir: str | Path, executor: Any, retries: int = 2, on_event: Event | None = None, poll_s: float = 0.5
+    spec: Spec,
+    out_dir: str | Path,
+    executor: Any,
+    retries: int = 2,
+    on_event: Event | None = None,
+    poll_s: float = 0.5,
+    keep_checkpoints: bool = False,
 ) -> SweepOutcome:
     """Train every unsettled run of the spec through `executor`; return the final counts.
 
@@ -424,6 +447,7 @@ def run_sweep(
     store.init(spec.text, [p.record() for p in plan.runs])
     repair_tables(store, emit)
     runner = _Runner(plan, store, executor, data_paths, retries, emit, started)
+    runner.keep_checkpoints = keep_checkpoints
     runner.loop(poll_s)
     final = plan_sweep(spec, out_dir, workers=executor.slots)
     failed = [
@@ -459,6 +483,7 @@ class _Runner:
         self.given_up: set[str] = set()
         self.reported = {p.run.run_id for p in plan.runs if p.state in SETTLED}
         self.flops_done_here = 0.0
+        self.keep_checkpoints = False
 
     def _unit_settled(self, unit: Unit) -> bool:
         return all(self.store.state(run.run_id) in SETTLED for run in unit.runs)
@@ -499,6 +524,7 @@ class _Runner:
                 threads=self.executor.threads,
                 final_attempt=final,
                 sweep_pid=os.getpid(),
+                keep_checkpoints=self.keep_checkpoints,
             )
             self.inflight[self.executor.submit(run_unit, task)] = unit
 
@@ -554,6 +580,7 @@ class _Runner:
                 continue
             point = self.store.last_point(run.run_id) or {}
             wall = point.get("wall_s") or 0.0
+            tok_s = (point.get("tokens") or 0) / wall if wall > 0 else None
             active.append(
                 {
                     "run_id": run.run_id,
@@ -563,7 +590,8 @@ class _Runner:
                     "step": point.get("step"),
                     "loss": point.get("train_loss"),
                     "seen": point.get("tokens"),
-                    "tok_s": (point.get("tokens") or 0) / wall if wall > 0 else None,
+                    "tok_s": tok_s,
+                    "eta_s": max(0.0, (run.tokens - point["tokens"]) / tok_s) if tok_s else None,
                 }
             )
         elapsed = time.time() - self.started
@@ -572,6 +600,7 @@ class _Runner:
             eta = remaining / (self.flops_done_here / elapsed)
         else:  # nothing finished yet in this process: fall back on the plan's estimate
             eta = max(0.0, self.plan.estimated_wall_s() - elapsed)
+        eta = max([eta] + [a["eta_s"] for a in active if a["eta_s"] is not None])
         return Progress(
             runs_total=len(self.plan.runs),
             runs_settled=len(self.reported),

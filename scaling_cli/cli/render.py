@@ -5,12 +5,26 @@ the fit and predict tables. Command modules call these; nothing here parses opti
 from __future__ import annotations
 
 import math
+import os
+import time
 
 from rich.console import Console
 from rich.table import Table
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Off a terminal (a log file, a pipe, CI) rich would fold every line at 80 columns and split error and
+# summary lines mid-sentence; there lines are printed whole and tables take the width they need.
+LOG_WIDTH = 100_000
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def say(text: str) -> None:
@@ -102,8 +116,7 @@ def print_plan(plan) -> None:
             planned.branch_of,
             planned.state,
         )
-    # Off a terminal rich assumes 80 columns; a plan table is only useful whole.
-    (out if out.is_terminal else Console(highlight=False, width=160)).print(table)
+    out.print(table)
     out.print(f"runs: {state_counts(plan.counts())}", soft_wrap=True)
     saved = plan.saved_flops / plan.total_flops if plan.total_flops else 0.0
     out.print(
@@ -132,13 +145,31 @@ def run_line(row: dict) -> str:
     )
 
 
-class SweepDisplay:
-    """Renders sweep events: a live rich table on a terminal, one plain line per settled run otherwise."""
+def progress_line(active: dict, progress) -> str:
+    """One running run's progress and the sweep's, for logs: step, tokens, loss, tokens/s, ETAs."""
+    loss = active["loss"]
+    return (
+        f"progress {active['run_id']} d_model={active['d_model']} n_layer={active['n_layer']} "
+        f"step {active['step']} tokens {si(active['seen'])}/{si(active['tokens'])} "
+        f"loss {loss:.3f} {si(active['tok_s'])} tok/s ETA {duration(active['eta_s'])}"
+        if isinstance(loss, float)
+        else f"progress {active['run_id']} step {active['step']}"
+    ) + (
+        f" | sweep {progress.runs_settled}/{progress.runs_total} runs, "
+        f"{si(progress.flops_done)}/{si(progress.flops_total)} FLOPs, ETA {duration(progress.eta_s)}"
+    )
 
-    def __init__(self, live: bool):
+
+class SweepDisplay:
+    """Renders sweep events: a live rich table on a terminal; in a log, one line per settled run and a
+    progress line per running run at its first evaluation and then at most every `log_every_s` seconds."""
+
+    def __init__(self, live: bool, log_every_s: float = 10.0):
         self.live_mode = live
         self.live = None
         self.progress = None
+        self.log_every_s = log_every_s
+        self.logged: dict[str, tuple[float, object]] = {}  # run id -> (time, step) of its last progress line
 
     def __call__(self, kind: str, payload) -> None:
         if kind == "plan":
@@ -151,10 +182,25 @@ class SweepDisplay:
             self._print(run_line(payload))
         elif kind == "retry":
             self._print(f"retry    unit {payload['unit']} (attempt {payload['attempt']} failed: {payload['error']})")
+        elif kind == "tables_rebuilt":
+            self._print(f"rebuilt  runs.parquet and curves.parquet from the run files ({'; '.join(payload)})")
         elif kind == "progress":
             self.progress = payload
             if self.live is not None:
                 self.live.update(self._render())
+            else:
+                self._log_progress(payload)
+
+    def _log_progress(self, progress) -> None:
+        now = time.monotonic()
+        for active in progress.active:
+            if active["step"] is None:
+                continue
+            last = self.logged.get(active["run_id"])
+            if last is not None and (last[1] == active["step"] or now - last[0] < self.log_every_s):
+                continue
+            self.logged[active["run_id"]] = (now, active["step"])
+            self._print(progress_line(active, progress))
 
     def _print(self, line: str) -> None:
         (self.live.console if self.live is not None else out).print(line, markup=False, soft_wrap=True)
@@ -165,7 +211,7 @@ class SweepDisplay:
             f"runs {p.runs_settled}/{p.runs_total}   FLOPs {si(p.flops_done)}/{si(p.flops_total)}"
             f"   elapsed {duration(p.elapsed_s)}   ETA {duration(p.eta_s)}"
         )
-        table = _table(title, ("worker", "run", "size", "step", "tokens", "loss", "tok/s"))
+        table = _table(title, ("worker", "run", "size", "step", "tokens", "loss", "tok/s", "ETA"))
         for i, active in enumerate(p.active):
             loss = active["loss"]
             table.add_row(
@@ -176,6 +222,7 @@ class SweepDisplay:
                 f"{si(active['seen'])}/{si(active['tokens'])}",
                 f"{loss:.3f}" if isinstance(loss, float) else "-",
                 si(active["tok_s"]),
+                duration(active["eta_s"]),
             )
         return table
 

@@ -31,9 +31,30 @@ def status_command(
     note(f"compute spent {si(info['flops_spent'], 'FLOP')}, remaining {si(info['flops_remaining'], 'FLOP')}")
     for failed in info["failed"]:
         say(f"failed {failed['run_id']} after {failed['attempts']} attempt(s): {failed['error']}")
+    for partial in info["progress"]:
+        say(_progress_line(partial))
+    if info["tables"]:
+        say(
+            f"tables disagree with the run files: {'; '.join(info['tables'])}; "
+            "rerun `scale sweep` on this directory to rebuild them"
+        )
     if summary:
         _print_summary(info)
     return 0
+
+
+def _progress_line(partial: dict) -> str:
+    """An unsettled run's progress: its newest evaluation and, when interrupted, where it resumes."""
+    parts = [f"{partial['state']:<11} {partial['run_id']}"]
+    if partial["step"] is not None:
+        loss = partial["val_loss"]
+        parts.append(
+            f"step {partial['step']}/{partial['steps']} tokens {si(partial['tokens'])}/{si(partial['tokens_total'])}"
+            + (f" val_loss={loss:.4f}" if isinstance(loss, float) else "")
+        )
+    if partial["checkpoint_step"] is not None:
+        parts.append(f"checkpoint at step {partial['checkpoint_step']}")
+    return " ".join(parts)
 
 
 def _print_summary(info: dict) -> None:

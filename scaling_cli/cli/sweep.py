@@ -23,6 +23,11 @@ def sweep_command(
     runs_per_gpu: int = typer.Option(1, "--runs-per-gpu", help="Small runs packed onto each GPU."),
     retries: int = typer.Option(2, "--retries", help="Retries of a failing run before it is recorded as failed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the estimate; train nothing."),
+    keep_checkpoints: bool = typer.Option(
+        False,
+        "--keep-checkpoints",
+        help="Keep finished runs' checkpoint.pt and WSD trunks' saved states (deleted by default once not needed).",
+    ),
 ) -> int:
     """Train every run of a sweep spec, resuming whatever is unfinished; rerunning trains nothing new.
 
@@ -44,7 +49,9 @@ def sweep_command(
     pool = make_executor(executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=spec.device)
     try:
         with SweepDisplay(live=out.is_terminal) as display:
-            outcome = run_sweep(spec, target, pool, retries=retries, on_event=display)
+            outcome = run_sweep(
+                spec, target, pool, retries=retries, on_event=display, keep_checkpoints=keep_checkpoints
+            )
     except KeyboardInterrupt:
         warn(
             f"interrupted: finished runs are saved in {target}; rerun the same command to resume "

@@ -1,0 +1,92 @@
+"""Sharing and disk, and progress a user can see: results files follow the umask, settled runs leave no
+training states behind unless asked, a sweep's log shows each run's progress, and `scale status` shows how far
+an interrupted run got."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SCALE, run_scale
+
+TINY = REPO / "sweeps" / "markov-tiny.toml"
+
+
+def sweep_with_umask(out: Path, umask: int, *extra: str) -> subprocess.CompletedProcess:
+    command = f"umask {umask:03o} && exec {SCALE} sweep {TINY} --out {out} --workers 2 {' '.join(extra)}"
+    return subprocess.run(["sh", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def default_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("disk") / "tiny"
+    result = sweep_with_umask(out, 0o022)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_settled_runs_keep_no_checkpoint_or_trunk_state(default_sweep):
+    out, _ = default_sweep
+    assert [p for p in files_under(out) if p.suffix == ".pt"] == []
+    assert not any(p.name == "trunk" for p in out.rglob("*"))
+    # six runs of the tiny sweep: tables, rows and curves only
+    assert sum(p.stat().st_size for p in files_under(out)) < 200_000
+
+
+def test_results_are_readable_by_others_under_the_default_umask(default_sweep):
+    out, _ = default_sweep
+    for path in files_under(out):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path
+
+
+def test_a_sweep_log_shows_each_runs_progress_and_the_sweep_eta(default_sweep):
+    _, result = default_sweep
+    progress = [line for line in result.stdout.splitlines() if line.startswith("progress ")]
+    assert progress, result.stdout
+    assert all(" tok/s ETA " in line and "| sweep " in line and "ETA" in line.split("| sweep ")[1] for line in progress)
+
+
+def test_keep_checkpoints_keeps_them_and_a_group_writable_umask_is_respected(tmp_path):
+    out = tmp_path / "kept"
+    result = sweep_with_umask(out, 0o002, "--keep-checkpoints")
+    assert result.returncode == 0, result.stderr
+    run_dirs = [p for p in (out / "runs").iterdir() if p.is_dir()]
+    assert all((d / "checkpoint.pt").is_file() for d in run_dirs)
+    assert any((d / "trunk").is_dir() for d in run_dirs)
+    for name in ("runs.parquet", "curves.parquet", "spec.toml", "plan.json"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o664, name
+    checkpoint = next(d / "checkpoint.pt" for d in run_dirs)
+    assert stat.S_IMODE(checkpoint.stat().st_mode) == 0o664
+
+
+def test_status_shows_how_far_an_interrupted_run_got(tmp_path):
+    spec = tmp_path / "long.toml"
+    spec.write_text(
+        TINY.read_text()
+        .replace("d_model = [16, 32, 48]", "d_model = [32]")
+        .replace("tokens = [12_288, 24_576]", "tokens = [2_000_000]")
+        .replace('schedule = "wsd"', 'schedule = "cosine"')
+    )
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([SCALE, "sweep", str(spec), "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not list((out / "runs").glob("*/checkpoint.pt")) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    shown = run_scale("status", out)
+    assert shown.returncode == 0, shown.stderr
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("interrupted"))
+    assert "step " in line and "/3906 " in line and "checkpoint at step " in line, shown.stdout
