@@ -1,0 +1,271 @@
+"""The training loop of one run, with the evaluation it calls; `train_run` is the entry point.
+
+Step k trains on `get_batch(tokens, seq_len, batch_size, seed, k)` at `lr_at(k)`; after the steps that are
+due, the run is evaluated on fixed validation windows, checkpointed, and saved for cooldown branches.
+One host sync per step checks the loss and the gradient norm before the optimizer may update.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scaling_cli.data import PreparedData, get_batch
+from scaling_cli.errors import DataError, SpecError
+from scaling_cli.model import GPT, ModelConfig, count_params, flops_per_token
+from scaling_cli.train.checkpoint import (
+    CHECKPOINT_NAME,
+    CURVE_NAME,
+    CurveWriter,
+    TrainState,
+    initial_state,
+    save_state,
+    trunk_state_path,
+)
+from scaling_cli.train.config import StepPlan, TrainConfig, lr_at, plan_steps
+from scaling_cli.train.runtime import Clock, Runtime, setup_runtime
+
+EVAL_BATCH_SIZE = 16  # fixed, so runs with different batch sizes are scored on the same text
+
+
+@dataclass
+class RunResult:
+    """Outcome of one run. Losses are nats per token (NaN when diverged); flops are Appendix F."""
+
+    status: str
+    steps: int
+    tokens: int
+    train_loss: float
+    val_loss: float
+    val_bpb: float
+    wall_s: float
+    tokens_per_s: float
+    device: str
+    diverged_step: int | None = None
+    flops: float = 0.0
+    flops_6nd: float = 0.0
+
+
+def train_run(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: PreparedData,
+    run_dir: Path,
+    *,
+    trunk_saves: Sequence[int] = (),
+    start_from: Path | None = None,
+    on_point: Callable[[dict], None] | None = None,
+) -> RunResult:
+    """Train one model on one budget; resume from run_dir/checkpoint.pt when it exists.
+
+    `trunk_saves`: steps after which the full state is also saved to run_dir/trunk/step_<k>.pt.
+    `start_from`: a trunk state to continue from with this config's own schedule (a cooldown branch);
+    ignored once the branch has a checkpoint of its own. The branch's curve starts with the trunk's points.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if model_cfg.vocab_size < data.vocab_size:
+        raise SpecError(data.name, "model.vocab_size", f"{model_cfg.vocab_size} < the data's {data.vocab_size}")
+    runtime = setup_runtime(train_cfg)
+    torch.manual_seed(train_cfg.seed)
+    model = GPT(model_cfg).to(runtime.device)
+    optimizer = build_optimizer(model, train_cfg, runtime.device)
+    state = initial_state(run_dir, start_from, model, optimizer, runtime.device, model_cfg, train_cfg)
+    windows = validation_windows(data.val_tokens(), model_cfg.seq_len, train_cfg.eval_batches, data.name)
+    run = Training(
+        model=model,
+        optimizer=optimizer,
+        state=state,
+        plan=plan_steps(train_cfg, model_cfg),
+        runtime=runtime,
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        data=data,
+        windows=windows,
+        curve=CurveWriter(run_dir / CURVE_NAME, state.curve, on_point),
+        run_dir=run_dir,
+        trunk_saves=frozenset(trunk_saves),
+    )
+    return run.result(run.train())
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices (and embeddings) only; fused kernels where torch has them."""
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    vectors = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": matrices, "weight_decay": cfg.weight_decay},
+        {"params": vectors, "weight_decay": 0.0},
+    ]
+    if device.type in ("cuda", "cpu"):
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+
+
+@dataclass
+class Training:
+    """One call of train_run: the model, its optimizer and state, and what the steps read and write."""
+
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    state: TrainState
+    plan: StepPlan
+    runtime: Runtime
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    data: PreparedData
+    windows: list[tuple]
+    curve: CurveWriter
+    run_dir: Path
+    trunk_saves: frozenset[int]
+
+    def __post_init__(self) -> None:
+        self.forward = torch.compile(self.model) if self.runtime.compile else self.model
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.tokens = self.data.train_tokens()
+        self.flops_per_token = flops_per_token(self.model_cfg)["chinchilla"]
+        self.clock = Clock(self.state.wall_s, self.state.train_s)
+
+    def train(self) -> int | None:
+        """Run the steps from state.step to the end; returns the step that diverged, or None."""
+        state, total = self.state, self.plan.total_steps
+        if state.step in self.trunk_saves:
+            self.save(trunk_state_path(self.run_dir, state.step))
+        ran_steps = state.step < total
+        lr = lr_at(max(0, state.step - 1), self.plan, self.train_cfg)
+        diverged_step = None
+        while state.step < total:
+            lr = lr_at(state.step, self.plan, self.train_cfg)
+            if not self.take_step(lr):
+                diverged_step = state.step
+                break
+            state.step += 1
+            self.after_step(lr)
+        if ran_steps:
+            self.runtime.sync()
+            state.wall_s, state.train_s = self.clock.wall(), self.clock.train()
+        if diverged_step is None and (not state.curve or state.curve[-1]["step"] != state.step):
+            self.record_point(lr)
+        return diverged_step
+
+    def take_step(self, lr: float) -> bool:
+        """One optimizer step at `lr`; False (and no update) when the loss or the gradient norm is not finite."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        step, device = self.state.step, self.runtime.device
+        x, y = get_batch(self.tokens, self.model_cfg.seq_len, self.train_cfg.batch_size, self.train_cfg.seed, step)
+        if device.type == "cuda":
+            x, y = x.pin_memory(), y.pin_memory()
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with self.runtime.autocast():
+            _, loss = self.forward(x, y)
+        if step == self.train_cfg.nan_at_step:
+            loss = loss * float("nan")
+        loss.backward()
+        check = loss.detach()
+        if self.train_cfg.grad_clip > 0:
+            check = check + torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.grad_clip)
+        if not torch.isfinite(check).item():
+            return False
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.loss_sum += loss.detach()
+        self.state.loss_count += 1
+        return True
+
+    def after_step(self, lr: float) -> None:
+        """Evaluate, checkpoint and save trunk states when due; that time does not count as training."""
+        step, cfg = self.state.step, self.train_cfg
+        at_end = step == self.plan.total_steps
+        due_eval = at_end or (cfg.eval_every and step % cfg.eval_every == 0)
+        due_checkpoint = cfg.checkpoint_every and (at_end or step % cfg.checkpoint_every == 0)
+        due_trunk = step in self.trunk_saves
+        if not (due_eval or due_checkpoint or due_trunk):
+            return
+        self.runtime.sync()
+        with self.clock.aside():
+            if due_eval:
+                self.record_point(lr)
+            if due_checkpoint:
+                self.save(self.run_dir / CHECKPOINT_NAME)
+            if due_trunk:
+                self.save(trunk_state_path(self.run_dir, step))
+
+    def save(self, path: Path) -> None:
+        self.state.wall_s, self.state.train_s = self.clock.wall(), self.clock.train()
+        save_state(path, self.model, self.optimizer, self.state, self.model_cfg, self.train_cfg, self.plan)
+
+    def record_point(self, lr: float) -> None:
+        """Evaluate and append one curve point; resets the running train-loss mean."""
+        state = self.state
+        train_loss = state.loss_sum.item() / state.loss_count if state.loss_count else math.nan
+        state.loss_sum.zero_()
+        state.loss_count = 0
+        val_loss = evaluate(self.model, self.windows, self.runtime)
+        tokens = state.step * self.plan.tokens_per_step
+        point = {
+            "step": state.step,
+            "tokens": tokens,
+            "flops": float(tokens) * self.flops_per_token,
+            "lr": lr,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_bpb": bits_per_byte(val_loss, self.data.bytes_per_token),
+            "wall_s": self.clock.wall(),
+        }
+        state.curve.append(point)
+        self.curve.write(point)
+
+    def result(self, diverged_step: int | None) -> RunResult:
+        state = self.state
+        tokens = state.step * self.plan.tokens_per_step
+        _, nonembed = count_params(self.model_cfg)
+        last = state.curve[-1] if state.curve and diverged_step is None else None
+        return RunResult(
+            status="done" if diverged_step is None else "diverged",
+            steps=state.step,
+            tokens=tokens,
+            train_loss=last["train_loss"] if last else math.nan,
+            val_loss=last["val_loss"] if last else math.nan,
+            val_bpb=last["val_bpb"] if last else math.nan,
+            wall_s=state.wall_s,
+            tokens_per_s=tokens / state.train_s if state.train_s > 0 else math.nan,
+            device=self.runtime.device.type,
+            diverged_step=diverged_step,
+            flops=float(tokens) * self.flops_per_token,
+            flops_6nd=6.0 * nonembed * tokens,
+        )
+
+
+def validation_windows(val_tokens: np.ndarray, seq_len: int, n_batches: int, where: str) -> list[tuple]:
+    """Fixed evaluation set: n_batches x EVAL_BATCH_SIZE windows evenly spaced over the validation text."""
+    last_start = len(val_tokens) - seq_len - 1
+    if last_start < 0:
+        raise DataError(where, "val_tokens", f"{len(val_tokens)} validation tokens, need at least {seq_len + 1}")
+    starts = np.linspace(0, last_start, n_batches * EVAL_BATCH_SIZE).round().astype(np.int64)
+    windows = np.stack([val_tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64)
+    batches = torch.from_numpy(windows).split(EVAL_BATCH_SIZE)
+    return [(b[:, :-1].contiguous(), b[:, 1:].contiguous()) for b in batches]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, windows: list[tuple], runtime: Runtime) -> float:
+    """Mean cross-entropy (nats per token) over the fixed validation windows."""
+    model.eval()
+    total = 0.0
+    for x, y in windows:
+        with runtime.autocast():
+            _, loss = model(x.to(runtime.device), y.to(runtime.device))
+        total += loss.item()
+    model.train()
+    return total / len(windows)
+
+
+def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
+    """nats/token -> bits/byte: divide by ln 2 (nats -> bits) and by the bytes each token covers."""
+    return loss_nats_per_token / math.log(2) / bytes_per_token

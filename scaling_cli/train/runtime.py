@@ -1,0 +1,86 @@
+"""Where and how a run computes: the device, autocast dtype, torch threads and compilation, and its clock."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from scaling_cli.errors import SpecError
+from scaling_cli.train.config import TrainConfig
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    compile: bool
+
+    def sync(self) -> None:
+        """Wait for queued device work, so clocks and host reads see finished steps."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must be present."""
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if name == "auto":
+        return torch.device(next(kind for kind in ("cuda", "mps", "cpu") if available[kind]))
+    if not available[name]:
+        raise SpecError("device", "train.device", f"{name} is not available on this machine")
+    return torch.device(name)
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    """Device, threads, TF32 on CUDA, bf16 autocast (`auto`: on CUDA only) and compile (`None`: on CUDA only)."""
+    device = resolve_device(cfg.device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    if dtype == "bf16":
+
+        def autocast() -> contextlib.AbstractContextManager:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+    use_compile = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    return Runtime(device, autocast, use_compile)
+
+
+class Clock:
+    """Wall time and training time (wall time less evaluation and saving), carried across resumes."""
+
+    def __init__(self, wall_s: float, train_s: float):
+        self.base_wall, self.base_train = wall_s, train_s
+        self.started = time.perf_counter()
+        self.aside_s = 0.0
+        self.aside_since: float | None = None
+
+    def wall(self) -> float:
+        return self.base_wall + time.perf_counter() - self.started
+
+    def train(self) -> float:
+        now = time.perf_counter()
+        current_aside = now - self.aside_since if self.aside_since is not None else 0.0
+        return self.base_train + now - self.started - self.aside_s - current_aside
+
+    @contextlib.contextmanager
+    def aside(self):
+        """Time spent in this block does not count as training time."""
+        self.aside_since = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.aside_s += time.perf_counter() - self.aside_since
+            self.aside_since = None
