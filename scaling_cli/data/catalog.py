@@ -9,14 +9,10 @@ import numpy as np
 
 from scaling_cli.data import sources
 from scaling_cli.data.options import DEFAULT_OPTIONS, DataOptions
-from scaling_cli.data.prepared import (
-    MANIFEST,
-    PreparedData,
-    open_prepared,
-    prepare,
-    prepared_root,
-    unigram_entropy_bits,
-)
+from scaling_cli.data.build import MANIFEST, entropy_of_counts
+from scaling_cli.data.prepared import PreparedData, open_prepared, prepare, prepared_root
+
+STATS_CHUNK_TOKENS = 1 << 24
 
 
 def _kind(source: sources.Source) -> str:
@@ -100,12 +96,16 @@ def stats(
     """Sizes, what cleaning removed, compressor baselines and unigram entropy of a data set.
 
     `name_or_path` is a prepared directory or a source name (prepared with the given options first, a
-    no-op when it exists). Reading the tokens verifies every shard's checksum.
+    no-op when it exists). Reading the tokens verifies every shard's checksum (when the token files are
+    built, that is on first use or after a shard changed).
     """
     data = _resolve(name_or_path, options, tokenizer, vocab_size, cache_dir)
     m = data.manifest
-    tokens = np.concatenate([data.train_tokens(), data.val_tokens()])
-    unigram = unigram_entropy_bits(tokens, data.vocab_size)
+    counts = np.zeros(data.vocab_size, dtype=np.int64)
+    for tokens in (data.train_tokens(), data.val_tokens()):
+        for start in range(0, len(tokens), STATS_CHUNK_TOKENS):  # in pieces: the maps may exceed memory
+            counts += np.bincount(tokens[start : start + STATS_CHUNK_TOKENS], minlength=data.vocab_size)
+    unigram = entropy_of_counts(counts)
     return {
         "name": data.name,
         "path": str(data.path),

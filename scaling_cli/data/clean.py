@@ -1,14 +1,16 @@
-"""Cleaning: normalise text, cut it into documents, remove exact duplicates and filter by length and
-compressibility, counting what every step removed.
+"""Cleaning: normalise text, cut it into documents, remove exact and near duplicates and filter by length
+and compressibility, counting what every step removed. It runs on a stream: units arrive one by one (a
+file's text in pieces) and documents leave one by one, so memory does not grow with the corpus, except for
+the hashes that deduplication keeps (8 bytes of key, about 60 bytes in a Python set, per unique document
+or paragraph) and the near-duplicate index.
 
-Documents. Sources give whole files (a play, a module, a chapter). Files longer than `doc_bytes` are
-cut at blank lines into documents of about `doc_bytes` (8 KiB by default: a scene or a few functions)
-so that the split by document hash has hundreds of units even for a corpus of a few dozen plays. The
-cut is an exact partition: without cleaning, the documents concatenate back to the source text.
+Documents: see `cutting` (at blank lines into pieces of about `doc_bytes`).
 
 Paragraphs are blank-line-separated blocks. Paragraph deduplication only considers paragraphs of at
 least `dedup_min_paragraph_bytes` (64) so that legitimately repeated short lines ("Exit.", a speaker's
 "Ay, my lord.", `return None`) are kept; a paragraph is dropped when the same text appeared earlier.
+Exact duplicates are found by a 64-bit BLAKE2b key of the text (a false match needs about 4e9 distinct
+paragraphs to become likely). Near duplicates: see `neardup`.
 
 The compression-ratio filter (raw bytes / zlib level 6 bytes of a document) drops documents outside a
 band: very high ratios are repetitive boilerplate, very low ones look random (tables, encoded data).
@@ -17,24 +19,22 @@ band: very high ratios are repetitive boilerplate, very low ones look random (ta
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from scaling_cli.data.cutting import (
+    MAX_BLOCK_CHARS,
+    Document,
+    DocumentCutter,
+    cut_documents,
+    split_paragraphs,
+    utf8_len,
+)
 from scaling_cli.data.options import DataOptions
 
-_PARAGRAPH_BREAK = re.compile(r"(\n(?:[ \t]*\n)+)")
-
-
-@dataclass
-class Document:
-    name: str
-    text: str
-
-    @property
-    def n_bytes(self) -> int:
-        return len(self.text.encode("utf-8"))
+__all__ = ["Cleaner", "CleanReport", "Document", "clean_corpus", "cut_documents", "split_paragraphs"]
 
 
 @dataclass
@@ -49,53 +49,67 @@ class CleanReport:
 
 def normalize_text(text: str) -> str:
     """Unicode NFC, no byte-order mark, and newlines as \\n only."""
-    text = unicodedata.normalize("NFC", text).lstrip("\ufeff")
+    return _normalize_piece(text, at_start=True)
+
+
+def _normalize_piece(text: str, at_start: bool) -> str:
+    text = unicodedata.normalize("NFC", text)
+    if at_start:
+        text = text.lstrip("\ufeff")
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def split_paragraphs(text: str) -> list[str]:
-    """Blank-line-separated blocks, each keeping the separator that follows it, so "".join restores text."""
-    parts = _PARAGRAPH_BREAK.split(text)
-    blocks = [parts[i] + (parts[i + 1] if i + 1 < len(parts) else "") for i in range(0, len(parts), 2)]
-    return [b for b in blocks if b]
-
-
-def cut_documents(name: str, text: str, doc_bytes: int) -> list[Document]:
-    """Cut one source file at blank lines into documents of at least doc_bytes (a short tail joins the last)."""
-    if len(text) <= doc_bytes:
-        return [Document(name, text)] if text else []
-    docs, current, size = [], [], 0
-    for block in split_paragraphs(text):
-        current.append(block)
-        size += len(block.encode("utf-8"))
-        if size >= doc_bytes:
-            docs.append("".join(current))
-            current, size = [], 0
-    if current:
-        tail = "".join(current)
-        if docs and size < doc_bytes // 2:
-            docs[-1] += tail
-        else:
-            docs.append(tail)
-    return [Document(f"{name}#{i}", d) for i, d in enumerate(docs)]
 
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def key64(text: str) -> int:
+    """A 64-bit key of the text for exact-duplicate sets."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class ExactDedup:
+    """Keeps the first of each exactly repeated document, then drops repeats of long paragraphs."""
+
+    def __init__(self, min_paragraph_bytes: int) -> None:
+        self.min_paragraph_bytes = min_paragraph_bytes
+        self.documents: set[int] = set()
+        self.paragraphs: set[int] = set()
+        self.docs_removed = self.doc_bytes_removed = 0
+        self.paragraphs_removed = self.paragraph_bytes_removed = self.docs_emptied = 0
+
+    def document(self, doc: Document) -> Document | None:
+        key = key64(doc.text)
+        if key in self.documents:
+            self.docs_removed += 1
+            self.doc_bytes_removed += doc.n_bytes
+            return None
+        self.documents.add(key)
+        return doc
+
+    def paragraphs_of(self, doc: Document) -> Document | None:
+        blocks = []
+        for block in split_paragraphs(doc.text):
+            body = block.rstrip("\n \t")
+            if utf8_len(body) >= self.min_paragraph_bytes:
+                key = key64(body)
+                if key in self.paragraphs:
+                    self.paragraphs_removed += 1
+                    self.paragraph_bytes_removed += utf8_len(block)
+                    continue
+                self.paragraphs.add(key)
+            blocks.append(block)
+        if not blocks:
+            self.docs_emptied += 1
+            return None
+        return doc if len(blocks) == 1 and blocks[0] is doc.text else Document(doc.name, "".join(blocks))
+
+
 def dedup_documents(docs: list[Document]) -> tuple[list[Document], int, int]:
     """Keep the first of each exactly repeated document; returns (kept, documents removed, bytes removed)."""
-    seen: set[str] = set()
-    kept, removed_bytes = [], 0
-    for doc in docs:
-        key = text_hash(doc.text)
-        if key in seen:
-            removed_bytes += doc.n_bytes
-        else:
-            seen.add(key)
-            kept.append(doc)
-    return kept, len(docs) - len(kept), removed_bytes
+    dedup = ExactDedup(1)
+    kept = [d for d in docs if dedup.document(d) is not None]
+    return kept, dedup.docs_removed, dedup.doc_bytes_removed
 
 
 def dedup_paragraphs(docs: list[Document], min_bytes: int) -> tuple[list[Document], int, int, int]:
@@ -103,26 +117,9 @@ def dedup_paragraphs(docs: list[Document], min_bytes: int) -> tuple[list[Documen
 
     Returns (kept documents, paragraphs removed, bytes removed, documents left empty and dropped).
     """
-    seen: set[str] = set()
-    kept, removed, removed_bytes, emptied = [], 0, 0, 0
-    for doc in docs:
-        blocks = []
-        for block in split_paragraphs(doc.text):
-            body = block.rstrip("\n \t")
-            size = len(body.encode("utf-8"))
-            if size >= min_bytes:
-                key = text_hash(body)
-                if key in seen:
-                    removed += 1
-                    removed_bytes += len(block.encode("utf-8"))
-                    continue
-                seen.add(key)
-            blocks.append(block)
-        if blocks:
-            kept.append(Document(doc.name, "".join(blocks)))
-        else:
-            emptied += 1
-    return kept, removed, removed_bytes, emptied
+    dedup = ExactDedup(min_bytes)
+    kept = [k for d in docs if (k := dedup.paragraphs_of(d)) is not None]
+    return kept, dedup.paragraphs_removed, dedup.paragraph_bytes_removed, dedup.docs_emptied
 
 
 def compression_ratio(text: str) -> float:
@@ -131,60 +128,134 @@ def compression_ratio(text: str) -> float:
     return len(raw) / len(zlib.compress(raw, 6)) if raw else 0.0
 
 
-def _removed(before: list[Document], after: list[Document]) -> dict:
-    return {
-        "docs_removed": len(before) - len(after),
-        "bytes_removed": sum(d.n_bytes for d in before) - sum(d.n_bytes for d in after),
-    }
+@dataclass
+class _Counter:
+    docs: int = 0
+    bytes: int = 0
+
+    def add(self, doc: Document) -> None:
+        self.docs += 1
+        self.bytes += doc.n_bytes
+
+
+class Cleaner:
+    """The whole cleaning pipeline in its fixed order, one unit at a time; `report()` says what each step did."""
+
+    def __init__(self, opts: DataOptions, max_block: int = MAX_BLOCK_CHARS) -> None:
+        self.opts, self.max_block = opts, max_block
+        self.units = self.units_changed = self.raw_bytes = self.normalize_removed = self.cut_docs = 0
+        self.exact = ExactDedup(opts.dedup_min_paragraph_bytes) if opts.dedup else None
+        self.near = None
+        if opts.dedup == "near":
+            from scaling_cli.data.neardup import NearDedup
+
+            self.near = NearDedup(opts.near_dedup_threshold)
+        self.short, self.too_random, self.too_repetitive = _Counter(), _Counter(), _Counter()
+
+    def unit(self, name: str, pieces: Iterable[str]) -> Iterator[Document]:
+        """The cleaned documents of one unit (a file, a record) whose text arrives in pieces."""
+        cutter = DocumentCutter(name, self.opts.doc_bytes, self.max_block)
+        at_start, changed = True, False
+        for piece in pieces:
+            raw_bytes = utf8_len(piece)
+            self.raw_bytes += raw_bytes
+            if self.opts.normalize:
+                normalized = _normalize_piece(piece, at_start)
+                if normalized is not piece and normalized != piece:
+                    changed = True
+                    self.normalize_removed += raw_bytes - utf8_len(normalized)
+                    piece = normalized
+            at_start = at_start and not piece
+            yield from self._after_cut(cutter.feed(piece))
+        yield from self._after_cut(cutter.finish())
+        self.units += 1
+        self.units_changed += changed
+
+    def _after_cut(self, docs: list[Document]) -> Iterator[Document]:
+        for doc in docs:
+            self.cut_docs += 1
+            kept = self._filter(doc)
+            if kept is not None:
+                yield kept
+
+    def _filter(self, doc: Document) -> Document | None:
+        if self.exact is not None:
+            doc = self.exact.document(doc)
+            doc = doc and self.exact.paragraphs_of(doc)
+        if doc is not None and self.near is not None and not self.near.keep(doc.text):
+            return None
+        if doc is None:
+            return None
+        if self.opts.min_doc_bytes > 0 and doc.n_bytes < self.opts.min_doc_bytes:
+            self.short.add(doc)
+            return None
+        lo, hi = self.opts.min_compression_ratio, self.opts.max_compression_ratio
+        if lo is not None or hi is not None:
+            ratio = compression_ratio(doc.text)
+            if lo is not None and ratio < lo:
+                self.too_random.add(doc)
+                return None
+            if hi is not None and ratio > hi:
+                self.too_repetitive.add(doc)
+                return None
+        return doc
+
+    def report(self) -> CleanReport:
+        report, opts = CleanReport(), self.opts
+        if opts.normalize:
+            report.add("normalize", True, files_changed=self.units_changed, bytes_removed=self.normalize_removed)
+        else:
+            report.add("normalize", False)
+        report.add("cut", True, files=self.units, documents=self.cut_docs, doc_bytes=opts.doc_bytes)
+        self._dedup_steps(report)
+        if opts.min_doc_bytes > 0:
+            report.add(
+                "min_doc_bytes",
+                True,
+                threshold=opts.min_doc_bytes,
+                docs_removed=self.short.docs,
+                bytes_removed=self.short.bytes,
+            )
+        else:
+            report.add("min_doc_bytes", False)
+        lo, hi = opts.min_compression_ratio, opts.max_compression_ratio
+        if lo is not None or hi is not None:
+            report.add(
+                "compression_ratio",
+                True,
+                band=[lo, hi],
+                too_random=self.too_random.docs,
+                too_repetitive=self.too_repetitive.docs,
+                docs_removed=self.too_random.docs + self.too_repetitive.docs,
+                bytes_removed=self.too_random.bytes + self.too_repetitive.bytes,
+            )
+        else:
+            report.add("compression_ratio", False)
+        return report
+
+    def _dedup_steps(self, report: CleanReport) -> None:
+        exact = self.exact
+        if exact is None:
+            report.add("dedup_documents", False)
+            report.add("dedup_paragraphs", False)
+        else:
+            report.add("dedup_documents", True, docs_removed=exact.docs_removed, bytes_removed=exact.doc_bytes_removed)
+            report.add(
+                "dedup_paragraphs",
+                True,
+                paragraphs_removed=exact.paragraphs_removed,
+                bytes_removed=exact.paragraph_bytes_removed,
+                docs_removed=exact.docs_emptied,
+                min_paragraph_bytes=self.opts.dedup_min_paragraph_bytes,
+            )
+        if self.near is None:
+            report.add("dedup_near", False)
+        else:
+            report.add("dedup_near", True, **self.near.summary())
 
 
 def clean_corpus(units: list[tuple[str, str]], opts: DataOptions) -> tuple[list[Document], CleanReport]:
-    """The whole cleaning pipeline in its fixed order, with a report of what each step did."""
-    report = CleanReport()
-    raw_bytes = sum(len(t.encode("utf-8")) for _, t in units)
-    if opts.normalize:
-        normalized = [(n, normalize_text(t)) for n, t in units]
-        changed = sum(a[1] != b[1] for a, b in zip(units, normalized))
-        delta = raw_bytes - sum(len(t.encode("utf-8")) for _, t in normalized)
-        report.add("normalize", True, files_changed=changed, bytes_removed=delta)
-        units = normalized
-    else:
-        report.add("normalize", False)
-    docs = [d for name, text in units for d in cut_documents(name, text, opts.doc_bytes)]
-    report.add("cut", True, files=len(units), documents=len(docs), doc_bytes=opts.doc_bytes)
-    if opts.dedup:
-        docs, n_docs, n_bytes = dedup_documents(docs)
-        report.add("dedup_documents", True, docs_removed=n_docs, bytes_removed=n_bytes)
-        docs, n_par, n_bytes, emptied = dedup_paragraphs(docs, opts.dedup_min_paragraph_bytes)
-        report.add(
-            "dedup_paragraphs",
-            True,
-            paragraphs_removed=n_par,
-            bytes_removed=n_bytes,
-            docs_removed=emptied,
-            min_paragraph_bytes=opts.dedup_min_paragraph_bytes,
-        )
-    else:
-        report.add("dedup_documents", False)
-        report.add("dedup_paragraphs", False)
-    if opts.min_doc_bytes > 0:
-        before, docs = docs, [d for d in docs if d.n_bytes >= opts.min_doc_bytes]
-        report.add("min_doc_bytes", True, threshold=opts.min_doc_bytes, **_removed(before, docs))
-    else:
-        report.add("min_doc_bytes", False)
-    lo, hi = opts.min_compression_ratio, opts.max_compression_ratio
-    if lo is not None or hi is not None:
-        before = docs
-        ratios = [compression_ratio(d.text) for d in docs]
-        docs = [d for d, r in zip(docs, ratios) if (lo is None or r >= lo) and (hi is None or r <= hi)]
-        report.add(
-            "compression_ratio",
-            True,
-            band=[lo, hi],
-            too_random=sum(lo is not None and r < lo for r in ratios),
-            too_repetitive=sum(hi is not None and r > hi for r in ratios),
-            **_removed(before, docs),
-        )
-    else:
-        report.add("compression_ratio", False)
-    return docs, report
+    """Clean whole units held in memory (the streaming Cleaner on one piece per unit)."""
+    cleaner = Cleaner(opts)
+    docs = [doc for name, text in units for doc in cleaner.unit(name, [text])]
+    return docs, cleaner.report()

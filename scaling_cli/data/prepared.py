@@ -14,21 +14,17 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 
-from scaling_cli.data import baselines, clean, shards, sources, split
+from scaling_cli.data import sources, tokenfile
+from scaling_cli.data.build import FORMAT_VERSION, MANIFEST, build_dataset, default_budget
 from scaling_cli.data.options import DEFAULT_OPTIONS, DataOptions
 from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer, check_tokenizer
 from scaling_cli.errors import DataError
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-
 
 def prepared_root(cache: Path) -> Path:
     return cache / "prepared"
@@ -56,7 +52,8 @@ def dataset_dirname(source: str, opts: DataOptions, tokenizer: str, vocab_size: 
 
 @dataclass
 class PreparedData:
-    """A prepared data set on disk; token arrays are read and checksum-verified on first use."""
+    """A prepared data set on disk. `train_tokens()` and `val_tokens()` are read-only memory maps of the
+    token files, built from the checksum-verified shards on first use (see `tokenfile`)."""
 
     path: Path
     manifest: dict
@@ -85,7 +82,7 @@ class PreparedData:
 
     def _split(self, name: str) -> np.ndarray:
         if name not in self._arrays:
-            self._arrays[name] = shards.read_split(self.path, self.manifest["shards"], name, self.vocab_size)
+            self._arrays[name] = tokenfile.open_tokens(self.path, self.manifest["shards"], name, self.vocab_size)
         return self._arrays[name]
 
     def train_tokens(self) -> np.ndarray:
@@ -125,9 +122,17 @@ def prepare(
     tokenizer: str = "bytes",
     vocab_size: int | None = None,
     cache_dir: Path | None = None,
+    *,
+    max_memory: int | None = None,
+    chunk_bytes: int | None = None,
 ) -> PreparedData:
-    """The prepared data set for these inputs, building it if it does not exist yet (safe to race)."""
+    """The prepared data set for these inputs, building it if it does not exist yet (safe to race).
+
+    `max_memory` (bytes; default `SCALE_DATA_MAX_MEMORY` or 1 GiB) sizes the build's buffers; `chunk_bytes`
+    overrides the piece size it implies (tests use it to show the result does not depend on it).
+    """
     vocab = check_tokenizer(tokenizer, vocab_size)
+    budget = default_budget(max_memory, chunk_bytes)
     cache = Path(cache_dir) if cache_dir is not None else sources.cache_root()
     root = prepared_root(cache)
     final = root / dataset_dirname(source, options, tokenizer, vocab)
@@ -144,85 +149,9 @@ def prepare(
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
         try:
             staging.chmod(0o755)  # mkdtemp makes it private; a shared cache should stay readable
-            _build(source, options, tokenizer, vocab, cache, staging, final.name)
+            build_dataset(source, options, tokenizer, vocab, cache, staging, final.name, budget)
             os.rename(staging, final)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
     return open_prepared(final)
-
-
-def unigram_entropy_bits(tokens: np.ndarray, vocab: int) -> float:
-    """Entropy of the token frequencies in bits per token: the loss of a model that ignores context."""
-    counts = np.bincount(tokens, minlength=vocab).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum()) if len(p) else 0.0
-
-
-def _tokenize(kind: str, vocab: int, train_texts: list[str], val_texts: list[str], folder: Path):
-    """(tokenizer, train tokens, val tokens); BPE learns its merges from the training text only."""
-    tok = ByteTokenizer() if kind == "bytes" else BpeTokenizer.train(train_texts, vocab)
-    if kind == "bpe":
-        tok.save(folder / BPE_FILE)
-    return tok, tok.encode_many(train_texts), tok.encode_many(val_texts)
-
-
-def _build(source: str, opts: DataOptions, kind: str, vocab: int, cache: Path, folder: Path, dirname: str) -> None:
-    started = time.perf_counter()
-    raw = sources.load_raw(source, opts, cache)
-    docs, report = clean.clean_corpus(raw.units, opts)
-    train_docs, val_docs = split.split_documents(docs, opts)
-    if not train_docs or not val_docs:
-        raise DataError(source, "data", f"{len(docs)} document(s) left after cleaning; need at least 2 to split")
-    train_texts, val_texts = [d.text for d in train_docs], [d.text for d in val_docs]
-    tok, train_tokens, val_tokens = _tokenize(kind, vocab, train_texts, val_texts, folder)
-    val_bytes = "".join(val_texts).encode("utf-8")
-    train_bytes = sum(d.n_bytes for d in train_docs)
-    text_digest = hashlib.sha256()
-    for d in docs:
-        text_digest.update(d.text.encode("utf-8"))
-    shard_entries = shards.write_shards(train_tokens, folder, "train", tok.vocab_size) + shards.write_shards(
-        val_tokens, folder, "val", tok.vocab_size
-    )
-    raw_bytes = sum(len(t.encode("utf-8")) for _, t in raw.units)
-    manifest = {
-        "format": FORMAT_VERSION,
-        "name": raw.label,
-        "dirname": dirname,
-        "source": source,
-        "source_detail": raw.detail,
-        "options": opts.to_dict(),
-        "tokenizer": {
-            "kind": kind,
-            "vocab_size": int(tok.vocab_size),
-            "requested_vocab_size": vocab,
-            "file": BPE_FILE if kind == "bpe" else None,
-        },
-        "text_sha256": text_digest.hexdigest(),
-        "documents": {
-            "files": len(raw.units),
-            "after_cleaning": len(docs),
-            "train": len(train_docs),
-            "val": len(val_docs),
-        },
-        "bytes": {"raw": raw_bytes, "clean": train_bytes + len(val_bytes), "train": train_bytes, "val": len(val_bytes)},
-        "tokens": {"train": len(train_tokens), "val": len(val_tokens)},
-        "bytes_per_token": len(val_bytes) / max(len(val_tokens), 1),
-        "split": {
-            "method": split.describe(opts),
-            "val_target_bytes": split.val_target_bytes(train_bytes + len(val_bytes), opts),
-        },
-        "cleaning": report.steps,
-        "baselines": {
-            "text": "validation",
-            "bits_per_byte": baselines.bits_per_byte(val_bytes),
-            "settings": baselines.describe(),
-        },
-        "unigram_entropy_bits_per_token": unigram_entropy_bits(train_tokens, tok.vocab_size),
-        "shards": shard_entries,
-        "prepare_seconds": round(time.perf_counter() - started, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    if source == "markov":
-        manifest["markov"] = raw.detail
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

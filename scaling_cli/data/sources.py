@@ -16,7 +16,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -25,6 +25,7 @@ from filelock import FileLock
 
 from scaling_cli.data import markov
 from scaling_cli.data.options import DataOptions
+from scaling_cli.data.readers import ReadReport, Unit, read_units
 from scaling_cli.errors import DataError
 
 
@@ -228,10 +229,6 @@ def _files_fingerprint(files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _is_text(data: bytes) -> bool:
-    return b"\0" not in data[:8192]
-
-
 def local_files(spec: str) -> list[Path] | None:
     """The files a local source names (a file, every file under a directory, or a glob); None if none."""
     path = Path(spec).expanduser()
@@ -256,23 +253,49 @@ def local_label(spec: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:40] or "local"
 
 
-def load_local(spec: str, files: list[Path]) -> RawCorpus:
-    """Read local text files as UTF-8 (bad bytes replaced); files that look binary are skipped and counted."""
-    units, skipped = [], 0
-    for p in files:
-        data = p.read_bytes()
-        if _is_text(data):
-            units.append((str(p), data.decode("utf-8", errors="replace")))
-        else:
-            skipped += 1
-    if not units:
-        raise DataError(spec, "dataset", "no text files found (binary files are skipped)")
-    detail = {
+@dataclass
+class RawStream:
+    """A source's text as a stream of units, plus facts for the manifest (complete once the stream is read)."""
+
+    label: str
+    units: Iterator[Unit]
+    detail: dict = field(default_factory=dict)
+
+
+def stream_local(spec: str, files: list[Path], opts: DataOptions, chunk_bytes: int) -> RawStream:
+    """Read local files (text, JSON lines, parquet; optionally compressed) unit by unit."""
+    report = ReadReport()
+    detail: dict = {
         "path": str(Path(spec).expanduser().resolve()) if not any(c in spec for c in "*?[") else spec,
-        "files": len(units),
-        "binary_files_skipped": skipped,
     }
-    return RawCorpus(local_label(spec), units, detail, fingerprint=_files_fingerprint(files))
+
+    def units() -> Iterator[Unit]:
+        yield from read_units(
+            files,
+            chunk_bytes,
+            report,
+            text_field=opts.text_field,
+            text_column=opts.text_column,
+            skip_bad=opts.skip_bad_records,
+        )
+        if not report.formats:
+            raise DataError(spec, "dataset", "no text files found (binary files are skipped)")
+        detail["files"] = sum(report.formats.values())
+        detail["binary_files_skipped"] = report.binary_files_skipped
+        if set(report.formats) != {"text"}:
+            detail["formats"] = dict(sorted(report.formats.items()))
+        if opts.skip_bad_records:
+            detail["bad_records_skipped"] = report.bad_records_skipped
+            detail["first_bad_record"] = report.first_bad_record
+
+    return RawStream(local_label(spec), units(), detail)
+
+
+def load_local(spec: str, files: list[Path], opts: DataOptions | None = None) -> RawCorpus:
+    """Read local files whole into memory (the stream, collected); for small corpora and tests."""
+    stream = stream_local(spec, files, opts or DataOptions(), 1 << 20)
+    units = [(unit.name, "".join(unit.pieces)) for unit in stream.units]
+    return RawCorpus(stream.label, units, stream.detail, fingerprint=_files_fingerprint(files))
 
 
 def resolve(source: str) -> tuple[Source | None, list[Path] | None]:
@@ -292,7 +315,17 @@ def load_raw(source: str, opts: DataOptions, cache: Path) -> RawCorpus:
     builtin, files = resolve(source)
     if builtin is not None:
         return builtin.load(opts, cache)
-    return load_local(source, files)
+    return load_local(source, files, opts)
+
+
+def open_stream(source: str, opts: DataOptions, cache: Path, chunk_bytes: int) -> RawStream:
+    """A source's raw text as a stream of units: local files are read piece by piece; built-in sources
+    are small and are read whole."""
+    builtin, files = resolve(source)
+    if builtin is None:
+        return stream_local(source, files, opts, chunk_bytes)
+    raw = builtin.load(opts, cache)
+    return RawStream(raw.label, (Unit(name, [text]) for name, text in raw.units), raw.detail)
 
 
 def source_identity(source: str, opts: DataOptions) -> dict:

@@ -7,6 +7,7 @@ nats per token convert to bits per byte the same way for both.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,9 @@ class BpeTokenizer:
         self.vocab_size = backend.get_vocab_size()
 
     @classmethod
-    def train(cls, texts: list[str], vocab_size: int) -> BpeTokenizer:
-        """Learn merges on the given (training) texts until the vocabulary has vocab_size entries."""
+    def train(cls, texts: Iterable[str], vocab_size: int) -> BpeTokenizer:
+        """Learn merges on the given (training) texts until the vocabulary has vocab_size entries; texts may be
+        a generator (the library's iterator API), so a large sample is never held as one list."""
         lib = _tokenizers_lib()
         tok = lib.Tokenizer(lib.models.BPE())
         tok.pre_tokenizer = lib.pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -61,7 +63,7 @@ class BpeTokenizer:
             special_tokens=[],
             initial_alphabet=lib.pre_tokenizers.ByteLevel.alphabet(),
         )
-        tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        tok.train_from_iterator(texts, trainer=trainer, length=len(texts) if isinstance(texts, list) else None)
         return cls(tok)
 
     @classmethod

@@ -1,0 +1,80 @@
+"""Memory-mapped token files: each split of a prepared data set decompressed once into `<split>.tokens`,
+a flat little-endian array (uint8 for a byte vocabulary, uint16 up to 65536 tokens, else uint32).
+
+Training reads windows straight from the map, so a worker's memory does not grow with the corpus and
+all workers on a machine share one copy through the page cache. The file is built on first use under a
+lock from the checksum-verified lz4 shards (the stored form) and renamed into place; a stamp beside it
+(`<split>.tokens.json`) records each shard's checksum, size and modification time, so a shard that is
+replaced or damaged later makes the file be rebuilt (and the damage reported) instead of trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from scaling_cli.data.shards import read_shard_disk
+from scaling_cli.errors import DataError
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest unsigned little-endian dtype that holds every token id."""
+    if vocab_size <= 1 << 8:
+        return np.dtype("<u1")
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+
+
+def _stamp(folder: Path, entries: list[dict]) -> list[list]:
+    stamp = []
+    for entry in entries:
+        try:
+            stat = (folder / entry["file"]).stat()
+        except OSError:
+            return []
+        stamp.append([entry["file"], entry["sha256"], stat.st_size, stat.st_mtime_ns])
+    return stamp
+
+
+def _is_current(path: Path, stamp_path: Path, stamp: list, n_bytes: int) -> bool:
+    try:
+        recorded = json.loads(stamp_path.read_text())
+        return recorded == stamp and bool(stamp) and path.stat().st_size == n_bytes
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def open_tokens(folder: Path, entries: list[dict], split: str, vocab_size: int) -> np.ndarray:
+    """The split's tokens as a read-only memory map, building the token file first when needed."""
+    parts = [e for e in entries if e["split"] == split]
+    dtype = token_dtype(vocab_size)
+    n_tokens = sum(int(e["tokens"]) for e in parts)
+    path, stamp_path = folder / f"{split}.tokens", folder / f"{split}.tokens.json"
+    if not _is_current(path, stamp_path, _stamp(folder, parts), n_tokens * dtype.itemsize):
+        with FileLock(str(folder / f".{split}.tokens.lock")):
+            stamp = _stamp(folder, parts)
+            if not _is_current(path, stamp_path, stamp, n_tokens * dtype.itemsize):
+                _build(folder, parts, path, stamp_path, dtype, stamp)
+    if n_tokens == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n_tokens,))
+
+
+def _build(folder: Path, parts: list[dict], path: Path, stamp_path: Path, dtype: np.dtype, stamp: list) -> None:
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(staging, "wb") as out:
+            for entry in parts:
+                out.write(read_shard_disk(folder, entry).astype(dtype, copy=False).tobytes())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staging, path)
+    except OSError as exc:
+        raise DataError(str(path), "tokens", f"cannot write the token file ({exc.strerror or exc})") from None
+    finally:
+        if staging.exists():
+            staging.unlink()
+    stamp_path.write_text(json.dumps(stamp))
