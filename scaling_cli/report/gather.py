@@ -1,0 +1,248 @@
+"""Read everything the report shows from a results directory, keeping for each part either its data or
+one line saying why it is not available (a missing fit.json must not stop the rest of the page)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from scaling_cli.errors import ScaleError, StoreError
+
+PREDICTION_MULTIPLES = (10, 100)
+
+
+@dataclass
+class Part:
+    """One input of the report: its value, or why it could not be read."""
+
+    value: object = None
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+@dataclass
+class DataSet:
+    """A data set of the sweep and its prepared manifest (None with a reason when it cannot be found)."""
+
+    name: str
+    manifest: dict | None
+    problem: str = ""
+
+
+@dataclass
+class Figure:
+    name: str
+    png: bytes | None
+    reason: str = ""
+
+
+@dataclass
+class Prediction:
+    """`scaling_cli.fit.predict` at `multiple` x the group's largest fitted compute."""
+
+    group: str
+    multiple: int
+    largest_compute: float
+    result: dict | None
+    problem: str = ""
+
+
+@dataclass
+class ReportInputs:
+    results: Path
+    spec_text: Part
+    spec: dict
+    runs: Part  # pandas DataFrame of runs.parquet
+    status: Part  # scaling_cli.store.status(...)
+    fit: Part  # the fit.json document
+    predictions: list[Prediction] = field(default_factory=list)
+    data_sets: list[DataSet] = field(default_factory=list)
+    figures: Part = field(default_factory=Part)  # list[Figure]
+
+
+def gather(results: Path) -> ReportInputs:
+    """Everything the page needs from `results`; StoreError only when it is not a results directory at all."""
+    results = Path(results)
+    if not results.is_dir():
+        raise StoreError(str(results), "directory", "not found")
+    if not any((results / name).exists() for name in ("runs.parquet", "plan.json", "spec.toml", "fit.json")):
+        raise StoreError(str(results), "directory", "not a results directory (no runs.parquet, plan.json or spec.toml)")
+    spec_text = _read_spec(results)
+    runs = _read_runs(results)
+    fit = _read_fit(results)
+    return ReportInputs(
+        results=results,
+        spec_text=spec_text,
+        spec=_parse_spec(spec_text),
+        runs=runs,
+        status=_read_status(results),
+        fit=fit,
+        predictions=_predictions(fit.value) if fit.ok else [],
+        data_sets=_data_sets(results, runs.value) if runs.ok else [],
+        figures=_figures(results, fit.ok),
+    )
+
+
+def _read_spec(results: Path) -> Part:
+    path = results / "spec.toml"
+    try:
+        return Part(path.read_text())
+    except FileNotFoundError:
+        return Part(problem="no spec.toml in the results directory")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Part(problem=f"spec.toml unreadable: {exc}")
+
+
+def _parse_spec(spec_text: Part) -> dict:
+    """The spec's top-level table, for its name and description; empty when it does not parse."""
+    if not spec_text.ok:
+        return {}
+    try:
+        return tomllib.loads(spec_text.value)
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
+def _read_runs(results: Path) -> Part:
+    path = results / "runs.parquet"
+    if not path.is_file():
+        return Part(problem="no runs.parquet (no run has settled yet, or the sweep was never compacted)")
+    try:
+        runs = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        return Part(problem=f"runs.parquet unreadable: {exc}")
+    if "run_id" in runs.columns:
+        runs = runs.assign(run_id=runs["run_id"].astype(str))
+    return Part(runs)
+
+
+def _read_status(results: Path) -> Part:
+    from scaling_cli.store import status
+
+    try:
+        return Part(status(results))
+    except ScaleError as exc:
+        return Part(problem=exc.line())
+
+
+def _read_fit(results: Path) -> Part:
+    from scaling_cli.fit.predict import load_fit
+
+    if not (results / "fit.json").is_file():
+        return Part(problem=f"no fit.json; run `scale fit {results}` first")
+    try:
+        return Part(load_fit(results))
+    except ScaleError as exc:
+        return Part(problem=exc.line())
+
+
+def largest_compute(group: dict) -> float | None:
+    """The largest C among a fitted group's points (in the fit's own FLOP convention)."""
+    values = [point.get("C") for point in group.get("points") or []]
+    values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(values) if values else None
+
+
+def _predictions(fit: dict) -> list[Prediction]:
+    from scaling_cli.fit import predict
+
+    made = []
+    for name, group in sorted((fit.get("groups") or {}).items()):
+        top = largest_compute(group)
+        for multiple in PREDICTION_MULTIPLES:
+            if top is None:
+                made.append(Prediction(name, multiple, float("nan"), None, "the group has no fitted points"))
+                continue
+            try:
+                answer = predict(fit, compute=multiple * top, group=name)
+            except ScaleError as exc:
+                made.append(Prediction(name, multiple, top, None, exc.line()))
+                continue
+            made.append(Prediction(name, multiple, top, answer))
+    return made
+
+
+def _data_sets(results: Path, runs: pd.DataFrame) -> list[DataSet]:
+    if "dataset" not in runs.columns or runs.empty:
+        return []
+    found = []
+    for name, rows in runs.groupby(runs["dataset"].map(str), sort=True):
+        manifest, problem = find_manifest(results, name, list(rows["run_id"]))
+        found.append(DataSet(name, manifest, problem))
+    return found
+
+
+def find_manifest(results: Path, dataset: str, run_ids: list[str]) -> tuple[dict | None, str]:
+    """The manifest of the prepared data set the runs trained on, matched by source, options and tokenizer
+    from a run's config.json; searched in the data cache (`SCALE_CACHE` or ~/.cache/scale)."""
+    from scaling_cli.data.sources import cache_root
+
+    config = _first_config(results, run_ids)
+    if config is None:
+        return None, f"no readable runs/<run_id>/config.json for data set {dataset}"
+    prepared = cache_root() / "prepared"
+    matches = []
+    for path in sorted(prepared.glob("*/manifest.json")):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _same_data(manifest, config):
+            matches.append(manifest)
+    if not matches:
+        return None, f"no prepared data set for {dataset} with these options in {prepared}"
+    return max(matches, key=lambda m: str(m.get("created", ""))), ""
+
+
+def _first_config(results: Path, run_ids: list[str]) -> dict | None:
+    for run_id in run_ids:
+        try:
+            return json.loads((results / "runs" / run_id / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _same_data(manifest: dict, config: dict) -> bool:
+    tokenizer = manifest.get("tokenizer") or {}
+    vocab = config.get("vocab_size")
+    return (
+        manifest.get("source") == config.get("dataset")
+        and manifest.get("options") == config.get("data")
+        and tokenizer.get("kind") == config.get("tokenizer")
+        and (tokenizer.get("kind") == "bytes" or vocab in (tokenizer.get("vocab_size"), tokenizer.get("requested_vocab_size")))
+    )
+
+
+def _figures(results: Path, have_fit: bool) -> Part:
+    """Every figure drawn now as PNG bytes (into a temporary folder, leaving results/figures alone)."""
+    from scaling_cli.plot import DRAWN_WITHOUT_FIT, FIGURES, make_figures
+
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="scale-report-") as folder:
+        try:
+            if have_fit:
+                made = make_figures(results, out_dir=Path(folder), fmt="png")
+            else:
+                made = [entry for name in DRAWN_WITHOUT_FIT for entry in _only(results, name, Path(folder))]
+        except ScaleError as exc:
+            return Part(problem=exc.line())
+        drawn = {name: (path, reason) for name, path, reason in made}
+        for name in FIGURES:
+            path, reason = drawn.get(name, (None, f"no fit.json; run `scale fit {results}` first"))
+            figures.append(Figure(name, path.read_bytes() if path else None, reason))
+    return Part(figures)
+
+
+def _only(results: Path, name: str, folder: Path) -> list:
+    from scaling_cli.plot import make_figures
+
+    return make_figures(results, out_dir=folder, fmt="png", only=name)

@@ -1,0 +1,583 @@
+"""The report's sections, each rendered from ReportInputs into HTML.
+
+A section shows whatever its inputs hold and says in one line what is not available and why. Keys of
+fit.json the report does not know (a new law, a new diagnostic) are still shown, as a table of their
+numbers, so the page never hides part of a fit.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import pandas as pd
+
+from scaling_cli.report.gather import Prediction, ReportInputs, largest_compute
+from scaling_cli.report.markup import (
+    esc,
+    finite,
+    interval,
+    note,
+    num,
+    table,
+    text_cell,
+    unavailable,
+    warning,
+)
+
+FIT = "fit.json"
+RUNS = "runs.parquet"
+STATUS = "status"
+MANIFEST = "manifest.json"
+PREDICT = "predict"
+
+SETTLED_STATES = ("done", "diverged", "failed")
+UNSETTLED_STATES = ("running", "pending")
+RUN_COLUMNS = ("dataset", "params", "tokens", "epochs", "flops", "lr", "seed", "val_loss", "val_bpb", "wall_s")
+LAW_TITLES = {
+    "chinchilla": "Chinchilla parametric law (Approach 3): L = E + A/N^α + B/D^β",
+    "kaplan": "Kaplan power laws L(N), L(D), L(C)",
+    "envelope": "Envelope of training curves (Approach 1): N_opt = N0·C^a, D_opt = D0·C^b",
+    "isoflop": "IsoFLOP parabolas (Approach 2): N_opt = N0·C^a, D_opt = D0·C^b",
+    "linear": "Linear baseline: L = w0 + wN·N + wD·D + wC·C",
+    "constrained": "Data-constrained law (Muennighoff et al. 2023): repeated data counted as D′",
+}
+KAPLAN_PARTS = ("L_N", "L_D", "L_C")
+SHOWN_LAW_KEYS = {"params", "intervals", "derived", "r2", "status", "problems", "diagnostics", "bootstrap", "vector"}
+FIGURE_CAPTIONS = {
+    "loss_vs_compute": "Validation loss of every run against training compute, with the efficient frontier.",
+    "isoflop": "IsoFLOP profiles: loss against model size at fixed compute, with each budget's minimum.",
+    "optimal_allocation": "Compute-optimal model size against compute, from each approach.",
+    "parametric_fit": "The parametric law against the measured losses.",
+    "extrapolation": "The fitted laws carried beyond the largest run, with held-out runs where present.",
+    "compression": "Bits per byte of the models against the compressor baselines on the same validation text.",
+    "data_axis": "One law per data set: how the data changes the curve.",
+}
+
+
+# ---- header -------------------------------------------------------------------------------------------
+
+
+def header(inputs: ReportInputs) -> str:
+    name = inputs.spec.get("name") or inputs.results.name
+    description = inputs.spec.get("description") or ""
+    lines = [f"<h1>Scaling report: {esc(name)}</h1>"]
+    if description:
+        lines.append(f"<p>{esc(description)}</p>")
+    lines.append(f"<p>Results directory <code>{esc(inputs.results)}</code></p>")
+    return "".join(lines) + _glance(inputs)
+
+
+def _glance(inputs: ReportInputs) -> str:
+    if not inputs.runs.ok:
+        return ""
+    runs = inputs.runs.value
+    tiles = [("runs settled", num(len(runs), RUNS, ["count", None, {}]))]
+    if "status" in runs.columns:
+        tiles.append(("done", num(_count(runs, status="done"), RUNS, ["count", None, {"status": "done"}])))
+    for column, label in (("flops", "FLOPs of all runs"), ("wall_s", "run time, s (sum)")):
+        if column in runs.columns:
+            tiles.append((label, num(_agg(runs, "sum", column), RUNS, ["sum", column, {}])))
+    if "val_loss" in runs.columns:
+        tiles.append(("best val loss", num(_agg(runs, "min", "val_loss"), RUNS, ["min", "val_loss", {}])))
+    cells = "".join(f"<div><b>{value}</b><small>{esc(label)}</small></div>" for label, value in tiles)
+    return f'<div class="glance">{cells}</div>'
+
+
+# ---- what was run -------------------------------------------------------------------------------------
+
+
+def what_was_run(inputs: ReportInputs) -> str:
+    glance = "".join(f"<div>{part}</div>" for part in (_states(inputs), _compute_and_time(inputs), _devices(inputs)))
+    parts = [f'<div class="row">{glance}</div>']
+    if inputs.spec_text.ok:
+        parts.append(f"<h3>Spec</h3><pre>{esc(inputs.spec_text.value)}</pre>")
+    else:
+        parts.append("<h3>Spec</h3>" + unavailable(inputs.spec_text.problem))
+    parts.append(_runs_table(inputs))
+    return "".join(parts)
+
+
+def _states(inputs: ReportInputs) -> str:
+    rows = []
+    if inputs.runs.ok and "status" in inputs.runs.value.columns:
+        runs = inputs.runs.value
+        for state in SETTLED_STATES:
+            rows.append([esc(state), num(_count(runs, status=state), RUNS, ["count", None, {"status": state}])])
+    counts = (inputs.status.value or {}).get("counts") or {}
+    for state in UNSETTLED_STATES:
+        if state in counts:
+            rows.append([esc(state), num(counts[state], STATUS, ["counts", state])])
+    body = table(["state", "runs"], rows, numeric=[False, True]) if rows else unavailable(inputs.runs.problem)
+    if not inputs.status.ok:
+        body += note(f"running and pending runs not available: {esc(inputs.status.problem)}")
+    return "<h3>Runs by state</h3>" + body
+
+
+def _compute_and_time(inputs: ReportInputs) -> str:
+    rows = []
+    status = inputs.status.value or {}
+    if "flops_spent" in status:
+        rows.append(["compute spent, FLOPs (WSD trunks shared once, as `scale status` counts)",
+                     num(status["flops_spent"], STATUS, ["flops_spent"])])
+    if "flops_remaining" in status:
+        rows.append(["compute still to train, FLOPs", num(status["flops_remaining"], STATUS, ["flops_remaining"])])
+    if inputs.runs.ok:
+        runs = inputs.runs.value
+        for column, label in (
+            ("flops", "training FLOPs of the settled runs, each counted in full (Appendix F)"),
+            ("flops_6nd", "the same as 6·N·D (N without embeddings)"),
+            ("tokens", "training tokens of the settled runs"),
+            ("wall_s", "run time, seconds, summed over runs (workers run in parallel)"),
+        ):
+            if column in runs.columns:
+                rows.append([esc(label), num(_agg(runs, "sum", column), RUNS, ["sum", column, {}])])
+        span = elapsed(runs)
+        if span is not None:
+            rows.append(["wall time, seconds, from the first run's start to the last run's finish",
+                         num(span, RUNS, ["elapsed", None, {}])])
+    if not rows:
+        return "<h3>Compute and time</h3>" + unavailable(inputs.runs.problem or inputs.status.problem)
+    return "<h3>Compute and time</h3>" + table(["", "value"], rows, numeric=[False, True])
+
+
+def _devices(inputs: ReportInputs) -> str:
+    if not inputs.runs.ok or "device" not in inputs.runs.value.columns:
+        return "<h3>Device</h3>" + unavailable(inputs.runs.problem or "runs.parquet has no device column")
+    runs = inputs.runs.value
+    rows = []
+    for device in sorted(labels(runs["device"]).unique()):
+        rows.append([text_cell(device), num(_count(runs, device=device), RUNS, ["count", None, {"device": device}])])
+    return "<h3>Device</h3>" + table(["device", "runs"], rows, numeric=[False, True])
+
+
+def _runs_table(inputs: ReportInputs) -> str:
+    if not inputs.runs.ok:
+        return "<h3>Runs</h3>" + unavailable(inputs.runs.problem)
+    runs = inputs.runs.value
+    columns = [c for c in RUN_COLUMNS if c in runs.columns]
+    rows = []
+    for _, row in runs.sort_values([c for c in ("dataset", "params", "tokens") if c in runs.columns]).iterrows():
+        cells = [text_cell(row["run_id"]), esc(row.get("status", ""))]
+        for column in columns:
+            value = row[column]
+            cells.append(text_cell(value) if column == "dataset" else num(value, RUNS, ["row", row["run_id"], column]))
+        rows.append(cells)
+    shown = table(["run", "status", *columns], rows, numeric=[False, False, *(c != "dataset" for c in columns)])
+    opened = " open" if len(runs) <= 40 else ""
+    return f"<h3>Runs</h3><details{opened}><summary>{len(runs)} runs</summary>{shown}</details>"
+
+
+# ---- fitted laws --------------------------------------------------------------------------------------
+
+
+def fitted_laws(inputs: ReportInputs) -> str:
+    if not inputs.fit.ok:
+        return unavailable(inputs.fit.problem)
+    fit = inputs.fit.value
+    parts = [_fit_summary(fit)]
+    groups = fit.get("groups") or {}
+    if not groups:
+        parts.append(unavailable("fit.json has no groups"))
+    for name, group in sorted(groups.items()):
+        parts.append(_group_laws(name, group, fit))
+    return "".join(parts)
+
+
+def _fit_summary(fit: dict) -> str:
+    rows_info = fit.get("rows") or {}
+    lines = []
+    if rows_info:
+        excluded = rows_info.get("excluded") or {}
+        reasons = ", ".join(
+            f"{esc(reason)} {num(count, FIT, ['rows', 'excluded', reason])}"
+            for reason, count in excluded.items()
+            if finite(count)
+        )
+        lines.append(
+            f"Rows used: {num(rows_info.get('used'), FIT, ['rows', 'used'])} of "
+            f"{num(rows_info.get('total'), FIT, ['rows', 'total'])}" + (f" (excluded: {reasons})" if reasons else "")
+        )
+    conventions = fit.get("conventions") or {}
+    if conventions:
+        lines.append("Conventions: " + "; ".join(f"{esc(k)} = {esc(v)}" for k, v in conventions.items()))
+    if fit.get("by"):
+        lines.append(f"One fit per value of <code>{esc(fit['by'])}</code>.")
+    interval_level = finite((fit.get("settings") or {}).get("interval"))
+    resamples = (fit.get("settings") or {}).get("bootstrap")
+    if interval_level:
+        lines.append(
+            f"Intervals: {num(interval_level, FIT, ['settings', 'interval'])} bootstrap percentile intervals"
+            + (f" from {num(resamples, FIT, ['settings', 'bootstrap'])} resamples" if finite(resamples) else "")
+        )
+    extra = _scalars(fit.get("compute_convention"), FIT, ["compute_convention"])
+    html = "".join(f"<p>{line}</p>" for line in lines)
+    return html + (f"<h4>compute convention</h4>{extra}" if extra else "")
+
+
+def _group_laws(name: str, group: dict, fit: dict) -> str:
+    title = "" if name == "all" and not fit.get("by") else f"<h3>{esc(fit.get('by') or 'group')} = {esc(name)}</h3>"
+    points = num(group.get("n_points"), FIT, ["groups", name, "n_points"])
+    cards = [_law_card(name, law, entry, group) for law, entry in (group.get("laws") or {}).items()]
+    skipped = group.get("skipped") or {}
+    skipped_html = "".join(f"<li><b>{esc(law)}</b>: {esc(why)}</li>" for law, why in skipped.items())
+    parts = [title, f"<p>{points} fitted points.</p>"]
+    parts.append(f'<div class="laws">{"".join(cards)}</div>' if cards else unavailable("no law was fitted"))
+    if skipped_html:
+        parts.append(f"<p>Not fitted:</p><ul>{skipped_html}</ul>")
+    parts.append(_backtest(name, group))
+    return "".join(parts)
+
+
+def _law_card(group_name: str, law: str, entry: dict, group: dict) -> str:
+    base = ["groups", group_name, "laws", law]
+    parts = [f"<h3>{esc(LAW_TITLES.get(law, law))}</h3>"]
+    if not isinstance(entry, dict):
+        return '<div class="law">' + parts[0] + unavailable("not a law entry") + "</div>"
+    status = entry.get("status")
+    if status not in (None, "ok"):
+        problems = "; ".join(str(p) for p in entry.get("problems") or []) or "no reason given"
+        parts.append(warning(f"status {esc(status)}: {esc(problems)}"))
+    if law == "kaplan":
+        for part in KAPLAN_PARTS:
+            sub = entry.get(part)
+            if isinstance(sub, dict):
+                parts.append(f"<h4>{esc(part)}</h4>" + _params_table(sub, [*base, part]))
+    else:
+        parts.append(_params_table(entry, base))
+    if finite(entry.get("r2")) is not None:
+        parts.append(f"<p>R² {num(entry['r2'], FIT, [*base, 'r2'])}</p>")
+    edge = (entry.get("diagnostics") or {}).get("grid_edge") or []
+    if edge:
+        parts.append(warning("at the edge of the starting grid: " + esc(", ".join(map(str, edge)))))
+    parts.append(_law_backtest(group_name, law, group))
+    extra = {k: v for k, v in entry.items() if k not in SHOWN_LAW_KEYS and k not in KAPLAN_PARTS}
+    others = _scalars(extra, FIT, base, skip=("settings", "at_compute", "frontier", "budgets", "points", "curve"))
+    if others:
+        parts.append(f"<details><summary>more numbers</summary>{others}</details>")
+    return '<div class="law">' + "".join(parts) + "</div>"
+
+
+def _params_table(entry: dict, base: list) -> str:
+    """Each parameter (then each derived quantity) with its value and interval."""
+    intervals = entry.get("intervals") or {}
+    rows = []
+    for kind in ("params", "derived"):
+        for name, value in (entry.get(kind) or {}).items():
+            rows.append(
+                [esc(name), num(value, FIT, [*base, kind, name]), interval(intervals.get(name), FIT, [*base, "intervals", name])]
+            )
+    if not rows:
+        return unavailable("no parameters stored")
+    return table(["parameter", "value", "interval"], rows, numeric=[False, True, True])
+
+
+def _law_backtest(group_name: str, law: str, group: dict) -> str:
+    holdout = group.get("holdout") or {}
+    mape = (holdout.get("mape") or {}).get(law)
+    if finite(mape) is not None:
+        held = holdout.get("held_out") if finite(holdout.get("held_out")) else len(holdout.get("runs") or [])
+        return (
+            f"<p>Backtest: mean absolute percentage error {num(mape, FIT, ['groups', group_name, 'holdout', 'mape', law], '%')} "
+            f"predicting {esc(held)} held-out highest-compute runs.</p>"
+        )
+    why = (holdout.get("skipped") or {}).get(law)
+    if why:
+        return note(f"Backtest not available: {esc(why)}")
+    if holdout:
+        return note("Backtest: this law predicts allocations, not a run's loss, so it is not scored.")
+    return note("Backtest not available: fitted without --holdout.")
+
+
+def _backtest(group_name: str, group: dict) -> str:
+    """Any `backtest` block of the group beyond the holdout errors shown per law."""
+    backtest = group.get("backtest")
+    if not backtest:
+        return ""
+    recommended = backtest.get("recommended") if isinstance(backtest, dict) else None
+    line = f"<p>Recommended law by backtest: <b>{esc(recommended)}</b></p>" if isinstance(recommended, str) else ""
+    return "<h4>backtest</h4>" + line + _scalars(backtest, FIT, ["groups", group_name, "backtest"])
+
+
+# ---- compute-optimal predictions ----------------------------------------------------------------------
+
+
+def compute_optimal(inputs: ReportInputs) -> str:
+    if not inputs.fit.ok:
+        return unavailable(inputs.fit.problem)
+    if not inputs.predictions:
+        return unavailable("fit.json has no groups")
+    convention = (inputs.fit.value.get("conventions") or {}).get("c")
+    parts = []
+    if convention:
+        parts.append(note(f"C counted as {esc(convention)}, the fit's convention."))
+    for group in sorted({p.group for p in inputs.predictions}):
+        entries = [p for p in inputs.predictions if p.group == group]
+        if len(inputs.predictions) > len(entries):
+            parts.append(f"<h3>{esc(inputs.fit.value.get('by') or 'group')} = {esc(group)}</h3>")
+        parts.append(_prediction_group(inputs.fit.value, group, entries))
+    return "".join(parts)
+
+
+def _prediction_group(fit: dict, group: str, entries: list[Prediction]) -> str:
+    points = (fit["groups"][group].get("points")) or []
+    top = largest_compute(fit["groups"][group])
+    if top is None:
+        return unavailable("the group has no fitted points")
+    index = next(i for i, p in enumerate(points) if finite(p.get("C")) == top)
+    parts = [f"<p>Largest fitted run: C = {num(top, FIT, ['groups', group, 'points', index, 'C'])} FLOPs.</p>"]
+    for entry in entries:
+        parts.append(_prediction_table(entry))
+    return "".join(parts)
+
+
+def _prediction_table(entry: Prediction) -> str:
+    head = f"<h4>{entry.multiple}× the largest run's compute</h4>"
+    if entry.result is None:
+        return head + unavailable(entry.problem)
+    key = [entry.group, entry.multiple]
+    compute = num(entry.result.get("compute"), PREDICT, [*key, "compute"])
+    laws = ((entry.result.get("groups") or {}).get(entry.group) or {}).get("compute") or {}
+    base = [*key, "groups", entry.group, "compute"]
+    rows = []
+    for law, answer in laws.items():
+        cells = [esc(law)]
+        for value_key in ("N_opt", "D_opt", "tokens_per_param", "loss"):
+            if value_key in answer:
+                value = num(answer[value_key], PREDICT, [*base, law, value_key])
+                spread = interval(answer.get(f"{value_key}_interval"), PREDICT, [*base, law, f"{value_key}_interval"])
+                cells.append(f"{value} {spread}")
+            else:
+                cells.append("—")
+        rows.append(cells)
+    shown = table(["law", "N_opt", "D_opt", "tokens per parameter", "loss"], rows, numeric=[False, True, True, True, True])
+    return head + f"<p>C = {compute} FLOPs</p>" + _extrapolation(entry, laws) + shown
+
+
+def _extrapolation(entry: Prediction, laws: dict) -> str:
+    """The warning that goes with every prediction past the data, plus whatever `predict` says about it."""
+    stated = []
+    for law, answer in laws.items():
+        said = answer.get("extrapolation") if isinstance(answer, dict) else None
+        if isinstance(said, str):
+            stated.append(f"{esc(law)}: {esc(said)}")
+        elif isinstance(said, dict):
+            text = said.get("warning") or said.get("message")
+            stated.append(f"{esc(law)}: {esc(text)}" if text else "")
+    group_said = ((entry.result.get("groups") or {}).get(entry.group) or {}).get("extrapolation")
+    if isinstance(group_said, str):
+        stated.insert(0, esc(group_said))
+    own = (
+        f"Extrapolation: {entry.multiple}× beyond the largest run this fit has seen. These numbers carry the laws "
+        "past the data; the backtest errors above show how well each law predicted runs it had not seen."
+    )
+    return warning(own + "".join(f"<br>{line}" for line in stated if line))
+
+
+# ---- data ---------------------------------------------------------------------------------------------
+
+
+def data(inputs: ReportInputs) -> str:
+    if not inputs.runs.ok:
+        return unavailable(inputs.runs.problem)
+    if not inputs.data_sets:
+        return unavailable("runs.parquet has no dataset column")
+    return "".join(_data_set(inputs.runs.value, data_set) for data_set in inputs.data_sets)
+
+
+def _data_set(runs: pd.DataFrame, data_set) -> str:
+    head = f"<h3>{esc(data_set.name)}</h3>"
+    if data_set.manifest is None:
+        return head + unavailable(data_set.problem) + _baselines_from_runs(runs, data_set.name)
+    manifest = data_set.manifest
+    key = [data_set.name]
+    parts = [head, note(f"Prepared data set <code>{esc(manifest.get('dirname', ''))}</code>")]
+    parts.append(_sizes(manifest, key))
+    parts.append("<h4>cleaning steps, in order</h4>" + _cleaning(manifest, key))
+    parts.append("<h4>compressor baselines against the best model</h4>" + _baselines(runs, data_set.name, manifest, key))
+    return "".join(parts)
+
+
+def _sizes(manifest: dict, key: list) -> str:
+    rows = []
+    for kind in ("documents", "bytes", "tokens"):
+        values = manifest.get(kind)
+        if isinstance(values, dict):
+            cells = ", ".join(f"{esc(k)} {num(v, MANIFEST, [*key, kind, k])}" for k, v in values.items())
+            rows.append([esc(kind), cells])
+    return table(["", "counts"], rows) if rows else ""
+
+
+def _cleaning(manifest: dict, key: list) -> str:
+    steps = manifest.get("cleaning")
+    if not isinstance(steps, list) or not steps:
+        return unavailable("the manifest lists no cleaning steps")
+    rows = []
+    for index, step in enumerate(steps):
+        details = []
+        for name, value in step.items():
+            if name in ("step", "enabled"):
+                continue
+            if finite(value) is not None:
+                details.append(f"{esc(name)} {num(value, MANIFEST, [*key, 'cleaning', index, name])}")
+            else:
+                details.append(f"{esc(name)} {esc(value)}")
+        enabled = step.get("enabled")
+        state = '<span class="ok">on</span>' if enabled else "off" if enabled is False else "—"
+        rows.append([text_cell(step.get("step", "?")), state, ", ".join(details) or "—"])
+    return table(["step", "enabled", "what it changed"], rows)
+
+
+def _baselines(runs: pd.DataFrame, dataset: str, manifest: dict, key: list) -> str:
+    bpb = ((manifest.get("baselines") or {}).get("bits_per_byte")) or {}
+    best = _best_model(runs, dataset)
+    rows = [[esc(name), num(value, MANIFEST, [*key, "baselines", "bits_per_byte", name]), _versus(value, best)]
+            for name, value in bpb.items()]
+    entropy = finite((manifest.get("markov") or {}).get("entropy_rate_bits"))
+    if entropy is not None:
+        rows.append(["source entropy rate (the floor)", num(entropy, MANIFEST, [*key, "markov", "entropy_rate_bits"]), ""])
+    rows.append(_best_model_row(best))
+    text = (manifest.get("baselines") or {}).get("text", "validation")
+    return table(["", "bits per byte", ""], rows, numeric=[False, True, False]) + note(
+        f"Compressors measured on the {esc(text)} text, the text the models are scored on."
+    )
+
+
+def _baselines_from_runs(runs: pd.DataFrame, dataset: str) -> str:
+    columns = [c for c in runs.columns if c.startswith("bpb_")]
+    if not columns:
+        return ""
+    best = _best_model(runs, dataset)
+    rows = []
+    for column in columns:
+        value = _agg(runs, "min", column, dataset=dataset)
+        rows.append([esc(column[4:]), num(value, RUNS, ["min", column, {"dataset": dataset}]), _versus(value, best)])
+    rows.append(_best_model_row(best))
+    return "<h4>compressor baselines (from runs.parquet)</h4>" + table(["", "bits per byte", ""], rows, numeric=[False, True, False])
+
+
+def _best_model(runs: pd.DataFrame, dataset: str) -> tuple[float, str] | None:
+    if "val_bpb" not in runs.columns:
+        return None
+    chosen = _where(runs, {"dataset": dataset, "status": "done"} if "status" in runs.columns else {"dataset": dataset})
+    chosen = chosen[chosen["val_bpb"].apply(lambda v: finite(v) is not None)]
+    if chosen.empty:
+        return None
+    row = chosen.loc[chosen["val_bpb"].idxmin()]
+    return float(row["val_bpb"]), str(row["run_id"])
+
+
+def _best_model_row(best: tuple[float, str] | None) -> list[str]:
+    if best is None:
+        return ["<b>best model</b>", "—", "no finished run with a finite val_bpb"]
+    value, run_id = best
+    return ["<b>best model</b>", f"<b>{num(value, RUNS, ['row', run_id, 'val_bpb'])}</b>", "run " + text_cell(run_id)]
+
+
+def _versus(value: object, best: tuple[float, str] | None) -> str:
+    compressor = finite(value)
+    if best is None or compressor is None:
+        return ""
+    return "the model compresses better" if best[0] < compressor else '<span class="bad">the compressor is better</span>'
+
+
+# ---- failures -----------------------------------------------------------------------------------------
+
+
+def failures(inputs: ReportInputs) -> str:
+    if not inputs.runs.ok:
+        return unavailable(inputs.runs.problem)
+    runs = inputs.runs.value
+    if "status" not in runs.columns:
+        return unavailable("runs.parquet has no status column")
+    bad = runs[runs["status"].isin(["failed", "diverged"])]
+    if bad.empty:
+        return "<p>No run failed or diverged.</p>"
+    numbers = [c for c in ("params", "tokens", "lr", "steps", "diverged_step", "attempts") if c in runs.columns]
+    rows = []
+    for _, row in bad.sort_values(["status", "run_id"]).iterrows():
+        cells = [text_cell(row["run_id"]), esc(row["status"])]
+        cells += [num(row[c], RUNS, ["row", row["run_id"], c]) for c in numbers]
+        error = str(row.get("error") or "") or ("loss became non-finite" if row["status"] == "diverged" else "")
+        cells.append(f'<div class="error">{esc(error)}</div>' if error else "—")
+        rows.append(cells)
+    return table(["run", "status", *numbers, "error"], rows, numeric=[False, False, *([True] * len(numbers)), False])
+
+
+# ---- figures ------------------------------------------------------------------------------------------
+
+
+def figures(inputs: ReportInputs) -> str:
+    if not inputs.figures.ok:
+        return unavailable(inputs.figures.problem)
+    cells = []
+    for figure in inputs.figures.value:
+        caption = f"<b>{esc(figure.name)}</b>: {esc(FIGURE_CAPTIONS.get(figure.name, ''))}"
+        if figure.png is None:
+            cells.append(f"<figure><figcaption>{caption}</figcaption>{unavailable(figure.reason)}</figure>")
+            continue
+        encoded = base64.b64encode(figure.png).decode("ascii")
+        cells.append(
+            f'<figure><img alt="{esc(figure.name)}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
+    return f'<div class="figures">{"".join(cells)}</div>'
+
+
+# ---- shared helpers -----------------------------------------------------------------------------------
+
+
+def _scalars(obj: object, source: str, base: list, skip: tuple = (), limit: int = 60) -> str:
+    """A table of every number and short text under `obj` (nested dicts and lists), each number sourced."""
+    rows: list[list[str]] = []
+
+    def walk(value: object, path: list) -> None:
+        if len(rows) >= limit:
+            return
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                if name not in skip:
+                    walk(inner, [*path, name])
+        elif isinstance(value, list) and len(value) <= 12:
+            for index, inner in enumerate(value):
+                walk(inner, [*path, index])
+        elif finite(value) is not None:
+            rows.append([text_cell(".".join(map(str, path))), num(value, source, [*base, *path])])
+        elif isinstance(value, (str, bool)) and path:
+            rows.append([text_cell(".".join(map(str, path))), esc(value)])
+
+    walk(obj, [])
+    return table(["key", "value"], rows, numeric=[False, True]) if rows else ""
+
+
+def _count(runs: pd.DataFrame, **equal: str) -> int:
+    return int(_where(runs, equal).shape[0])
+
+
+def _agg(runs: pd.DataFrame, how: str, column: str, **equal: str) -> float | None:
+    values = pd.to_numeric(_where(runs, equal)[column], errors="coerce")
+    values = values[values.apply(lambda v: math.isfinite(v))]
+    return float(getattr(values, how)()) if len(values) else None
+
+
+def _where(runs: pd.DataFrame, equal: dict) -> pd.DataFrame:
+    for column, value in equal.items():
+        runs = runs[labels(runs[column]) == value]
+    return runs
+
+
+def labels(column: pd.Series) -> pd.Series:
+    """A text column as plain strings, a missing value as "unknown" (failed runs have no device)."""
+    return column.map(lambda v: "unknown" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+
+
+def elapsed(runs: pd.DataFrame) -> float | None:
+    """Seconds from the earliest run start (finish time less its run time) to the latest finish."""
+    if not {"finished_at", "wall_s"} <= set(runs.columns):
+        return None
+    finish = pd.to_numeric(runs["finished_at"], errors="coerce")
+    start = finish - pd.to_numeric(runs["wall_s"], errors="coerce")
+    known = finish.notna() & start.notna()
+    if not known.any():
+        return None
+    return float(finish[known].max() - start[known].min())
