@@ -12,28 +12,26 @@ from scaling_cli.fit import envelope, isoflop, kaplan, linear
 A_EXP, N0 = 0.5, 0.1  # N_opt = N0 C^a used to build the envelope and isoFLOP tables
 
 
-def envelope_curves(count: int = 9) -> pd.DataFrame:
-    """Runs whose curves each win exactly at one FLOP value C_k, with N_k = N0 C_k^a and D = C / (6 N)."""
-    flops = envelope.flop_grid(1e15, 1e19, count)
+def envelope_points(count: int = 9) -> pd.DataFrame:
+    """Finished runs: at each C_k the run of N_k = N0 C_k^a is best, and a 2x larger one is worse."""
     rows = []
-    for k, best_at in enumerate(flops):
-        size = N0 * best_at**A_EXP
-        for c in flops:
-            # a common falling frontier plus a bowl centred on C_k: run k is lowest exactly at C_k
-            loss = 5.0 * c**-0.05 + 0.1 * np.log(c / best_at) ** 2
-            rows.append({"run_id": f"r{k}", "group": "all", "N": size, "D": c / (6 * size), "C": c, "loss": loss})
+    for k, c in enumerate(np.logspace(15, 19, count)):
+        size = N0 * c**A_EXP
+        frontier_loss = 5.0 * c**-0.05
+        rows.append({"run_id": f"r{k}", "N": size, "D": c / (6 * size), "C": c, "loss": frontier_loss})
+        rows.append({"run_id": f"big{k}", "N": 2 * size, "D": c / (12 * size), "C": c, "loss": frontier_loss + 0.1})
     return pd.DataFrame(rows)
 
 
 def test_envelope_recovers_a_noiseless_power_law_exactly():
-    curves = envelope_curves()
-    result = envelope.fit_envelope(curves, curves, where="t", count=9)
+    result = envelope.fit_envelope(envelope_points(), where="t")
     assert [row["run_id"] for row in result["frontier"]] == [f"r{k}" for k in range(9)]
     params = result["params"]
     assert params["a"] == pytest.approx(A_EXP, rel=1e-9)
     assert params["N0"] == pytest.approx(N0, rel=1e-7)
     assert params["b"] == pytest.approx(1 - A_EXP, rel=1e-9)
     assert params["D0"] == pytest.approx(1 / (6 * N0), rel=1e-7)
+    assert result["settings"]["eligible_points"] == 18 and "final point" in result["settings"]["source"]
 
 
 def test_envelope_from_final_points_keeps_runs_beating_all_cheaper_runs():
@@ -68,14 +66,18 @@ def test_isoflop_recovers_a_noiseless_power_law_exactly():
     assert params["N0"] == pytest.approx(N0, rel=1e-7)
     assert params["b"] == pytest.approx(1 - A_EXP, rel=1e-9)
     assert params["D0"] == pytest.approx(1 / (6 * N0), rel=1e-7)
-    assert result["diagnostics"] == {"budgets": 4, "edge_budgets": 0, "non_convex_budgets": 0}
+    diagnostics = result["diagnostics"]
+    assert (diagnostics["budgets"], diagnostics["edge_budgets"], diagnostics["used_budgets"]) == (4, 0, 4)
     first = result["budgets"][0]
     assert first["C"] == pytest.approx(1e16) and len(first["points"]) == 5
 
 
 def test_isoflop_flags_a_minimum_at_the_edge_of_the_sampled_sizes():
-    result = isoflop.fit_isoflop(isoflop_table(shift=4.0), where="t")  # every budget's smallest size is best
-    assert result["diagnostics"]["edge_budgets"] == 4
+    edge = isoflop_table(shift=4.0)  # every budget's smallest size is best
+    with pytest.raises(FitError, match="got 0 .*lowest loss at the smallest size: add smaller models at C = 1e"):
+        isoflop.fit_isoflop(edge, where="t")
+    budgets = isoflop.fit_budgets(edge, isoflop.BUDGET_TOLERANCE)
+    assert all(b["edge"] and not b["used_in_law"] for b in budgets)
 
 
 def test_isoflop_budgets_group_runs_within_the_tolerance():

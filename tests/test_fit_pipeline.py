@@ -116,7 +116,9 @@ def test_every_law_is_fitted_with_intervals(sweep_fit):
         assert low <= high
     assert chinchilla["intervals"]["E"][0] <= LAW["E"] * 1.02 and chinchilla["intervals"]["E"][1] >= LAW["E"] * 0.98
     assert len(chinchilla["bootstrap"]["samples"]) == 30 - chinchilla["bootstrap"]["failed"]
-    assert "curves" in laws["envelope"]["settings"]["source"]
+    assert "finished runs only" in laws["envelope"]["settings"]["source"]  # never mid-trunk curve points
+    assert laws["envelope"]["settings"]["eligible_points"] == 24
+    assert all(law["status"] == "ok" for law in laws.values())
     for name in ("envelope", "isoflop"):
         assert laws[name]["intervals"]["a"][0] <= laws[name]["params"]["a"] <= laws[name]["intervals"]["a"][1]
     assert set(laws["kaplan"]["L_N"]["intervals"]) == {"N_c", "alpha_N", "E"}
@@ -134,7 +136,8 @@ def test_holdout_scores_the_highest_compute_runs(sweep_fit):
 def test_predict_splits_a_budget_and_predicts_a_run(sweep_fit):
     result = predict(sweep_fit, compute=1e18, params=1e7, tokens=1e9)["groups"]["all"]
     split = result["compute"]["chinchilla"]
-    assert 6 * split["N_opt"] * split["D_opt"] == pytest.approx(1e18)
+    assert sweep_fit["compute_convention"]["kind"] == "model_formula"  # a results dir; its flops are 6.3 N D
+    assert 6.3 * split["N_opt"] * split["D_opt"] == pytest.approx(1e18, rel=1e-6)
     assert split["N_opt_interval"][0] <= split["N_opt"] <= split["N_opt_interval"][1]
     assert split["tokens_per_param"] == pytest.approx(split["D_opt"] / split["N_opt"])
     run = result["run"]["chinchilla"]
@@ -203,8 +206,11 @@ def test_by_fits_each_group_and_unsupported_laws_are_skipped(tmp_path):
     assert document["by"] == "dataset" and set(document["groups"]) == {"markov", "prose"}
     for group, e in (("markov", 1.5), ("prose", 2.5)):
         assert document["groups"][group]["laws"]["chinchilla"]["params"]["E"] == pytest.approx(e, rel=0.01)
+    # Without --by the data sets are still never averaged together: each becomes a group of its own.
     default = fit_all(table, TableOptions(n_col="N", d_col="D", loss_col="loss"), FitOptions(bootstrap=0))
-    assert "isoflop" in default["groups"]["all"]["skipped"]
+    assert set(default["groups"]) == {"dataset=markov", "dataset=prose"}
+    assert default["grouping"]["groups"] == ["dataset"]
+    assert "isoflop" in default["groups"]["dataset=markov"]["skipped"]
 
 
 def test_bootstrap_is_reproducible_from_its_seed(tmp_path):

@@ -7,15 +7,21 @@ from pathlib import Path
 
 import typer
 
-from scaling_cli.cli.render import print_fit, print_json_text
+from rich.table import Table
+
+from scaling_cli.cli.render import interval, note, number, out, print_json_text
 
 HELP = """Fit scaling laws to a results directory or a .parquet/.csv table and write fit.json.
 
 Laws: chinchilla (Approach 3, L = E + A/N^alpha + B/D^beta), kaplan (L(N), L(D), L(C)), envelope
 (Approach 1), isoflop (Approach 2) and a linear baseline; by default every law the data supports.
-Bootstrap intervals (default 200 resamples) and an optional holdout extrapolation check.
+Bootstrap intervals (default 200 resamples), an optional holdout check, and --backtest: fit below a
+compute cut, predict the runs above it, and record the law and point filter that `scale predict` uses.
+A law the data cannot identify is reported as such (exit 0); fit.json says which and why.
 
 Example: scale fit results/demo --holdout 3 --by dataset
+
+Example: scale fit results/demo --backtest
 
 Example: scale fit chinchilla.csv --n-col "Model Size" --c-col "Training FLOP" --loss-col loss --drop-highest-loss 5
 """
@@ -60,6 +66,12 @@ def fit_command(
     budget_tolerance: float = typer.Option(
         0.1, "--budget-tolerance", help="Relative compute difference within one isoFLOP budget."
     ),
+    backtest: bool = typer.Option(
+        False, "--backtest", help="Fit below a compute cut, predict the runs above; choose the law predict uses."
+    ),
+    backtest_cut: float | None = typer.Option(
+        None, "--backtest-cut", help="Compute cut of --backtest (default: hold out the top budgets, 15% of runs)."
+    ),
     out_path: Path | None = typer.Option(
         None, "--out", help="Where to write fit.json (default: beside the runs or table)."
     ),
@@ -87,6 +99,8 @@ def fit_command(
         at_compute=at_compute,
         irreducible=not no_irreducible,
         budget_tolerance=budget_tolerance,
+        backtest=backtest or backtest_cut is not None,
+        backtest_cut=backtest_cut,
     )
     document = fit_all(source, table, options)
     target = out_path or (source / "fit.json" if source.is_dir() else source.with_name("fit.json"))
@@ -95,3 +109,133 @@ def fit_command(
         print_json_text(json.dumps(document, indent=1))
     else:
         print_fit(document, target)
+
+
+def _law_rows(name: str, law: dict) -> list[tuple[str, str, str, str]]:
+    """(law, parameter, value, interval) rows of one fitted law."""
+    if name == "kaplan":
+        rows = []
+        for sub in ("L_N", "L_D", "L_C"):
+            intervals = law[sub].get("intervals", {})
+            for key, value in law[sub]["params"].items():
+                rows.append((f"kaplan {sub}", key, number(value), interval(intervals.get(key))))
+        at = law.get("at_compute")
+        if at:
+            loss_interval = interval(law.get("intervals", {}).get("loss_at_C"))
+            rows.append(("kaplan L_C", f"loss @ C={at['C']:.3g}", number(at["loss"]), loss_interval))
+        return rows
+    intervals = law.get("intervals", {})
+    rows = [(name, key, number(value), interval(intervals.get(key))) for key, value in law["params"].items()]
+    for key, value in law.get("derived", {}).items():
+        rows.append((name, key, number(value), interval(intervals.get(key))))
+    at = law.get("at_compute", {})
+    for key in ("N_opt", "D_opt", "loss_opt"):
+        if key in at:
+            rows.append((name, f"{key} @ C={at['C']:.3g}", number(at[key]), interval(intervals.get(key))))
+    return rows
+
+
+def _law_note(name: str, law: dict) -> str:
+    if law.get("status") == "not_identified":
+        return "NOT IDENTIFIED (no allocation, not drawn as a law): " + "; ".join(law.get("problems", []))
+    diagnostics = law.get("diagnostics", {})
+    if name == "chinchilla":
+        edge = ", ".join(diagnostics["grid_edge"]) or "none"
+        reached = f"{diagnostics['starts_at_optimum']}/{law['settings']['grid_size']}"
+        return (
+            f"r2(log) {law['r2']:.4f}; {reached} starts reached "
+            f"the optimum; |grad| {diagnostics['grad_norm']:.1e}; at grid edge: {edge}"
+        )
+    if name == "kaplan":
+        return f"r2(log, eq. 1.5 on all points) {number(law['r2'])}"
+    if name == "isoflop":
+        text = f"{diagnostics['used_budgets']} of {diagnostics['budgets']} budgets have a minimum inside their sizes"
+        excluded = "; ".join(f"C={b['C']:.3g}: {b['reason']}" for b in diagnostics.get("excluded_budgets", []))
+        return text + (f" (left out: {excluded})" if excluded else "")
+    if name == "envelope":
+        return f"{diagnostics['frontier_points']} frontier points from {law['settings']['source']}"
+    return f"r2 {number(law['r2'])} (baseline only)"
+
+
+def _titled_table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def print_fit(document: dict, path) -> None:
+    """A fit.json document: rows used, conventions, per group every law with intervals, status and notes."""
+    rows = document["rows"]
+    excluded = ", ".join(f"{k} {v}" for k, v in rows["excluded"].items() if v) or "none"
+    note(f"{document['source']}: {rows['used']} of {rows['total']} rows used (excluded: {excluded})")
+    note(f"conventions: N = {document['conventions']['n']}; C = {document['conventions']['c']}")
+    note(f"compute convention: {document['compute_convention']['description']}")
+    grouping = document.get("grouping") or {}
+    if grouping.get("groups") or grouping.get("selected"):
+        note(
+            f"grouping: averaged over {', '.join(grouping['averaged'])}; groups by "
+            f"{', '.join(grouping['groups']) or '-'}; best of {', '.join(grouping['selected']) or '-'} kept"
+        )
+    choices = document["selection"]["lr_choices"]
+    if choices and "lr" in choices[0]:
+        chosen = sorted({c["lr"] for c in choices})
+        counts = ", ".join(f"{lr:g} at {sum(c['lr'] == lr for c in choices)}" for lr in chosen)
+        note(f"best lr of {len(choices)} (N, D) pairs run at several settings: {counts}")
+    for name, group in document["groups"].items():
+        _print_group(name, group)
+    note(f"wrote {path}")
+
+
+def _print_group(name: str, group: dict) -> None:
+    table = _titled_table(f"group {name}: {group['n_points']} points", ("law", "parameter", "value", "95% interval"))
+    for law_name, law in group["laws"].items():
+        law_rows = _law_rows(law_name, law)
+        for i, row in enumerate(law_rows):
+            table.add_row(*row, end_section=i == len(law_rows) - 1)
+    out.print(table)
+    for law_name, law in group["laws"].items():
+        note(f"{law_name}: {_law_note(law_name, law)}")
+    for law_name, why in group["skipped"].items():
+        note(f"skipped {law_name}: {why}")
+    if group["holdout"]:
+        holdout = group["holdout"]
+        mape = ", ".join(f"{k} {number(v)}%" for k, v in holdout["mape"].items())
+        note(f"holdout: fitted on {holdout['fitted_on']}, {holdout['held_out']} held out; MAPE {mape}")
+    if "backtest" in group:
+        _print_backtest(group["backtest"])
+
+
+def _print_backtest(backtest: dict) -> None:
+    if "skipped" in backtest and isinstance(backtest["skipped"], str):
+        note(f"backtest skipped: {backtest['skipped']}")
+        return
+    title = (
+        f"backtest: fitted on {backtest['fitted_on']} runs with C < {backtest['cut']:.3g}, "
+        f"predicting {backtest['held_out']} runs up to x{backtest['C_ratio']:.3g} their compute"
+    )
+    table = _titled_table(title, ("filter", "fitted on", "scored", "law", "mean |error| %", "max |error| %"))
+    for candidate in backtest["candidates"]:
+        for law, scored in candidate["laws"].items():
+            cells = (
+                ("not identified", "")
+                if scored["status"] != "ok"
+                else (
+                    f"{scored['mape']:.3f}",
+                    f"{scored['max_error']:.3f}",
+                )
+            )
+            table.add_row(candidate["filter"], str(candidate["fitted_on"]), str(candidate["scored"]), law, *cells)
+        for law, why in candidate["skipped"].items():
+            table.add_row(
+                candidate["filter"], str(candidate["fitted_on"]), str(candidate["scored"]), law, "skipped", why
+            )
+    out.print(table)
+    chosen = backtest.get("recommended")
+    if chosen:
+        note(
+            f"recommended for predict: {chosen['law']} on {chosen['filter']} "
+            f"(expected extrapolation error {chosen['expected_error']:.2f}%, max {chosen['max_error']:.2f}%)"
+        )
+    else:
+        note("recommended for predict: none (no law could be scored)")

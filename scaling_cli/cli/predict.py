@@ -7,11 +7,15 @@ from pathlib import Path
 
 import typer
 
-from scaling_cli.cli.render import print_json_text, print_predictions
+from rich.table import Table
+
+from scaling_cli.cli.render import interval, note, number, out, print_json_text, warn
 
 HELP = """Predict from a fit.json: the compute-optimal N and D for a FLOP budget, or the loss of a run.
 
-Intervals are bootstrap percentiles from the samples stored in fit.json.
+Intervals are bootstrap percentiles from the samples stored in fit.json. The recommended law (the one
+`scale fit --backtest` chose, else the first identified law) comes first with its expected error; every
+answer says how far it lies beyond the fitted runs, with a warning past 10x their largest compute.
 
 Example: scale predict results/demo/fit.json --compute 1e18
 
@@ -35,3 +39,78 @@ def predict_command(
         print_json_text(json.dumps(result, indent=1))
     else:
         print_predictions(result)
+
+
+def _cell(row: dict, key: str) -> str:
+    return f"{number(row.get(key))} {interval(row.get(key + '_interval'))}".strip()
+
+
+def _reach(row: dict) -> str:
+    """'x12 C, x3.1 N, x4 D' from a row's extrapolation."""
+    ratios = row.get("extrapolation") or {}
+    parts = [
+        f"x{ratios[k]:.3g} {v}" for k, v in (("C_ratio", "C"), ("N_ratio", "N"), ("D_ratio", "D")) if ratios.get(k)
+    ]
+    return ", ".join(parts)
+
+
+def _law_cells(row: dict, keys) -> list[str]:
+    if row.get("status", "ok") != "ok":
+        return ["not identified"] + [""] * (len(keys) - 1) + ["; ".join(row.get("problems", []))]
+    if row.get("loss", 0) is None and "N_opt" not in row:
+        return [""] * len(keys) + [row.get("note", "")]
+    return [_cell(row, key) for key in keys] + [_reach(row) or row.get("note", "")]
+
+
+def _recommended_line(name: str, choice: dict | None) -> None:
+    if not choice:
+        note(f"group {name}: no identified law to recommend")
+        return
+    error = choice["expected_error"]
+    expected = f"expected error {error:.2f}% (backtest)" if error is not None else choice["source"]
+    note(f"group {name}: recommended law {choice['law']} on {choice['filter']}, {expected}")
+    for kind in ("compute", "run"):
+        row = choice.get(kind)
+        if row and (row.get("extrapolation") or {}).get("warning"):
+            warn(f"warning: group {name}: {row['extrapolation']['warning']}")
+
+
+def print_predictions(result: dict) -> None:
+    """Per group: the recommendation, then every law's split of the budget and/or loss of the run."""
+    for name, entry in result["groups"].items():
+        choice = entry.get("recommended")
+        _recommended_line(name, choice)
+        if "compute" in entry:
+            title = f"group {name}: compute-optimal split of C = {result['compute']:.3g} FLOPs"
+            keys = ("N_opt", "D_opt", "tokens_per_param", "loss")
+            table = _table(title, ("law", "N_opt", "D_opt", "tokens/param", "loss", "beyond the fitted runs"))
+            if choice and choice.get("compute") and choice["source"] == "backtest":
+                table.add_row(
+                    f"{choice['law']} (recommended, {choice['filter']})", *_law_cells(choice["compute"], keys)
+                )
+            for law_name, row in entry["compute"].items():
+                table.add_row(_mark(law_name, choice), *_law_cells(row, keys))
+            out.print(table)
+        if "run" in entry:
+            title = f"group {name}: N = {result['params']:.4g}, D = {result['tokens']:.4g}"
+            table = _table(title, ("law", "loss", "beyond the fitted runs"))
+            if choice and choice.get("run") and choice["source"] == "backtest":
+                table.add_row(
+                    f"{choice['law']} (recommended, {choice['filter']})", *_law_cells(choice["run"], ("loss",))
+                )
+            for law_name, row in entry["run"].items():
+                table.add_row(_mark(law_name, choice), *_law_cells(row, ("loss",)))
+            out.print(table)
+
+
+def _mark(law: str, choice: dict | None) -> str:
+    if choice and choice["law"] == law and choice["source"] != "backtest":
+        return f"{law} (recommended)"
+    return law
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    return table

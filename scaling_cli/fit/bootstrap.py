@@ -3,7 +3,8 @@
 Approach 3 refits all resamples in one batch (each resample is a vector of point multiplicities) from the
 full-data optimum and its nearest grid starts instead of the whole grid: a resample moves the optimum
 a little, so a start at the old optimum lies in the basin of the new one. Other laws are cheap and refit
-one resample at a time; Approach 1 with curves resamples the runs whose curves form the envelope.
+one resample at a time. Approach 2 resamples points within each budget, so every budget keeps its size.
+Allocations of the samples use the document's compute convention (allocation.py).
 """
 
 from __future__ import annotations
@@ -13,13 +14,8 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import chinchilla, envelope, isoflop, kaplan, linear
-from scaling_cli.fit.laws import (
-    chinchilla_derived,
-    chinchilla_loss,
-    chinchilla_optimum,
-    kaplan_term,
-    power_law,
-)
+from scaling_cli.fit.allocation import chinchilla_allocation
+from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, kaplan_term, power_law
 
 LEVEL = 0.95
 NEIGHBOURS = 4  # grid starts nearest the full-data optimum that each resample also starts from
@@ -55,8 +51,26 @@ def nearest_grid_starts(x: np.ndarray, grid: dict, count: int = NEIGHBOURS) -> n
     return starts[np.argsort(distance)[:count]]
 
 
+def stratified_indices(labels, b: int, seed: int) -> np.ndarray:
+    """(b, n) indices drawn with replacement within each label's rows: every stratum keeps its count."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    indices = np.empty((b, len(labels)), dtype=int)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        indices[:, rows] = rows[rng.integers(0, len(rows), size=(b, len(rows)))]
+    return indices
+
+
 def bootstrap_chinchilla(
-    points: pd.DataFrame, fitted: dict, indices: np.ndarray, *, delta: float, grid: dict, at_compute: float
+    points: pd.DataFrame,
+    fitted: dict,
+    indices: np.ndarray,
+    *,
+    delta: float,
+    grid: dict,
+    at_compute: float,
+    convention: dict,
 ) -> dict:
     """Intervals of E, A, B, alpha, beta, a, b, G and of N_opt, D_opt, loss at `at_compute`."""
     best = np.array(fitted["vector"])
@@ -67,12 +81,11 @@ def bootstrap_chinchilla(
         finite = np.all(np.isfinite(vectors), axis=1) & np.all(np.isfinite(np.exp(vectors[:, :3])), axis=1)
     samples = [chinchilla.to_params(v) for v in vectors[finite]]
     columns = {name: [s[name] for s in samples] for name in ("E", "A", "B", "alpha", "beta")}
-    for name in ("a", "b", "G"):
-        columns[name] = [chinchilla_derived(s)[name] for s in samples]
-    optima = [chinchilla_optimum(s, at_compute) for s in samples]
-    columns["N_opt"] = [float(n) for n, _ in optima]
-    columns["D_opt"] = [float(d) for _, d in optima]
-    columns["loss_opt"] = [float(chinchilla_loss(s, n, d)) for s, (n, d) in zip(samples, optima)]
+    stacked = {name: np.asarray(values, dtype=float) for name, values in columns.items()}
+    columns.update(chinchilla_derived(stacked) if samples else {"a": [], "b": [], "G": []})
+    if fitted.get("status", "ok") == "ok" and samples:
+        n_opt, d_opt = chinchilla_allocation(stacked, convention, at_compute)
+        columns.update(N_opt=n_opt, D_opt=d_opt, loss_opt=chinchilla_loss(stacked, n_opt, d_opt))
     return {
         "intervals": {name: interval(values) for name, values in columns.items()},
         "bootstrap": _summary(
@@ -110,26 +123,19 @@ def _refit_each(indices, refit) -> tuple[np.ndarray, np.ndarray]:
     return vectors, np.all(np.isfinite(vectors), axis=1)
 
 
-def bootstrap_envelope(points, curves, indices, *, seed: int, at_compute: float, count: int, where: str) -> dict:
-    """Approach 1 refitted on resampled runs (curves when present)."""
+def bootstrap_envelope(points, indices, *, at_compute: float, where: str) -> dict:
+    """Approach 1 refitted on resampled runs."""
     keys = ("a", "N0", "b", "D0")
-    if curves is not None and len(curves):
-        matrix = envelope.CurveMatrix(curves, count)
-        run_indices = resample_indices(len(matrix.runs), len(indices), seed + 1)
-        vectors, finite = _refit_each(
-            run_indices, lambda rows: _vector(envelope.fit_frontier(matrix.frontier(rows), where), keys)
-        )
-        indices = run_indices
-    else:
-        vectors, finite = _refit_each(
-            indices,
-            lambda rows: _vector(envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys),
-        )
+    vectors, finite = _refit_each(
+        indices,
+        lambda rows: _vector(envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys),
+    )
     return _allocation_result(indices, vectors, finite, at_compute)
 
 
-def bootstrap_isoflop(points, indices, *, tolerance: float, at_compute: float, where: str) -> dict:
-    """Approach 2 refitted with resampled multiplicities as parabola weights."""
+def bootstrap_isoflop(points, b: int, seed: int, *, tolerance: float, at_compute: float, where: str) -> dict:
+    """Approach 2 refitted with points resampled within their budget (multiplicities as parabola weights)."""
+    indices = stratified_indices(isoflop.budget_labels(points["C"], tolerance), b, seed)
     weights = multiplicities(indices, len(points))
     keys = ("a", "N0", "b", "D0")
     vectors, finite = _refit_each(
@@ -156,23 +162,16 @@ def _vector(params: dict, keys) -> list[float]:
     return [params[k] for k in keys]
 
 
-def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where: str, matrix=None) -> dict:
-    """Every Kaplan law refitted from its full-data optimum on resampled runs; L(C) also at `at_compute`.
-
-    L(C) uses the envelope of the resampled runs' curves when `matrix` (an envelope.CurveMatrix) is given.
-    """
+def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where: str) -> dict:
+    """Every Kaplan law refitted from its full-data optimum on resampled runs; L(C) also at `at_compute`."""
     starts = {name: fitted[name]["vector"] for name in kaplan.VARIABLES}
     choices = {name: fitted[name]["irreducible"] for name in kaplan.VARIABLES}
-    curve_row = {run_id: i for i, run_id in enumerate(matrix.runs)} if matrix is not None else {}
-
-    def frontier(sample):
-        if matrix is None:
-            return envelope.final_point_frontier(sample)
-        return matrix.frontier(np.array([curve_row[r] for r in sample["run_id"] if r in curve_row], dtype=int))
 
     def refit(rows):
         sample = points.iloc[rows]
-        result = kaplan.fit_kaplan(sample, frontier(sample), irreducible=choices, where=where, starts=starts)
+        result = kaplan.fit_kaplan(
+            sample, envelope.final_point_frontier(sample), irreducible=choices, where=where, starts=starts
+        )
         return [v for name in kaplan.VARIABLES for v in result[name]["params"].values()]
 
     vectors, finite = _refit_each(indices, refit)

@@ -17,12 +17,11 @@ from scipy.optimize import minimize
 from scaling_cli.errors import FitError
 from scaling_cli.fit.batched import BatchResult, minimize_batched
 from scaling_cli.fit.laws import chinchilla_loss
-from scaling_cli.fit.powerlaw import r2
+from scaling_cli.fit.powerlaw import add_more, r2
 
 ORDER = ("e", "a", "b", "alpha", "beta")  # internal parameter vector order
 MIN_POINTS = 6
 MIN_DISTINCT = 3
-MAX_EXPONENT = 700.0  # exp() overflows float64 just above 709
 # Enough for a true minimum; where E -> 0 the objective keeps falling along e -> -inf and this stops it.
 POLISH_ITERATIONS = 300
 
@@ -56,10 +55,15 @@ class HuberLogObjective:
 
     def __call__(self, x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e, a, b, alpha, beta = (x[:, i : i + 1] for i in range(5))
-        exp_n = np.exp(np.minimum((a - e) - alpha * self.log_n, MAX_EXPONENT))
-        exp_d = np.exp(np.minimum((b - e) - beta * self.log_d, MAX_EXPONENT))
-        total = 1.0 + exp_n + exp_d
-        residual = e + np.log(total) - self.log_loss
+        term_e = np.broadcast_to(e, (len(x), self.log_n.size))
+        term_n = a - alpha * self.log_n
+        term_d = b - beta * self.log_d
+        top = np.maximum(np.maximum(term_e, term_n), term_d)  # max-shifted log-sum-exp: nothing overflows
+        share_e = np.exp(term_e - top)
+        share_n = np.exp(term_n - top)
+        share_d = np.exp(term_d - top)
+        total = share_e + share_n + share_d
+        residual = top + np.log(total) - self.log_loss
         size = np.abs(residual)
         quadratic = size <= self.delta
         huber = np.where(quadratic, 0.5 * residual * residual, self.delta * (size - 0.5 * self.delta))
@@ -67,11 +71,12 @@ class HuberLogObjective:
         if self.weights is not None:
             huber *= self.weights[rows]
             slope *= self.weights[rows]
-        share = slope / total
-        share_n = share * exp_n
-        share_d = share * exp_d
+        scale = slope / total  # d huber / d term_i = slope * share_i / total
+        share_e *= scale
+        share_n *= scale
+        share_d *= scale
         grad = np.column_stack(
-            [share.sum(1), share_n.sum(1), share_d.sum(1), -(share_n @ self.log_n), -(share_d @ self.log_d)]
+            [share_e.sum(1), share_n.sum(1), share_d.sum(1), -(share_n @ self.log_n), -(share_d @ self.log_d)]
         )
         return huber.sum(1), grad
 
@@ -90,11 +95,16 @@ def to_params(x: np.ndarray) -> dict[str, float]:
 def check_points(n, d, loss, where: str) -> None:
     """Raise FitError when the table cannot identify the five parameters."""
     if len(loss) < MIN_POINTS:
-        raise FitError(where, "chinchilla", f"needs at least {MIN_POINTS} points, got {len(loss)}")
-    for name, values in (("N", n), ("D", d)):
+        raise FitError(
+            where,
+            "chinchilla",
+            f"needs at least {MIN_POINTS} points, got {len(loss)}: {add_more('run', len(loss), MIN_POINTS)}",
+        )
+    for name, values, what in (("N", n, "model size"), ("D", d, "token budget")):
         distinct = len(np.unique(np.round(np.log(values), 9)))
         if distinct < MIN_DISTINCT:
-            raise FitError(where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}")
+            fix = add_more(what, distinct, MIN_DISTINCT)
+            raise FitError(where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}: {fix}")
 
 
 def fit_chinchilla(n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, where: str = "fit") -> dict:

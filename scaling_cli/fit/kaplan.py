@@ -15,10 +15,15 @@ from scipy.optimize import least_squares
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.laws import kaplan_loss
-from scaling_cli.fit.powerlaw import r2
+from scaling_cli.fit.powerlaw import add_more, r2
 
 VARIABLES = {"L_N": ("N", "N_c", "alpha_N"), "L_D": ("D", "D_c", "alpha_D"), "L_C": ("C", "C_c", "alpha_C")}
-E_FRACTIONS = (0.0, 0.5, 0.9)  # starting E as fractions of the lowest loss
+E_FRACTIONS = (0.0, 0.5, 0.9)
+KINDS = {
+    "L_N": "model size",
+    "L_D": "token budget",
+    "L_C": "larger budget on the frontier",
+}  # starting E as fractions of the lowest loss
 
 
 def largest_budget_per_size(points: pd.DataFrame) -> pd.DataFrame:
@@ -42,7 +47,8 @@ def fit_term(x, loss, *, irreducible: bool, where: str, what: str, starts=()) ->
     loss = np.asarray(loss, dtype=float)
     distinct = len(np.unique(np.round(log_x, 12)))
     if distinct < needed:
-        raise FitError(where, f"kaplan {what}", f"needs at least {needed} distinct points, got {distinct}")
+        fix = add_more(KINDS.get(what, "point"), distinct, needed)
+        raise FitError(where, f"kaplan {what}", f"needs at least {needed} distinct points, got {distinct}: {fix}")
     if not irreducible:
         slope, intercept = np.polyfit(log_x, np.log(loss), 1)
         return float(intercept), float(-slope), 0.0

@@ -9,23 +9,49 @@ from __future__ import annotations
 import numpy as np
 
 
+def log_sum_exp(*terms) -> np.ndarray:
+    """log(sum exp(t)) shifted by the largest term, so that no term overflows or underflows to nothing."""
+    stacked = np.stack(np.broadcast_arrays(*(np.asarray(t, dtype=float) for t in terms)))
+    top = np.max(stacked, axis=0)
+    shift = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return shift + np.log(np.sum(np.exp(stacked - shift), axis=0))
+
+
 def chinchilla_loss(params: dict, n, d) -> np.ndarray:
-    """L(N, D) = E + A / N^alpha + B / D^beta."""
-    n = np.asarray(n, dtype=float)
-    d = np.asarray(d, dtype=float)
-    return params["E"] + params["A"] / n ** params["alpha"] + params["B"] / d ** params["beta"]
+    """L(N, D) = E + A / N^alpha + B / D^beta, evaluated as exp of a max-shifted log-sum-exp."""
+    with np.errstate(divide="ignore"):
+        log_e, log_a, log_b = (np.log(np.asarray(params[k], dtype=float)) for k in ("E", "A", "B"))
+    log_n = np.log(np.asarray(n, dtype=float))
+    log_d = np.log(np.asarray(d, dtype=float))
+    terms = (
+        log_e,
+        log_a - np.asarray(params["alpha"], dtype=float) * log_n,
+        log_b - np.asarray(params["beta"], dtype=float) * log_d,
+    )
+    return np.exp(log_sum_exp(*terms))
 
 
 def chinchilla_derived(params: dict) -> dict[str, float]:
-    """Exponents a, b of N_opt = G (C/6)^a and D_opt = (C/6)^b / G, and the constant G (Hoffmann et al. eq. 4)."""
-    alpha, beta = params["alpha"], params["beta"]
-    total = alpha + beta
-    g = (alpha * params["A"] / (beta * params["B"])) ** (1.0 / total)
-    return {"a": beta / total, "b": alpha / total, "G": g}
+    """Exponents a, b of N_opt = G (C/6)^a and D_opt = (C/6)^b / G, and the constant G (Hoffmann et al. eq. 4).
+
+    NaN (never a complex number) when alpha or beta is not positive: such a law has no optimum.
+    """
+    alpha, beta, a_coef, b_coef = (np.asarray(params[k], dtype=float) for k in ("alpha", "beta", "A", "B"))
+    valid = (alpha > 0) & (beta > 0) & (a_coef > 0) & (b_coef > 0)
+    with np.errstate(all="ignore"):
+        total = alpha + beta
+        log_g = (np.log(alpha) + np.log(a_coef) - np.log(beta) - np.log(b_coef)) / total
+        derived = {"a": beta / total, "b": alpha / total, "G": np.exp(log_g)}
+    return {key: _scalar_or_array(np.where(valid, value, np.nan)) for key, value in derived.items()}
+
+
+def _scalar_or_array(value: np.ndarray):
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def chinchilla_optimum(params: dict, c) -> tuple[np.ndarray, np.ndarray]:
-    """(N_opt, D_opt) minimising L(N, D) subject to C = 6 N D."""
+    """(N_opt, D_opt) minimising L(N, D) subject to C = 6 N D (see allocation.py for other conventions)."""
     derived = chinchilla_derived(params)
     c6 = np.asarray(c, dtype=float) / 6.0
     return derived["G"] * c6 ** derived["a"], c6 ** derived["b"] / derived["G"]

@@ -11,7 +11,7 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.laws import linear_loss
-from scaling_cli.fit.powerlaw import r2
+from scaling_cli.fit.powerlaw import add_more, r2
 
 MIN_POINTS = 5
 NAMES = ("w0", "wN", "wD", "wC")
@@ -20,7 +20,11 @@ NAMES = ("w0", "wN", "wD", "wC")
 def fit_linear(points: pd.DataFrame, *, where: str) -> dict:
     """Least-squares weights (columns scaled to their largest value for conditioning), r2 on loss."""
     if len(points) < MIN_POINTS:
-        raise FitError(where, "linear", f"needs at least {MIN_POINTS} points, got {len(points)}")
+        raise FitError(
+            where,
+            "linear",
+            f"needs at least {MIN_POINTS} points, got {len(points)}: {add_more('run', len(points), MIN_POINTS)}",
+        )
     features = np.column_stack([np.ones(len(points)), points["N"], points["D"], points["C"]]).astype(float)
     scale = np.abs(features).max(axis=0)
     weights, *_ = np.linalg.lstsq(features / scale, points["loss"].to_numpy(dtype=float), rcond=None)

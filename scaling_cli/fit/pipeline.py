@@ -1,7 +1,9 @@
 """Fit every requested law to every group of a table and assemble the fit.json document.
 
 The order of work per group: fit each law on all points (laws the data cannot support are skipped with
-the reason, unless asked for by name), bootstrap intervals, then the holdout extrapolation check.
+the reason and what to add, unless asked for by name), judge whether each fitted law is identified,
+allocations at the reference compute under the document's compute convention, bootstrap intervals, then
+the holdout check and the backtest (when asked).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import pandas as pd
 
 from scaling_cli import atomic
 from scaling_cli.errors import FitError
-from scaling_cli.fit import bootstrap, chinchilla, envelope, holdout, isoflop, kaplan, linear
-from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, chinchilla_optimum, kaplan_term
-from scaling_cli.fit.table import TableOptions, load_curves, load_rows
+from scaling_cli.fit import backtest, bootstrap, chinchilla, envelope, holdout, identify, isoflop, kaplan, linear
+from scaling_cli.fit.allocation import chinchilla_allocation, compute_convention
+from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, kaplan_term, power_law
+from scaling_cli.fit.table import TableOptions, load_rows
 
 ALL_LAWS = ("chinchilla", "kaplan", "envelope", "isoflop", "linear")
 VERSION = 1
@@ -26,7 +29,7 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class FitOptions:
-    """What to fit and how: laws (None = every law the data supports), bootstrap, holdout, law settings."""
+    """What to fit and how: laws (None = every law the data supports), bootstrap, holdout, backtest, settings."""
 
     laws: tuple[str, ...] | None = None
     bootstrap: int = 200
@@ -36,8 +39,9 @@ class FitOptions:
     at_compute: float | None = None  # None = 10 x the largest compute of the group
     irreducible: bool = True
     budget_tolerance: float = isoflop.BUDGET_TOLERANCE
-    flop_values: int = envelope.FLOP_VALUES
     grid: dict = field(default_factory=lambda: dict(chinchilla.CHINCHILLA_GRID))
+    backtest: bool = False
+    backtest_cut: float | None = None  # None = hold out the top budgets holding 15% of the points
 
 
 def parse_laws(values) -> tuple[str, ...] | None:
@@ -55,25 +59,26 @@ def fit_all(source, table: TableOptions | None = None, options: FitOptions | Non
     options = options or FitOptions()
     _check_options(options)
     points, runs, info = load_rows(source, table)
-    curves = load_curves(info["curves"], runs, info)
     where = info["table"]
     if points.empty:
         raise FitError(where, "rows", f"no usable rows left (excluded: {info['rows']['excluded']})")
+    convention = compute_convention(runs, info)
     groups = {}
     # Wild starts and resamples overflow on the way; such values are dropped or written as null, not warned.
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         for name, group_points in points.groupby("group", sort=True):
-            group_curves = None if curves is None else curves[curves["group"] == name]
-            groups[str(name)] = fit_group(group_points.reset_index(drop=True), group_curves, options, where)
+            groups[str(name)] = fit_group(group_points.reset_index(drop=True), options, where, convention)
     return clean_json(
         {
             "version": VERSION,
             "source": info["source"],
             "columns": info["columns"],
             "conventions": info["conventions"],
+            "compute_convention": convention,
             "rows": info["rows"],
             "by": table.by,
             "query": table.query,
+            "grouping": info["grouping"],
             "selection": {"lr_choices": info["lr_choices"], "seeds_averaged": info["seeds_averaged"]},
             "settings": {
                 "laws": list(options.laws) if options.laws else "all the data supports",
@@ -82,6 +87,9 @@ def fit_all(source, table: TableOptions | None = None, options: FitOptions | Non
                 "interval": bootstrap.LEVEL,
                 "holdout": options.holdout,
                 "huber_delta": options.delta,
+                "backtest": options.backtest,
+                "envelope_points": envelope.ELIGIBLE,
+                "isoflop_method": isoflop.METHOD,
             },
             "groups": groups,
         }
@@ -95,37 +103,53 @@ def _check_options(options: FitOptions) -> None:
         raise FitError("--huber-delta", str(options.delta), "must be positive")
     if options.at_compute is not None and not options.at_compute > 0:
         raise FitError("--at-compute", str(options.at_compute), "must be positive")
+    if options.backtest_cut is not None and not options.backtest_cut > 0:
+        raise FitError("--backtest-cut", str(options.backtest_cut), "must be positive")
     if options.holdout is not None:
         holdout.parse_holdout(options.holdout)
 
 
-def fit_group(points: pd.DataFrame, curves: pd.DataFrame | None, options: FitOptions, where: str) -> dict:
-    """Laws, intervals and the holdout check for one group's points."""
+def fit_group(points: pd.DataFrame, options: FitOptions, where: str, convention: dict | None = None) -> dict:
+    """Laws, their status, allocations, intervals, holdout and backtest for one group's points.
+
+    A group that supports no law is still an answer: `laws` is empty and `skipped` says why.
+    """
+    convention = convention or {"kind": "6ND"}
     at_compute = options.at_compute or 10.0 * float(points["C"].max())
     skipped: dict[str, str] = {}
-    laws = fit_laws(points, curves, options, where, options.laws or ALL_LAWS, skipped)
-    if not laws:
-        raise FitError(where, "laws", "no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    laws = fit_laws(points, options, where, options.laws or ALL_LAWS, skipped)
     for name, fitted in laws.items():
-        _add_at_compute(name, fitted, at_compute)
+        _add_at_compute(name, fitted, at_compute, convention)
     if options.bootstrap:
-        _add_intervals(laws, points, curves, options, where, at_compute)
-    return {
+        _add_intervals(laws, points, options, where, at_compute, convention)
+    group = {
         "n_points": len(points),
         "points": points[["run_id", "N", "D", "C", "loss", "n_runs"]].to_dict(orient="records"),
+        "range": fitted_range(points),
         "at_compute": at_compute,
         "laws": laws,
-        "holdout": _holdout(points, curves, options, where) if options.holdout else None,
+        "holdout": _holdout(points, options, where) if options.holdout else None,
         "skipped": skipped,
     }
+    if options.backtest:
+        group["backtest"] = _backtest(points, options, where, convention)
+    return group
 
 
-def fit_laws(points, curves, options: FitOptions, where: str, names, skipped: dict) -> dict:
-    """Every law in `names` that the points support; the others go to `skipped` unless asked for by name."""
+def fitted_range(points: pd.DataFrame) -> dict:
+    """[min, max] of N, D, C and tokens per parameter of the points a group was fitted on."""
+    ratio = points["D"] / points["N"]
+    columns = {"N": points["N"], "D": points["D"], "C": points["C"], "tokens_per_param": ratio}
+    return {key: [float(values.min()), float(values.max())] for key, values in columns.items()}
+
+
+def fit_laws(points, options: FitOptions, where: str, names, skipped: dict) -> dict:
+    """Every law in `names` that the points support, marked ok or not identified; the others go to
+    `skipped` unless asked for by name."""
     fitted = {}
     for name in names:
         try:
-            fitted[name] = _fit_one(name, points, curves, options, where)
+            fitted[name] = fit_law(name, points, options, where)
         except FitError as exc:
             if options.laws and name in options.laws:
                 raise
@@ -133,14 +157,12 @@ def fit_laws(points, curves, options: FitOptions, where: str, names, skipped: di
     return fitted
 
 
-def frontier(points, curves, count: int) -> pd.DataFrame:
-    """The compute-efficient frontier: from curves when present, else from final points."""
-    if curves is not None and len(curves):
-        return envelope.CurveMatrix(curves, count).frontier()
-    return envelope.final_point_frontier(points)
+def fit_law(name: str, points: pd.DataFrame, options: FitOptions, where: str) -> dict:
+    """One law on `points`, with its status; FitError when the points cannot support it."""
+    return identify.mark(name, _fit_one(name, points, options, where), points)
 
 
-def _fit_one(name: str, points, curves, options: FitOptions, where: str) -> dict:
+def _fit_one(name: str, points, options: FitOptions, where: str) -> dict:
     if name == "chinchilla":
         result = chinchilla.fit_chinchilla(
             points["N"], points["D"], points["loss"], delta=options.delta, grid=options.grid, where=where
@@ -149,28 +171,27 @@ def _fit_one(name: str, points, curves, options: FitOptions, where: str) -> dict
         return result
     if name == "kaplan":
         return kaplan.fit_kaplan(
-            points,
-            frontier(points, curves, options.flop_values),
-            irreducible=options.irreducible,
-            where=where,
+            points, envelope.final_point_frontier(points), irreducible=options.irreducible, where=where
         )
     if name == "envelope":
-        return envelope.fit_envelope(points, curves, where=where, count=options.flop_values)
+        return envelope.fit_envelope(points, where=where)
     if name == "isoflop":
         return isoflop.fit_isoflop(points, where=where, tolerance=options.budget_tolerance)
     return linear.fit_linear(points, where=where)
 
 
-def _add_at_compute(name: str, fitted: dict, at_compute: float) -> None:
-    """The allocation (and loss, for Approach 3) each law predicts at the reference compute."""
+def _add_at_compute(name: str, fitted: dict, at_compute: float, convention: dict) -> None:
+    """The allocation (and loss, for Approach 3) each identified law predicts at the reference compute."""
+    if fitted["status"] != "ok":
+        return
     if name == "chinchilla":
-        n_opt, d_opt = chinchilla_optimum(fitted["params"], at_compute)
-        loss = float(chinchilla_loss(fitted["params"], n_opt, d_opt))
+        n_opt, d_opt = chinchilla_allocation(fitted["params"], convention, at_compute)
         fitted["at_compute"] = {
             "C": at_compute,
             "N_opt": float(n_opt),
             "D_opt": float(d_opt),
-            "loss_opt": loss,
+            "loss_opt": float(chinchilla_loss(fitted["params"], n_opt, d_opt)),
+            "convention": convention["kind"],
         }
     elif name == "kaplan":
         c_law = fitted["L_C"]["params"]
@@ -180,40 +201,40 @@ def _add_at_compute(name: str, fitted: dict, at_compute: float) -> None:
         p = fitted["params"]
         fitted["at_compute"] = {
             "C": at_compute,
-            "N_opt": p["N0"] * at_compute ** p["a"],
-            "D_opt": p["D0"] * at_compute ** p["b"],
+            "N_opt": float(power_law(at_compute, p["N0"], p["a"])),
+            "D_opt": float(power_law(at_compute, p["D0"], p["b"])),
         }
 
 
-def _add_intervals(laws: dict, points, curves, options: FitOptions, where: str, at_compute: float) -> None:
+def _add_intervals(laws: dict, points, options: FitOptions, where: str, at_compute: float, convention: dict) -> None:
     indices = bootstrap.resample_indices(len(points), options.bootstrap, options.seed)
     for name, fitted in laws.items():
         if name == "chinchilla":
             extra = bootstrap.bootstrap_chinchilla(
-                points, fitted, indices, delta=options.delta, grid=options.grid, at_compute=at_compute
+                points,
+                fitted,
+                indices,
+                delta=options.delta,
+                grid=options.grid,
+                at_compute=at_compute,
+                convention=convention,
             )
         elif name == "kaplan":
-            matrix = envelope.CurveMatrix(curves, options.flop_values) if curves is not None and len(curves) else None
-            extra = bootstrap.bootstrap_kaplan(
-                points, fitted, indices, at_compute=at_compute, where=where, matrix=matrix
-            )
+            extra = bootstrap.bootstrap_kaplan(points, fitted, indices, at_compute=at_compute, where=where)
             intervals = extra.pop("intervals")
             for law in kaplan.VARIABLES:
                 fitted[law]["intervals"] = intervals.pop(law)
             fitted["intervals"] = intervals
         elif name == "envelope":
-            extra = bootstrap.bootstrap_envelope(
-                points,
-                curves,
-                indices,
-                seed=options.seed,
-                at_compute=at_compute,
-                count=options.flop_values,
-                where=where,
-            )
+            extra = bootstrap.bootstrap_envelope(points, indices, at_compute=at_compute, where=where)
         elif name == "isoflop":
             extra = bootstrap.bootstrap_isoflop(
-                points, indices, tolerance=options.budget_tolerance, at_compute=at_compute, where=where
+                points,
+                options.bootstrap,
+                options.seed,
+                tolerance=options.budget_tolerance,
+                at_compute=at_compute,
+                where=where,
             )
         else:
             extra = bootstrap.bootstrap_linear(points, indices, where=where)
@@ -221,19 +242,38 @@ def _add_intervals(laws: dict, points, curves, options: FitOptions, where: str, 
         fitted["bootstrap"]["seed"] = options.seed
 
 
-def _holdout(points, curves, options: FitOptions, where: str) -> dict:
+def _holdout(points, options: FitOptions, where: str) -> dict:
     rule = holdout.parse_holdout(options.holdout)
     kept, held = holdout.split(points, rule)
-    kept_curves = None if curves is None else curves[curves["run_id"].isin(set(kept["run_id"]))]
     scored = [law for law in (options.laws or ALL_LAWS) if law in holdout.SCORED_LAWS]
     skipped: dict[str, str] = {}
     fits = {}
     for name in scored:
         try:
-            fits[name] = _fit_one(name, kept.reset_index(drop=True), kept_curves, options, where)
+            fits[name] = _fit_one(name, kept.reset_index(drop=True), options, where)
         except FitError as exc:
             skipped[name] = _reason(name, exc)
     return holdout.score(held, fits, rule, len(kept), skipped)
+
+
+def _backtest(points, options: FitOptions, where: str, convention: dict) -> dict:
+    """The backtest of every loss-predicting law; the recommended refit gets its allocation too."""
+    at_compute = options.at_compute or 10.0 * float(points["C"].max())
+    try:
+        result = backtest.run_backtest(
+            points,
+            lambda name, subset: fit_law(name, subset, options, where),
+            options.laws or ALL_LAWS,
+            options.backtest_cut,
+            options.budget_tolerance,
+            where,
+        )
+    except FitError as exc:
+        return {"skipped": exc.problem}
+    recommended = result["recommended"]
+    if recommended and recommended.get("fit"):
+        _add_at_compute(recommended["law"], recommended["fit"], at_compute, convention)
+    return result
 
 
 def clean_json(value):

@@ -36,3 +36,14 @@ def allocation_params(c, n, d, *, weights=None, where: str, law: str) -> dict[st
     n0, a = fit_power_law(c, n, weights=weights, where=where, what=f"{law} N_opt(C)")
     d0, b = fit_power_law(c, d, weights=weights, where=where, what=f"{law} D_opt(C)")
     return {"a": a, "N0": n0, "b": b, "D0": d0}
+
+
+ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
+
+
+def add_more(what: str, have: int, need: int) -> str:
+    """How to fix a too-small grid: 'add a third token budget', 'add 2 more model sizes'."""
+    missing = need - have
+    if missing == 1 and need in ORDINALS:
+        return f"add a {ORDINALS[need]} {what}"
+    return f"add {missing} more {what}s"

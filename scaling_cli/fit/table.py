@@ -1,8 +1,10 @@
 """Load the rows a fit uses: read a results directory or a table, name N, D, C and loss, and select rows.
 
 Selection, in order: `--query`, run status (diverged and failed runs out), non-finite or non-positive
-values out, the k highest losses out (when asked), the best lr per (N, D) where runs differ only in lr,
-then seeds averaged into one point per (N, D). Every exclusion is counted and every lr choice reported.
+values out, the k highest losses out (when asked). Then runs are grouped honestly: only seeds are ever
+averaged. A configuration axis (batch size, data set, tokenizer, schedule, ...) that takes several values
+for the same (N, D) splits the table into groups; the learning rate and the model shape at equal N are
+selected (the best seed-mean loss per (group, N, D)), and every choice is reported.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ PARAM_CHOICES = {
 }
 FLOP_CHOICES = {"flops": "flops (Chinchilla Appendix F)", "flops_6nd": "flops_6nd (6 N D)"}
 BAD_STATUS = ("diverged", "failed")
+# Axes that define a different experiment: varying within one (N, D), each value becomes its own group.
+GROUP_AXES = ("dataset", "tokenizer", "vocab_size", "seq_len", "batch_size", "schedule")
+# Axes tuned per (N, D): the best seed-mean loss is kept. Shape columns vary only where two shapes share an N.
+SELECT_AXES = ("lr", "n_layer", "d_model", "n_head")
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,11 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
     columns = resolve_columns(raw.columns, options, str(table_path))
     selected, excluded = select_rows(raw, columns, options, str(table_path))
     frame = _standard_frame(selected, columns, options)
-    frame, lr_choices, lr_dropped = _best_lr(frame)
+    frame, grouping = _split_groups(frame, options.by)
+    frame, lr_choices, lr_dropped = _select_best(frame, grouping["selected"])
     excluded["lr_not_best"] = lr_dropped
     points = _average_seeds(frame)
+    grouping["averaged"] = ["seed"] if "seed" in frame.columns else ["repeated rows of the same (N, D)"]
     info = {
         "source": str(source),
         "table": str(table_path),
@@ -104,6 +112,7 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
         "rows": {"total": len(raw), "used": len(frame), "excluded": excluded},
         "seeds_averaged": int(len(frame) - len(points)),
         "lr_choices": lr_choices,
+        "grouping": grouping,
         "query": options.query,
         "by": options.by,
     }
@@ -208,33 +217,80 @@ def _standard_frame(rows: pd.DataFrame, columns: dict, options: TableOptions) ->
             "loss": rows[columns["loss"]].astype(float).to_numpy(),
         }
     )
-    for extra in ("lr", "seed"):
-        if extra in rows.columns:
+    for extra in ("seed", *GROUP_AXES, *SELECT_AXES):
+        if extra in rows.columns and extra != options.by:
             frame[extra] = rows[extra].to_numpy()
     return frame
 
 
-def _best_lr(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], int]:
-    """Keep, for each (group, N, D), the lr with the lowest seed-mean loss; report each choice."""
-    if "lr" not in frame.columns or frame["lr"].nunique() < 2:
+def _varying_within_cells(frame: pd.DataFrame, axes) -> list[str]:
+    """The axes among `axes` that take more than one value for some (group, N, D)."""
+    present = [axis for axis in axes if axis in frame.columns]
+    if not present or frame.empty:
+        return []
+    counts = frame.groupby(["group", "N", "D"], sort=False)[present].nunique(dropna=False).max()
+    return [axis for axis in present if counts[axis] > 1]
+
+
+def _split_groups(frame: pd.DataFrame, by: str | None) -> tuple[pd.DataFrame, dict]:
+    """Add every group axis that varies within an (N, D) to the group name; say which axes do what."""
+    axes = _varying_within_cells(frame, GROUP_AXES)
+    if axes:
+        labels = [frame["group"].astype(str)] if by else []
+        labels += [axis + "=" + frame[axis].map(_label) for axis in axes]
+        frame = frame.assign(group=[", ".join(parts) for parts in zip(*labels)])
+    grouping = {
+        "groups": ([by] if by else []) + axes,
+        "selected": _varying_within_cells(frame, SELECT_AXES),
+        "varying_with_size": [
+            axis
+            for axis in GROUP_AXES + SELECT_AXES
+            if axis in frame.columns and axis not in axes and frame[axis].nunique(dropna=False) > 1
+        ],
+    }
+    grouping["varying_with_size"] = [a for a in grouping["varying_with_size"] if a not in grouping["selected"]]
+    return frame, grouping
+
+
+def _label(value) -> str:
+    """A value as it reads best in a group name: 16 rather than 16.0."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _select_best(frame: pd.DataFrame, axes: list[str]) -> tuple[pd.DataFrame, list[dict], int]:
+    """Keep, for each (group, N, D), the setting of `axes` (lr, shape) with the lowest seed-mean loss.
+
+    Returns (kept rows, one choice per (group, N, D) that had several settings, rows dropped).
+    """
+    if not axes:
         return frame, [], 0
-    mean = frame.groupby(["group", "N", "D", "lr"], sort=True)["loss"].mean().reset_index()
-    choices, keep = [], []
-    for (group, n, d), options in mean.groupby(["group", "N", "D"], sort=True):
-        best = options.loc[options["loss"].idxmin()]
-        keep.append((group, n, d, best["lr"]))
-        if len(options) > 1:
-            choices.append(
-                {
-                    "group": group,
-                    "N": float(n),
-                    "D": float(d),
-                    "lr": float(best["lr"]),
-                    "losses": {repr(float(lr)): float(loss) for lr, loss in zip(options["lr"], options["loss"])},
-                }
-            )
-    kept = frame.merge(pd.DataFrame(keep, columns=["group", "N", "D", "lr"]), on=["group", "N", "D", "lr"])
+    keys = ["group", "N", "D"]
+    mean = frame.groupby(keys + axes, sort=True, dropna=False)["loss"].mean().reset_index()
+    best = mean.loc[mean.groupby(keys, sort=True)["loss"].idxmin()]
+    choices = []
+    for (group, n, d), options in mean.groupby(keys, sort=True):
+        if len(options) < 2:
+            continue
+        winner = options.loc[options["loss"].idxmin()]
+        choice = {"group": group, "N": float(n), "D": float(d)}
+        choice.update({axis: _plain(winner[axis]) for axis in axes})
+        choice["losses"] = {_setting_key(row, axes): float(row["loss"]) for _, row in options.iterrows()}
+        choices.append(choice)
+    kept = frame.merge(best[keys + axes], on=keys + axes)
     return kept, choices, int(len(frame) - len(kept))
+
+
+def _plain(value):
+    return float(value) if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
+
+
+def _setting_key(row, axes) -> str:
+    """repr(lr) when only the lr is selected (as before), else 'lr=0.003, n_layer=2'."""
+    if axes == ["lr"]:
+        return repr(float(row["lr"]))
+    return ", ".join(f"{axis}={_label(row[axis])}" for axis in axes)
 
 
 def _average_seeds(frame: pd.DataFrame) -> pd.DataFrame:

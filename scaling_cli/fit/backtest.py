@@ -1,0 +1,166 @@
+"""Backtest: fit each loss-predicting law on the runs below a compute cut, predict the runs above it.
+
+Each law is tried with every point filter (all points, or only runs trained on at least t tokens per
+parameter: under-trained runs follow a different curve and pull a law off). The law and filter with the
+lowest error on the held-out runs is `recommended`; its error is the expected extrapolation error that
+`scale predict` quotes, and the law refitted with that filter on every point is what predict uses.
+The linear baseline is scored for comparison and never recommended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from scaling_cli.errors import FitError
+from scaling_cli.fit.holdout import predict_runs
+from scaling_cli.fit.isoflop import budget_labels
+
+LOSS_LAWS = ("chinchilla", "kaplan", "linear")
+RECOMMENDABLE = ("chinchilla", "kaplan")
+MIN_TOKENS_PER_PARAM = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # candidate filters
+HELD_OUT_SHARE = 0.15  # the default cut holds out the top compute budgets until this share of points
+MIN_COVERAGE = 0.5  # a filter must keep at least this share of the held-out runs to be scored
+
+# fit_law(law, points) -> a law entry with "status" (raises FitError when the law cannot be fitted)
+FitLaw = Callable[[str, pd.DataFrame], dict]
+
+
+def default_cut(points: pd.DataFrame, tolerance: float) -> float:
+    """The smallest compute of the top budgets that together hold at least HELD_OUT_SHARE of the points."""
+    c = points["C"].to_numpy(dtype=float)
+    labels = budget_labels(c, tolerance)
+    wanted = max(1, int(np.ceil(HELD_OUT_SHARE * len(c))))
+    held = np.zeros(len(c), dtype=bool)
+    for label in sorted(np.unique(labels), reverse=True):
+        held |= labels == label
+        if held.sum() >= wanted:
+            break
+    return float(c[held].min())
+
+
+def split(points: pd.DataFrame, cut: float, where: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs below the cut, runs at or above it); FitError when either side is empty."""
+    above = points["C"] >= cut
+    if not above.any() or above.all():
+        raise FitError(
+            where,
+            "--backtest-cut",
+            f"{cut:.3g} must leave runs on both sides (C from {points['C'].min():.3g} to {points['C'].max():.3g})",
+        )
+    return points[~above].reset_index(drop=True), points[above].reset_index(drop=True)
+
+
+def candidate_filters(points: pd.DataFrame) -> list[float | None]:
+    """None (all points) and each minimum tokens per parameter that leaves out some but not all runs."""
+    ratio = (points["D"] / points["N"]).to_numpy(dtype=float)
+    filters: list[float | None] = [None]
+    kept_before = len(ratio)
+    for threshold in MIN_TOKENS_PER_PARAM:
+        kept = int((ratio >= threshold).sum())
+        if 0 < kept < kept_before:
+            filters.append(threshold)
+            kept_before = kept
+    return filters
+
+
+def filter_name(threshold: float | None) -> str:
+    return "all" if threshold is None else f"tokens_per_param >= {threshold:g}"
+
+
+def passes(points: pd.DataFrame, threshold: float | None) -> np.ndarray:
+    if threshold is None:
+        return np.ones(len(points), dtype=bool)
+    return (points["D"] / points["N"]).to_numpy(dtype=float) >= threshold
+
+
+def run_backtest(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None, tolerance: float, where: str) -> dict:
+    """Errors of every law x filter on the held-out runs, the recommendation and its refit on all points."""
+    cut = default_cut(points, tolerance) if cut is None else float(cut)
+    below, above = split(points, cut, where)
+    laws = [law for law in laws if law in LOSS_LAWS]
+    candidates = [_score_filter(below, above, threshold, fit_law, laws) for threshold in candidate_filters(below)]
+    result = {
+        "cut": cut,
+        "rule": "fit on runs with C < cut, predict runs with C >= cut",
+        "fitted_on": len(below),
+        "held_out": len(above),
+        "C_ratio": float(above["C"].max() / below["C"].max()),
+        "candidates": candidates,
+        "recommended": None,
+    }
+    best = _best(candidates)
+    if best is not None:
+        result["recommended"] = _recommend(points, best, fit_law)
+    return result
+
+
+def _score_filter(below, above, threshold, fit_law: FitLaw, laws) -> dict:
+    train = below[passes(below, threshold)].reset_index(drop=True)
+    test = above[passes(above, threshold)].reset_index(drop=True)
+    entry = {
+        "filter": filter_name(threshold),
+        "min_tokens_per_param": threshold,
+        "fitted_on": len(train),
+        "scored": len(test),
+        "laws": {},
+        "skipped": {},
+    }
+    if len(test) < MIN_COVERAGE * len(above):
+        entry["skipped"] = {law: f"keeps only {len(test)} of {len(above)} held-out runs" for law in laws}
+        return entry
+    for law in laws:
+        try:
+            fitted = fit_law(law, train)
+        except FitError as exc:
+            entry["skipped"][law] = exc.problem
+            continue
+        if fitted.get("status", "ok") != "ok":
+            entry["laws"][law] = {"status": fitted["status"], "problems": fitted.get("problems", [])}
+            continue
+        predicted = np.asarray(predict_runs(law, fitted, test), dtype=float)
+        error = np.abs(predicted - test["loss"].to_numpy(dtype=float)) / test["loss"].to_numpy(dtype=float)
+        entry["laws"][law] = {
+            "status": "ok",
+            "mape": float(100.0 * np.mean(error)),
+            "max_error": float(100.0 * np.max(error)),
+            "runs": [
+                {"run_id": r, "N": float(n), "D": float(d), "loss": float(y), "pred": float(p)}
+                for r, n, d, y, p in zip(test["run_id"], test["N"], test["D"], test["loss"], predicted)
+            ],
+        }
+    return entry
+
+
+def _best(candidates: list[dict]) -> dict | None:
+    """(candidate, law, score) with the lowest finite MAPE among recommendable laws; earlier filters win ties."""
+    best = None
+    for candidate in candidates:
+        for law, scored in candidate["laws"].items():
+            if law not in RECOMMENDABLE or scored["status"] != "ok" or not np.isfinite(scored["mape"]):
+                continue
+            if best is None or scored["mape"] < best[2]["mape"]:
+                best = (candidate, law, scored)
+    return best
+
+
+def _recommend(points: pd.DataFrame, best, fit_law: FitLaw) -> dict:
+    candidate, law, scored = best
+    threshold = candidate["min_tokens_per_param"]
+    kept = points[passes(points, threshold)].reset_index(drop=True)
+    recommended = {
+        "law": law,
+        "filter": candidate["filter"],
+        "min_tokens_per_param": threshold,
+        "expected_error": scored["mape"],
+        "max_error": scored["max_error"],
+        "fitted_on": len(kept),
+    }
+    try:
+        recommended["fit"] = fit_law(law, kept)
+    except FitError as exc:
+        recommended["fit"] = None
+        recommended["problem"] = exc.problem
+    return recommended

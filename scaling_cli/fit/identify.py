@@ -1,0 +1,75 @@
+"""Whether a fitted law is identified by its data: a degenerate fit is an answer ("not identified", with
+one-line reasons), not a crash and not a law to extrapolate from.
+
+A law that could not be fitted at all is not judged here: it goes to the group's `skipped` with a reason
+that says what to add to the sweep.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+E_FLOOR = 0.01  # an irreducible loss below this fraction of the lowest loss ran off towards zero
+
+
+def problems(name: str, fitted: dict, points: pd.DataFrame) -> list[str]:
+    """One-line reasons why `fitted` (a law entry of fit.json) cannot be trusted; empty when it can."""
+    if name in ("chinchilla", "constrained"):
+        return _chinchilla_problems(fitted, points)
+    if name in ("envelope", "isoflop"):
+        return _allocation_problems(fitted)
+    if name == "kaplan":
+        return _kaplan_problems(fitted)
+    return []
+
+
+def mark(name: str, fitted: dict, points: pd.DataFrame) -> dict:
+    """Add `status` ("ok" or "not_identified") and, when not identified, `problems` to a law entry."""
+    found = problems(name, fitted, points)
+    fitted["status"] = "not_identified" if found else "ok"
+    if found:
+        fitted["problems"] = found
+    return fitted
+
+
+def _chinchilla_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
+    params = fitted["params"]
+    lowest = float(points["loss"].min())
+    found = []
+    for exponent, variable, remedy in (
+        ("alpha", "N", "add larger models"),
+        ("beta", "D", "add larger token budgets"),
+    ):
+        value = params[exponent]
+        if not np.isfinite(value) or value <= 0:
+            found.append(f"{exponent} = {value:.3g} <= 0: the loss does not fall with {variable}; {remedy}")
+    if not np.isfinite(params["E"]) or params["E"] < E_FLOOR * lowest:
+        found.append(
+            f"E = {params['E']:.3g} ran off towards 0: the irreducible loss is not identified; "
+            "add larger models and longer runs"
+        )
+    elif params["E"] >= lowest:
+        found.append(f"E = {params['E']:.4g} is not below the lowest measured loss {lowest:.4g}")
+    for key in ("A", "B"):
+        if not np.isfinite(params[key]):
+            found.append(f"{key} is not finite")
+    return found
+
+
+def _allocation_problems(fitted: dict) -> list[str]:
+    found = []
+    for exponent, what in (("a", "N_opt"), ("b", "D_opt")):
+        value = fitted["params"][exponent]
+        if not np.isfinite(value) or value <= 0:
+            found.append(f"{exponent} = {value:.3g} <= 0: {what} does not grow with compute")
+    return found
+
+
+def _kaplan_problems(fitted: dict) -> list[str]:
+    found = []
+    for law, exponent in (("L_N", "alpha_N"), ("L_D", "alpha_D"), ("L_C", "alpha_C")):
+        value = fitted[law]["params"][exponent]
+        if not np.isfinite(value) or value <= 1e-6:
+            found.append(f"{law}: {exponent} = {value:.3g}: the loss does not fall along this axis")
+    return found
