@@ -10,6 +10,14 @@ Initialisation (as GPT-2): every weight matrix and embedding from N(0, 0.02); th
 that write into the residual stream (attention output, MLP output) from N(0, 0.02 / sqrt(2 n_layer))
 so the residual variance does not grow with depth; biases zero, LayerNorm gains one.
 
+`parametrization="mup"` (Yang et al. 2022, Tensor Programs V, with AdamW) makes the best learning rate
+carry over across widths: relative to `base_width`, hidden matrices (inside the blocks) get init variance
+and learning rate scaled by base_width / d_model, the logits a base_width / d_model multiplier, attention
+a 1 / head_dim score scale, while embeddings, gains and biases keep the base init and learning rate. With
+tied embeddings the one matrix is an input embedding (constant init and lr) and, through the logit
+multiplier, a muP readout at once, so no separate readout is needed. The default "sp" is the standard
+parametrization above, unchanged. Multipliers are not parameters: counts and FLOPs are the same.
+
 Accounting follows the literature: `count_params` gives every parameter and Kaplan's N (without
 token and position embeddings, and without an untied output head, which is a vocabulary embedding
 too); `flops_per_token` gives Chinchilla's Appendix F training FLOPs and Kaplan's 6N.
@@ -28,6 +36,7 @@ from scaling_cli.validate import boolean, check_fields, integer
 
 MLP_EXPANSION = 4
 INIT_STD = 0.02
+PARAMETRIZATIONS = ("sp", "mup")
 
 
 @dataclass(frozen=True)
@@ -41,11 +50,14 @@ class ModelConfig:
     vocab_size: int = 256
     tie_embeddings: bool = True
     gpt2: bool = False
+    parametrization: str = "sp"
+    base_width: int | None = None  # muP only: the width whose learning rate and init the others scale from
 
     def __post_init__(self) -> None:
         check_fields(self, _SHAPE_CHECKS)
         if self.d_model % self.n_head:
             raise ValueError(f"n_head: d_model {self.d_model} is not divisible by n_head {self.n_head}")
+        _check_parametrization(self)
 
     @property
     def head_dim(self) -> int:
@@ -55,8 +67,28 @@ class ModelConfig:
     def d_ff(self) -> int:
         return MLP_EXPANSION * self.d_model
 
+    @property
+    def width_ratio(self) -> float:
+        """base_width / d_model under muP (the factor on hidden lr, hidden init variance and logits), else 1."""
+        if self.parametrization != "mup":
+            return 1.0
+        return (self.base_width or self.d_model) / self.d_model
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _check_parametrization(config: ModelConfig) -> None:
+    if config.parametrization not in PARAMETRIZATIONS:
+        choices = ", ".join(PARAMETRIZATIONS)
+        raise ValueError(f"parametrization: must be one of {choices}, got {config.parametrization!r}")
+    base = config.base_width
+    if base is None:
+        return
+    if type(base) is not int or base < 1:
+        raise ValueError(f"base_width: must be a positive integer, got {base!r}")
+    if config.parametrization != "mup":
+        raise ValueError('base_width: only applies with parametrization = "mup"')
 
 
 _SHAPE_CHECKS = {
@@ -91,6 +123,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.n_head = config.n_head
+        # muP: q.k / head_dim keeps attention logits of order one as heads widen; None is torch's 1/sqrt(head_dim)
+        self.score_scale = 1.0 / config.head_dim if config.parametrization == "mup" else None
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=config.gpt2)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=config.gpt2)
 
@@ -99,7 +133,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(width, dim=2)
         shape = (batch, seq, self.n_head, width // self.n_head)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.score_scale)
         return self.proj(y.transpose(1, 2).reshape(batch, seq, width))
 
 
@@ -142,7 +176,8 @@ class GPT(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        residual_std = INIT_STD / math.sqrt(2 * self.config.n_layer)
+        hidden_std = INIT_STD * math.sqrt(self.config.width_ratio)  # muP: variance ~ 1 / fan_in
+        residual_std = hidden_std / math.sqrt(2 * self.config.n_layer)
         for name, param in self.named_parameters():
             if name.endswith("bias"):
                 nn.init.zeros_(param)
@@ -150,8 +185,34 @@ class GPT(nn.Module):
                 nn.init.ones_(param)
             elif name.endswith(("attn.proj.weight", "mlp.down.weight")):
                 nn.init.normal_(param, 0.0, residual_std)
+            elif _is_hidden_matrix(name, param):
+                nn.init.normal_(param, 0.0, hidden_std)
             else:
                 nn.init.normal_(param, 0.0, INIT_STD)
+
+    def optimizer_groups(self, base_lr: float, weight_decay: float) -> list[dict]:
+        """AdamW parameter groups: weight decay on matrices and embeddings only, and each group's `lr_scale`.
+
+        A trainer sets every group's lr to schedule(step) * group["lr_scale"]. Under "sp" this is today's
+        two groups at scale 1; under "mup" hidden matrices form a third group at scale base_width / d_model.
+        """
+        hidden, embeddings, vectors = [], [], []
+        for name, param in self.named_parameters():
+            if param.dim() < 2:
+                vectors.append(param)
+            elif self.config.parametrization == "mup" and _is_hidden_matrix(name, param):
+                hidden.append(param)
+            else:
+                embeddings.append(param)
+        groups = [
+            {"params": embeddings, "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0},
+        ]
+        if hidden:
+            groups.append({"params": hidden, "weight_decay": weight_decay, "lr_scale": self.config.width_ratio})
+        for group in groups:
+            group["lr"] = base_lr * group["lr_scale"]
+        return groups
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
@@ -164,10 +225,17 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.ln_f(x))
+        if self.config.parametrization == "mup":
+            logits = logits * self.config.width_ratio
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1))
         return logits, loss
+
+
+def _is_hidden_matrix(name: str, param: torch.Tensor) -> bool:
+    """A weight matrix inside a block: both of its dimensions grow with the width."""
+    return name.startswith("blocks.") and param.dim() >= 2
 
 
 def count_params(config: ModelConfig) -> tuple[int, int]:

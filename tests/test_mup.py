@@ -1,0 +1,124 @@
+"""muP: activations that keep their size across widths, the parameter groups a trainer uses, and "sp" unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scaling_cli.data import DataOptions, get_batch, prepare
+from scaling_cli.model import GPT, ModelConfig, count_params, flops_per_token
+
+WIDTHS = (32, 64, 128, 256, 512)
+MEASURED = ("tok_emb", "blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp")
+
+
+@pytest.fixture(scope="module")
+def markov_tokens(tmp_path_factory):
+    options = DataOptions(markov_bytes=100_000, val_min_bytes=16_384)
+    return prepare("markov", options, cache_dir=tmp_path_factory.mktemp("cache")).train_tokens()
+
+
+def shape(width: int, parametrization: str, **extra) -> ModelConfig:
+    base = 32 if parametrization == "mup" else None
+    return ModelConfig(
+        d_model=width, n_layer=2, n_head=4, seq_len=64, parametrization=parametrization, base_width=base, **extra
+    )
+
+
+def activation_rms_after_training(config: ModelConfig, tokens, steps: int = 4, lr: float = 3e-3) -> dict[str, float]:
+    """RMS of each layer's output on a fresh batch after `steps` AdamW steps at one learning rate."""
+    torch.manual_seed(0)
+    model = GPT(config)
+    optimizer = torch.optim.AdamW(model.optimizer_groups(lr, 0.0), lr=lr)
+    for step in range(steps):
+        _, loss = model(*get_batch(tokens, config.seq_len, 8, 0, step))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    rms: dict[str, float] = {}
+    modules = dict(model.named_modules())
+    for name in MEASURED:
+        modules[name].register_forward_hook(lambda _m, _i, out, name=name: rms.__setitem__(name, _rms(out)))
+    with torch.no_grad():
+        logits, _ = model(get_batch(tokens, config.seq_len, 8, 0, 10_000)[0])
+    rms["logits"] = _rms(logits)
+    return rms
+
+
+def _rms(tensor: torch.Tensor) -> float:
+    return tensor.float().pow(2).mean().sqrt().item()
+
+
+def spread_by_layer(parametrization: str, tokens) -> dict[str, float]:
+    """For each layer, the largest over the smallest activation RMS across WIDTHS (and width 512 over 32)."""
+    by_width = {w: activation_rms_after_training(shape(w, parametrization), tokens) for w in WIDTHS}
+    return {
+        layer: (
+            max(by_width[w][layer] for w in WIDTHS) / min(by_width[w][layer] for w in WIDTHS),
+            by_width[WIDTHS[-1]][layer] / by_width[WIDTHS[0]][layer],
+        )
+        for layer in by_width[WIDTHS[0]]
+    }
+
+
+def test_coordinate_check_activations_keep_their_size_under_mup_and_grow_under_sp(markov_tokens):
+    torch.set_num_threads(1)
+    mup = spread_by_layer("mup", markov_tokens)
+    sp = spread_by_layer("sp", markov_tokens)
+    for layer, (spread, _) in mup.items():
+        assert spread < 2.0, f"muP {layer}: activation RMS varies {spread:.2f}x across widths 32-512"
+    for layer in ("blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp", "logits"):
+        _, growth = sp[layer]
+        assert growth > 4.0, f"SP {layer}: width 512 over 32 only {growth:.2f}x"
+
+
+def test_sp_groups_are_decayed_matrices_and_undecayed_vectors_at_one_lr():
+    model = GPT(shape(64, "sp"))
+    groups = model.optimizer_groups(3e-3, 0.1)
+    assert [(g["weight_decay"], g["lr_scale"], g["lr"]) for g in groups] == [(0.1, 1.0, 3e-3), (0.0, 1.0, 3e-3)]
+    assert [p for g in groups for p in g["params"]] == [p for p in model.parameters() if p.dim() >= 2] + [
+        p for p in model.parameters() if p.dim() < 2
+    ]
+
+
+def test_mup_scales_only_hidden_matrices_by_base_over_width():
+    model = GPT(shape(128, "mup", tie_embeddings=False))
+    groups = model.optimizer_groups(1e-2, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_scale = {g["lr_scale"]: sorted(names[id(p)] for p in g["params"]) for g in groups if g["weight_decay"]}
+    assert sorted(by_scale) == [0.25, 1.0]
+    assert by_scale[1.0] == ["head.weight", "pos_emb.weight", "tok_emb.weight"]
+    assert all(n.startswith("blocks.") and n.endswith(".weight") for n in by_scale[0.25])
+    assert len(by_scale[0.25]) == 2 * 4
+    assert {g["lr"] for g in groups} == {1e-2, 2.5e-3}
+    assert sum(p.numel() for g in groups for p in g["params"]) == count_params(model.config)[0]
+
+
+def test_mup_keeps_parameter_and_flop_counts_and_equals_sp_init_at_the_base_width():
+    sp, mup = shape(128, "sp"), shape(128, "mup")
+    assert count_params(sp) == count_params(mup)
+    assert flops_per_token(sp) == flops_per_token(mup)
+    at_base = ModelConfig(d_model=32, n_layer=2, n_head=4, seq_len=64, parametrization="mup", base_width=32)
+    torch.manual_seed(1)
+    a = GPT(shape(32, "sp")).state_dict()
+    torch.manual_seed(1)
+    b = GPT(at_base).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(1)
+    wide = GPT(shape(128, "mup")).state_dict()
+    ratio = wide["blocks.0.mlp.up.weight"].std() / a["blocks.0.mlp.up.weight"].std()
+    assert ratio == pytest.approx(0.5, rel=0.05)  # std scales as sqrt(32 / 128)
+    assert wide["tok_emb.weight"].std() == pytest.approx(0.02, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"parametrization": "ntk"}, "parametrization: must be one of sp, mup, got 'ntk'"),
+        ({"parametrization": "mup", "base_width": 0}, "base_width: must be a positive integer, got 0"),
+        ({"base_width": 32}, 'base_width: only applies with parametrization = "mup"'),
+    ],
+)
+def test_bad_parametrization_fields_name_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(d_model=64, n_layer=2, n_head=2, seq_len=16, **fields)
