@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling_cli.errors import ScaleError, StoreError
-from scaling_cli.spec import RunPlan, Spec
+from scaling_cli.plan import RunPlan, Sweep
 from scaling_cli.store import Store
 
 SETTLED = ("done", "diverged")  # states a run never leaves; `failed` runs are retried by the next sweep
@@ -72,7 +72,7 @@ class PlannedRun:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    spec: Spec
+    spec: Sweep
     out_dir: Path
     units: tuple[Unit, ...]
     runs: tuple[PlannedRun, ...]
@@ -130,7 +130,7 @@ def build_units(runs: list[RunPlan]) -> list[Unit]:
     return units
 
 
-def plan_sweep(spec: Spec, out_dir: str | Path, workers: int = 1, device: str | None = None) -> SweepPlan:
+def plan_sweep(spec: Sweep, out_dir: str | Path, workers: int = 1, device: str | None = None) -> SweepPlan:
     """Every run with its state in `out_dir`, its compute with trunk sharing, and a wall-time estimate."""
     store = Store(out_dir)
     units = build_units(spec.runs())
@@ -404,7 +404,7 @@ class Progress:
 Event = Callable[[str, Any], None]
 
 
-def prepare_data(spec: Spec) -> dict[str, str]:
+def prepare_data(spec: Sweep) -> dict[str, str]:
     """Prepare each data set of the spec once, in this process, before any worker needs it."""
     from scaling_cli.data import prepare
 
@@ -424,7 +424,7 @@ def prepare_data(spec: Spec) -> dict[str, str]:
 
 
 def run_sweep(
-    spec: Spec,
+    spec: Sweep,
     out_dir: str | Path,
     executor: Any,
     retries: int = 2,
@@ -612,7 +612,7 @@ class _Runner:
         )
 
 
-def check_out_dir(out_dir: Path, spec: Spec) -> None:
+def check_out_dir(out_dir: Path, spec: Sweep) -> None:
     """Refuse to mix two different sweeps in one directory: its spec.toml must carry the same name."""
     saved = out_dir / "spec.toml"
     if not saved.is_file():

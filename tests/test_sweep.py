@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, SCALE, run_scale
 
-from scaling_cli.spec import load_spec
+from scaling_cli.plan import load_sweep
 from scaling_cli.store import Store
 from scaling_cli.sweep import Unit, UnitTask, build_units, plan_sweep, prepare_data, run_unit
 
@@ -59,7 +59,7 @@ RESULT_COLUMNS = ["run_id", "status", "steps", "train_loss", "val_loss", "val_bp
 
 
 def run_ids() -> list[str]:
-    return sorted(r.run_id for r in load_spec(TINY).runs())
+    return sorted(r.run_id for r in load_sweep(TINY).runs())
 
 
 def attempts(out: Path) -> dict[str, list[dict]]:
@@ -129,7 +129,7 @@ def test_dry_run_shows_states_and_saved_compute(baseline):
 
 
 def test_plan_counts_trunk_sharing():
-    spec = load_spec(TINY)
+    spec = load_sweep(TINY)
     plan = plan_sweep(spec, "/nonexistent/out")
     assert len(build_units(spec.runs())) == 3
     independent = sum(r.flops for r in spec.runs())
@@ -156,7 +156,7 @@ def test_kill_9_then_rerun_trains_every_run_exactly_once(tmp_path):
     out = tmp_path / "out"
     sweep = start_sweep(out)
     store = Store(out)
-    plans = load_spec(TINY).runs()
+    plans = load_sweep(TINY).runs()
     interrupted = None
     deadline = time.time() + 300
     while time.time() < deadline and sweep.poll() is None:
@@ -172,7 +172,7 @@ def test_kill_9_then_rerun_trains_every_run_exactly_once(tmp_path):
     finished_before = {
         r: store.run_dir(r).joinpath("row.json").stat().st_mtime_ns for r in run_ids() if store.read_row(r)
     }
-    unit = next(u.unit_id for u in build_units(load_spec(TINY).runs()) if interrupted in [r.run_id for r in u.runs])
+    unit = next(u.unit_id for u in build_units(load_sweep(TINY).runs()) if interrupted in [r.run_id for r in u.runs])
     for _ in range(100):  # the orphaned worker notices its parent died and exits, freeing the claim
         if not store.is_claimed(unit):
             break
@@ -207,7 +207,7 @@ def test_two_concurrent_sweeps_train_each_run_once(tmp_path):
 
 
 def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
-    units = build_units(load_spec(TINY).runs())
+    units = build_units(load_sweep(TINY).runs())
     doomed = units[0]
     out = tmp_path / "out"
     result = run_scale(
@@ -244,7 +244,7 @@ def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path):
 
 
 def test_a_diverged_run_is_recorded_and_not_retried(tmp_path):
-    spec = load_spec(TINY)
+    spec = load_sweep(TINY)
     run = min(spec.runs(), key=lambda r: (r.params, r.tokens))
     poisoned = dataclasses.replace(run, train=dataclasses.replace(run.train, nan_at_step=3))
     task = UnitTask(

@@ -34,14 +34,14 @@ def sweep_command(
     Example: scale sweep sweeps/demo.toml --workers 2   (then: scale status results/demo)
     """
     from scaling_cli.executors import make_executor
-    from scaling_cli.spec import load_spec
+    from scaling_cli.plan import load_sweep
     from scaling_cli.sweep import plan_sweep, run_sweep
 
     if retries < 0:
         raise SpecError("--retries", "value", f"must be 0 or more, got {retries}")
     if workers is not None and workers < 1:
         raise SpecError("--workers", "value", f"must be at least 1, got {workers}")
-    spec = load_spec(spec_path)
+    spec = load_sweep(spec_path)
     target = out_dir if out_dir is not None else Path("results") / spec.name
     if dry_run:
         print_plan(plan_sweep(spec, target, workers=workers or 1))

@@ -1,0 +1,218 @@
+"""Expand a validated Spec into runs: model and train configs per grid point, isoFLOP budgets, and run ids.
+
+This layer sits above `data`, `model` and `train` (it builds their configs) and below `sweep` (which trains
+what it plans). Problems that need those layers to see (a [data] option, a head count that does not divide
+the width, the same size twice) are reported here as `SpecError(spec file, field, problem)`.
+
+A run id is the first 12 hex digits of sha256 over the canonical JSON of what changes the trained model:
+dataset, data options, tokenizer, vocabulary, model config and train config less the fields in NOT_IN_RUN_ID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from scaling_cli.data.options import DataOptions, parse_data_options
+from scaling_cli.errors import SpecError
+from scaling_cli.model import ModelConfig, count_params, depth_for_width, flops_per_token, heads_for_width
+from scaling_cli.spec import Size, Spec, load_spec
+from scaling_cli.train.config import TrainConfig
+from scaling_cli.validate import Problems
+
+# TrainConfig fields that change only what is logged or how fast it runs, never the trained model:
+# they are left out of the run id so that changing them reuses finished runs.
+NOT_IN_RUN_ID = ("eval_every", "checkpoint_every", "threads", "compile")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One training run of the grid: everything needed to train it and to describe it in the results."""
+
+    run_id: str
+    trunk_key: str  # equal for runs that differ only in their token budget
+    sweep: str
+    dataset: str
+    data_options: DataOptions
+    tokenizer: str
+    vocab_size: int
+    model: ModelConfig
+    train: TrainConfig
+    params: int
+    params_nonembed: int
+    flops_per_token: float  # Chinchilla Appendix F, training
+    flops_6nd_per_token: float
+
+    @property
+    def tokens(self) -> int:
+        return int(self.train.tokens)
+
+    @property
+    def flops(self) -> float:
+        return self.flops_per_token * self.tokens
+
+    @property
+    def flops_6nd(self) -> float:
+        return self.flops_6nd_per_token * self.tokens
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.tokens / self.params
+
+    def describe(self) -> dict:
+        """The run's identifying fields as a flat, JSON-able dict (the left half of a results row)."""
+        return {
+            "run_id": self.run_id,
+            "sweep": self.sweep,
+            "dataset": self.dataset,
+            "tokenizer": self.tokenizer,
+            "vocab_size": self.vocab_size,
+            "n_layer": self.model.n_layer,
+            "d_model": self.model.d_model,
+            "n_head": self.model.n_head,
+            "seq_len": self.model.seq_len,
+            "params": self.params,
+            "params_nonembed": self.params_nonembed,
+            "tokens": self.tokens,
+            "flops": self.flops,
+            "flops_6nd": self.flops_6nd,
+            "tokens_per_param": self.tokens_per_param,
+            "lr": self.train.lr,
+            "batch_size": self.train.batch_size,
+            "schedule": self.train.schedule,
+            "seed": self.train.seed,
+        }
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A spec with its data options and model shapes checked, and every run of its grid."""
+
+    spec: Spec
+    data_options: DataOptions
+    shapes: tuple[ModelConfig, ...]
+    run_plans: tuple[RunPlan, ...]
+
+    name = property(lambda self: self.spec.name)
+    path = property(lambda self: self.spec.path)
+    text = property(lambda self: self.spec.text)
+    device = property(lambda self: self.spec.device)
+    datasets = property(lambda self: self.spec.datasets)
+    tokenizer = property(lambda self: self.spec.tokenizer)
+    vocab_size = property(lambda self: self.spec.vocab_size)
+
+    def runs(self) -> list[RunPlan]:
+        """Every run, in the order dataset x size x batch size x lr x seed x budget."""
+        return list(self.run_plans)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read, validate and expand a sweep spec; every problem is a SpecError naming the spec file."""
+    return plan_runs(load_spec(path))
+
+
+def plan_runs(spec: Spec) -> Sweep:
+    """Check what the spec layer cannot (data options, model shapes) and expand the grid into runs."""
+    where = str(spec.path)
+    data_options = parse_data_options(spec.data, where=where)
+    shapes = _shapes(spec)
+    try:
+        runs = tuple(_expand(spec, data_options, shapes))
+    except ValueError as exc:
+        raise SpecError(where, "train", str(exc)) from None
+    return Sweep(spec=spec, data_options=data_options, shapes=shapes, run_plans=runs)
+
+
+def _shapes(spec: Spec) -> tuple[ModelConfig, ...]:
+    problems = Problems(str(spec.path))
+    shapes = []
+    for size in spec.model.sizes:
+        try:
+            shapes.append(_model_config(spec, size))
+        except (ValueError, TypeError) as exc:
+            problems.add(size.field, str(exc))
+    if len(set(shapes)) != len(shapes):
+        problems.add("model.d_model", "the same size is listed twice")
+    problems.raise_if_any()
+    return tuple(shapes)
+
+
+def _model_config(spec: Spec, size: Size) -> ModelConfig:
+    """A size of the spec as a ModelConfig: depth from width unless given, heads from n_head or head_dim."""
+    depth = size.n_layer if size.n_layer is not None else depth_for_width(size.d_model)
+    if size.n_head is not None:
+        heads = size.n_head
+    elif size.head_dim is not None:
+        heads = heads_for_width(size.d_model, head_dim=size.head_dim)
+    else:
+        heads = heads_for_width(size.d_model)
+    return ModelConfig(
+        d_model=size.d_model,
+        n_layer=depth,
+        n_head=heads,
+        seq_len=spec.model.seq_len,
+        vocab_size=spec.vocab_size,
+        tie_embeddings=spec.model.tie_embeddings,
+        gpt2=spec.model.gpt2,
+    )
+
+
+def _expand(spec: Spec, data_options: DataOptions, shapes: tuple[ModelConfig, ...]) -> list[RunPlan]:
+    runs = []
+    grid = itertools.product(spec.datasets, shapes, spec.batch_sizes, spec.lrs, spec.seeds)
+    for dataset, shape, batch_size, lr, seed in grid:
+        params, nonembed = count_params(shape)
+        per_token = flops_per_token(shape)
+        for tokens in _run_budgets(spec, float(per_token["chinchilla"]), batch_size * shape.seq_len):
+            train = TrainConfig(tokens=tokens, batch_size=batch_size, lr=lr, seed=seed, **spec.train_fields)
+            identity = _identity(spec, dataset, data_options, shape, train)
+            runs.append(
+                RunPlan(
+                    run_id=_short_hash(identity),
+                    trunk_key=_short_hash(_without_budget(identity)),
+                    sweep=spec.name,
+                    dataset=dataset,
+                    data_options=data_options,
+                    tokenizer=spec.tokenizer,
+                    vocab_size=spec.vocab_size,
+                    model=shape,
+                    train=train,
+                    params=int(params),
+                    params_nonembed=int(nonembed),
+                    flops_per_token=float(per_token["chinchilla"]),
+                    flops_6nd_per_token=float(per_token["kaplan"]),
+                )
+            )
+    return runs
+
+
+def _run_budgets(spec: Spec, flops_per_token: float, tokens_per_step: int) -> list[int]:
+    if not spec.isoflop:
+        return list(spec.budgets)
+    # Round to whole optimiser steps so the budget the run trains is the budget it reports.
+    return [max(1, round(c / flops_per_token / tokens_per_step)) * tokens_per_step for c in spec.isoflop_budgets]
+
+
+def _identity(spec: Spec, dataset: str, data_options: DataOptions, shape: ModelConfig, train: TrainConfig) -> dict:
+    train_dict = {k: v for k, v in dataclasses.asdict(train).items() if k not in NOT_IN_RUN_ID}
+    return {
+        "dataset": dataset,
+        "data": data_options.to_dict(),
+        "tokenizer": spec.tokenizer,
+        "vocab_size": spec.vocab_size,
+        "model": dataclasses.asdict(shape),
+        "train": train_dict,
+    }
+
+
+def _without_budget(identity: dict) -> dict:
+    return {**identity, "train": {k: v for k, v in identity["train"].items() if k != "tokens"}}
+
+
+def _short_hash(obj: dict) -> str:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
