@@ -5,7 +5,8 @@ what it plans). Problems that need those layers to see (a [data] option, a head 
 the width, the same size twice) are reported here as `SpecError(spec file, field, problem)`.
 
 A run id is the first 12 hex digits of sha256 over the canonical JSON of what changes the trained model:
-dataset, data options, tokenizer, vocabulary, model config and train config less the fields in NOT_IN_RUN_ID.
+dataset, data options, tokenizer, vocabulary, model config (less fields added later, at their defaults) and
+train config less the fields in NOT_IN_RUN_ID.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from scaling_cli.validate import Problems
 # TrainConfig fields that change only what is logged or how fast it runs, never the trained model:
 # they are left out of the run id so that changing them reuses finished runs.
 NOT_IN_RUN_ID = ("eval_every", "checkpoint_every", "threads", "compile")
+# ModelConfig fields added after runs were first named: left out of the run id while at their default, so the
+# runs of existing specs keep their ids (and their finished results).
+MODEL_LATER_DEFAULTS = {"parametrization": "sp", "base_width": None}
 
 
 @dataclass(frozen=True)
@@ -204,9 +208,14 @@ def _identity(spec: Spec, dataset: str, data_options: DataOptions, shape: ModelC
         "data": data_options.to_dict(),
         "tokenizer": spec.tokenizer,
         "vocab_size": spec.vocab_size,
-        "model": dataclasses.asdict(shape),
+        "model": _model_identity(shape),
         "train": train_dict,
     }
+
+
+def _model_identity(shape: ModelConfig) -> dict:
+    fields = dataclasses.asdict(shape)
+    return {k: v for k, v in fields.items() if k not in MODEL_LATER_DEFAULTS or v != MODEL_LATER_DEFAULTS[k]}
 
 
 def _without_budget(identity: dict) -> dict:

@@ -200,3 +200,12 @@ def test_reading_a_spec_imports_no_model_trainer_or_data_layer():
     )
     result = subprocess.run([sys.executable, "-c", code, str(TINY)], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# markov-tiny's run ids as first released (commit 65ed032): results directories find finished runs by them,
+# so a new config field must leave them alone at its default.
+MARKOV_TINY_RUN_IDS = ["028d11b1019e", "0b1778719388", "0d017befcfce", "5d9f6d7feabb", "b48154149826", "c401fb7a1b60"]
+
+
+def test_run_ids_of_a_shipped_spec_stay_as_released():
+    assert sorted(r.run_id for r in load_sweep(TINY).runs()) == MARKOV_TINY_RUN_IDS
