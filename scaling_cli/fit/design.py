@@ -1,0 +1,350 @@
+"""Choose the next runs of a sweep: a greedy c-optimal experimental design for the Approach 3 law.
+
+The law's log loss is f(theta; N, D) = LSE(e, a - alpha ln N, b - beta ln D) with theta = (e, a, b, alpha,
+beta), the fitter's own vector (E = exp e, A = exp a, B = exp b). Linearised around the current fit, a run
+at (N, D) with log-loss noise sigma adds j j^T / sigma^2 to the information matrix, j = df/dtheta, so after
+adding a set S of runs the parameters' covariance is (Sigma0^-1 + J_S^T J_S / sigma^2)^-1. A prediction g
+the user bets on (ln N_opt and ln L_opt at a target compute C) then has variance grad_g^T Cov grad_g.
+
+The design is greedy: starting from no new run, add the move (one run, or a width or a budget of a grid)
+that removes the most variance per FLOP, summed over the targets each relative to its variance today,
+until no affordable move is left. c-optimal designs are known to need few distinct points; the greedy
+finds them without a solver, and every step can be printed as "this run, this cost, this much narrower".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaling_cli.errors import FitError
+from scaling_cli.fit import bootstrap, chinchilla
+from scaling_cli.fit.chinchilla import to_params
+from scaling_cli.fit.laws import chinchilla_loss, chinchilla_optimum
+
+TARGETS = ("ln N_opt", "ln loss")
+Z95 = 1.959963984540054
+MIN_SIGMA = 1e-3  # a fit that passes through every point still has noise; below 0.1% of the loss nothing is measured
+# A weak prior (standard deviations in the fitter's units) keeps the information matrix invertible when the
+# data leave a direction free (E -> 0 sends e to -inf); it is far wider than any identified direction.
+WEAK_PRIOR_SD = np.array([10.0, 10.0, 10.0, 1.0, 1.0])
+MIN_EXPONENT = 0.02  # alpha or beta below this: no finite compute-optimal allocation to pin down
+FD_STEP = 1e-5
+
+
+# ---- the law, its Jacobian and the targets ----
+
+
+def log_loss_jacobian(x: np.ndarray, n, d) -> np.ndarray:
+    """(m, 5) derivatives of ln L(N, D) with respect to (e, a, b, alpha, beta) at each point."""
+    e, a, b, alpha, beta = (float(v) for v in x)
+    log_n = np.log(np.asarray(n, dtype=float))
+    log_d = np.log(np.asarray(d, dtype=float))
+    terms = np.column_stack([np.full_like(log_n, e), a - alpha * log_n, b - beta * log_d])
+    share = np.exp(terms - terms.max(axis=1, keepdims=True))
+    share /= share.sum(axis=1, keepdims=True)
+    return np.column_stack([share[:, 0], share[:, 1], share[:, 2], -share[:, 1] * log_n, -share[:, 2] * log_d])
+
+
+def default_allocation(params: dict, c) -> tuple[np.ndarray, np.ndarray]:
+    """N_opt, D_opt at compute c with the law's own convention (C = 6 N D)."""
+    return chinchilla_optimum(params, c)
+
+
+def target_values(x: np.ndarray, compute: float, allocation: Callable = default_allocation) -> np.ndarray:
+    """[ln N_opt(C), ln L(N_opt, D_opt)] of the law with vector x."""
+    params = to_params(x)
+    n_opt, d_opt = allocation(params, compute)
+    return np.array([np.log(float(n_opt)), np.log(float(chinchilla_loss(params, n_opt, d_opt)))])
+
+
+def target_gradients(x: np.ndarray, compute: float, allocation: Callable = default_allocation) -> np.ndarray:
+    """(2, 5) gradients of the targets by central differences (any allocation rule works unchanged)."""
+    x = np.asarray(x, dtype=float)
+    columns = []
+    for i in range(len(x)):
+        step = np.zeros_like(x)
+        step[i] = FD_STEP
+        columns.append((target_values(x + step, compute, allocation) - target_values(x - step, compute, allocation)))
+    return np.column_stack(columns) / (2 * FD_STEP)
+
+
+# ---- what is known today ----
+
+
+def residual_sigma(x: np.ndarray, n, d, loss) -> float:
+    """Root mean square of the log-loss residuals with the five fitted parameters' degrees of freedom removed."""
+    residual = np.log(np.asarray(loss, dtype=float)) - np.log(chinchilla_loss(to_params(x), n, d))
+    dof = max(len(residual) - len(x), 1)
+    return max(float(np.sqrt(np.sum(residual**2) / dof)), MIN_SIGMA)
+
+
+def seed_sigma(keys: Sequence, loss) -> float | None:
+    """Pooled standard deviation of ln loss between runs that share a key (seeds of one (N, D)); None without repeats."""
+    log_loss = np.log(np.asarray(loss, dtype=float))
+    groups: dict = {}
+    for key, value in zip(keys, log_loss):
+        groups.setdefault(key, []).append(value)
+    squares, dof = 0.0, 0
+    for values in groups.values():
+        if len(values) > 1:
+            squares += float(np.sum((np.array(values) - np.mean(values)) ** 2))
+            dof += len(values) - 1
+    return float(np.sqrt(squares / dof)) if dof else None
+
+
+def information(x: np.ndarray, n, d, sigma: float) -> np.ndarray:
+    """Gauss-Newton information matrix of the measured points, plus the weak prior."""
+    jac = log_loss_jacobian(x, n, d)
+    return jac.T @ jac / sigma**2 + np.diag(1.0 / WEAK_PRIOR_SD**2)
+
+
+def information_from_samples(samples: np.ndarray) -> np.ndarray:
+    """Inverse covariance of bootstrap vectors (rows e, a, b, alpha, beta), plus the weak prior."""
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.all(np.isfinite(samples), axis=1)]
+    if len(samples) < 10:
+        raise FitError("bootstrap", "samples", f"needs at least 10 finite bootstrap samples, got {len(samples)}")
+    covariance = np.cov(samples, rowvar=False) + np.diag(np.full(5, 1e-12))
+    return np.linalg.inv(covariance) + np.diag(1.0 / WEAK_PRIOR_SD**2)
+
+
+def bootstrap_vectors(n, d, loss, x: np.ndarray, count: int, seed: int, grid: dict, delta: float = 1e-3) -> np.ndarray:
+    """(k, 5) refits of resampled points that still have a compute-optimal allocation (both exponents positive)."""
+    indices = bootstrap.resample_indices(len(loss), count, seed)
+    starts = np.vstack([x, bootstrap.nearest_grid_starts(x, grid)])
+    weights = bootstrap.multiplicities(indices, len(loss))
+    vectors = chinchilla.refit_resamples(n, d, loss, weights, starts, delta)
+    keep = np.all(np.isfinite(vectors), axis=1) & (vectors[:, 3] > MIN_EXPONENT) & (vectors[:, 4] > MIN_EXPONENT)
+    return vectors[keep]
+
+
+def identification_problem(x: np.ndarray, n, d) -> str | None:
+    """Why the current fit cannot say where the optimum is (and what to add), or None when it can."""
+    for name, values, budget in (("N", n, "model size"), ("D", d, "token budget")):
+        distinct = len(np.unique(np.round(np.log(np.asarray(values, dtype=float)), 9)))
+        if distinct < 3:
+            return f"the data have {distinct} distinct {name}; add a {_ordinal(distinct + 1)} {budget} first"
+    alpha, beta = float(x[3]), float(x[4])
+    for name, value, what in (("alpha", alpha, "model size"), ("beta", beta, "token budget")):
+        if not value > MIN_EXPONENT:
+            return (
+                f"the fitted {name} is {value:.3g}: the loss does not fall with {what} over the data, so there is no "
+                f"compute-optimal allocation to pin down; widen the range of {what}s first"
+            )
+    return None
+
+
+def _ordinal(k: int) -> str:
+    return {1: "first", 2: "second", 3: "third", 4: "fourth"}.get(k, f"{k}th")
+
+
+# ---- the greedy design ----
+
+
+@dataclass(frozen=True)
+class Linearisation:
+    """The law linearised at one parameter vector: today's information, candidate rows and target gradients.
+
+    A design is scored over several of them (the fit and its bootstrap refits) so that a run chosen for
+    what it would teach does not depend on the current fit being exactly right.
+    """
+
+    precision: np.ndarray  # (5, 5) information of the measured points (with the weak prior)
+    jacobian: np.ndarray  # (m, 5) one row per candidate run
+    gradients: np.ndarray  # (t, 5) one row per target
+
+
+def linearise(x: np.ndarray, n0, d0, n, d, sigma: float, compute: float, allocation=default_allocation):
+    """The Linearisation at vector x for measured points (n0, d0) and candidates (n, d)."""
+    return Linearisation(
+        precision=information(x, n0, d0, sigma),
+        jacobian=log_loss_jacobian(x, n, d),
+        gradients=target_gradients(x, compute, allocation),
+    )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One greedy step: the candidate rows it adds, what they cost, and the target variances after it
+    (at the current fit, the first linearisation)."""
+
+    rows: tuple[int, ...]
+    cost: float
+    variances: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Design:
+    start_variances: tuple[float, ...]
+    steps: tuple[Step, ...]
+    budget: float
+
+    @property
+    def rows(self) -> list[int]:
+        return [row for step in self.steps for row in step.rows]
+
+    @property
+    def spent(self) -> float:
+        return float(sum(step.cost for step in self.steps))
+
+    @property
+    def variances(self) -> tuple[float, ...]:
+        return self.steps[-1].variances if self.steps else self.start_variances
+
+
+def interval_factor(variance: float) -> float:
+    """Width of a 95% interval of a log quantity, as a ratio hi / lo: exp(2 * 1.96 * sd)."""
+    return float(np.exp(2 * Z95 * np.sqrt(max(variance, 0.0))))
+
+
+def target_variances(precision: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    covariance = np.linalg.inv(precision)
+    return np.einsum("...ki,...ij,...kj->...k", gradients, covariance, gradients)
+
+
+def single_runs(chosen: frozenset, count: int) -> list[tuple[int, ...]]:
+    """Moves for a free design: every candidate not chosen yet, one at a time."""
+    return [(i,) for i in range(count) if i not in chosen]
+
+
+def greedy_design(
+    linearisations: Sequence[Linearisation],
+    sigma: float,
+    budget: float,
+    cost_of: Callable[[frozenset], float],
+    moves: Callable[[frozenset], list[tuple[int, ...]]] | None = None,
+    weights: Sequence[float] | None = None,
+) -> Design:
+    """Grow a set of candidate rows greedily by criterion gained per FLOP until nothing affordable helps.
+
+    The criterion is the mean over linearisations of sum_t weights[t] * ln Var(target t): the expected
+    log width of the intervals, so halving one interval counts the same wherever it starts. `cost_of(rows)`
+    is the compute of a set of rows (not always a sum: WSD branches share their trunk); `moves(chosen)` lists
+    the sets that may be added next (default: any single candidate).
+    """
+    precision = np.stack([lin.precision for lin in linearisations])
+    jacobian = np.stack([lin.jacobian for lin in linearisations])
+    gradients = np.stack([lin.gradients for lin in linearisations])
+    weights = np.ones(gradients.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+    moves = moves or (lambda chosen: single_runs(chosen, jacobian.shape[1]))
+    current = target_variances(precision, gradients)  # (K, t)
+    start = current[0]
+    chosen: frozenset = frozenset()
+    spent = 0.0
+    steps: list[Step] = []
+    while True:
+        options = [(rows, cost_of(chosen | set(rows)) - cost_of(chosen)) for rows in moves(chosen)]
+        options = [(rows, cost) for rows, cost in options if 0 < cost and spent + cost <= budget * (1 + 1e-9)]
+        if not options:
+            break
+        rows, cost, new_precision, variances = _best_move(
+            precision, jacobian, gradients, sigma, weights, current, options
+        )
+        if rows is None:
+            break
+        chosen = chosen | set(rows)
+        spent += cost
+        precision, current = new_precision, variances
+        steps.append(Step(rows=tuple(rows), cost=float(cost), variances=tuple(float(v) for v in variances[0])))
+    return Design(start_variances=tuple(float(v) for v in start), steps=tuple(steps), budget=float(budget))
+
+
+def _criterion(variances: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean over linearisations of the weighted sum of log variances; variances (K, t, ...) -> (...)."""
+    logs = np.log(np.maximum(variances, 1e-300))
+    return np.tensordot(weights, logs.mean(axis=0), axes=(0, 0))
+
+
+def _best_move(precision, jacobian, gradients, sigma, weights, current, options):
+    """The option with the largest criterion decrease per FLOP, with its new precision and variances."""
+    now = float(_criterion(current, weights))
+    if all(len(rows) == 1 for rows, _ in options):
+        rows = np.array([r[0] for r, _ in options])
+        costs = np.array([c for _, c in options])
+        after = _after_single(precision, jacobian[:, rows], gradients, sigma)  # (K, t, m)
+        gain = (now - _criterion(after, weights)) / costs
+    else:
+        gain = np.array(
+            [
+                (now - float(_criterion(_after_block(precision, jacobian[:, list(r)], gradients, sigma)[1], weights)))
+                / c
+                for r, c in options
+            ]
+        )
+    best = int(np.argmax(gain))
+    if not gain[best] > 0:
+        return None, 0.0, None, None
+    picked, cost = options[best]
+    new_precision, variances = _after_block(precision, jacobian[:, list(picked)], gradients, sigma)
+    return list(picked), cost, new_precision, variances
+
+
+def _after_single(precision, rows, gradients, sigma):
+    """Variances (K, t, m) after adding each single candidate row: the rank-one (Sherman-Morrison) update."""
+    covariance = np.linalg.inv(precision)  # (K, 5, 5)
+    cov_rows = np.einsum("kij,kmj->kmi", covariance, rows)
+    denominator = sigma**2 + np.einsum("kmi,kmi->km", cov_rows, rows)
+    projection = np.einsum("kti,kmi->ktm", gradients, cov_rows)
+    before = np.einsum("kti,kij,ktj->kt", gradients, covariance, gradients)
+    return before[:, :, None] - projection**2 / denominator[:, None, :]
+
+
+def _after_block(precision, rows, gradients, sigma):
+    """(precision, variances (K, t)) after adding the block of rows (K, r, 5)."""
+    new_precision = precision + np.einsum("kri,krj->kij", rows, rows) / sigma**2
+    return new_precision, target_variances(new_precision, gradients)
+
+
+def additive_cost(costs: np.ndarray) -> Callable[[frozenset], float]:
+    """cost_of for runs that each train from scratch."""
+    costs = np.asarray(costs, dtype=float)
+    return lambda rows: float(costs[list(rows)].sum()) if rows else 0.0
+
+
+def wsd_cost(costs: np.ndarray, trunks: Sequence, tokens: np.ndarray, cooldown_frac: float) -> Callable:
+    """cost_of for WSD runs: per trunk (one shape) the largest budget trains in full, every smaller one
+    adds only its cooldown (cooldown_frac of its steps), as the sweep plans it."""
+    costs = np.asarray(costs, dtype=float)
+    tokens = np.asarray(tokens, dtype=float)
+
+    def cost_of(rows: frozenset) -> float:
+        by_trunk: dict = {}
+        for r in rows:
+            by_trunk.setdefault(trunks[r], []).append(r)
+        total = 0.0
+        for members in by_trunk.values():
+            members.sort(key=lambda r: tokens[r])
+            total += costs[members[-1]] + cooldown_frac * float(costs[members[:-1]].sum())
+        return total
+
+    return cost_of
+
+
+def grid_moves(widths: np.ndarray, budgets: np.ndarray, known: np.ndarray) -> Callable[[frozenset], list]:
+    """Moves that keep the design a grid (widths x budgets), as a sweep spec expresses it.
+
+    Candidates are indexed width-major over (widths[i], budgets[j]); `known` (len(widths), len(budgets))
+    marks pairs already measured, which a grid may contain at no cost. A move adds a width (its runs at the
+    grid's budgets) or a budget (its runs at the grid's widths); an empty grid starts with one pair.
+    """
+    n_w, n_b = len(widths), len(budgets)
+
+    def index(i, j):
+        return i * n_b + j
+
+    def moves(chosen: frozenset) -> list[tuple[int, ...]]:
+        used_w = sorted({r // n_b for r in chosen})
+        used_b = sorted({r % n_b for r in chosen})
+        if not chosen:
+            return [(index(i, j),) for i in range(n_w) for j in range(n_b) if not known[i, j]]
+        out = []
+        for i in set(range(n_w)) - set(used_w):
+            out.append(tuple(index(i, j) for j in used_b if not known[i, j]))
+        for j in set(range(n_b)) - set(used_b):
+            out.append(tuple(index(i, j) for i in used_w if not known[i, j]))
+        return [m for m in out if m]
+
+    return moves
