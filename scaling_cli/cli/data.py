@@ -17,6 +17,9 @@ DATA_FLAGS = {
     "val_fraction": "--val-fraction",
     "min_compression_ratio": "--min-compression-ratio",
     "max_compression_ratio": "--max-compression-ratio",
+    "text_field": "--text-field",
+    "text_column": "--text-column",
+    "skip_bad_records": "--skip-bad-records",
 }
 SET_HELP = "A [data] option as KEY=VALUE (repeatable), e.g. --set markov_order=3 --set doc_bytes=4096."
 TOKENIZER_HELP = "Tokenizer: bytes (vocabulary 256) or bpe (needs --vocab-size)."
@@ -96,10 +99,25 @@ def data_prepare(
         None, "--max-compression-ratio", help="Drop documents that compress better (repetitive)."
     ),
     val_fraction: float | None = typer.Option(None, "--val-fraction", help="Share of text for validation."),
+    near_dedup: bool = typer.Option(
+        False, "--near-dedup", help='Also remove near duplicates (MinHash LSH, Jaccard >= 0.8): dedup = "near".'
+    ),
+    text_field: str | None = typer.Option(None, "--text-field", help="JSON lines: the field holding the text."),
+    text_column: str | None = typer.Option(None, "--text-column", help="Parquet: the column holding the text."),
+    skip_bad_records: bool | None = typer.Option(
+        None, "--skip-bad-records", help="Skip and count malformed JSON lines and null parquet values."
+    ),
+    max_memory: str | None = typer.Option(
+        None, "--max-memory", help="Memory budget of the build, e.g. 512M or 2G (default 1G or SCALE_DATA_MAX_MEMORY)."
+    ),
     sets: list[str] | None = typer.Option(None, "--set", help=SET_HELP),  # noqa: B008
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Fetch, clean, tokenise and shard a corpus (a no-op when it is prepared already).
+
+    Local corpora: .txt (or any text), .jsonl with a text field, .parquet with a text column, each
+    optionally .gz/.zst/.xz/.bz2, or a directory or glob mixing them. Memory stays within --max-memory
+    whatever the corpus size.
 
     \b
     Examples:
@@ -108,6 +126,7 @@ def data_prepare(
       scale data prepare markov --set markov_order=3 --set markov_bytes=4000000
       scale data prepare ./my_texts/ --min-doc-bytes 200
       scale data prepare 'notes/**/*.md' --dedup   (quote globs)
+      scale data prepare dump.jsonl.zst --text-field content --near-dedup --max-memory 2G
     """
     import time
 
@@ -115,14 +134,18 @@ def data_prepare(
 
     opts = data_options(
         sets,
-        dedup=dedup,
+        dedup="near" if near_dedup else dedup,
         min_doc_bytes=min_doc_bytes,
         min_compression_ratio=min_ratio,
         max_compression_ratio=max_ratio,
         val_fraction=val_fraction,
+        text_field=text_field,
+        text_column=text_column,
+        skip_bad_records=skip_bad_records,
     )
+    budget = _memory_budget(max_memory)
     started = time.perf_counter()
-    data = prepare(name, opts, tokenizer=tokenizer, vocab_size=vocab_size)
+    data = prepare(name, opts, tokenizer=tokenizer, vocab_size=vocab_size, max_memory=budget)
     if json_out:
         out.print_json(json.dumps({"path": str(data.path), **data.manifest}))
         return
@@ -135,6 +158,14 @@ def data_prepare(
         f"({data.bytes_per_token:.3f} bytes/token, vocab {data.vocab_size})"
     )
     out.print(f"  baselines, bits/byte of val text: {_baseline_line(data.baselines)}")
+    removed = _removed_line(m)
+    if removed:
+        out.print(f"  removed: {removed}")
+    if m["source_detail"].get("bad_records_skipped"):
+        out.print(
+            f"  bad records skipped: {m['source_detail']['bad_records_skipped']:,} "
+            f"(first: {m['source_detail']['first_bad_record']})"
+        )
     if data.entropy_rate_bits is not None:
         out.print(f"  entropy rate of the chain: {data.entropy_rate_bits:.4f} bits/byte")
     out.print(f"  ready in {time.perf_counter() - started:.2f} s (built in {m['prepare_seconds']:.2f} s)")
@@ -189,6 +220,26 @@ def data_stats(
     out.print(f"unigram entropy: {uni['bits_per_token']:.4f} bits/token = {uni['bits_per_byte']:.4f} bits/byte")
     if info["entropy_rate_bits"] is not None:
         out.print(f"markov entropy rate: {info['entropy_rate_bits']:.4f} bits/byte (the irreducible loss)")
+
+
+def _memory_budget(text: str | None) -> int | None:
+    from scaling_cli.data.build import parse_size
+
+    if text is None:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise SpecError("--max-memory", "max_memory", str(exc)) from None
+
+
+def _removed_line(manifest: dict) -> str:
+    """What each enabled dedup or filter step removed, e.g. 'dedup_documents 12 docs, dedup_near 3 docs'."""
+    parts = []
+    for step in manifest.get("cleaning", []):
+        if step["enabled"] and step.get("docs_removed") is not None and step["step"] not in ("normalize", "cut"):
+            parts.append(f"{step['step']} {step['docs_removed']:,} docs ({size_in_bytes(step['bytes_removed'])})")
+    return ", ".join(parts)
 
 
 def _baseline_line(baselines: dict) -> str:

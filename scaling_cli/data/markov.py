@@ -1,9 +1,21 @@
-"""A seeded random sparse Markov chain over bytes whose entropy rate is known exactly.
+"""Seeded random Markov chains over bytes whose entropy rate is known exactly.
 
 The chain has order k over an alphabet of A symbols (printed as the ASCII bytes from '!' upwards).
-Each of the A**k contexts may be followed by `branching` distinct symbols, chosen at random, with
-probabilities drawn from a flat Dirichlet. The entropy rate is sum over contexts of
-pi(context) * H(next symbol | context), where pi is the stationary distribution of the context chain.
+Two kinds (`markov_kind`):
+
+- "sparse" (the default): each of the A**k contexts may be followed by `branching` distinct symbols,
+  chosen at random, with probabilities drawn from a flat Dirichlet. Its lower-order marginals are nearly
+  uniform, so a model learns nothing until it combines all k symbols, and a small model reaches the
+  entropy of a low-order chain: no dependence on model size to fit.
+- "backoff": a hierarchical Dirichlet n-gram, the known-answer source for scaling laws. A Zipf(1)
+  unigram over the A symbols (in a random order) is refined order by order: the next-symbol table of
+  each context of length j is drawn from Dirichlet(concentration * the table of its length j-1 suffix).
+  Every order carries part of the signal (the manifest lists H(next | last j symbols) for j = 0..k),
+  so a model keeps finding more as it grows: the bigram table takes a few thousand numbers, the
+  order-3 table over 16 symbols 65 thousand.
+
+The entropy rate is sum over contexts of pi(context) * H(next symbol | context), where pi is the
+stationary distribution of the context chain.
 
 Generation runs many independent chains side by side (one per document) so that each numpy step
 advances all of them; every chain starts in a context drawn from pi, so each document is a stationary
@@ -53,6 +65,42 @@ def build_chain(order: int, alphabet: int, branching: int, seed: int) -> MarkovC
     succ = np.argsort(rng.random((n_contexts, alphabet)), axis=1)[:, :branching].astype(np.int64)
     probs = rng.dirichlet(np.ones(branching), size=n_contexts) if branching > 1 else np.ones((n_contexts, 1))
     return MarkovChain(order=order, alphabet=alphabet, succ=succ, probs=probs)
+
+
+def build_backoff_chain(order: int, alphabet: int, concentration: float, seed: int) -> MarkovChain:
+    """Draw a hierarchical Dirichlet n-gram: each order's rows are Dirichlet around the next lower order's.
+
+    Contexts are numbered with the most recent symbol least significant, so a context's suffix of
+    length j-1 is its index modulo alphabet ** (j - 1). Rows are dense: every symbol may follow.
+    """
+    rng = np.random.default_rng([seed, 0])
+    zipf = 1.0 / np.arange(1, alphabet + 1)
+    table = (zipf[rng.permutation(alphabet)] / zipf.sum())[None, :]
+    for length in range(1, order + 1):
+        parents = table[np.arange(alphabet**length) % alphabet ** (length - 1)]
+        # a tiny floor keeps every Dirichlet parameter positive when a parent probability underflows
+        table = rng.gamma(concentration * parents + 1e-9)
+        table /= table.sum(axis=1, keepdims=True)
+    succ = np.broadcast_to(np.arange(alphabet, dtype=np.int64), table.shape).copy()
+    return MarkovChain(order=order, alphabet=alphabet, succ=succ, probs=table)
+
+
+def entropy_by_context_bits(chain: MarkovChain, pi: np.ndarray) -> list[float]:
+    """H(next symbol | the last j symbols) in bits under the stationary chain, for j = 0..order.
+
+    The best loss of a predictor that sees only the last j symbols; j = order is the entropy rate.
+    """
+    joint = pi[:, None] * chain.probs  # P(context, next), dense over (context, successor slot)
+    out = []
+    for length in range(chain.order + 1):
+        suffixes = np.arange(chain.n_contexts) % chain.alphabet**length
+        grouped = np.zeros((chain.alphabet**length, chain.alphabet))
+        np.add.at(grouped, (suffixes[:, None], chain.succ), joint)
+        conditional = grouped / np.maximum(grouped.sum(axis=1, keepdims=True), 1e-300)
+        with np.errstate(divide="ignore"):
+            logs = np.where(conditional > 0, np.log2(np.where(conditional > 0, conditional, 1.0)), 0.0)
+        out.append(float(-(grouped * logs).sum()))
+    return out
 
 
 def stationary_distribution(chain: MarkovChain) -> np.ndarray:
@@ -109,6 +157,8 @@ def sample_chains(
 
 def chain_from_options(opts: DataOptions) -> MarkovChain:
     """The chain that the spec's markov_* options describe."""
+    if opts.markov_kind == "backoff":
+        return build_backoff_chain(opts.markov_order, opts.markov_alphabet, opts.markov_concentration, opts.markov_seed)
     return build_chain(opts.markov_order, opts.markov_alphabet, opts.markov_branching, opts.markov_seed)
 
 
@@ -120,6 +170,10 @@ def generate_documents(opts: DataOptions) -> tuple[list[str], dict]:
     symbols = sample_chains(chain, n_docs, DOC_BYTES, np.random.default_rng([opts.markov_seed, 1]), pi)
     flat = (symbols.reshape(-1)[: opts.markov_bytes] + FIRST_SYMBOL_BYTE).tobytes()
     docs = [flat[i : i + DOC_BYTES].decode("ascii") for i in range(0, len(flat), DOC_BYTES)]
+    return docs, _facts(opts, chain, pi)
+
+
+def _facts(opts: DataOptions, chain: MarkovChain, pi: np.ndarray) -> dict:
     facts = {
         "entropy_rate_bits": entropy_rate_bits(chain, pi),
         "order": opts.markov_order,
@@ -133,4 +187,9 @@ def generate_documents(opts: DataOptions) -> tuple[list[str], dict]:
             "chain, so the stream's achievable loss is a little above the entropy rate"
         ),
     }
-    return docs, facts
+    if opts.markov_kind == "backoff":
+        facts["kind"] = "backoff"
+        facts["concentration"] = opts.markov_concentration
+        facts["entropy_by_context_bits"] = entropy_by_context_bits(chain, pi)
+        del facts["branching"]
+    return facts

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from scaling_cli.errors import SpecError
-from scaling_cli.validate import boolean, integer, number, optional, text, unknown_keys
+from scaling_cli.validate import boolean, integer, number, one_of, optional, text, unknown_keys
 
 MARKOV_MAX_CONTEXTS = 1 << 22
 # Markov symbols are printed as the ASCII bytes from '!' upwards, so they stay text through cleaning and BPE.
 MARKOV_MAX_ALPHABET = 94
+MARKOV_KINDS = ("sparse", "backoff")
+# A back-off chain holds a dense table of alphabet ** (order + 1) probabilities.
+MARKOV_MAX_BACKOFF_ENTRIES = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class DataOptions:
     markov_branching: int = 4
     markov_bytes: int = 1_500_000
     markov_seed: int = 0
+    markov_kind: str = "sparse"  # or "backoff": a hierarchical Dirichlet n-gram (see data/markov.py)
+    markov_concentration: float = 8.0  # backoff only: how close each order's table stays to the one below
     near_dedup_threshold: float = 0.8
     text_field: str = "text"
     text_column: str = "text"
@@ -76,6 +81,8 @@ LATER_DEFAULTS = {
     "text_column": "text",
     "skip_bad_records": False,
     "bpe_sample_bytes": 64 << 20,
+    "markov_kind": "sparse",
+    "markov_concentration": 8.0,
 }
 
 
@@ -100,6 +107,8 @@ _CHECKS = {
     "markov_branching": integer(1),
     "markov_bytes": integer(10_000, 2_000_000_000),
     "markov_seed": integer(0),
+    "markov_kind": one_of(MARKOV_KINDS),
+    "markov_concentration": number(0.0, low_open=True),
     "near_dedup_threshold": number(0.0, 1.0, low_open=True, high_open=True),
     "text_field": text,
     "text_column": text,
@@ -115,6 +124,10 @@ def _cross_field_problems(opts: DataOptions) -> list[tuple[str, str]]:
         problems.append(("markov_branching", "must be between 1 and markov_alphabet"))
     if opts.markov_alphabet**opts.markov_order > MARKOV_MAX_CONTEXTS:
         problems.append(("markov_order", f"markov_alphabet ** markov_order must be at most {MARKOV_MAX_CONTEXTS}"))
+    dense = opts.markov_kind == "backoff"
+    if dense and opts.markov_alphabet ** (opts.markov_order + 1) > MARKOV_MAX_BACKOFF_ENTRIES:
+        limit = MARKOV_MAX_BACKOFF_ENTRIES
+        problems.append(("markov_order", f"backoff: markov_alphabet ** (markov_order + 1) must be at most {limit}"))
     lo, hi = opts.min_compression_ratio, opts.max_compression_ratio
     if lo is not None and hi is not None and lo >= hi:
         problems.append(("max_compression_ratio", "must be greater than min_compression_ratio"))

@@ -123,22 +123,31 @@ def _safe_cut(text: str) -> int:
 def text_pieces(stream: BinaryIO, path: Path, chunk_bytes: int, first: bytes = b"") -> Iterator[str]:
     """UTF-8 text (bad bytes replaced) in pieces of about chunk_bytes, each ending at a safe place."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    carry = ""
-    data = first
-    while True:
-        if data:
-            carry += decoder.decode(data)
-        else:
-            carry += decoder.decode(b"", final=True)
-            if carry:
-                yield carry
-            return
-        if len(carry) >= chunk_bytes:
-            cut = _safe_cut(carry)
-            if cut:
-                yield carry[:cut]
-                carry = carry[cut:]
-        data = _read(stream, chunk_bytes, path)
+    parts: list[str] = []
+    size = 0
+    data = first or _read(stream, chunk_bytes, path)
+    while data:
+        text = decoder.decode(data)
+        parts.append(text)
+        size += len(text)
+        if size >= chunk_bytes:
+            newline = text.rfind("\n")
+            if newline >= 0:  # the usual case: cut after the last newline of what was just read
+                yield "".join(parts[:-1]) + text[: newline + 1]
+                parts = [text[newline + 1 :]]
+                size = len(parts[0])
+            elif size >= 2 * chunk_bytes:  # a very long line
+                whole = "".join(parts)
+                cut = _safe_cut(whole)
+                if cut:
+                    yield whole[:cut]
+                    parts, size = [whole[cut:]], len(whole) - cut
+                else:
+                    parts = [whole]
+        data = _read(stream, max(chunk_bytes // 4, 1), path)
+    last = "".join(parts) + decoder.decode(b"", final=True)
+    if last:
+        yield last
 
 
 def _text_unit(path: Path, chunk_bytes: int, report: ReadReport) -> Iterator[Unit]:
