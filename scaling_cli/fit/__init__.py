@@ -2,6 +2,7 @@
 bootstrap intervals, a holdout extrapolation check and predictions. numpy/scipy/pandas only, no torch.
 """
 
+from scaling_cli.fit.allocation import optimal_allocation
 from scaling_cli.fit.pipeline import ALL_LAWS, FitOptions, fit_all, parse_laws, write_fit
 from scaling_cli.fit.predict import predict
 from scaling_cli.fit.table import TableOptions, load_table
@@ -12,6 +13,7 @@ __all__ = [
     "TableOptions",
     "fit_all",
     "load_table",
+    "optimal_allocation",
     "parse_laws",
     "predict",
     "write_fit",
