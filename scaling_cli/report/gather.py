@@ -218,7 +218,10 @@ def _same_data(manifest: dict, config: dict) -> bool:
         manifest.get("source") == config.get("dataset")
         and manifest.get("options") == config.get("data")
         and tokenizer.get("kind") == config.get("tokenizer")
-        and (tokenizer.get("kind") == "bytes" or vocab in (tokenizer.get("vocab_size"), tokenizer.get("requested_vocab_size")))
+        and (
+            tokenizer.get("kind") == "bytes"
+            or vocab in (tokenizer.get("vocab_size"), tokenizer.get("requested_vocab_size"))
+        )
     )
 
 

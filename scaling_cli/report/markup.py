@@ -36,6 +36,7 @@ nav a { color: var(--accent); margin-right: 14px; text-decoration: none; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 14px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: var(--panel); font-weight: 600; }
+th.label { background: none; font-weight: normal; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 .laws { display: grid; grid-template-columns: repeat(auto-fill, minmax(500px, 1fr)); gap: 4px 22px; }
 .row { display: flex; flex-wrap: wrap; gap: 0 36px; align-items: flex-start; }
@@ -80,12 +81,16 @@ def finite(value: object) -> float | None:
 
 
 def format_number(value: float) -> str:
-    """Four significant digits; whole numbers below ten million in full with thousands separators."""
+    """Four significant digits; whole numbers below ten million in full with thousands separators.
+
+    A value that is not whole always shows a decimal point or an exponent, so it never reads as exact.
+    """
     if value == int(value) and abs(value) < 1e7:
         return f"{int(value):,}"
     if value != 0 and not 1e-3 <= abs(value) < 1e5:
         return f"{value:.3e}"
-    return f"{value:.4g}"
+    shown = f"{value:.4g}"
+    return shown if "." in shown or "e" in shown else f"{value:.1f}"
 
 
 def num(value: object, source: str, key: Sequence, suffix: str = "") -> str:
@@ -107,12 +112,23 @@ def interval(values: object, source: str, key: Sequence) -> str:
     return f"[{low}, {high}]"
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] = ()) -> str:
-    """A table of already-rendered cells; `numeric[i]` right-aligns column i."""
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool] = (), row_headers: bool = False
+) -> str:
+    """A table of already-rendered cells; `numeric[i]` right-aligns column i; `row_headers` makes the first
+    cell of each row its label (a <th>)."""
     align = [' class="r"' if i < len(numeric) and numeric[i] else "" for i in range(len(headers))]
     head = "".join(f"<th{align[i]}>{esc(h)}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td{align[i]}>{cell}</td>" for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(_cell(i, cell, align[i], row_headers) for i, cell in enumerate(row)) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(index: int, cell: str, align: str, row_headers: bool) -> str:
+    if row_headers and index == 0:
+        return f'<th scope="row" class="label">{cell}</th>'
+    return f"<td{align}>{cell}</td>"
 
 
 def text_cell(value: object) -> str:

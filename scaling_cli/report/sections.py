@@ -118,8 +118,12 @@ def _compute_and_time(inputs: ReportInputs) -> str:
     rows = []
     status = inputs.status.value or {}
     if "flops_spent" in status:
-        rows.append(["compute spent, FLOPs (WSD trunks shared once, as `scale status` counts)",
-                     num(status["flops_spent"], STATUS, ["flops_spent"])])
+        rows.append(
+            [
+                "compute spent, FLOPs (WSD trunks shared once, as `scale status` counts)",
+                num(status["flops_spent"], STATUS, ["flops_spent"]),
+            ]
+        )
     if "flops_remaining" in status:
         rows.append(["compute still to train, FLOPs", num(status["flops_remaining"], STATUS, ["flops_remaining"])])
     if inputs.runs.ok:
@@ -134,11 +138,15 @@ def _compute_and_time(inputs: ReportInputs) -> str:
                 rows.append([esc(label), num(_agg(runs, "sum", column), RUNS, ["sum", column, {}])])
         span = elapsed(runs)
         if span is not None:
-            rows.append(["wall time, seconds, from the first run's start to the last run's finish",
-                         num(span, RUNS, ["elapsed", None, {}])])
+            rows.append(
+                [
+                    "wall time, seconds, from the first run's start to the last run's finish",
+                    num(span, RUNS, ["elapsed", None, {}]),
+                ]
+            )
     if not rows:
         return "<h3>Compute and time</h3>" + unavailable(inputs.runs.problem or inputs.status.problem)
-    return "<h3>Compute and time</h3>" + table(["", "value"], rows, numeric=[False, True])
+    return "<h3>Compute and time</h3>" + table(["", "value"], rows, numeric=[False, True], row_headers=True)
 
 
 def _devices(inputs: ReportInputs) -> str:
@@ -265,7 +273,11 @@ def _params_table(entry: dict, base: list) -> str:
     for kind in ("params", "derived"):
         for name, value in (entry.get(kind) or {}).items():
             rows.append(
-                [esc(name), num(value, FIT, [*base, kind, name]), interval(intervals.get(name), FIT, [*base, "intervals", name])]
+                [
+                    text_cell(name),
+                    num(value, FIT, [*base, kind, name]),
+                    interval(intervals.get(name), FIT, [*base, "intervals", name]),
+                ]
             )
     if not rows:
         return unavailable("no parameters stored")
@@ -276,10 +288,11 @@ def _law_backtest(group_name: str, law: str, group: dict) -> str:
     holdout = group.get("holdout") or {}
     mape = (holdout.get("mape") or {}).get(law)
     if finite(mape) is not None:
-        held = holdout.get("held_out") if finite(holdout.get("held_out")) else len(holdout.get("runs") or [])
+        at = ["groups", group_name, "holdout"]
+        held = num(holdout["held_out"], FIT, [*at, "held_out"]) if finite(holdout.get("held_out")) else "the"
+        error = num(mape, FIT, [*at, "mape", law], "%")
         return (
-            f"<p>Backtest: mean absolute percentage error {num(mape, FIT, ['groups', group_name, 'holdout', 'mape', law], '%')} "
-            f"predicting {esc(held)} held-out highest-compute runs.</p>"
+            f"<p>Backtest: mean absolute percentage error {error} predicting {held} held-out highest-compute runs.</p>"
         )
     why = (holdout.get("skipped") or {}).get(law)
     if why:
@@ -341,7 +354,7 @@ def _prediction_table(entry: Prediction) -> str:
     base = [*key, "groups", entry.group, "compute"]
     rows = []
     for law, answer in laws.items():
-        cells = [esc(law)]
+        cells = [text_cell(law)]
         for value_key in ("N_opt", "D_opt", "tokens_per_param", "loss"):
             if value_key in answer:
                 value = num(answer[value_key], PREDICT, [*base, law, value_key])
@@ -350,7 +363,9 @@ def _prediction_table(entry: Prediction) -> str:
             else:
                 cells.append("—")
         rows.append(cells)
-    shown = table(["law", "N_opt", "D_opt", "tokens per parameter", "loss"], rows, numeric=[False, True, True, True, True])
+    shown = table(
+        ["law", "N_opt", "D_opt", "tokens per parameter", "loss"], rows, numeric=[False, True, True, True, True]
+    )
     return head + f"<p>C = {compute} FLOPs</p>" + _extrapolation(entry, laws) + shown
 
 
@@ -394,7 +409,9 @@ def _data_set(runs: pd.DataFrame, data_set) -> str:
     parts = [head, note(f"Prepared data set <code>{esc(manifest.get('dirname', ''))}</code>")]
     parts.append(_sizes(manifest, key))
     parts.append("<h4>cleaning steps, in order</h4>" + _cleaning(manifest, key))
-    parts.append("<h4>compressor baselines against the best model</h4>" + _baselines(runs, data_set.name, manifest, key))
+    parts.append(
+        "<h4>compressor baselines against the best model</h4>" + _baselines(runs, data_set.name, manifest, key)
+    )
     return "".join(parts)
 
 
@@ -403,7 +420,7 @@ def _sizes(manifest: dict, key: list) -> str:
     for kind in ("documents", "bytes", "tokens"):
         values = manifest.get(kind)
         if isinstance(values, dict):
-            cells = ", ".join(f"{esc(k)} {num(v, MANIFEST, [*key, kind, k])}" for k, v in values.items())
+            cells = ", ".join(f"{text_cell(k)} {num(v, MANIFEST, [*key, kind, k])}" for k, v in values.items())
             rows.append([esc(kind), cells])
     return table(["", "counts"], rows) if rows else ""
 
@@ -419,9 +436,9 @@ def _cleaning(manifest: dict, key: list) -> str:
             if name in ("step", "enabled"):
                 continue
             if finite(value) is not None:
-                details.append(f"{esc(name)} {num(value, MANIFEST, [*key, 'cleaning', index, name])}")
+                details.append(f"{text_cell(name)} {num(value, MANIFEST, [*key, 'cleaning', index, name])}")
             else:
-                details.append(f"{esc(name)} {esc(value)}")
+                details.append(f"{text_cell(name)} {text_cell(value)}")
         enabled = step.get("enabled")
         state = '<span class="ok">on</span>' if enabled else "off" if enabled is False else "—"
         rows.append([text_cell(step.get("step", "?")), state, ", ".join(details) or "—"])
@@ -431,11 +448,15 @@ def _cleaning(manifest: dict, key: list) -> str:
 def _baselines(runs: pd.DataFrame, dataset: str, manifest: dict, key: list) -> str:
     bpb = ((manifest.get("baselines") or {}).get("bits_per_byte")) or {}
     best = _best_model(runs, dataset)
-    rows = [[esc(name), num(value, MANIFEST, [*key, "baselines", "bits_per_byte", name]), _versus(value, best)]
-            for name, value in bpb.items()]
+    rows = [
+        [text_cell(name), num(value, MANIFEST, [*key, "baselines", "bits_per_byte", name]), _versus(value, best)]
+        for name, value in bpb.items()
+    ]
     entropy = finite((manifest.get("markov") or {}).get("entropy_rate_bits"))
     if entropy is not None:
-        rows.append(["source entropy rate (the floor)", num(entropy, MANIFEST, [*key, "markov", "entropy_rate_bits"]), ""])
+        rows.append(
+            ["source entropy rate (the floor)", num(entropy, MANIFEST, [*key, "markov", "entropy_rate_bits"]), ""]
+        )
     rows.append(_best_model_row(best))
     text = (manifest.get("baselines") or {}).get("text", "validation")
     return table(["", "bits per byte", ""], rows, numeric=[False, True, False]) + note(
@@ -451,9 +472,13 @@ def _baselines_from_runs(runs: pd.DataFrame, dataset: str) -> str:
     rows = []
     for column in columns:
         value = _agg(runs, "min", column, dataset=dataset)
-        rows.append([esc(column[4:]), num(value, RUNS, ["min", column, {"dataset": dataset}]), _versus(value, best)])
+        rows.append(
+            [text_cell(column[4:]), num(value, RUNS, ["min", column, {"dataset": dataset}]), _versus(value, best)]
+        )
     rows.append(_best_model_row(best))
-    return "<h4>compressor baselines (from runs.parquet)</h4>" + table(["", "bits per byte", ""], rows, numeric=[False, True, False])
+    return "<h4>compressor baselines (from runs.parquet)</h4>" + table(
+        ["", "bits per byte", ""], rows, numeric=[False, True, False]
+    )
 
 
 def _best_model(runs: pd.DataFrame, dataset: str) -> tuple[float, str] | None:
@@ -478,7 +503,9 @@ def _versus(value: object, best: tuple[float, str] | None) -> str:
     compressor = finite(value)
     if best is None or compressor is None:
         return ""
-    return "the model compresses better" if best[0] < compressor else '<span class="bad">the compressor is better</span>'
+    return (
+        "the model compresses better" if best[0] < compressor else '<span class="bad">the compressor is better</span>'
+    )
 
 
 # ---- failures -----------------------------------------------------------------------------------------
@@ -544,7 +571,7 @@ def _scalars(obj: object, source: str, base: list, skip: tuple = (), limit: int 
         elif finite(value) is not None:
             rows.append([text_cell(".".join(map(str, path))), num(value, source, [*base, *path])])
         elif isinstance(value, (str, bool)) and path:
-            rows.append([text_cell(".".join(map(str, path))), esc(value)])
+            rows.append([text_cell(".".join(map(str, path))), text_cell(value)])
 
     walk(obj, [])
     return table(["key", "value"], rows, numeric=[False, True]) if rows else ""
@@ -577,7 +604,6 @@ def elapsed(runs: pd.DataFrame) -> float | None:
         return None
     finish = pd.to_numeric(runs["finished_at"], errors="coerce")
     start = finish - pd.to_numeric(runs["wall_s"], errors="coerce")
-    known = finish.notna() & start.notna()
-    if not known.any():
+    if finish.isna().all() or start.isna().all():
         return None
-    return float(finish[known].max() - start[known].min())
+    return float(finish.max() - start.min())
