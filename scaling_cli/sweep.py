@@ -202,8 +202,8 @@ class UnitTask:
 
     unit: Unit
     store_root: str
-    data_paths: dict  # dataset name -> prepared directory
-    threads: int | None
+    data: dict  # dataset name -> DataRef (identity, not a path: a worker on another machine has its own cache)
+    threads: int | None  # CPU cores this unit may use (its runs take as many as pay, up to this); None: torch's default
     final_attempt: bool
     sweep_pid: int
     keep_checkpoints: bool = False  # else a settled run's checkpoint and a finished trunk's states are deleted
@@ -266,7 +266,7 @@ def remove_training_states(store: Store, unit: Unit) -> None:
 
 
 def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_from, branch_of: str) -> RunOutcome:
-    from scaling_cli.data import open_prepared
+    from scaling_cli.dataref import resolve
     from scaling_cli.train import train_run
 
     run_dir = store.run_dir(run.run_id)
@@ -284,7 +284,7 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
     store.record_attempt(run.run_id, resumed=(run_dir / "checkpoint.pt").exists(), sweep_pid=task.sweep_pid)
     try:
         _maybe_inject_failure(run.run_id)
-        data = open_prepared(task.data_paths[run.dataset])
+        data = resolve(task.data[run.dataset])
         train_cfg = dataclasses.replace(run.train, threads=threads_for(run, task.threads))
         result = train_run(run.model, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
@@ -404,23 +404,21 @@ class Progress:
 Event = Callable[[str, Any], None]
 
 
-def prepare_data(spec: Sweep) -> dict[str, str]:
-    """Prepare each data set of the spec once, in this process, before any worker needs it."""
+def prepare_data(spec: Sweep) -> dict:
+    """Prepare each data set of the spec once, in this process, before any worker needs it; return a
+    `DataRef` per data set, by which workers find (or receive, or prepare) and verify it."""
     from scaling_cli.data import prepare
+    from scaling_cli.dataref import ref_for
 
-    paths = {}
+    refs = {}
+    vocab = spec.vocab_size if spec.tokenizer == "bpe" else None
     for dataset in spec.datasets:
         try:
-            prepared = prepare(
-                dataset,
-                spec.data_options,
-                tokenizer=spec.tokenizer,
-                vocab_size=spec.vocab_size if spec.tokenizer == "bpe" else None,
-            )
+            prepared = prepare(dataset, spec.data_options, tokenizer=spec.tokenizer, vocab_size=vocab)
         except ScaleError as exc:
             raise type(exc)(str(spec.path), "dataset", f"{dataset!r}: {exc.problem}") from None
-        paths[dataset] = str(prepared.path)
-    return paths
+        refs[dataset] = ref_for(dataset, prepared, spec.data_options, spec.tokenizer, vocab)
+    return refs
 
 
 def run_sweep(
@@ -440,13 +438,13 @@ def run_sweep(
     emit = on_event or (lambda kind, payload: None)
     started = time.time()
     plan = plan_sweep(spec, out_dir, workers=executor.slots)
-    data_paths = prepare_data(spec)
+    data = executor.ship_data(prepare_data(spec))
     emit("plan", plan)
     store = Store(out_dir)
     check_out_dir(store.root, spec)
     store.init(spec.text, [p.record() for p in plan.runs])
     repair_tables(store, emit)
-    runner = _Runner(plan, store, executor, data_paths, retries, emit, started)
+    runner = _Runner(plan, store, executor, data, retries, emit, started)
     runner.keep_checkpoints = keep_checkpoints
     runner.loop(poll_s)
     final = plan_sweep(spec, out_dir, workers=executor.slots)
@@ -470,10 +468,10 @@ class _Runner:
     """The scheduling loop of one sweep process: submit claimable units, collect reports, retry, report."""
 
     def __init__(
-        self, plan: SweepPlan, store: Store, executor: Any, data_paths: dict, retries: int, emit: Event, started: float
+        self, plan: SweepPlan, store: Store, executor: Any, data: dict, retries: int, emit: Event, started: float
     ):
         self.plan, self.store, self.executor = plan, store, executor
-        self.data_paths, self.retries, self.emit, self.started = data_paths, retries, emit, started
+        self.data, self.retries, self.emit, self.started = data, retries, emit, started
         self.by_unit = {u.unit_id: u for u in plan.units}
         self.cost = {p.run.run_id: p.cost_flops for p in plan.runs}
         self.queue = [u for u in plan.units if not self._unit_settled(u)]
@@ -484,6 +482,7 @@ class _Runner:
         self.reported = {p.run.run_id for p in plan.runs if p.state in SETTLED}
         self.flops_done_here = 0.0
         self.keep_checkpoints = False
+        self.cores_inflight: dict[str, int] = {}  # unit id -> cores it was given
 
     def _unit_settled(self, unit: Unit) -> bool:
         return all(self.store.state(run.run_id) in SETTLED for run in unit.runs)
@@ -498,7 +497,9 @@ class _Runner:
                     finished = set()
                     time.sleep(poll_s)
                 for future in finished:
-                    self._collect(future, self.inflight.pop(future))
+                    unit = self.inflight.pop(future)
+                    self.cores_inflight.pop(unit.unit_id, None)
+                    self._collect(future, unit)
                 self._report()
         finally:
             self.executor.shutdown(cancel=bool(self.inflight or self.queue))
@@ -520,13 +521,25 @@ class _Runner:
             task = UnitTask(
                 unit=unit,
                 store_root=str(self.store.root),
-                data_paths=self.data_paths,
-                threads=self.executor.threads,
+                data=self.data,
+                threads=self._cores_for_next(),
                 final_attempt=final,
                 sweep_pid=os.getpid(),
                 keep_checkpoints=self.keep_checkpoints,
             )
             self.inflight[self.executor.submit(run_unit, task)] = unit
+            self.cores_inflight[unit.unit_id] = task.threads or 0
+
+    def _cores_for_next(self) -> int | None:
+        """The free cores split evenly among the units that will run beside this one: with fewer units left
+        than workers, each new unit gets the cores the idle workers leave free."""
+        cores = getattr(self.executor, "cores", None)
+        if cores is None:
+            return None
+        free = cores - sum(self.cores_inflight.values())
+        starting = min(self.executor.slots - len(self.inflight), 1 + len(self.queue) + len(self.deferred))
+        largest = getattr(self.executor, "max_unit_cores", None) or cores
+        return max(1, min(largest, free // max(1, starting)))
 
     def _collect(self, future: cf.Future, unit: Unit) -> None:
         try:

@@ -250,7 +250,7 @@ def test_a_diverged_run_is_recorded_and_not_retried(tmp_path):
     task = UnitTask(
         unit=Unit(trunk=poisoned),
         store_root=str(tmp_path),
-        data_paths=prepare_data(spec),
+        data=prepare_data(spec),
         threads=1,
         final_attempt=False,
         sweep_pid=os.getpid(),

@@ -1,13 +1,17 @@
 """Executors run units of a sweep somewhere: local worker processes or a Ray cluster.
 
-An executor has `slots` (how many units run at once), `threads` (CPU threads each unit's training uses,
-or None to leave torch's default), `submit(fn, task) -> concurrent.futures.Future` and `shutdown(cancel)`.
+An executor has `slots` (how many units run at once), `cores` (CPU cores its units share; the sweep gives
+each unit the free cores, split among the units starting beside it; None leaves torch's default),
+`max_unit_cores` (the most one unit can use: one machine's cores), `ship_data(refs) -> refs` (attach what
+workers on other machines need to get each prepared data set), `submit(fn, task) -> concurrent.futures.Future`
+and `shutdown(cancel)`.
 The sweep only ever submits `scaling_cli.sweep.run_unit`, and every unit writes its results to the store
 itself, so an executor needs no knowledge of what it runs.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 from scaling_cli.errors import SpecError
@@ -17,7 +21,10 @@ EXECUTORS = ("local", "ray")
 
 class Executor(Protocol):
     slots: int
-    threads: int | None
+    cores: int | None
+    max_unit_cores: int | None
+
+    def ship_data(self, refs: dict) -> dict: ...
 
     def submit(self, fn: Any, task: Any) -> Any: ...
 
@@ -43,6 +50,14 @@ def make_executor(
     from scaling_cli.executors.local import LocalExecutor
 
     return LocalExecutor(workers=workers, runs_per_gpu=runs_per_gpu, device=device)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: taskset, cgroups cpusets), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def uses_cuda(device: str) -> bool:

@@ -1,5 +1,5 @@
-"""Run sweep units in local worker processes (spawn start method), splitting CPU threads among them and, on
-CUDA, packing `runs_per_gpu` workers onto each GPU."""
+"""Run sweep units in local worker processes (spawn start method) on this process's CPU cores and, on CUDA,
+packing `runs_per_gpu` workers onto each GPU."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from scaling_cli.executors import uses_cuda
+from scaling_cli.executors import usable_cores, uses_cuda
 
 PARENT_CHECK_S = 0.5
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
@@ -26,10 +26,9 @@ class LocalExecutor:
     """A pool of `slots` worker processes on this machine."""
 
     def __init__(self, workers: int | None = None, runs_per_gpu: int = 1, device: str = "auto"):
-        cores = os.cpu_count() or 1
         gpus = _cuda_device_count() if uses_cuda(device) else 0
         self.slots = workers or (gpus * runs_per_gpu if gpus else 1)
-        self.threads = max(1, cores // self.slots)
+        self.cores = self.max_unit_cores = usable_cores()
         # Worker i runs on GPU i // runs_per_gpu (round robin over the GPUs there are).
         self._gpu_ids = [(i // runs_per_gpu) % gpus for i in range(self.slots)] if gpus else []
         self._context = mp.get_context("spawn")
@@ -45,6 +44,10 @@ class LocalExecutor:
             initializer=_init_worker,
             initargs=(os.getpid(), gpu_queue),
         )
+
+    def ship_data(self, refs: dict) -> dict:
+        """Workers here share this machine's cache: each finds the prepared data set by its identity."""
+        return refs
 
     def submit(self, fn: Any, task: Any) -> cf.Future:
         try:

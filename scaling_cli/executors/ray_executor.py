@@ -1,5 +1,7 @@
 """Run sweep units as Ray tasks, each with its CPU (and fractional GPU) needs; results go to the same store,
-so the results directory must be on a filesystem every node sees."""
+so the results directory must be on a filesystem every node sees. Prepared data sets need not be: their
+files travel once through Ray's object store, and each node writes them into its own cache and verifies
+their checksums before training (see `scaling_cli.dataref`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,18 @@ from scaling_cli.errors import SpecError
 
 def _call(fn: Any, task: Any) -> Any:
     return fn(task)
+
+
+class ObjectStoreFiles:
+    """The files of a prepared directory, put once into the object store; any node fetches them by ref."""
+
+    def __init__(self, ref: Any):
+        self.ref = ref
+
+    def fetch(self) -> dict[str, bytes]:
+        import ray
+
+        return ray.get(self.ref)
 
 
 class RayExecutor:
@@ -37,19 +51,29 @@ class RayExecutor:
         cpus = max(1, int(resources.get("CPU", 1)))
         # The driver may have no GPU while the cluster's nodes do, so ask the cluster, not local torch.
         gpus = resources.get("GPU", 0.0) if device in ("auto", "cuda") else 0.0
-        if gpus:
-            self.slots = workers or max(1, int(gpus * runs_per_gpu))
-            self._needs = {"num_cpus": 1, "num_gpus": 1.0 / runs_per_gpu}
-            self.threads = max(1, cpus // self.slots)
-        else:
-            self.slots = workers or cpus
-            self.threads = max(1, cpus // self.slots)
-            self._needs = {"num_cpus": self.threads}
+        self.slots = (workers or max(1, int(gpus * runs_per_gpu))) if gpus else (workers or cpus)
+        self.cores = cpus
+        # One task runs on one node: a unit can use at most the largest node's CPUs.
+        node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+        self.max_unit_cores = max(1, int(max(node_cpus, default=cpus)))
+        self._gpu_share = 1.0 / runs_per_gpu if gpus else 0.0
         self._remote = ray.remote(max_retries=0)(_call)
         self._refs: list[Any] = []
 
+    def ship_data(self, refs: dict) -> dict:
+        """Put each prepared data set's files into the object store, so nodes without it can fetch it."""
+        from scaling_cli.dataref import directory_files, resolve, with_shipment
+
+        shipped = {}
+        for name, ref in refs.items():
+            files = directory_files(resolve(ref).path)
+            shipped[name] = with_shipment(ref, ObjectStoreFiles(self._ray.put(files)))
+        return shipped
+
     def submit(self, fn: Any, task: Any) -> Any:
-        ref = self._remote.options(**self._needs).remote(fn, task)
+        # A CPU unit reserves the cores it trains on, so Ray places it where they are free.
+        needs = {"num_cpus": 1, "num_gpus": self._gpu_share} if self._gpu_share else {"num_cpus": task.threads or 1}
+        ref = self._remote.options(**needs).remote(fn, task)
         self._refs.append(ref)
         return ref.future()
 
