@@ -1,4 +1,8 @@
-"""`scale plot`: every figure from a small results directory and from a table, valid files, and skips with reasons."""
+"""`scale plot`: every figure from a small results directory and from a table, valid files, and skips with reasons.
+
+The fit drawn is the real `fit_all` on the measured table; what each figure draws is checked on the
+matplotlib Figure objects in tests/test_plot_fitview.py.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,10 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA, run_scale
 
-from scaling_cli.errors import DataError, SpecError, StoreError
-from scaling_cli.fit.laws import chinchilla_loss, chinchilla_optimum
-from scaling_cli.plot import FIGURES, TableColumns, draw, load_inputs, make_figures
-from scaling_cli.plot.figures import make_context
+from scaling_cli.errors import FitError, SpecError, StoreError
+from scaling_cli.fit import FitOptions, TableOptions, fit_all
+from scaling_cli.fit.laws import chinchilla_loss
+from scaling_cli.plot import FIGURES, draw, load_inputs, make_figures
 from scaling_cli.plot.style import PNG_DPI, WIDTH_IN
 
 # A known law per data set; losses in nats per byte token, so bits per byte = loss / ln 2.
@@ -28,9 +32,14 @@ BASELINES = {
     "markov": {"lz4": 5.6, "lz4hc": 5.3, "zlib": 4.9, "bz2": 4.5, "lzma": 4.35},
     "shakespeare": {"lz4": 4.4, "lz4hc": 3.9, "zlib": 3.3, "bz2": 2.6, "lzma": 2.7},
 }
-SIZES = (2e5, 6e5, 1.8e6, 5.4e6)
+# Six sizes over 100x, so that every budget's optimum (1e5 to 7e5 parameters) lies inside its sizes.
+SIZES = (3e4, 7.5e4, 1.9e5, 4.7e5, 1.2e6, 3e6)
 BUDGETS = (4e12, 1.6e13, 6.4e13, 2.56e14)
 EVAL_POINTS = 8
+# Starts around the laws drawn here: the figures are under test, not the fitter's search (tests/test_fit_*).
+QUICK_GRID = {"e": [0.0, 0.6], "a": [3.0, 6.0], "b": [5.0, 8.0], "alpha": [0.3, 0.6], "beta": [0.3, 0.6]}
+QUICK_FIT = FitOptions(bootstrap=8, holdout="3", grid=QUICK_GRID)
+NO_BOOTSTRAP = FitOptions(bootstrap=0, grid=QUICK_GRID)
 
 
 def loss_during_training(law: dict, size: float, seen: float, total: float) -> float:
@@ -45,7 +54,7 @@ def write_results(directory: Path, sizes=SIZES, budgets=BUDGETS, datasets=("mark
     for dataset in datasets:
         law = LAWS[dataset]
         for size in sizes:
-            for budget in budgets if dataset == datasets[0] else budgets[:2]:
+            for budget in budgets if dataset == datasets[0] else budgets[:3]:
                 tokens = budget / (6 * size)
                 run_id = f"{dataset}-n{size:.0e}-c{budget:.0e}"
                 for step in range(1, EVAL_POINTS + 1):
@@ -77,8 +86,10 @@ def write_results(directory: Path, sizes=SIZES, budgets=BUDGETS, datasets=("mark
                         "flops": budget,
                         "flops_6nd": budget,
                         "lr": 1e-3,
+                        "schedule": "cosine",
                         "val_loss": final,
                         "val_bpb": final / math.log(2),
+                        "bytes_per_token": 1.0,
                         "train_loss": final + 0.01,
                         "status": "done",
                         "seed": 0,
@@ -92,95 +103,16 @@ def write_results(directory: Path, sizes=SIZES, budgets=BUDGETS, datasets=("mark
     return directory
 
 
-def hand_made_fit(runs: pd.DataFrame, law: dict, holdout_count: int = 3) -> dict:
-    """A fit.json as `scale fit --holdout` writes it, with the law that generated the runs."""
-    runs = runs.sort_values("flops")
-    fitted, held = runs.iloc[:-holdout_count], runs.iloc[-holdout_count:]
-    points = [
-        {"run_id": r.run_id, "N": r.params, "D": r.tokens, "C": r.flops, "loss": r.val_loss}
-        for r in fitted.itertuples()
-    ]
-    alpha, beta = law["alpha"], law["beta"]
-    a, b = beta / (alpha + beta), alpha / (alpha + beta)
-    budgets = []
-    for compute, group in fitted.groupby("flops"):
-        if len(group) < 3:
-            continue
-        coef = np.polyfit(np.log(group["params"]), group["val_loss"], 2)
-        size_opt = float(np.exp(-coef[1] / (2 * coef[0])))
-        budgets.append(
-            {
-                "C": compute,
-                "coef": list(coef),
-                "N_opt": size_opt,
-                "loss_opt": float(np.polyval(coef, np.log(size_opt))),
-                "edge": not group["params"].min() <= size_opt <= group["params"].max(),
-                "points": [{"N": n, "loss": v} for n, v in zip(group["params"], group["val_loss"])],
-            }
-        )
-    size0, tokens0 = (float(x) for x in chinchilla_optimum(law, 1.0))
-    frontier = [
-        {"C": r.flops, "N": r.params, "D": r.tokens, "loss": r.val_loss, "run_id": r.run_id}
-        for r in fitted.loc[fitted.groupby("flops")["val_loss"].idxmin()].itertuples()
-    ]
-    allocation = {
-        "params": {"a": a + 0.02, "N0": size0 * 0.8, "b": b - 0.02, "D0": tokens0 * 1.25},
-        "intervals": {"a": [a - 0.03, a + 0.07], "b": [b - 0.07, b + 0.03]},
-    }
-    predictions = [
-        {
-            "run_id": r.run_id,
-            "N": r.params,
-            "D": r.tokens,
-            "C": r.flops,
-            "loss": r.val_loss,
-            "pred": {
-                "chinchilla": float(chinchilla_loss(law, r.params, r.tokens)),
-                "linear": r.val_loss * 0.9,
-            },
-        }
-        for r in held.itertuples()
-    ]
-    mape = {
-        name: float(100 * np.mean([abs(p["pred"][name] / p["loss"] - 1) for p in predictions]))
-        for name in ("chinchilla", "linear")
-    }
-    group = {
-        "n_points": len(points),
-        "points": points,
-        "laws": {
-            "chinchilla": {
-                "params": law,
-                "intervals": {"a": [a - 0.02, a + 0.02], "b": [b - 0.02, b + 0.02]},
-                "derived": {"a": a, "b": b},
-                "r2": 0.99,
-            },
-            "kaplan": {"L_C": {"params": {"C_c": 5e14, "alpha_C": 0.15, "E": 1.5}}, "r2": 0.9},
-            "envelope": {**allocation, "frontier": frontier},
-            "isoflop": {**allocation, "budgets": budgets},
-        },
-        "holdout": {"runs": predictions, "mape": mape},
-        "skipped": {},
-    }
-    return {
-        "version": 1,
-        "source": "test",
-        "columns": {"n": "params", "d": "tokens", "c": "flops", "loss": "val_loss"},
-        "by": "dataset",
-        "groups": {"markov": group},
-    }
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def results(tmp_path_factory) -> Path:
+    """The synthetic sweep with its fit.json from the real fitter, per data set, with 3 held-out runs."""
     directory = write_results(tmp_path_factory.mktemp("plot") / "sweep")
-    runs = pd.read_parquet(directory / "runs.parquet")
-    fit = hand_made_fit(runs[runs["dataset"] == "markov"], LAWS["markov"])
+    fit = fit_all(directory, TableOptions(by="dataset"), QUICK_FIT)
     (directory / "fit.json").write_text(json.dumps(fit))
     return directory
 
 
-def assert_png(path: Path, height_in: float | None = None) -> None:
+def assert_png(path: Path) -> None:
     from matplotlib.image import imread
 
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -210,84 +142,72 @@ def test_every_figure_from_a_results_directory(results, tmp_path):
     for name, path, _ in made:
         assert path == tmp_path / f"{name}.png"
         assert_png(path)
+    assert not list(tmp_path.glob(".*")), "no temporary file is left behind"
 
 
 @pytest.mark.parametrize("fmt", ["pdf", "svg"])
 def test_vector_formats_are_valid(results, tmp_path, fmt):
-    made = make_figures(results, out_dir=tmp_path, fmt=fmt)
-    assert all(path is not None for _, path, _ in made), made
-    for _, path, _ in made:
-        assert path.suffix == f".{fmt}"
-        assert_format(path, fmt)
+    made = make_figures(results, out_dir=tmp_path, fmt=fmt, only="parametric_fit")
+    assert [path.suffix for _, path, _ in made] == [f".{fmt}"]
+    assert_format(made[0][1], fmt)
 
 
-def test_every_figure_from_a_hand_made_table(results, tmp_path):
+def test_every_fit_figure_from_a_table_with_named_columns(results, tmp_path):
     runs = pd.read_parquet(results / "runs.parquet")
-    table = runs.rename(columns={"params": "Model Size", "flops": "Training FLOP", "val_loss": "loss"})
-    table = table.drop(columns=["tokens", "status"])
+    table = runs[runs["dataset"] == "markov"].rename(
+        columns={"params": "Model Size", "flops": "Training FLOP", "val_loss": "loss"}
+    )
     csv = tmp_path / "table.csv"
-    table.to_csv(csv, index=False)
+    table.drop(columns=["tokens", "status"]).to_csv(csv, index=False)
+    options = TableOptions(n_col="Model Size", c_col="Training FLOP", loss_col="loss")
     fit = tmp_path / "fit.json"
-    fit.write_text(json.dumps(hand_made_fit(runs[runs["dataset"] == "markov"], LAWS["markov"])))
-    columns = TableColumns(n="Model Size", c="Training FLOP", loss="loss")
-    made = make_figures(csv, fit_path=fit, columns=columns)
-    assert {name: reason for name, _, reason in made} == {name: "" for name in FIGURES}
+    fit.write_text(json.dumps(fit_all(csv, options, QUICK_FIT)))
+    made = make_figures(csv, fit_path=fit, table=options)
+    reasons = {name: reason for name, _, reason in made}
+    assert [name for name, reason in reasons.items() if reason] == ["data_axis"]
     for name, path, _ in made:
-        assert path == tmp_path / "figures" / f"{name}.png"
-        assert_png(path)
-
-
-def test_curves_are_sliced_into_isoflop_profiles_when_the_fit_has_none(results, tmp_path):
-    fit = json.loads((results / "fit.json").read_text())
-    del fit["groups"]["markov"]["laws"]["isoflop"]
-    fit_path = tmp_path / "fit.json"
-    fit_path.write_text(json.dumps(fit))
-    made = make_figures(results, fit_path=fit_path, out_dir=tmp_path, only="isoflop")
-    assert made == [("isoflop", tmp_path / "isoflop.png", "")]
-
-
-def test_the_parametric_optimum_is_drawn_at_the_runs_own_flop_count(results, tmp_path):
-    # Runs that count 1.5x the 6ND FLOPs (attention, embeddings): the law's optimum must move right with them.
-    runs = pd.read_parquet(results / "runs.parquet")
-    runs["flops"] = 1.5 * 6 * runs["params"] * runs["tokens"]
-    runs.to_parquet(tmp_path / "runs.parquet")
-    context = make_context(load_inputs(tmp_path, fit_path=results / "fit.json"))
-    compute = np.geomspace(1e13, 1e15, 5)
-    sizes, tokens = context.chinchilla_optimum(LAWS["markov"], compute)
-    np.testing.assert_allclose(1.5 * 6 * sizes * tokens, compute, rtol=1e-3)
-    plain_sizes, _ = chinchilla_optimum(LAWS["markov"], compute / 1.5)
-    np.testing.assert_allclose(sizes, plain_sizes, rtol=1e-3)
+        if path is not None:
+            assert path == tmp_path / "figures" / f"{name}.png"
+            assert_png(path)
 
 
 def test_single_size_sweep_skips_multi_size_figures(tmp_path):
     directory = write_results(tmp_path / "one-size", sizes=(6e5,), datasets=("markov",))
-    result = run_scale("plot", directory)
-    assert result.returncode == 0, result.stderr
-    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith(("made", "skipped"))}
+    made = make_figures(directory)
+    reasons = {name: reason for name, _, reason in made}
     for name in ("isoflop", "optimal_allocation", "parametric_fit"):
-        assert lines[name].startswith("skipped") and "needs several model sizes" in lines[name]
-    assert lines["data_axis"].startswith("skipped") and "one data set" in lines["data_axis"]
-    assert lines["extrapolation"].startswith("skipped") and "no law could be fitted" in lines["extrapolation"]
+        assert "needs several model sizes" in reasons[name]
+    assert "one data set" in reasons["data_axis"]
+    assert reasons["extrapolation"]
     for name in ("loss_vs_compute", "compression"):
-        assert lines[name].startswith("made")
+        assert reasons[name] == ""
         assert_png(directory / "figures" / f"{name}.png")
-    assert sorted(p.name for p in (directory / "figures").iterdir()) == [
-        "compression.png",
-        "loss_vs_compute.png",
-    ]
+    assert sorted(p.name for p in (directory / "figures").iterdir()) == ["compression.png", "loss_vs_compute.png"]
     assert not (directory / "fit.json").exists(), "plot draws; it never writes the fit"
 
 
 def test_a_results_directory_without_fit_is_fitted_per_data_set(results, tmp_path):
     for name in ("runs.parquet", "curves.parquet"):
         shutil.copy(results / name, tmp_path / name)
-    inputs = load_inputs(tmp_path)
+    inputs = load_inputs(tmp_path, fit_options=NO_BOOTSTRAP)
     assert inputs.fit["by"] == "dataset"
     assert set(inputs.fit["groups"]) == {"markov", "shakespeare"}
-    made = draw(inputs, tmp_path / "figures", "png", ["loss_vs_compute", "parametric_fit"])
+    made = draw(inputs, tmp_path / "figures", "png", ["loss_vs_compute", "data_axis"])
     assert [reason for _, _, reason in made] == ["", ""]
     fitted = inputs.fit["groups"]["markov"]["laws"]["chinchilla"]["params"]
     assert fitted["alpha"] == pytest.approx(LAWS["markov"]["alpha"], abs=0.1)
+
+
+def test_the_runs_drawn_are_the_rows_the_fit_selected(results, tmp_path):
+    # One run diverged and one lost the lr race: neither is drawn, exactly as neither was fitted.
+    runs = pd.read_parquet(results / "runs.parquet")
+    runs = runs[runs["dataset"] == "markov"]
+    diverged = runs.iloc[[0]].assign(run_id="diverged", status="diverged", val_loss=9.0)
+    worse_lr = runs.iloc[[1]].assign(run_id="worse-lr", lr=3e-3, val_loss=runs.iloc[1]["val_loss"] + 0.5)
+    pd.concat([runs, diverged, worse_lr]).to_parquet(tmp_path / "runs.parquet")
+    inputs = load_inputs(tmp_path, fit_options=NO_BOOTSTRAP)
+    assert set(inputs.runs["run_id"]) == set(runs["run_id"])
+    assert {p["run_id"] for p in inputs.fit["groups"]["all"]["points"]} <= set(inputs.runs["run_id"])
 
 
 def test_only_one_figure_in_a_chosen_folder(results, tmp_path):
@@ -301,50 +221,46 @@ def test_only_one_figure_in_a_chosen_folder(results, tmp_path):
     ("args", "start"),
     [
         (["--only", "nope"], "error: --only: nope: unknown figure"),
-        (["--format", "gif"], "error: --format: gif: unknown format"),
-        (["--fit", "missing.json"], "error: missing.json: no such fit file"),
+        (["--n-col", "Model Size"], "error: "),
     ],
 )
 def test_bad_options_exit_2_with_one_line(results, tmp_path, args, start):
     result = run_scale("plot", results, *args, "--out", tmp_path, cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(start) and result.stderr.count("\n") == 1, result.stderr
+    assert "Model Size" in result.stderr or "Model Size" not in args
+    assert "Traceback" not in result.stderr
     assert not list(tmp_path.glob("*.png"))
 
 
 def test_bad_sources_raise_typed_errors(tmp_path):
-    with pytest.raises(StoreError, match="no such file"):
+    with pytest.raises(FitError, match="no such file"):
         make_figures(tmp_path / "absent")
-    with pytest.raises(StoreError, match="runs.parquet"):
+    with pytest.raises(FitError, match="runs.parquet"):
         make_figures(tmp_path)
     table = tmp_path / "t.csv"
     table.write_text("N,C,loss\n1,2,3\n")
-    with pytest.raises(DataError) as caught:
-        make_figures(table, columns=TableColumns(n="Model Size", c="C", loss="loss"))
-    assert (caught.value.where, caught.value.field) == ("--n-col", "Model Size")
+    with pytest.raises(FitError) as caught:
+        make_figures(table, table=TableOptions(n_col="Model Size", c_col="C", loss_col="loss"))
+    assert caught.value.field == "Model Size"
     with pytest.raises(SpecError):
         make_figures(table, only="everything")
+    with pytest.raises(SpecError, match="unknown format"):
+        make_figures(table, fmt="gif")
+    with pytest.raises(StoreError, match="no such fit file"):
+        make_figures(table, fit_path=tmp_path / "none.json", table=TableOptions(n_col="N", c_col="C"))
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "chinchilla_svg_extracted_data.csv").is_file(), reason="no shared data")
+CHINCHILLA_CSV = SHARED_DATA / "chinchilla_svg_extracted_data.csv"
+
+
+@pytest.mark.skipif(not CHINCHILLA_CSV.is_file(), reason="no shared data")
 def test_chinchilla_table_is_fitted_and_drawn(tmp_path):
-    source = tmp_path / "chinchilla.csv"
-    shutil.copy(SHARED_DATA / "chinchilla_svg_extracted_data.csv", source)
-    options = [
-        "--n-col",
-        "Model Size",
-        "--c-col",
-        "Training FLOP",
-        "--loss-col",
-        "loss",
-        "--drop-highest-loss",
-        "5",
-    ]
-    result = run_scale("plot", source, *options)
-    assert result.returncode == 0, result.stderr
-    status = {
-        line.split()[1]: line.split()[0] for line in result.stdout.splitlines() if line.startswith(("made", "sk"))
-    }
+    table = TableOptions(n_col="Model Size", c_col="Training FLOP", loss_col="loss", drop_highest_loss=5)
+    fit = tmp_path / "fit.json"
+    fit.write_text(json.dumps(fit_all(CHINCHILLA_CSV, table, FitOptions(bootstrap=8, grid=QUICK_GRID))))
+    made = make_figures(CHINCHILLA_CSV, fit_path=fit, out_dir=tmp_path / "figures", table=table)
+    status = {name: "made" if path else "skipped" for name, path, _ in made}
     assert status == {
         "loss_vs_compute": "made",
         "isoflop": "made",
@@ -356,3 +272,4 @@ def test_chinchilla_table_is_fitted_and_drawn(tmp_path):
     }
     for name in ("loss_vs_compute", "isoflop", "optimal_allocation", "parametric_fit"):
         assert_png(tmp_path / "figures" / f"{name}.png")
+    assert not (CHINCHILLA_CSV.parent / "figures").exists()

@@ -38,10 +38,13 @@ def plot_command(
     """
     from rich.markup import escape
 
-    from scaling_cli.plot import TableColumns, make_figures
+    from scaling_cli.fit.table import TableOptions
+    from scaling_cli.plot import make_figures
 
-    columns = TableColumns(n=n_col, d=d_col, c=c_col, loss=loss_col, query=query, drop_highest_loss=drop_highest_loss)
-    made = make_figures(source, fit_path=fit_file, out_dir=out_dir, fmt=fmt, only=only, columns=columns)
+    table = TableOptions(
+        n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col, query=query, drop_highest_loss=drop_highest_loss
+    )
+    made = make_figures(source, fit_path=fit_file, out_dir=out_dir, fmt=fmt, only=only, table=table)
     for name, path, reason in made:
         if path is not None:
             out.print(f"[green]made[/green]     {name:<19} {escape(str(path))}", soft_wrap=True)

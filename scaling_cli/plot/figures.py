@@ -1,4 +1,9 @@
-"""The seven figures of a scaling study, each drawn from PlotInputs or skipped with a one-line reason."""
+"""The seven figures of a scaling study, each drawn from measured runs and fit.json, or skipped with a reason.
+
+Measured runs and curves are drawn as measured. Everything fitted (frontier, IsoFLOP curves, optima, laws,
+intervals) comes from `fitview`, which reads it from fit.json; nothing here fits. A law the fit skipped
+or could not identify is not drawn: its figure carries a one-line note instead.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,20 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.colors import BoundaryNorm, LogNorm
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import (
-    FixedLocator,
-    FuncFormatter,
-    LogLocator,
-    MaxNLocator,
-    NullFormatter,
-    NullLocator,
-)
+from matplotlib.ticker import MaxNLocator
 
-from scaling_cli.plot import fitview
+from scaling_cli.plot.axes import (
+    count_axis,
+    limits_of,
+    log_ylim,
+    loss_ylim,
+    power_of_ten_colorbar,
+    title_with_notes,
+)
+from scaling_cli.plot.fitview import ALLOCATION_LAWS, Allocation, Budget, FitView
 from scaling_cli.plot.inputs import BASELINES, PlotInputs
 from scaling_cli.plot.style import (
     APPROACH_COLOURS,
@@ -28,14 +34,17 @@ from scaling_cli.plot.style import (
     SizeColours,
     human_count,
     new_figure,
+    truncated,
 )
 
 COMPUTE_LABEL = "training compute C (FLOPs)"
 PARAMS_LABEL = "parameters N"
+TOKENS_LABEL = "training tokens D"
 LOSS_LABEL = "validation loss (nats/token)"
 BPB_LABEL = "validation bits per byte"
 CHINCHILLA_SLOPE = 0.5
 KAPLAN_SLOPE_N = 0.73
+RUN_MARKER = {"marker": "o", "ls": "none", "ms": 3.5, "mec": "black", "mew": 0.4}
 
 
 class Skip(Exception):
@@ -44,51 +53,29 @@ class Skip(Exception):
 
 @dataclass
 class Context:
-    """What every figure function receives: the inputs, the shared size colours and the main fit group.
+    """What every figure function receives: the inputs, the shared size colours and the fit group it draws.
 
-    `runs` and `curves` are the main group's rows when the fit was made per group (`--by dataset`),
-    so a single-law figure never mixes data sets; `inputs` keeps every row for data_axis.
+    `runs` and the curves are that group's rows when the fit was made per group (`--by dataset`), so a
+    single-law figure never mixes data sets; `inputs` keeps every row for data_axis.
     """
 
     inputs: PlotInputs
     colours: SizeColours
-    group_name: str
-    group: dict | None
+    view: FitView
     runs: pd.DataFrame
     curves: pd.DataFrame | None
+    bpb_curves: pd.DataFrame | None
 
     @property
     def loss_label(self) -> str:
         return LOSS_LABEL if self.inputs.from_results_dir else "loss (nats/token)"
 
-    def group_title(self, title: str) -> str:
-        return title if self.group_name in ("", "all") else f"{self.group_name}: {title}"
+    def title(self, title: str) -> str:
+        return title if self.view.name in ("", "all") else f"{self.view.name}: {title}"
 
-    def no_fit_reason(self) -> str:
-        return self.inputs.fit_problem or "no fit.json; run `scale fit` first"
-
-    def chinchilla_params(self) -> dict | None:
-        entry = fitview.law(self.group, "chinchilla")
-        return entry.get("params") if entry else None
-
-    def flop_ratio(self, sizes) -> np.ndarray:
-        """C / (6 N D) of this source's FLOP count at model size N (1 when C is 6ND; above 1 for Appendix F).
-
-        The parametric law's optimum assumes C = 6ND, but the runs may count attention and embeddings too,
-        and tiny models count them a lot; drawing the law against the runs' own FLOPs needs this ratio.
-        """
-        ratio = (self.runs["C"] / (6 * self.runs["N"] * self.runs["D"])).groupby(self.runs["N"]).median()
-        if ratio.empty:
-            return np.ones_like(np.asarray(sizes, dtype=float))
-        return np.interp(np.log(np.asarray(sizes, dtype=float)), np.log(ratio.index.to_numpy()), ratio.to_numpy())
-
-    def chinchilla_optimum(self, params: dict, compute: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The parametric law's N_opt and D_opt at `compute` counted as this source counts FLOPs."""
-        compute_6nd = np.geomspace(compute.min() / 10, compute.max() * 10, 4 * len(compute))
-        sizes, tokens = fitview.chinchilla_optimum(params, compute_6nd)
-        counted = np.log(self.flop_ratio(sizes) * compute_6nd)
-        at = np.log(compute)
-        return np.exp(np.interp(at, counted, np.log(sizes))), np.exp(np.interp(at, counted, np.log(tokens)))
+    def require_fit(self) -> None:
+        if not self.view.exists:
+            raise Skip(self.inputs.fit_problem or "no fit.json; run `scale fit` first")
 
     def require_sizes(self) -> None:
         sizes = np.unique(self.runs["N"])
@@ -98,378 +85,198 @@ class Context:
 
 
 def make_context(inputs: PlotInputs) -> Context:
-    picked = fitview.primary_group(inputs.fit)
-    name, group = picked if picked else ("", None)
-    runs, curves = inputs.runs, inputs.curves
-    by = (inputs.fit or {}).get("by")
-    if by and by in runs.columns and name:
-        runs = runs[runs[by].astype(str) == name]
-        curves = None if curves is None else curves[curves["run_id"].isin(runs["run_id"])]
-    return Context(inputs, SizeColours(list(inputs.runs["N"])), name, group, runs, curves)
+    view = FitView(inputs.fit)
+    runs, curves, bpb_curves = inputs.runs, inputs.curves, inputs.bpb_curves
+    if view.exists and "group" in runs.columns and (runs["group"] == view.name).any():
+        runs = runs[runs["group"] == view.name]
+        ids = set(runs["run_id"])
+        curves = None if curves is None else curves[curves["run_id"].isin(ids)]
+        bpb_curves = None if bpb_curves is None else bpb_curves[bpb_curves["run_id"].isin(ids)]
+    return Context(inputs, SizeColours(list(inputs.runs["N"])), view, runs, curves, bpb_curves)
+
+
+def _has_rows(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and not frame.empty
+
+
+def _draw_runs_against_compute(ctx: Context, ax, curves: pd.DataFrame | None, column: str) -> tuple:
+    """Each run's curve (or final point) coloured by its size; returns the (compute, value) drawn."""
+    if _has_rows(curves):
+        for _, curve in curves.groupby("run_id", sort=False):
+            ax.plot(curve["C"], curve["loss"], color=ctx.colours(curve["N"].iloc[0]), lw=0.7, alpha=0.85)
+        return curves["C"].to_numpy(), curves["loss"].to_numpy()
+    runs = ctx.runs.dropna(subset=[column])
+    ax.scatter(runs["C"], runs[column], s=10, c=[ctx.colours(n) for n in runs["N"]], edgecolor="black", lw=0.3)
+    return runs["C"].to_numpy(), runs[column].to_numpy()
 
 
 # ---- 1. loss against compute ------------------------------------------------------------------------
 
 
 def loss_vs_compute(ctx: Context) -> Figure:
-    """Every run's validation loss against training FLOPs, the efficient frontier and the fitted L(C)."""
-    runs, curves = ctx.runs, ctx.curves
-    if runs.empty:
+    """Every run's validation loss against compute, the fit's efficient frontier and its L(C) laws."""
+    if ctx.runs.empty:
         raise Skip("no finished runs with a finite loss")
-    fig, (ax,) = new_figure(2.7)
-    if curves is not None and not curves.empty:
-        for _, curve in curves.groupby("run_id", sort=False):
-            ax.plot(curve["flops"], curve["val_loss"], color=ctx.colours(curve["N"].iloc[0]), lw=0.7, alpha=0.85)
-        compute, loss = curves["flops"].to_numpy(), curves["val_loss"].to_numpy()
-    else:
-        ax.scatter(runs["C"], runs["loss"], s=7, c=[ctx.colours(n) for n in runs["N"]], lw=0)
-        compute, loss = runs["C"].to_numpy(), runs["loss"].to_numpy()
+    fig, (ax,) = new_figure(2.8)
+    compute, loss = _draw_runs_against_compute(ctx, ax, ctx.curves, "loss")
     handles = []
-    front_c, front_l = frontier(compute, loss)
-    handles += ax.plot(front_c, front_l, color="black", lw=1.1, ls=(0, (3, 1.5)), label="efficient frontier", zorder=4)
-    grid = np.geomspace(compute.min(), compute.max() * 10, 200)
-    params = ctx.chinchilla_params()
-    if params:
-        fitted = fitview.chinchilla_loss(params, *ctx.chinchilla_optimum(params, grid))
-        handles += ax.plot(grid, fitted, color=APPROACH_COLOURS["chinchilla"], lw=1.2, label="Chinchilla fit")
-    kaplan = fitview.kaplan_compute_loss(fitview.law(ctx.group, "kaplan"), grid)
+    frontier = ctx.view.frontier()
+    if frontier is not None:
+        few = len(frontier) <= 30
+        handles += ax.plot(
+            frontier["C"],
+            frontier["loss"],
+            color="black",
+            lw=1.0,
+            ls=(0, (3, 1.5)),
+            marker="o" if few else None,
+            ms=2.5,
+            label="efficient frontier (fit)",
+            zorder=4,
+        )
+    grid = np.geomspace(compute.min(), compute.max() * 10, 48)
+    chinchilla = ctx.view.allocation("chinchilla", grid)
+    if chinchilla is not None and chinchilla.loss is not None:
+        colour = APPROACH_COLOURS["chinchilla"]
+        handles += ax.plot(grid, chinchilla.loss, color=colour, lw=1.2, label="L(N_opt, D_opt) of Approach 3")
+    kaplan = ctx.view.kaplan_compute_loss(grid)
     if kaplan is not None:
-        handles += ax.plot(grid, kaplan, color=APPROACH_COLOURS["kaplan"], lw=1.0, ls="-.", label="Kaplan L(C) fit")
+        handles += ax.plot(grid, kaplan, color=APPROACH_COLOURS["kaplan"], lw=1.0, ls="-.", label="Kaplan L(C)")
     ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=ctx.loss_label)
-    _loss_ylim(ax, loss, from_curves=curves is not None and not curves.empty)
-    ax.set_title(ctx.group_title("Loss against compute"))
-    # Below the axes: inside, it would cover either the small models' curves or the frontier.
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=len(handles),
-        fontsize=6.5,
-        handlelength=1.8,
-        columnspacing=1.0,
-    )
+    loss_ylim(ax, loss, from_curves=_has_rows(ctx.curves))
+    notes = ctx.view.notes(("envelope", "chinchilla", "kaplan")) if ctx.view.exists else []
+    title_with_notes(fig, ax, ctx.title("Loss against compute"), notes)
+    if handles:
+        # Below the axes: inside, it would cover either the small models' curves or the frontier.
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 2), fontsize=6.3)
     ax.grid(True, which="major")
     ctx.colours.colorbar(fig, ax)
     return fig
 
 
-def frontier(compute: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The lower envelope: points with less loss than every point that used less compute."""
-    order = np.argsort(compute, kind="stable")
-    compute, loss = compute[order], loss[order]
-    best = np.minimum.accumulate(loss)
-    keep = np.r_[True, best[1:] < best[:-1]]
-    return compute[keep], best[keep]
-
-
-def _loss_ylim(ax, loss: np.ndarray, from_curves: bool) -> None:
-    # Losses near initialisation would squash the interesting range of a curve plot; final losses are
-    # all worth seeing.
-    low = float(np.nanmin(loss))
-    high = float(np.nanquantile(loss, 0.9)) * 1.1 if from_curves else float(np.nanmax(loss)) * 1.03
-    _log_ylim(ax, low * 0.95, max(high, low * 1.3))
-
-
-def _log_ylim(ax, low: float, high: float) -> None:
-    """Set a log y range of less than a decade or so, with plain-number ticks (3, 3.5, 4) instead of 10^x."""
-    ax.set_ylim(low, high)
-    ticks = [t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high) if low <= t <= high]
-    ax.yaxis.set_major_locator(FixedLocator(ticks))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_locator(NullLocator())
-
-
-def _count_axis(axis, low: float, high: float) -> None:
-    """Label a log axis of counts as 200k, 1M, 5B, with as many ticks per decade as leave room to read them."""
-    decades = np.log10(high / low)
-    subs = (1.0, 2.0, 5.0) if decades <= 1.6 else (1.0, 3.0) if decades <= 2.6 else (1.0,)
-    axis.set_major_locator(LogLocator(base=10, subs=subs))
-    axis.set_major_formatter(FuncFormatter(lambda value, _: human_count(value)))
-    axis.set_minor_formatter(NullFormatter())
-
-
 # ---- 2. IsoFLOP profiles ----------------------------------------------------------------------------
 
 
-@dataclass
-class Budget:
-    """One IsoFLOP slice: the sizes tried at compute C, their losses, and the parabola's minimum."""
-
-    compute: float
-    sizes: np.ndarray
-    losses: np.ndarray
-    parabola: object  # callable: sizes -> loss
-    size_opt: float | None
-    loss_opt: float | None
-    edge: bool
-
-
 def isoflop(ctx: Context) -> Figure:
-    """Loss against parameters per FLOP budget, with the fitted parabolas and their minima."""
+    """Loss against parameters per FLOP budget, with the fit's curve of each budget and its minimum."""
     ctx.require_sizes()
-    budgets, source = isoflop_budgets(ctx)
+    ctx.require_fit()
+    status = ctx.view.status("isoflop")
+    budgets = ctx.view.budgets() if status.holds else []
+    computes = [b.compute for b in budgets] or list(ctx.runs["C"])
+    norm = _budget_norm(computes)
+    cmap = truncated("plasma", 0.0, 0.85)
     fig, (ax,) = new_figure(3.2)
-    norm = _budget_norm([b.compute for b in budgets])
-    cmap = _truncate("plasma", 0.0, 0.85)
-    for budget in budgets:
-        _draw_budget(ax, budget, cmap(norm(budget.compute)))
+    if budgets:
+        for budget in budgets:
+            _draw_budget(ax, budget, cmap(norm(budget.compute)))
+        losses = np.concatenate([b.losses for b in budgets])
+        handles = _budget_handles(budgets)
+    else:
+        # The fit found no budgets: the runs as measured, coloured by their compute, and no curves.
+        ax.scatter(ctx.runs["N"], ctx.runs["loss"], s=12, c=ctx.runs["C"], cmap=cmap, norm=norm, ec="black", lw=0.3)
+        losses = ctx.runs["loss"].to_numpy()
+        handles = [Line2D([], [], color=cmap(0.5), label="run (colour: its compute)", **RUN_MARKER)]
     ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=ctx.loss_label)
-    _count_axis(ax.xaxis, *ax.get_xlim())
-    ax.set_title(ctx.group_title("IsoFLOP profiles"))
-    # Below the axes: the parabolas fill the plot area, and the notes are wider than the gaps between them.
-    fig.legend(
-        handles=_minimum_handles(budgets),
-        loc="outside lower center",
-        title=source,
-        title_fontsize=6.5,
-        fontsize=6.5,
-        ncol=1,
-    )
+    count_axis(ax.xaxis, *ax.get_xlim())
+    ax.set_ylim(*limits_of(losses))
+    title_with_notes(fig, ax, ctx.title("IsoFLOP profiles"), ctx.view.notes(("isoflop",)))
     ax.grid(True, which="major")
-    minima = [b.loss_opt for b in budgets if b.loss_opt is not None]
-    _limit_to_points(ax, np.concatenate([*(b.losses for b in budgets), minima]))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.3)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25)
-    bar.set_label("FLOP budget C (FLOPs)")
-    bar.ax.tick_params(labelsize=6.5)
-    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: power_of_ten(value)))
-    bar.ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: power_of_ten(value, minor=True)))
+    power_of_ten_colorbar(bar, "FLOP budget C (FLOPs)")
     return fig
 
 
-def _budget_norm(computes: list[float]) -> LogNorm:
-    low, high = min(computes), max(computes)
+def _budget_norm(computes) -> LogNorm:
+    low, high = float(np.min(computes)), float(np.max(computes))
     if high < 1.5 * low:  # a single budget still gets a readable colour bar around it
         low, high = low / 1.5, high * 1.5
     return LogNorm(low, high)
 
 
 def _draw_budget(ax, budget: Budget, colour) -> None:
-    ax.scatter(budget.sizes, budget.losses, s=9, color=colour, lw=0, zorder=3)
-    span = np.geomspace(budget.sizes.min() / 1.3, budget.sizes.max() * 1.3, 100)
-    ax.plot(span, budget.parabola(span), color=colour, lw=0.9)
-    if budget.size_opt is not None:
-        fill = "white" if budget.edge else colour
-        ax.scatter(
-            [budget.size_opt],
-            [budget.loss_opt],
-            marker="*",
-            s=42,
-            zorder=4,
-            facecolor=fill,
-            edgecolor="black",
-            lw=0.5,
-        )
+    ax.scatter(budget.sizes, budget.losses, s=12, color=colour, edgecolor="black", lw=0.3, zorder=3)
+    if budget.curve_sizes.size:
+        ax.plot(budget.curve_sizes, budget.curve_losses, color=colour, lw=0.9)
+    if budget.size_opt is not None and budget.loss_opt is not None:
+        fill = colour if budget.in_power_law else "white"
+        ax.scatter([budget.size_opt], [budget.loss_opt], marker="*", s=46, zorder=4, fc=fill, ec="black", lw=0.5)
 
 
-def _minimum_handles(budgets: list[Budget]) -> list[Line2D]:
+def _budget_handles(budgets: list[Budget]) -> list[Line2D]:
+    grey = "0.45"
+    handles = [Line2D([], [], color=grey, label="run", **RUN_MARKER)]
+    if any(b.curve_sizes.size for b in budgets):
+        handles.append(Line2D([], [], color=grey, lw=0.9, label="fit's curve of the budget"))
     star = {"marker": "*", "ls": "none", "mec": "black", "mew": 0.5, "ms": 7}
-    minima = [b for b in budgets if b.size_opt is not None]
-    handles = []
-    if any(not b.edge for b in minima):
-        handles.append(Line2D([], [], color="grey", label="parabola minimum", **star))
-    if any(b.edge for b in minima):
-        handles.append(Line2D([], [], mfc="white", label="minimum at edge of sizes", **star))
-    if len(minima) < len(budgets):
-        handles.append(Line2D([], [], ls="none", label="no minimum: parabola opens downward"))
+    with_minimum = [b for b in budgets if b.size_opt is not None]
+    if any(b.in_power_law for b in with_minimum):
+        handles.append(Line2D([], [], mfc=grey, label="minimum, in the power law", **star))
+    if any(not b.in_power_law for b in with_minimum):
+        handles.append(Line2D([], [], mfc="white", label="minimum, left out", **star))
     return handles
-
-
-def power_of_ten(value: float, minor: bool = False) -> str:
-    """`$10^{14}$` or `$3\\times10^{14}$`; minor ticks get a label only on a colour bar spanning little."""
-    exponent = int(np.floor(np.log10(value) + 1e-9))
-    mantissa = value / 10**exponent
-    if minor and round(mantissa, 1) not in (2.0, 3.0, 5.0):
-        return ""
-    if abs(mantissa - 1) < 1e-6:
-        return f"$10^{{{exponent}}}$"
-    return f"${mantissa:.2g}\\times10^{{{exponent}}}$"
-
-
-def isoflop_budgets(ctx: Context) -> tuple[list[Budget], str]:
-    """Budgets of the fit's Approach 2 when it has them, else slices of the training curves."""
-    entry = fitview.law(ctx.group, "isoflop")
-    if entry and entry.get("budgets"):
-        return [_fit_budget(b) for b in entry["budgets"] if len(b.get("points") or []) >= 3], "parabolas of the fit"
-    reasons = [
-        ctx.no_fit_reason()
-        if ctx.group is None
-        else f"fit: {fitview.skipped_reason(ctx.group, 'isoflop') or 'no IsoFLOP budgets'}"
-    ]
-    if ctx.curves is not None and not ctx.curves.empty:
-        budgets = sliced_budgets(ctx.curves)
-        if budgets:
-            return budgets, "curves sliced at fixed FLOPs"
-        reasons.append("curves: no FLOP value that three or more model sizes all reached")
-    raise Skip(f"no FLOP budget with three or more sizes ({'; '.join(reasons)})")
-
-
-def _fit_budget(budget: dict) -> Budget:
-    points = budget["points"]
-    sizes = np.array([p["N"] for p in points], dtype=float)
-    losses = np.array([p["loss"] for p in points], dtype=float)
-    coef = budget["coef"]
-    size_opt = budget.get("N_opt")
-    loss_opt = budget.get("loss_opt")
-    if size_opt is not None and loss_opt is None:
-        loss_opt = float(fitview.isoflop_curve(coef, [size_opt])[0])
-    return Budget(
-        float(budget["C"]),
-        sizes,
-        losses,
-        lambda n, coef=coef: fitview.isoflop_curve(coef, n),
-        size_opt,
-        loss_opt,
-        bool(budget.get("edge")),
-    )
-
-
-def sliced_budgets(curves: pd.DataFrame, count: int = 6) -> list[Budget]:
-    """IsoFLOP slices of the training curves: at each budget, the best loss any run of each size reached."""
-    low, high = curves["flops"].min(), curves["flops"].max()
-    candidates = np.geomspace(low, high, 48)
-    per_size = {size: list(group.groupby("run_id")) for size, group in curves.groupby("N")}
-    slices = []
-    for compute in candidates:
-        sizes, losses = [], []
-        for size, runs in per_size.items():
-            reached = [_loss_at(run["flops"].to_numpy(), run["val_loss"].to_numpy(), compute) for _, run in runs]
-            reached = [value for value in reached if value is not None]
-            if reached:
-                sizes.append(size)
-                losses.append(min(reached))
-        if len(sizes) >= 3:
-            slices.append((compute, np.array(sizes), np.array(losses)))
-    if not slices:
-        return []
-    picks = np.unique(np.linspace(0, len(slices) - 1, min(count, len(slices))).round().astype(int))
-    spaced = [slices[picks[0]]]
-    for index in picks[1:]:
-        # Budgets closer than a factor 1.5 would draw the same parabola twice.
-        if slices[index][0] >= 1.5 * spaced[-1][0]:
-            spaced.append(slices[index])
-    return [_parabola_budget(*budget) for budget in spaced]
-
-
-def _loss_at(compute: np.ndarray, loss: np.ndarray, target: float) -> float | None:
-    if len(compute) < 2 or target < compute[0] or target > compute[-1]:
-        return None
-    return float(np.exp(np.interp(np.log(target), np.log(compute), np.log(loss))))
-
-
-def _parabola_budget(compute: float, sizes: np.ndarray, losses: np.ndarray) -> Budget:
-    coef = np.polyfit(np.log10(sizes), losses, 2)
-
-    def parabola(n):
-        return np.polyval(coef, np.log10(n))
-
-    if coef[0] <= 0:
-        return Budget(compute, sizes, losses, parabola, None, None, False)
-    vertex = -coef[1] / (2 * coef[0])
-    inside = np.log10(sizes.min()) <= vertex <= np.log10(sizes.max())
-    size_opt = float(10 ** np.clip(vertex, np.log10(sizes.min()), np.log10(sizes.max())))
-    return Budget(compute, sizes, losses, parabola, size_opt, float(parabola(size_opt)), not inside)
-
-
-def _limit_to_points(ax, losses: np.ndarray) -> None:
-    low, high = float(np.min(losses)), float(np.max(losses))
-    pad = 0.08 * (high - low or high)
-    ax.set_ylim(low - pad, high + pad)
-
-
-def _truncate(name: str, bottom: float, top: float):
-    from matplotlib.colors import ListedColormap
-
-    return ListedColormap(matplotlib.colormaps[name](np.linspace(bottom, top, 256)))
 
 
 # ---- 3. optimal allocation --------------------------------------------------------------------------
 
 
 def optimal_allocation(ctx: Context) -> Figure:
-    """N_opt(C) and D_opt(C) of each fitting approach with their bands, against Chinchilla and Kaplan slopes."""
+    """N_opt(C) and D_opt(C) of each approach with their intervals, as the fit computes them."""
     ctx.require_sizes()
-    if ctx.group is None:
-        raise Skip(ctx.no_fit_reason())
+    ctx.require_fit()
     compute_seen = ctx.runs["C"].to_numpy()
-    grid = np.geomspace(compute_seen.min() / 3, compute_seen.max() * 30, 160)
-    pivot = float(np.exp(np.mean(np.log(compute_seen))))
-    lines = _allocation_lines(ctx, grid)
+    grid = np.geomspace(compute_seen.min() / 3, compute_seen.max() * 30, 48)
+    lines = {law: ctx.view.allocation(law, grid) for law in ALLOCATION_LAWS}
+    lines = {law: line for law, line in lines.items() if line is not None}
+    notes = ctx.view.notes(ALLOCATION_LAWS)
     if not lines:
-        reasons = "; ".join(
-            f"{name}: {fitview.skipped_reason(ctx.group, name) or 'not fitted'}"
-            for name in ("chinchilla", "envelope", "isoflop")
-        )
-        raise Skip(f"no fitted allocation law ({reasons})")
-    fig, (ax_n, ax_d) = new_figure(4.4, nrows=2, sharex=True)
-    for name, (sizes, tokens, a, b, intervals, points) in lines.items():
-        colour = APPROACH_COLOURS[name]
-        label = f"{APPROACH_LABELS[name]}: a={a:.2f}, b={b:.2f}"
-        for ax, line, exponent, key in ((ax_n, sizes, a, "a"), (ax_d, tokens, b, "b")):
-            ax.plot(grid, line, color=colour, lw=1.1, label=label)
-            band = fitview.exponent_band(line, grid, intervals.get(key), exponent, pivot)
-            if band:
-                ax.fill_between(grid, *band, color=colour, alpha=0.15, lw=0)
-        if points is not None:
-            # An envelope read off the curves has a point per FLOP value: draw them small.
-            size, alpha = (8, 1.0) if len(points[0]) <= 20 else (2, 0.5)
-            ax_n.scatter(points[0], points[1], s=size, color=colour, lw=0, zorder=3, alpha=alpha)
-            ax_d.scatter(points[0], points[2], s=size, color=colour, lw=0, zorder=3, alpha=alpha)
-    anchor_sizes, anchor_tokens = next(iter(lines.values()))[:2]
-    at_pivot = np.searchsorted(grid, pivot)
-    _reference_slopes(ax_n, grid, pivot, anchor_sizes[at_pivot], (CHINCHILLA_SLOPE, KAPLAN_SLOPE_N))
-    _reference_slopes(ax_d, grid, pivot, anchor_tokens[at_pivot], (CHINCHILLA_SLOPE, 1 - KAPLAN_SLOPE_N))
-    ax_n.set(xscale="log", yscale="log", ylabel="compute-optimal N_opt (parameters)")
+        raise Skip("no allocation law holds: " + "; ".join(notes))
+    fig, (ax_n, ax_d) = new_figure(4.5, nrows=2, sharex=True)
+    handles = []
+    for law, line in lines.items():
+        handles.append(_draw_allocation(ax_n, ax_d, line, _measured_optima(ctx.view, law)))
+    pivot = float(np.exp(np.mean(np.log(compute_seen))))
+    anchor = next(iter(lines.values()))
+    at_pivot = min(np.searchsorted(grid, pivot), len(grid) - 1)
+    _reference_slopes(ax_n, grid, pivot, anchor.sizes[at_pivot], (CHINCHILLA_SLOPE, KAPLAN_SLOPE_N))
+    _reference_slopes(ax_d, grid, pivot, anchor.tokens[at_pivot], (CHINCHILLA_SLOPE, 1 - KAPLAN_SLOPE_N))
+    ax_n.set(xscale="log", yscale="log", ylabel="compute-optimal N_opt")
     ax_d.set(xscale="log", yscale="log", ylabel="compute-optimal D_opt (tokens)", xlabel=COMPUTE_LABEL)
     for ax in (ax_n, ax_d):
         ax.axvspan(compute_seen.min(), compute_seen.max(), color="0.92", lw=0, zorder=0)
         ax.grid(True, which="major")
-    ax_n.set_title(ctx.group_title("Compute-optimal allocation"))
-    ax_n.legend(loc="upper left", fontsize=6.3, handlelength=1.5)
-    ax_d.legend(handles=_reference_handles(), loc="upper left", fontsize=6.3, handlelength=2)
+    title_with_notes(fig, ax_n, ctx.title("Compute-optimal allocation"), notes)
+    ax_n.legend(handles=handles, loc="upper left", fontsize=6.0, handlelength=1.8)
+    ax_d.legend(handles=_reference_handles(), loc="upper left", fontsize=6.0, handlelength=2)
     return fig
 
 
-def _allocation_lines(ctx: Context, grid: np.ndarray) -> dict:
-    """Per approach: N_opt and D_opt on the grid, exponents, their intervals and the measured optima."""
-    lines = {}
-    params = ctx.chinchilla_params()
-    if params:
-        entry = fitview.law(ctx.group, "chinchilla")
-        sizes, tokens = ctx.chinchilla_optimum(params, grid)
-        derived = entry.get("derived") or {}
-        alpha, beta = float(params["alpha"]), float(params["beta"])
-        a = float(derived.get("a", beta / (alpha + beta)))
-        b = float(derived.get("b", alpha / (alpha + beta)))
-        lines["chinchilla"] = (sizes, tokens, a, b, entry.get("intervals") or {}, None)
-    for name in ("envelope", "isoflop"):
-        entry = fitview.law(ctx.group, name)
-        if not entry or not entry.get("params"):
-            continue
-        p = entry["params"]
-        sizes = fitview.power_law(p["N0"], p["a"], grid)
-        tokens = fitview.power_law(p["D0"], p["b"], grid)
-        lines[name] = (
-            sizes,
-            tokens,
-            float(p["a"]),
-            float(p["b"]),
-            entry.get("intervals") or {},
-            _measured_optima(name, entry),
-        )
-    return lines
+def _draw_allocation(ax_n, ax_d, line: Allocation, optima) -> Line2D:
+    colour = APPROACH_COLOURS[line.law]
+    for ax, values, band in ((ax_n, line.sizes, line.size_band), (ax_d, line.tokens, line.token_band)):
+        ax.plot(line.compute, values, color=colour, lw=1.1)
+        if band is not None:
+            ax.fill_between(line.compute, *band, color=colour, alpha=0.15, lw=0)
+    if optima is not None:
+        # An envelope read off the curves has a point per FLOP value: draw them small.
+        size = 9 if len(optima) <= 30 else 2
+        ax_n.scatter(optima["C"], optima["N"], s=size, color=colour, ec="black", lw=0.3 if size > 2 else 0, zorder=3)
+        ax_d.scatter(optima["C"], optima["D"], s=size, color=colour, ec="black", lw=0.3 if size > 2 else 0, zorder=3)
+    exponents = "" if line.a is None else f": a={line.a:.2f}, b={line.b:.2f}"
+    marker = {"marker": "o", "ms": 3, "mec": "black", "mew": 0.3} if optima is not None else {}
+    return Line2D([], [], color=colour, lw=1.1, label=f"{APPROACH_LABELS[line.law]}{exponents}", **marker)
 
 
-def _measured_optima(name: str, entry: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    if name == "envelope":
-        rows, size_key, tokens_key = entry.get("frontier") or [], "N", "D"
-    else:
-        budgets = entry.get("budgets") or []
-        rows, size_key, tokens_key = [b for b in budgets if b.get("N_opt") and not b.get("edge")], "N_opt", "D_opt"
-    if not rows:
-        return None
-    compute = np.array([r["C"] for r in rows], dtype=float)
-    sizes = np.array([r[size_key] for r in rows], dtype=float)
-    tokens = np.array([r.get(tokens_key) or r["C"] / (6 * r[size_key]) for r in rows], dtype=float)
-    return compute, sizes, tokens
+def _measured_optima(view: FitView, law: str) -> pd.DataFrame | None:
+    """The optima the law's power law was fitted to: the frontier (Approach 1) or the budgets' minima (2)."""
+    if law == "envelope":
+        frontier = view.frontier()
+        return None if frontier is None else frontier[["C", "N", "D"]]
+    if law == "isoflop":
+        rows = [(b.compute, b.size_opt, b.tokens_opt) for b in view.budgets() if b.in_power_law]
+        return pd.DataFrame(rows, columns=["C", "N", "D"]) if rows else None
+    return None
 
 
 def _reference_slopes(ax, grid, pivot, value_at_pivot, slopes) -> None:
@@ -489,138 +296,150 @@ def _reference_handles() -> list:
 
 
 def parametric_fit(ctx: Context) -> Figure:
-    """Iso-loss contours of the fitted L(N, D) over compute and size, the frontier and the runs."""
+    """The runs over tokens and parameters, filled with their measured loss, on the fitted law's iso-loss lines."""
     ctx.require_sizes()
-    params = ctx.chinchilla_params()
-    if not params:
-        reason = fitview.skipped_reason(ctx.group, "chinchilla") if ctx.group else ctx.no_fit_reason()
-        raise Skip(f"no parametric (chinchilla) law in the fit: {reason or 'not fitted'}")
-    points = _fit_points(ctx)
-    compute = np.geomspace(points["C"].min() / 3, points["C"].max() * 30, 220)
-    sizes = np.geomspace(points["N"].min() / 4, points["N"].max() * 8, 200)
-    grid_c, grid_n = np.meshgrid(compute, sizes)
-    surface = fitview.chinchilla_loss(params, grid_n, grid_c / (6 * grid_n * ctx.flop_ratio(grid_n)))
-    # Contours from the lowest loss in view (the extrapolated corner) up to the worst runs.
-    levels = MaxNLocator(nbins=12).tick_values(float(np.min(surface)), np.quantile(points["loss"], 0.95) * 1.05)
-    norm = BoundaryNorm(levels, 256, extend="both")
-    cmap = matplotlib.colormaps["cividis"]
-    fig, (ax,) = new_figure(2.8)
-    filled = ax.contourf(grid_c, grid_n, surface, levels=levels, cmap=cmap, norm=norm, extend="both")
-    ax.contour(grid_c, grid_n, surface, levels=levels, colors="white", linewidths=0.35, alpha=0.7)
-    opt_sizes, _ = ctx.chinchilla_optimum(params, compute)
-    ax.plot(compute, opt_sizes, color=APPROACH_COLOURS["chinchilla"], lw=1.3, label="efficient frontier N_opt(C)")
-    crowded = len(points) > 60
-    ax.scatter(
-        points["C"],
-        points["N"],
-        c=points["loss"],
-        cmap=cmap,
-        norm=norm,
-        s=7 if crowded else 16,
-        edgecolor="white",
-        lw=0.4 if crowded else 0.9,
-        zorder=3,
-        label="runs (fill: measured loss)",
-    )
-    ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=PARAMS_LABEL)
-    ax.set_xlim(compute[0], compute[-1])
+    ctx.require_fit()
+    points = ctx.view.points()
+    if points.empty:
+        points = ctx.runs[["run_id", "N", "D", "C", "loss"]]
+    params = ctx.view.chinchilla_params()
+    # With a law, room for where it leads beyond the runs; without one, just the runs.
+    below, above = (3, 10) if params else (1.5, 1.5)
+    tokens = np.geomspace(points["D"].min() / below, points["D"].max() * above, 160)
+    sizes = np.geomspace(points["N"].min() / below, points["N"].max() * above, 160)
+    surface = None
+    if params:
+        grid_d, grid_n = np.meshgrid(tokens, sizes)
+        surface = ctx.view.chinchilla_loss(grid_n, grid_d)
+    losses = points["loss"].to_numpy()
+    levels = MaxNLocator(nbins=10).tick_values(float(np.min(losses)) * 0.97, float(np.max(losses)))
+    norm = matplotlib.colors.BoundaryNorm(levels, 256, extend="both")
+    cmap = truncated("cividis", 0.0, 0.92)
+    fig, (ax,) = new_figure(3.0)
+    handles = []
+    if surface is not None:
+        contours = ax.contour(grid_d, grid_n, surface, levels=levels, cmap=cmap, norm=norm, linewidths=0.8)
+        ax.clabel(contours, levels[::2], fontsize=5.5, fmt="%g", inline_spacing=2)
+        handles.append(Line2D([], [], color=cmap(0.5), lw=0.8, label="iso-loss line of the fitted law"))
+        handles += _draw_optimal_path(ax, ctx.view, points)
+    runs = ax.scatter(points["D"], points["N"], c=losses, cmap=cmap, norm=norm, s=18, ec="black", lw=0.4, zorder=3)
+    handles.append(Line2D([], [], color=cmap(0.6), label="run (fill: measured loss)", **{**RUN_MARKER, "ms": 4}))
+    ax.set(xscale="log", yscale="log", xlabel=TOKENS_LABEL, ylabel=PARAMS_LABEL)
+    ax.set_xlim(tokens[0], tokens[-1])
     ax.set_ylim(sizes[0], sizes[-1])
-    ax.set_title(ctx.group_title(_law_title(params)))
-    ax.legend(loc="upper left", fontsize=6.3, frameon=True, framealpha=0.85, edgecolor="none")
-    bar = fig.colorbar(filled, ax=ax, pad=0.02, fraction=0.06, aspect=25)
+    count_axis(ax.xaxis, tokens[0], tokens[-1])
+    count_axis(ax.yaxis, sizes[0], sizes[-1])
+    title = law_title(params) if params else "Parametric law L(N, D)"
+    title_with_notes(fig, ax, ctx.title(title), ctx.view.notes(("chinchilla",)))
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.2)
+    bar = fig.colorbar(runs, ax=ax, pad=0.02, fraction=0.06, aspect=25)
     bar.set_label(ctx.loss_label)
     bar.ax.tick_params(labelsize=6.5)
     return fig
 
 
-def _law_title(params: dict) -> str:
+def _draw_optimal_path(ax, view: FitView, points: pd.DataFrame) -> list[Line2D]:
+    """The fit's compute-optimal (D_opt, N_opt) over the compute of the runs and a decade beyond."""
+    compute = np.geomspace(points["C"].min() / 3, points["C"].max() * 10, 40)
+    path = view.allocation("chinchilla", compute)
+    if path is None:
+        return []
+    colour = APPROACH_COLOURS["chinchilla"]
+    ax.plot(path.tokens, path.sizes, color=colour, lw=1.3, zorder=2)
+    return [Line2D([], [], color=colour, lw=1.3, label="compute-optimal (D_opt, N_opt)")]
+
+
+def law_title(params: dict) -> str:
+    """The fitted law as a formula, each number to three significant figures."""
     return (
-        f"$L = {params['E']:.2f} + {params['A']:.4g}/N^{{{params['alpha']:.3f}}}"
-        f" + {params['B']:.4g}/D^{{{params['beta']:.3f}}}$"
+        f"$L = {_tex(params['E'])} + {_tex(params['A'])}/N^{{{params['alpha']:.3g}}}"
+        f" + {_tex(params['B'])}/D^{{{params['beta']:.3g}}}$"
     )
 
 
-def _fit_points(ctx: Context) -> pd.DataFrame:
-    """The (N, D, C, loss) points the fit used, or the finished runs when the fit did not list them."""
-    listed = (ctx.group or {}).get("points") or []
-    if listed:
-        frame = pd.DataFrame(listed)
-        if "D" not in frame:
-            frame["D"] = frame["C"] / (6 * frame["N"])
-        return frame
-    return ctx.runs[["run_id", "N", "D", "C", "loss"]]
+def _tex(value: float) -> str:
+    text = f"{value:.3g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return f"{mantissa}\\times10^{{{int(exponent)}}}"
+    return text
 
 
 # ---- 5. extrapolation -------------------------------------------------------------------------------
 
 
 def extrapolation(ctx: Context) -> Figure:
-    """Predicted against measured loss with held-out runs marked, and the relative errors beneath."""
-    if ctx.group is None:
-        raise Skip(ctx.no_fit_reason())
-    holdout = ctx.group.get("holdout")
-    if not holdout or not holdout.get("runs"):
+    """Measured against predicted loss of the held-out runs per law, and the relative errors beneath."""
+    ctx.require_fit()
+    holdout = ctx.view.holdout()
+    if holdout is None:
         raise Skip("no held-out runs in the fit; run `scale fit --holdout K` to test extrapolation")
-    params = ctx.chinchilla_params()
-    if not params:
-        raise Skip("no parametric (chinchilla) law in the fit to predict with")
-    fitted = _fit_points(ctx)
-    fitted_pred = fitview.chinchilla_loss(params, fitted["N"], fitted["D"])
     held = pd.DataFrame(holdout["runs"])
-    laws = [name for name in (holdout.get("mape") or {}) if name in set().union(*[set(p) for p in held["pred"]])]
-    laws = sorted(laws, key=lambda name: name != "chinchilla")
-    fig, (ax, ax_res) = new_figure(3.9, nrows=2, height_ratios=[2.1, 1])
-
-    ax.scatter(fitted_pred, fitted["loss"], s=9, c=[ctx.colours(n) for n in fitted["N"]], lw=0, label="fitted runs")
-    held_pred = np.array([p.get("chinchilla", np.nan) for p in held["pred"]], dtype=float)
-    ax.scatter(
-        held_pred,
-        held["loss"],
-        s=26,
-        marker="D",
-        facecolor="none",
-        edgecolor=APPROACH_COLOURS["chinchilla"],
-        lw=1.0,
-        label="held-out runs",
-        zorder=4,
-    )
-    everything = np.concatenate([fitted_pred, fitted["loss"], held_pred, held["loss"]])
-    everything = everything[np.isfinite(everything)]
-    low, high = everything.min() * 0.98, everything.max() * 1.02
-    ax.plot([low, high], [low, high], color="0.4", lw=0.7, ls="--", zorder=1, label="perfect prediction")
-    ax.set(
-        xlim=(low, high),
-        ylim=(low, high),
-        xlabel="predicted loss, Chinchilla law (nats/token)",
-        ylabel="measured loss (nats/token)",
-    )
-    ax.set_aspect("equal", adjustable="box")
-    ax.legend(loc="upper left")
-    ax.set_title(ctx.group_title("Extrapolation to held-out runs"))
-    ctx.colours.colorbar(fig, ax)
-
-    ax_res.axhline(0, color="0.4", lw=0.7, ls="--")
-    ax_res.scatter(fitted["C"], 100 * (fitted["loss"] / fitted_pred - 1), s=6, color="0.6", lw=0, label="fitted")
+    laws = _scored_laws(ctx.view, holdout, held)
+    if not laws:
+        raise Skip("no law of the fit predicted the held-out runs")
+    fig, (ax, ax_res) = new_figure(4.2, nrows=2, height_ratios=[2.1, 1])
+    fitted = ctx.view.points()
+    params = ctx.view.chinchilla_params()
+    shown, errors = [], []
+    if params and not fitted.empty:
+        predicted = ctx.view.chinchilla_loss(fitted["N"], fitted["D"])
+        ax.scatter(predicted, fitted["loss"], s=9, c=[ctx.colours(n) for n in fitted["N"]], ec="black", lw=0.25)
+        error = 100 * (fitted["loss"].to_numpy() / predicted - 1)
+        ax_res.scatter(fitted["C"], error, s=7, color="0.6", lw=0)
+        shown += [predicted, fitted["loss"].to_numpy()]
+        errors.append(error)
+    handles = []
+    if errors:
+        handles.append(Line2D([], [], color="0.6", label="fitted runs, Approach 3", **{**RUN_MARKER, "mew": 0.25}))
     for index, law in enumerate(laws):
-        predicted = np.array([p.get(law, np.nan) for p in held["pred"]], dtype=float)
-        mape = float(holdout["mape"][law])  # fit.json stores it in percent
-        ax_res.scatter(
-            held["C"],
-            100 * (held["loss"] / predicted - 1),
-            s=18,
-            marker="Dos^v"[index % 5],
-            facecolor="none",
-            edgecolor=APPROACH_COLOURS.get(law, f"C{index}"),
-            lw=0.9,
-            label=f"{law} (MAPE {mape:.1f}%)",
-        )
-    low, high = ax_res.get_ylim()
-    ax_res.set_ylim(low, high + 0.7 * (high - low))  # headroom for the legend above the points
+        predicted = np.array([_number(p.get(law)) for p in held["pred"]], dtype=float)
+        colour = APPROACH_COLOURS.get(law, f"C{index}")
+        marker = "Dos^v"[index % 5]
+        style = {"marker": marker, "s": 24, "color": colour, "ec": "black", "lw": 0.4, "zorder": 4}
+        ax.scatter(predicted, held["loss"], **style)
+        error = 100 * (held["loss"].to_numpy() / predicted - 1)
+        ax_res.scatter(held["C"], error, **style)
+        shown += [predicted, held["loss"].to_numpy()]
+        errors.append(error)
+        mape = _number((holdout.get("mape") or {}).get(law))
+        label = f"held out, {APPROACH_LABELS.get(law, law)}" + (f" (MAPE {mape:.1f}%)" if mape is not None else "")
+        handles.append(Line2D([], [], ls="none", marker=marker, ms=4.5, mfc=colour, mec="black", mew=0.4, label=label))
+    low, high = limits_of(np.concatenate(shown), pad=0.03)
+    ax.plot([low, high], [low, high], color="0.4", lw=0.7, ls="--", zorder=1)
+    handles.append(Line2D([], [], color="0.4", lw=0.7, ls="--", label="measured = predicted"))
+    ax.set(xlim=(low, high), ylim=(low, high), xlabel="predicted loss (nats/token)", ylabel="measured loss")
+    ax.set_aspect("equal", adjustable="box")
+    notes = ctx.view.notes(("chinchilla",)) + _holdout_notes(holdout)
+    title_with_notes(fig, ax, ctx.title("Extrapolation to held-out runs"), notes)
+    ctx.colours.colorbar(fig, ax)
+    ax_res.axhline(0, color="0.4", lw=0.7, ls="--")
+    ax_res.set_ylim(*limits_of(np.concatenate(errors), pad=0.12, include=(0.0,)))
     ax_res.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel="measured/predicted − 1 (%)")
     ax_res.yaxis.label.set_size(6.5)
-    ax_res.legend(loc="upper left", fontsize=6.2, ncol=2, handletextpad=0.2, columnspacing=0.8)
     ax_res.grid(True, which="major")
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.0, handletextpad=0.3)
     return fig
+
+
+def _scored_laws(view: FitView, holdout: dict, held: pd.DataFrame) -> list[str]:
+    """Laws with a stored prediction of some held-out run, Approach 3 first; laws that do not hold left out."""
+    predicted = set().union(*[set(p or {}) for p in held["pred"]])
+    laws = [law for law in predicted if view.status(law).state != "not_identified"]
+    return sorted(laws, key=lambda law: (law != "chinchilla", law))
+
+
+def _holdout_notes(holdout: dict) -> list[str]:
+    from scaling_cli.plot.fitview import LawStatus
+
+    return [LawStatus(law, "skipped", reason).note for law, reason in (holdout.get("skipped") or {}).items()]
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 # ---- 6. compression ---------------------------------------------------------------------------------
@@ -628,34 +447,27 @@ def extrapolation(ctx: Context) -> Figure:
 
 def compression(ctx: Context) -> Figure:
     """Validation bits per byte against compute, next to lz4, zlib, bz2 and lzma on the same text."""
-    runs, curves = ctx.runs, ctx.curves
-    has_curves = curves is not None and "val_bpb" in curves.columns and curves["val_bpb"].notna().any()
+    runs = ctx.runs
+    has_curves = _has_rows(ctx.bpb_curves)
     if not has_curves and ("val_bpb" not in runs.columns or runs["val_bpb"].isna().all()):
         raise Skip("no bits-per-byte measurements (val_bpb); this needs a results directory from `scale sweep`")
     columns = [f"bpb_{name}" for name in BASELINES if f"bpb_{name}" in runs.columns]
     if not columns or runs[columns].isna().all().all():
         raise Skip("no compressor baselines (bpb_lz4 ... bpb_lzma) in runs.parquet")
     dataset = _main_dataset(runs)
-    runs_here = runs if dataset is None else runs[runs["dataset"] == dataset]
+    here = runs if dataset is None else runs[runs["dataset"] == dataset]
+    curves = ctx.bpb_curves[ctx.bpb_curves["run_id"].isin(here["run_id"])] if has_curves else None
     fig, (ax,) = new_figure(2.7)
-    if has_curves:
-        here = curves[curves["run_id"].isin(runs_here["run_id"])].dropna(subset=["val_bpb"])
-        for _, curve in here.groupby("run_id", sort=False):
-            ax.plot(curve["flops"], curve["val_bpb"], color=ctx.colours(curve["N"].iloc[0]), lw=0.7, alpha=0.85)
-        compute, bpb = here["flops"].to_numpy(), here["val_bpb"].to_numpy()
-    else:
-        here = runs_here.dropna(subset=["val_bpb"])
-        ax.scatter(here["C"], here["val_bpb"], s=8, c=[ctx.colours(n) for n in here["N"]], lw=0)
-        compute, bpb = here["C"].to_numpy(), here["val_bpb"].to_numpy()
+    compute, bpb = _draw_runs_against_compute(ctx, ax, curves, "val_bpb")
     baselines = {
-        name: float(runs_here[f"bpb_{name}"].dropna().iloc[0])
+        name: float(here[f"bpb_{name}"].dropna().iloc[0])
         for name in BASELINES
-        if f"bpb_{name}" in runs_here.columns and runs_here[f"bpb_{name}"].notna().any()
+        if f"bpb_{name}" in here.columns and here[f"bpb_{name}"].notna().any()
     }
     if not baselines:
         raise Skip(f"no compressor baselines for data set {dataset}")
     lines = {name: (value, *COMPRESSOR_STYLES[name]) for name, value in baselines.items()}
-    entropy = _entropy_rate(runs_here)
+    entropy = _entropy_rate(here)
     if entropy is not None:
         lines["entropy rate"] = (entropy, "black", "-")
     ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=BPB_LABEL)
@@ -666,8 +478,7 @@ def compression(ctx: Context) -> Figure:
     for name, (value, colour, style) in lines.items():
         ax.axhline(value, color=colour, ls=style, lw=1.0 if name in baselines else 0.7, zorder=1)
     _label_lines(ax, {f"{name} {value:.2f}": (value, colour) for name, (value, colour, _) in lines.items()})
-    title = "The model as a compressor" + (f" ({dataset})" if dataset else "")
-    ax.set_title(title)
+    ax.set_title("The model as a compressor" + (f" ({dataset})" if dataset else ""))
     ax.grid(True, which="major", axis="x")
     ctx.colours.colorbar(fig, ax)
     return fig
@@ -713,52 +524,44 @@ def _main_dataset(runs: pd.DataFrame) -> str | None:
 
 
 def data_axis(ctx: Context) -> Figure:
-    """One compute-efficient frontier per data set, each labelled with how well lzma compresses it."""
-    runs, curves = ctx.inputs.runs, ctx.inputs.curves
+    """The fit's compute-efficient frontier per data set, each labelled with how well lzma compresses it."""
+    runs = ctx.inputs.runs
     datasets = sorted(runs["dataset"].dropna().unique()) if "dataset" in runs.columns else []
     if len(datasets) < 2:
         only = f" ({datasets[0]})" if datasets else ""
         raise Skip(f"the sweep uses one data set{only}; data_axis needs runs on several")
-    in_bpb = "val_bpb" in runs.columns and runs.groupby("dataset")["val_bpb"].apply(lambda v: v.notna().any()).all()
-    column, label = ("val_bpb", BPB_LABEL) if in_bpb else ("val_loss", LOSS_LABEL)
-    fig, (ax,) = new_figure(2.7)
-    lowest = []
+    ctx.require_fit()
+    if (ctx.inputs.fit or {}).get("by") != "dataset":
+        raise Skip("the fit mixes data sets; fit each on its own with `scale fit --by dataset`")
+    in_bpb = "bytes_per_token" in runs.columns and runs["bytes_per_token"].notna().all()
+    fig, (ax,) = new_figure(2.8)
+    drawn, notes = [], []
     for index, dataset in enumerate(datasets):
         colour = matplotlib.colormaps["tab10"](index % 10)
-        ids = runs.loc[runs["dataset"] == dataset, "run_id"]
-        if curves is not None and column in curves.columns:
-            points = curves[curves["run_id"].isin(ids)].dropna(subset=[column])
-            compute, value = points["flops"].to_numpy(), points[column].to_numpy()
-        else:
-            points = runs[runs["dataset"] == dataset].dropna(subset=[column if column in runs else "loss"])
-            compute, value = points["C"].to_numpy(), points[column if column in runs else "loss"].to_numpy()
-        if compute.size == 0:
-            continue
         finals = runs[runs["dataset"] == dataset]
-        ax.scatter(
-            finals["C"],
-            finals[column] if column in finals else finals["loss"],
-            s=6,
-            color=colour,
-            alpha=0.45,
-            lw=0,
-        )
-        front_c, front_v = frontier(compute, value)
-        ax.plot(front_c, front_v, color=colour, lw=1.3, label=_dataset_label(dataset, finals))
-        lowest.append(front_v)
-        if column == "val_bpb" and "bpb_lzma" in finals.columns and finals["bpb_lzma"].notna().any():
+        scale = 1 / (np.log(2) * float(finals["bytes_per_token"].median())) if in_bpb else 1.0
+        ax.scatter(finals["C"], finals["loss"] * scale, s=7, color=colour, alpha=0.5, lw=0)
+        view = FitView(ctx.inputs.fit, dataset)
+        frontier = view.frontier()
+        if frontier is None:
+            notes += view.notes(("envelope",))
+            drawn.append(finals["loss"].to_numpy() * scale)
+            continue
+        values = frontier["loss"].to_numpy() * scale
+        ax.plot(frontier["C"], values, color=colour, lw=1.3, label=_dataset_label(dataset, finals))
+        drawn.append(values)
+        if in_bpb and "bpb_lzma" in finals.columns and finals["bpb_lzma"].notna().any():
             lzma = float(finals["bpb_lzma"].dropna().iloc[0])
             ax.axhline(lzma, color=colour, lw=0.8, ls=(0, (1, 1.5)), zorder=1)
-            lowest.append(np.array([lzma]))
-    if not lowest:
-        raise Skip("no runs with a measured loss in any data set")
-    ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=label)
-    everything = np.concatenate(lowest)
-    _log_ylim(ax, everything.min() * 0.93, np.quantile(everything, 0.9) * 1.1)
-    ax.set_title("Frontier per data set")
-    if column == "val_bpb":
+            drawn.append(np.array([lzma]))
+    everything = np.concatenate(drawn)
+    ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=BPB_LABEL if in_bpb else LOSS_LABEL)
+    log_ylim(ax, everything.min() * 0.93, np.quantile(everything, 0.9) * 1.1)
+    title_with_notes(fig, ax, "Efficient frontier per data set", notes)
+    if in_bpb:
         ax.plot([], [], color="0.3", lw=0.8, ls=(0, (1, 1.5)), label="lzma on the same text")
-    ax.legend(loc="upper right", title="data set (lzma bits/byte)", title_fontsize=6.5, fontsize=6.5)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", title="data set (lzma bits/byte)", title_fontsize=6.5, fontsize=6.5)
     ax.grid(True, which="major")
     return fig
 

@@ -1,79 +1,306 @@
-"""Read a fit.json for drawing: pick the group, evaluate its laws on grids, and express its uncertainty."""
+"""What the figures draw from a fit.json: the one module that knows fit.json's keys.
+
+Figures never fit anything. Every line, curve, band and optimum they draw comes from here, and here only
+from what `scale fit` stored (frontier points, IsoFLOP coefficients, law parameters, bootstrap samples)
+evaluated by the fitting package's own functions. A law the fit skipped or could not identify comes back
+as a `LawStatus` whose `note` the figure prints instead of drawing the law.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pandas as pd
+
+LAW_NAMES = {
+    "chinchilla": "Approach 3",
+    "envelope": "Approach 1",
+    "isoflop": "Approach 2",
+    "kaplan": "Kaplan L(C)",
+    "linear": "linear baseline",
+}
+ALLOCATION_LAWS = ("chinchilla", "envelope", "isoflop")
 
 
-def primary_group(fit: dict | None) -> tuple[str, dict] | None:
+@dataclass(frozen=True)
+class LawStatus:
+    """Whether a law may be drawn: state is "ok", "not_identified", "skipped" or "absent" (never asked for)."""
+
+    law: str
+    state: str
+    reason: str = ""
+
+    @property
+    def holds(self) -> bool:
+        return self.state == "ok"
+
+    @property
+    def note(self) -> str:
+        """One line for the figure: which law is not drawn and why."""
+        if self.holds:
+            return ""
+        what = {"not_identified": "not identified", "skipped": "skipped", "absent": "not fitted"}
+        line = f"{LAW_NAMES.get(self.law, self.law)} not drawn, {what[self.state]}"
+        return one_line(f"{line}: {self.reason}" if self.reason else line)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One stored IsoFLOP budget: its measured points, the fit's curve over its window, and the minimum."""
+
+    compute: float
+    sizes: np.ndarray
+    losses: np.ndarray
+    curve_sizes: np.ndarray  # empty when the fit stored no curve for this budget
+    curve_losses: np.ndarray
+    size_opt: float | None
+    tokens_opt: float | None
+    loss_opt: float | None
+    in_power_law: bool
+    why_left_out: str  # empty when the budget feeds the power law
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A law's compute-optimal N and D on a grid of compute, with the fit's bootstrap intervals and loss."""
+
+    law: str
+    compute: np.ndarray
+    sizes: np.ndarray
+    tokens: np.ndarray
+    size_band: tuple[np.ndarray, np.ndarray] | None
+    token_band: tuple[np.ndarray, np.ndarray] | None
+    loss: np.ndarray | None
+    a: float | None
+    b: float | None
+
+
+def one_line(text: str) -> str:
+    """`text` with its whitespace (newlines too) collapsed to single spaces."""
+    return " ".join(str(text).split())
+
+
+def primary_group(fit: dict | None) -> str | None:
     """The group a single-panel figure draws: 'all' when present, else the one fitted on the most points."""
     groups = (fit or {}).get("groups") or {}
     if not groups:
         return None
     if "all" in groups:
-        return "all", groups["all"]
-    name = max(groups, key=lambda key: groups[key].get("n_points") or 0)
-    return name, groups[name]
+        return "all"
+    return max(groups, key=lambda key: groups[key].get("n_points") or 0)
 
 
-def law(group: dict | None, name: str) -> dict | None:
-    """One law's entry of a group, or None when it was not fitted."""
-    laws = (group or {}).get("laws") or {}
-    entry = laws.get(name)
-    return entry if isinstance(entry, dict) and entry else None
+class FitView:
+    """One group of one fit.json, read for drawing."""
+
+    def __init__(self, fit: dict | None, group: str | None = None):
+        self.fit = fit
+        self.name = group if group is not None else (primary_group(fit) or "")
+        self.group = ((fit or {}).get("groups") or {}).get(self.name)
+
+    @property
+    def exists(self) -> bool:
+        return self.group is not None
+
+    # ---- status ---------------------------------------------------------------------------------------
+
+    def entry(self, law: str) -> dict | None:
+        laws = (self.group or {}).get("laws") or {}
+        entry = laws.get(law)
+        return entry if isinstance(entry, dict) and entry else None
+
+    def status(self, law: str) -> LawStatus:
+        """The law's status as the fit recorded it (`status`, `problems`, the group's `skipped`)."""
+        entry = self.entry(law)
+        if entry is None:
+            skipped = ((self.group or {}).get("skipped") or {}).get(law)
+            return LawStatus(law, "skipped", str(skipped)) if skipped else LawStatus(law, "absent")
+        problems = [str(p) for p in entry.get("problems") or []]
+        if "status" in entry:
+            state = "ok" if entry["status"] == "ok" else "not_identified"
+            return LawStatus(law, state, "; ".join(problems))
+        return self._status_before_identification(law, entry)
+
+    @staticmethod
+    def _status_before_identification(law: str, entry: dict) -> LawStatus:
+        # fit.json without per-law `status` (version 1): a parameter at the edge of the start grid
+        # means the data did not pin E down, so the law is not identified.
+        edge = (entry.get("diagnostics") or {}).get("grid_edge") or []
+        if law == "chinchilla" and edge:
+            return LawStatus(law, "not_identified", f"{', '.join(map(str, edge))} at the edge of the start grid")
+        return LawStatus(law, "ok")
+
+    def notes(self, laws) -> list[str]:
+        """The one-line notes of every law in `laws` that the figure will not draw."""
+        return [status.note for status in map(self.status, laws) if not status.holds]
+
+    # ---- measured points the fit used ----------------------------------------------------------------
+
+    def points(self) -> pd.DataFrame:
+        """The (run_id, N, D, C, loss) points of this group that the fit used."""
+        frame = pd.DataFrame((self.group or {}).get("points") or [])
+        if frame.empty:
+            return pd.DataFrame(columns=["run_id", "N", "D", "C", "loss"])
+        return frame
+
+    def frontier(self) -> pd.DataFrame | None:
+        """Approach 1's stored compute-efficient frontier (C, N, D, loss), or None when it has none."""
+        entry = self.entry("envelope")
+        rows = (entry or {}).get("frontier") or []
+        if not rows:
+            return None
+        return pd.DataFrame(rows).sort_values("C").reset_index(drop=True)
+
+    def budgets(self) -> list[Budget]:
+        """Approach 2's stored budgets, each with the curve the fit used to find its minimum."""
+        entry = self.entry("isoflop") or {}
+        return [_budget(raw) for raw in entry.get("budgets") or [] if raw.get("points")]
+
+    # ---- laws evaluated ------------------------------------------------------------------------------
+
+    def chinchilla_params(self) -> dict | None:
+        entry = self.entry("chinchilla")
+        return (entry or {}).get("params") if self.status("chinchilla").holds else None
+
+    def chinchilla_loss(self, sizes, tokens) -> np.ndarray:
+        """L(N, D) of the fitted parametric law, evaluated by the fitting package."""
+        from scaling_cli.fit.laws import chinchilla_loss
+
+        return np.asarray(chinchilla_loss(self.chinchilla_params(), sizes, tokens), dtype=float)
+
+    def kaplan_compute_loss(self, compute) -> np.ndarray | None:
+        """Kaplan's L(C) = E + (C_c / C)^alpha_C, or None when the law does not hold."""
+        from scaling_cli.fit.laws import kaplan_term
+
+        params = ((self.entry("kaplan") or {}).get("L_C") or {}).get("params")
+        if not params or not self.status("kaplan").holds:
+            return None
+        return np.asarray(kaplan_term(compute, params["C_c"], params["alpha_C"], params.get("E") or 0.0))
+
+    def allocation(self, law: str, compute) -> Allocation | None:
+        """N_opt(C), D_opt(C), their intervals and (Approach 3) the loss there, as the fit computes them.
+
+        None when the law does not hold. The optimum is `fit.allocation.optimal_allocation`, the function
+        behind fit.json's `at_compute` and `scale predict`, so all three agree at every C.
+        """
+        from scaling_cli.fit.allocation import optimal_allocation
+
+        if law not in ALLOCATION_LAWS or not self.status(law).holds:
+            return None
+        compute = np.asarray(compute, dtype=float)
+        sizes, tokens = (np.asarray(v, dtype=float) for v in optimal_allocation(self.fit, self.name, law, compute))
+        intervals = self._intervals_from_predict(law, compute)
+        loss = self.chinchilla_loss(sizes, tokens) if law == "chinchilla" else None
+        a, b = self.exponents(law)
+        band = {key: _band(intervals, key) for key in ("N_opt_interval", "D_opt_interval")}
+        return Allocation(law, compute, sizes, tokens, band["N_opt_interval"], band["D_opt_interval"], loss, a, b)
+
+    def _intervals_from_predict(self, law: str, compute: np.ndarray) -> list[dict]:
+        """`scale predict`'s bootstrap intervals of N_opt and D_opt at each C (empty dicts without samples)."""
+        from scaling_cli.fit.predict import predict
+
+        answers = []
+        for value in compute:
+            groups = predict(self.fit, compute=float(value), group=self.name)["groups"]
+            answers.append(groups[self.name].get("compute", {}).get(law) or {})
+        return answers
+
+    def exponents(self, law: str) -> tuple[float | None, float | None]:
+        """The exponents a, b of N_opt ∝ C^a and D_opt ∝ C^b as the fit reports them."""
+        entry = self.entry(law) or {}
+        stored = entry.get("derived") if law == "chinchilla" else entry.get("params")
+        stored = stored or {}
+        return _number(stored.get("a")), _number(stored.get("b"))
+
+    def intervals(self, law: str) -> dict:
+        return (self.entry(law) or {}).get("intervals") or {}
+
+    # ---- extrapolation -------------------------------------------------------------------------------
+
+    def holdout(self) -> dict | None:
+        holdout = (self.group or {}).get("holdout")
+        return holdout if holdout and holdout.get("runs") else None
+
+    def backtest(self) -> dict | None:
+        backtest = (self.group or {}).get("backtest")
+        return backtest or None
+
+    def compute_range(self) -> tuple[float, float] | None:
+        points = self.points()
+        if points.empty:
+            return None
+        return float(points["C"].min()), float(points["C"].max())
 
 
-def skipped_reason(group: dict | None, name: str) -> str:
-    """Why the fit left a law out, as the fit recorded it."""
-    return str(((group or {}).get("skipped") or {}).get(name) or "")
+def _budget(raw: dict) -> Budget:
+    sizes = np.array([p["N"] for p in raw["points"]], dtype=float)
+    losses = np.array([p["loss"] for p in raw["points"]], dtype=float)
+    curve_sizes, curve_losses = _budget_curve(raw, sizes)
+    size_opt = _number(raw.get("N_opt"))
+    loss_opt = _number(raw.get("loss_opt"))
+    if size_opt is not None and loss_opt is None and raw.get("coef"):
+        loss_opt = float(np.polyval(np.asarray(raw["coef"], dtype=float), np.log(size_opt)))
+    why = _why_left_out(raw, size_opt)
+    tokens_opt = _number(raw.get("D_opt"))
+    return Budget(
+        float(raw["C"]), sizes, losses, curve_sizes, curve_losses, size_opt, tokens_opt, loss_opt, not why, why
+    )
 
 
-def chinchilla_loss(params: dict, sizes, tokens):
-    """L(N, D) of the fitted parametric law (evaluated by the fitting module itself)."""
-    from scaling_cli.fit.laws import chinchilla_loss as evaluate
+def _budget_curve(raw: dict, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fit's curve of this budget: a stored dense curve, else its parabola over its window of sizes."""
+    curve = raw.get("curve")
+    if isinstance(curve, dict) and curve.get("N"):
+        return np.asarray(curve["N"], dtype=float), np.asarray(curve["loss"], dtype=float)
+    if isinstance(curve, list) and curve:
+        return (np.array([p["N"] for p in curve], dtype=float), np.array([p["loss"] for p in curve], dtype=float))
+    coef = raw.get("coef")
+    if not coef:
+        return np.empty(0), np.empty(0)
+    low, high = _window(raw.get("window"), sizes)
+    span = np.geomspace(low, high, 60)
+    return span, np.polyval(np.asarray(coef, dtype=float), np.log(span))
 
-    return np.asarray(evaluate(params, np.asarray(sizes, dtype=float), np.asarray(tokens, dtype=float)))
+
+def _window(window, sizes: np.ndarray) -> tuple[float, float]:
+    """The sizes the budget's curve was fitted on: the stored `window`, else every size of the budget."""
+    if isinstance(window, dict):
+        window = [value for key, value in window.items() if key.lower().startswith("n")]
+    values = [float(v) for v in window or [] if _number(v) is not None]
+    if len(values) >= 2:
+        return min(values), max(values)
+    return float(sizes.min()), float(sizes.max())
 
 
-def chinchilla_optimum(params: dict, compute) -> tuple[np.ndarray, np.ndarray]:
-    """(N_opt, D_opt) of the parametric law at compute C, under C = 6ND."""
-    from scaling_cli.fit.laws import chinchilla_optimum as optimum
+def _why_left_out(raw: dict, size_opt: float | None) -> str:
+    """Why the fit kept this budget's minimum out of the power law; empty when it used it."""
+    if raw.get("used_in_law") is False:
+        return str(raw.get("reason") or "left out of the power law")
+    if raw.get("convex") is False or size_opt is None:
+        return "no minimum"
+    if raw.get("edge"):
+        return "minimum at an edge of the sizes"
+    return ""
 
-    sizes, tokens = optimum(params, np.asarray(compute, dtype=float))
-    return np.asarray(sizes, dtype=float), np.asarray(tokens, dtype=float)
 
-
-def kaplan_compute_loss(kaplan: dict, compute) -> np.ndarray | None:
-    """Kaplan's L(C) = E + (C_c / C)^alpha_C on the frontier, or None when it was not fitted."""
-    from scaling_cli.fit.laws import kaplan_term
-
-    params = ((kaplan or {}).get("L_C") or {}).get("params")
-    if not params:
+def _number(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
         return None
-    return np.asarray(kaplan_term(compute, params["C_c"], params["alpha_C"], params.get("E", 0.0)))
+    return value if np.isfinite(value) else None
 
 
-def power_law(prefactor: float, exponent: float, compute) -> np.ndarray:
-    """`prefactor * C**exponent`, the form of N_opt(C) and D_opt(C) in fit.json."""
-    return float(prefactor) * np.asarray(compute, dtype=float) ** float(exponent)
+def _nan_if_none(value) -> float:
+    number = _number(value)
+    return np.nan if number is None else number
 
 
-def exponent_band(
-    line: np.ndarray, compute: np.ndarray, interval, exponent: float, pivot: float
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The spread of a power law whose exponent lies in `interval`, pivoting where the data are densest.
-
-    fit.json stores percentile intervals of each exponent, not the bootstrap fits themselves. Slope
-    and intercept of a log-log fit are nearly uncorrelated at the data's centre in log C, so turning
-    the slope about that point reproduces the bootstrap band: narrow in the data, fanning out beyond.
-    """
-    if not interval or len(interval) != 2 or not np.all(np.isfinite(interval)):
+def _band(answers: list[dict], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    intervals = [answer.get(key) or [None, None] for answer in answers]
+    low = np.array([_nan_if_none(i[0]) for i in intervals], dtype=float)
+    high = np.array([_nan_if_none(i[1]) for i in intervals], dtype=float)
+    if not (np.isfinite(low).any() and np.isfinite(high).any()):
         return None
-    ratio = np.asarray(compute, dtype=float) / pivot
-    ends = [line * ratio ** (float(bound) - float(exponent)) for bound in interval]
-    return np.minimum(*ends), np.maximum(*ends)
-
-
-def isoflop_curve(coef, sizes) -> np.ndarray:
-    """Loss of an IsoFLOP parabola at `sizes` (coefficients highest power first, in natural log N)."""
-    return np.polyval(np.asarray(coef, dtype=float), np.log(np.asarray(sizes, dtype=float)))
+    return low, high

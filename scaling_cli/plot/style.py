@@ -77,7 +77,7 @@ class SizeColours:
         return self.cmap(0.92 * float(self.norm(size)))
 
     def colorbar(self, fig: Figure, ax, label: str = "parameters N") -> None:
-        mappable = matplotlib.cm.ScalarMappable(norm=self.norm, cmap=_truncated(self.cmap, 0.92))
+        mappable = matplotlib.cm.ScalarMappable(norm=self.norm, cmap=truncated(self.cmap, 0.0, 0.92))
         bar = fig.colorbar(mappable, ax=ax, pad=0.02, fraction=0.06, aspect=25)
         bar.set_label(label)
         bar.ax.tick_params(labelsize=6.5)
@@ -94,10 +94,12 @@ def human_count(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _truncated(cmap, top: float):
+def truncated(cmap, bottom: float, top: float, name: str | None = None):
+    """The part of a colour map (a name or a map) between `bottom` and `top`, as a map of its own."""
     from matplotlib.colors import ListedColormap
 
-    return ListedColormap(cmap(np.linspace(0.0, top, 256)))
+    cmap = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
+    return ListedColormap(cmap(np.linspace(bottom, top, 256)), name=name or f"{cmap.name}_part")
 
 
 def new_figure(height_in: float, nrows: int = 1, height_ratios=None, sharex: bool = False):
@@ -120,18 +122,22 @@ def save(fig: Figure, path: Path, fmt: str) -> None:
     """Write the figure atomically, at the paper DPI for raster output, and free its memory."""
     import matplotlib.pyplot as plt
 
-    partial = path.with_name(f".{path.name}.partial")
+    from scaling_cli.atomic import write_stream
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(partial, format=fmt, dpi=PNG_DPI if fmt == "png" else None, metadata=_metadata(fmt))
-        partial.replace(path)
+        write_stream(
+            path,
+            lambda handle: fig.savefig(
+                handle, format=fmt, dpi=PNG_DPI if fmt == "png" else None, metadata=_metadata(fmt)
+            ),
+        )
     except OSError as exc:
         raise StoreError(
             str(path.parent), "--out", f"cannot write figures ({exc.strerror}); choose a writable folder"
         ) from None
     finally:
         plt.close(fig)
-        partial.unlink(missing_ok=True)
 
 
 def _metadata(fmt: str) -> dict:

@@ -1,0 +1,239 @@
+"""What each figure draws, read off the matplotlib Figure objects: only what fit.json holds, laws that do not
+hold left out with a note, filled run markers, legend entries with a marker or line, axes fitted to the data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.contour import ContourSet
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from test_plot import QUICK_FIT, write_results
+
+from scaling_cli.fit import TableOptions, fit_all
+from scaling_cli.fit.allocation import optimal_allocation
+from scaling_cli.fit.predict import predict
+from scaling_cli.plot import figures, load_inputs
+from scaling_cli.plot.axes import figure_notes, figure_title
+from scaling_cli.plot.fitview import FitView, LawStatus
+from scaling_cli.plot.style import RC
+
+PLOT_SOURCES = Path(figures.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The synthetic sweep fitted per data set by the real fitter; figures draw "markov", the larger group."""
+    directory = write_results(tmp_path_factory.mktemp("figures") / "sweep")
+    fit = fit_all(directory, TableOptions(by="dataset"), QUICK_FIT)
+    (directory / "fit.json").write_text(json.dumps(fit))
+    return load_inputs(directory)
+
+
+def draw(inputs, name: str, fit: dict | None = None):
+    """The Figure object of one figure, drawn from `inputs` or from the same runs with another fit.json."""
+    if fit is not None:
+        inputs = copy.copy(inputs)
+        inputs.fit = fit
+    with matplotlib.rc_context(RC):
+        return figures.FIGURE_FUNCTIONS[name](figures.make_context(inputs))
+
+
+def edited_fit(inputs, edit) -> dict:
+    fit = copy.deepcopy(inputs.fit)
+    edit(fit["groups"][FitView(fit).name])
+    return fit
+
+
+def not_identified(group: dict) -> None:
+    entry = group["laws"]["chinchilla"]
+    entry["status"] = "not_identified"
+    entry["problems"] = ["E = 2.17e-30 ran off towards 0: the irreducible loss is not identified"]
+    entry["params"]["E"] = 2.17e-30
+
+
+def isoflop_skipped(group: dict) -> None:
+    del group["laws"]["isoflop"]
+    group["skipped"]["isoflop"] = "needs at least 3 budgets with 3+ model sizes; add a third FLOP budget"
+
+
+def legend_handles(fig) -> list:
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes)]
+    return [handle for legend in legends if legend is not None for handle in legend.legend_handles]
+
+
+def visible_mark(handle) -> bool:
+    """A legend handle shows a marker or a line (a text-only entry shows nothing to match)."""
+    if isinstance(handle, Patch):
+        return handle.get_facecolor()[3] > 0
+    if isinstance(handle, Line2D):
+        has_marker = handle.get_marker() not in (None, "", "None", " ", "none")
+        has_line = handle.get_linestyle() not in ("None", "", " ", "none") and handle.get_linewidth() > 0
+        return has_marker or has_line
+    if isinstance(handle, PathCollection):
+        return len(handle.get_sizes()) > 0 and handle.get_sizes()[0] > 0
+    return False
+
+
+def lines_with_data(ax) -> list[Line2D]:
+    return [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+
+
+# ---- what every figure holds ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", figures.FIGURE_FUNCTIONS)
+def test_every_legend_entry_shows_a_marker_or_a_line(inputs, name):
+    fig = draw(inputs, name)
+    handles = legend_handles(fig)
+    assert all(visible_mark(handle) for handle in handles), [h.get_label() for h in handles if not visible_mark(h)]
+
+
+def test_plot_contains_no_fitting_code():
+    fitting = re.compile(r"polyfit|curve_fit|lstsq|scipy|minimize|least_squares|accumulate|/ \(6 \* ")
+    for path in PLOT_SOURCES.glob("*.py"):
+        found = fitting.findall(path.read_text())
+        assert not found, f"{path.name} fits or derives on its own: {found}"
+
+
+# ---- parametric fit ----------------------------------------------------------------------------------
+
+
+def test_parametric_runs_are_filled_with_their_measured_loss(inputs):
+    fig = draw(inputs, "parametric_fit")
+    fig.canvas.draw()  # colours are mapped from the values when drawn
+    ax = fig.axes[0]
+    points = FitView(inputs.fit).points()
+    runs = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_array() is not None]
+    assert len(runs) == 1
+    np.testing.assert_allclose(np.sort(runs[0].get_array()), np.sort(points["loss"]))
+    faces = runs[0].get_facecolors()
+    assert len(faces) == len(points) and (faces[:, 3] > 0).all(), "the markers are hollow"
+    # Filled in the law's contour levels: one colour per level band the runs fall in.
+    np.testing.assert_allclose(faces, runs[0].to_rgba(runs[0].get_array()))
+    assert len({tuple(np.round(face, 3)) for face in faces}) >= 4, "the fill does not vary with loss"
+    contours = [c for c in ax.collections if isinstance(c, ContourSet)]
+    assert contours, "the fitted law's iso-loss lines are drawn"
+    # Lines, not filled bands: on bands of the same colour map a run that fits the law would vanish.
+    assert not any(c.filled for c in contours)
+
+
+def test_parametric_title_is_the_fitted_law_with_three_significant_figures(inputs):
+    params = FitView(inputs.fit).chinchilla_params()
+    title = figure_title(draw(inputs, "parametric_fit"))
+    assert title.startswith("markov: $L = ") and f"{params['E']:.3g} + " in title
+    assert f"N^{{{params['alpha']:.3g}}}" in title
+    assert figure_notes(draw(inputs, "parametric_fit")) == []
+
+
+def test_a_law_not_identified_is_not_drawn_and_says_why(inputs):
+    fit = edited_fit(inputs, not_identified)
+    fig = draw(inputs, "parametric_fit", fit)
+    ax = fig.axes[0]
+    assert "L =" not in figure_title(fig) and "0.00" not in figure_title(fig)
+    assert not any(isinstance(c, ContourSet) for c in ax.collections)
+    assert lines_with_data(ax) == [], "no compute-optimal path of a law that does not hold"
+    (note,) = figure_notes(fig)
+    assert note.startswith("Approach 3 not drawn, not identified: E = 2.17e-30 ran off towards 0")
+    loss_figure = draw(inputs, "loss_vs_compute", fit)
+    labels = [h.get_label() for h in legend_handles(loss_figure)]
+    assert not any("Approach 3" in label for label in labels)
+    assert any(n.startswith("Approach 3 not drawn") for n in figure_notes(loss_figure))
+    allocation = draw(inputs, "optimal_allocation", fit)
+    assert not any("Approach 3" in h.get_label() for h in legend_handles(allocation))
+    assert any(n.startswith("Approach 3 not drawn") for n in figure_notes(allocation))
+
+
+def test_a_fit_json_without_status_treats_a_grid_edge_as_not_identified(inputs):
+    def old_style(group):
+        entry = group["laws"]["chinchilla"]
+        entry.pop("status", None)
+        entry.pop("problems", None)
+        entry.setdefault("diagnostics", {})["grid_edge"] = ["e"]
+
+    status = FitView(edited_fit(inputs, old_style)).status("chinchilla")
+    assert status == LawStatus("chinchilla", "not_identified", "e at the edge of the start grid")
+
+
+# ---- IsoFLOP ------------------------------------------------------------------------------------------
+
+
+def test_isoflop_draws_the_fits_curves_and_minima(inputs):
+    fig = draw(inputs, "isoflop")
+    ax = fig.axes[0]
+    budgets = FitView(inputs.fit).budgets()
+    assert len(budgets) >= 3
+    assert len(lines_with_data(ax)) == sum(b.curve_sizes.size > 0 for b in budgets)
+    stars = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 1]
+    assert len(stars) == sum(b.size_opt is not None for b in budgets)
+
+
+def test_isoflop_curves_span_only_the_stored_window(inputs):
+    def windowed(group):
+        for budget in group["laws"]["isoflop"]["budgets"]:
+            sizes = sorted(p["N"] for p in budget["points"])
+            budget["window"] = [sizes[0], sizes[2]]
+
+    fit = edited_fit(inputs, windowed)
+    windows = [b["window"] for b in fit["groups"]["markov"]["laws"]["isoflop"]["budgets"]]
+    lines = lines_with_data(draw(inputs, "isoflop", fit).axes[0])
+    spans = sorted([float(line.get_xdata().min()), float(line.get_xdata().max())] for line in lines)
+    np.testing.assert_allclose(spans, sorted(windows[: len(spans)]), rtol=1e-9)
+
+
+def test_a_skipped_isoflop_draws_the_runs_and_no_parabola(inputs):
+    fit = edited_fit(inputs, isoflop_skipped)
+    fig = draw(inputs, "isoflop", fit)
+    assert lines_with_data(fig.axes[0]) == []
+    (note,) = figure_notes(fig)
+    assert note.startswith("Approach 2 not drawn, skipped: needs at least 3 budgets")
+    fig.canvas.draw()
+    (notes,) = [text for ax in fig.axes for text in [ax.get_title(loc="left")] if text]
+    assert "\n" not in notes
+    allocation = draw(inputs, "optimal_allocation", fit)
+    assert not any("Approach 2" in h.get_label() for h in legend_handles(allocation))
+
+
+# ---- allocation ---------------------------------------------------------------------------------------
+
+
+def test_the_drawn_optimum_is_the_fits_and_predicts_at_every_compute(inputs):
+    fig = draw(inputs, "optimal_allocation")
+    ax_n = fig.axes[0]
+    red = matplotlib.colors.to_rgba(figures.APPROACH_COLOURS["chinchilla"])
+    (line,) = [line for line in lines_with_data(ax_n) if matplotlib.colors.to_rgba(line.get_color()) == red]
+    compute, sizes = line.get_xdata(), line.get_ydata()
+    view = FitView(inputs.fit)
+    expected, _ = optimal_allocation(inputs.fit, view.name, "chinchilla", compute)
+    np.testing.assert_allclose(sizes, expected, rtol=1e-9)
+    answer = predict(inputs.fit, compute=float(compute[10]), group=view.name)
+    assert sizes[10] == pytest.approx(answer["groups"][view.name]["compute"]["chinchilla"]["N_opt"], rel=0.01)
+
+
+# ---- extrapolation ------------------------------------------------------------------------------------
+
+
+def test_residual_axis_is_scaled_to_the_data(inputs):
+    fig = draw(inputs, "extrapolation")
+    ax_res = fig.axes[1]
+    values = np.concatenate([c.get_offsets()[:, 1] for c in ax_res.collections if isinstance(c, PathCollection)])
+    values = values[np.isfinite(values)]
+    low, high = ax_res.get_ylim()
+    assert low <= values.min() and values.max() <= high
+    span = max(values.max(), 0) - min(values.min(), 0)
+    assert high - low <= 1.5 * span, (low, high, values.min(), values.max())
+
+
+def test_held_out_markers_are_filled(inputs):
+    fig = draw(inputs, "extrapolation")
+    fig.canvas.draw()
+    held = [c for c in fig.axes[0].collections if isinstance(c, PathCollection) and c.get_array() is None]
+    assert held and all((c.get_facecolors()[:, 3] > 0).all() for c in held)
