@@ -8,7 +8,7 @@ from conftest import REPO, run_scale
 
 from scaling_cli import __version__
 
-COMMANDS = {"sweep", "fit", "predict", "plot", "data", "status"}
+COMMANDS = {"sweep", "fit", "predict", "plot", "report", "data", "status"}
 
 
 def listed_commands(help_text: str) -> set[str]:

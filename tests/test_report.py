@@ -27,7 +27,7 @@ from scaling_cli.data import prepare
 from scaling_cli.fit import predict
 from scaling_cli.plan import load_sweep
 from scaling_cli.plot import FIGURES
-from scaling_cli.report import REPORT_NAME, build_report, write_report
+from scaling_cli.report import REPORT_NAME, build_report
 from scaling_cli.store import status
 from scaling_cli.sweep import build_units
 
@@ -105,7 +105,8 @@ def results(tmp_path_factory) -> Path:
     assert sweep.returncode == 1, sweep.stderr  # some runs failed
     fitted = run_scale("fit", out, "--holdout", "2", "--bootstrap", "40")
     assert fitted.returncode == 0, fitted.stderr
-    write_report(out)
+    made = run_scale("report", out)
+    assert made.returncode == 0 and made.stdout.strip() == str(out / REPORT_NAME), made.stderr
     return out
 
 
