@@ -150,8 +150,12 @@ def _law_note(name: str, law: dict) -> str:
         return f"r2(log, eq. 1.5 on all points) {number(law['r2'])}"
     if name == "isoflop":
         text = f"{diagnostics['used_budgets']} of {diagnostics['budgets']} budgets have a minimum inside their sizes"
-        excluded = "; ".join(f"C={b['C']:.3g}: {b['reason']}" for b in diagnostics.get("excluded_budgets", []))
-        return text + (f" (left out: {excluded})" if excluded else "")
+        reasons: dict[str, int] = {}
+        for budget in diagnostics.get("excluded_budgets", []):
+            reason = budget["reason"].split(":")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        excluded = "; ".join(f"{count} with {reason}" for reason, count in reasons.items())
+        return text + (f"; left out (see fit.json): {excluded}" if excluded else "")
     if name == "envelope":
         return f"{diagnostics['frontier_points']} frontier points from {law['settings']['source']}"
     return f"r2 {number(law['r2'])} (baseline only)"

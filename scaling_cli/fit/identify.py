@@ -72,4 +72,6 @@ def _kaplan_problems(fitted: dict) -> list[str]:
         value = fitted[law]["params"][exponent]
         if not np.isfinite(value) or value <= 1e-6:
             found.append(f"{law}: {exponent} = {value:.3g}: the loss does not fall along this axis")
+    if np.isfinite(fitted.get("r2", 0.0)) and fitted.get("r2", 0.0) < 0:
+        found.append(f"eq. 1.5 predicts the runs worse than their mean loss (r2 {fitted['r2']:.3g})")
     return found
