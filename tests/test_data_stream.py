@@ -1,0 +1,163 @@
+"""Streaming prepare and memory-mapped tokens: the same data set whatever the piece size, big files
+without blank lines, token files shared by training workers, and batches unchanged by the memory map."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_scale
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaling_cli.data import DataOptions, get_batch, open_prepared, prepare, shards
+from scaling_cli.data.cutting import MAX_BLOCK_CHARS, DocumentCutter, cut_documents
+from scaling_cli.data.tokenizer import ByteTokenizer
+from scaling_cli.errors import DataError
+
+VOLATILE = ("created", "prepare_seconds")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", " ", "\t", "\n", "é", "日", "x" * 40, "\n\n", "y" * 500]), max_size=600).map(
+        "".join
+    ),
+    st.lists(st.integers(1, 700), min_size=1, max_size=40),
+    st.sampled_from([256, 300]),
+    st.sampled_from([400, 900, MAX_BLOCK_CHARS]),
+)
+def test_streamed_pieces_cut_like_the_whole_text(text, piece_sizes, doc_bytes, max_block):
+    cutter, docs, pos, i = DocumentCutter("f", doc_bytes, max_block), [], 0, 0
+    while pos < len(text):
+        size = piece_sizes[i % len(piece_sizes)]
+        docs += cutter.feed(text[pos : pos + size])
+        pos, i = pos + size, i + 1
+    docs += cutter.finish()
+    whole = cut_documents("f", text, doc_bytes, max_block)
+    assert [d.data for d in docs] == [d.data for d in whole]
+    assert "".join(d.text for d in docs) == text
+
+
+def _corpus(folder: Path) -> Path:
+    """A directory with the awkward cases: CRLF and decomposed accents, duplicates, a big file without blank
+    lines, and one huge line."""
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(300)]
+    for i in range(12):
+        paragraphs = [" ".join(rng.choice(words, 30)) for _ in range(40)]
+        (folder / f"doc{i:02d}.txt").write_bytes(("cafe\u0301 \r\n\r\n" + "\r\n\r\n".join(paragraphs)).encode())
+    (folder / "copy.txt").write_bytes((folder / "doc03.txt").read_bytes())
+    lines = "".join(f"record {i}: " + " ".join(rng.choice(words, 12)) + "\n" for i in range(60_000))
+    (folder / "records.txt").write_text(lines)  # about 3.3 MB and no blank line
+    (folder / "oneline.txt").write_text("ü" + "".join(rng.choice(words, 400_000)))  # 1.5 MB, no newline at all
+    return folder
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory) -> Path:
+    return _corpus(tmp_path_factory.mktemp("corpus") / "awkward")
+
+
+def _strip(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.items() if k not in VOLATILE}
+
+
+def test_two_piece_sizes_give_identical_manifests_and_shards(awkward, tmp_path):
+    opts = DataOptions(dedup=True, val_min_bytes=20_000)
+    small = prepare(str(awkward), opts, cache_dir=tmp_path / "a", chunk_bytes=4096)
+    large = prepare(str(awkward), opts, cache_dir=tmp_path / "b", chunk_bytes=4 << 20)
+    assert _strip(small.manifest) == _strip(large.manifest)
+    for entry in small.manifest["shards"]:
+        assert (small.path / entry["file"]).read_bytes() == (large.path / entry["file"]).read_bytes()
+    assert small.manifest["cleaning"][2]["docs_removed"] == 1  # the copied file
+
+
+def test_a_big_file_without_blank_lines_is_cut_at_lines(awkward, tmp_path):
+    data = prepare(str(awkward / "records.txt"), DataOptions(), cache_dir=tmp_path)
+    m = data.manifest
+    assert m["documents"]["after_cleaning"] > 300 and m["documents"]["val"] >= 20
+    text = ByteTokenizer().decode(np.concatenate([data.train_tokens(), data.val_tokens()]))
+    assert sorted(text.splitlines()) == sorted((awkward / "records.txt").read_text().splitlines())
+
+
+def test_a_huge_line_is_cut_at_character_boundaries(awkward, tmp_path):
+    data = prepare(str(awkward / "oneline.txt"), DataOptions(val_min_bytes=50_000), cache_dir=tmp_path)
+    assert data.manifest["documents"]["after_cleaning"] > 100
+    assert data.manifest["bytes"]["clean"] == len((awkward / "oneline.txt").read_bytes())
+
+
+def test_tokens_are_memory_mapped_with_the_narrowest_dtype(tmp_path):
+    opts = DataOptions(markov_bytes=200_000, val_min_bytes=20_000)
+    data = prepare("markov", opts, cache_dir=tmp_path)
+    train = data.train_tokens()
+    assert isinstance(train, np.memmap) and train.dtype == np.uint8 and not train.flags.writeable
+    in_memory = shards.read_split(data.path, data.manifest["shards"], "train", data.vocab_size)
+    assert np.array_equal(train, in_memory)
+    for step in (0, 7, 1234):  # batches from the map are those of the in-memory array of before
+        x, y = get_batch(train, 64, 8, seed=3, step=step)
+        x_ref, y_ref = get_batch(in_memory, 64, 8, seed=3, step=step)
+        assert (x == x_ref).all() and (y == y_ref).all()
+    bpe = prepare("markov", opts, tokenizer="bpe", vocab_size=300, cache_dir=tmp_path)
+    assert bpe.val_tokens().dtype == np.uint16
+
+
+def test_a_replaced_shard_makes_the_token_file_be_rebuilt_and_checked(tmp_path):
+    data = prepare("markov", DataOptions(markov_bytes=100_000, val_min_bytes=10_000), cache_dir=tmp_path)
+    assert len(data.train_tokens()) == data.manifest["tokens"]["train"]
+    shard = data.path / data.manifest["shards"][0]["file"]
+    blob = bytearray(shard.read_bytes())
+    blob[len(blob) // 2] ^= 1
+    shard.write_bytes(bytes(blob))
+    with pytest.raises(DataError, match="checksum mismatch"):
+        open_prepared(data.path).train_tokens()
+
+
+SPEC = """
+name = "local-mmap"
+dataset = "{dataset}"
+tokenizer = "bytes"
+device = "cpu"
+seeds = [0]
+
+[data]
+val_min_bytes = 16_384
+
+[model]
+d_model = [16, 32]
+n_layer = 1
+head_dim = 16
+seq_len = 32
+
+[train]
+tokens = [8_192]
+batch_size = 16
+lr = 1e-2
+
+[eval]
+every = 8
+batches = 2
+"""
+
+
+def test_a_sweep_with_two_workers_trains_from_the_memory_mapped_tokens(awkward, tmp_path):
+    spec = tmp_path / "local.toml"
+    spec.write_text(textwrap.dedent(SPEC.format(dataset=awkward / "records.txt")))
+    cache = tmp_path / "cache"
+    result = run_scale("sweep", spec, "--out", tmp_path / "out", "--workers", "2", env={"SCALE_CACHE": str(cache)})
+    assert result.returncode == 0, result.stderr
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert len(runs) == 2 and set(runs["status"]) == {"done"} and runs["val_loss"].notna().all()
+    [prepared] = [p for p in (cache / "prepared").iterdir() if p.is_dir()]
+    token_file = prepared / "train.tokens"
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert token_file.stat().st_size == manifest["tokens"]["train"]  # one byte per token, built once
+    stamp = json.loads((prepared / "train.tokens.json").read_text())
+    assert [row[1] for row in stamp] == [s["sha256"] for s in manifest["shards"] if s["split"] == "train"]
+    assert os.stat(token_file).st_nlink == 1
