@@ -67,7 +67,7 @@ def target_gradients(x: np.ndarray, compute: float, allocation: Callable = defau
     for i in range(len(x)):
         step = np.zeros_like(x)
         step[i] = FD_STEP
-        columns.append((target_values(x + step, compute, allocation) - target_values(x - step, compute, allocation)))
+        columns.append(target_values(x + step, compute, allocation) - target_values(x - step, compute, allocation))
     return np.column_stack(columns) / (2 * FD_STEP)
 
 
@@ -82,7 +82,7 @@ def residual_sigma(x: np.ndarray, n, d, loss) -> float:
 
 
 def seed_sigma(keys: Sequence, loss) -> float | None:
-    """Pooled standard deviation of ln loss between runs that share a key (seeds of one (N, D)); None without repeats."""
+    """Pooled standard deviation of ln loss between runs sharing a key (seeds of one (N, D)); None without repeats."""
     log_loss = np.log(np.asarray(loss, dtype=float))
     groups: dict = {}
     for key, value in zip(keys, log_loss):
@@ -217,6 +217,7 @@ def greedy_design(
     cost_of: Callable[[frozenset], float],
     moves: Callable[[frozenset], list[tuple[int, ...]]] | None = None,
     weights: Sequence[float] | None = None,
+    first_moves: int = 24,
 ) -> Design:
     """Grow a set of candidate rows greedily by criterion gained per FLOP until nothing affordable helps.
 
@@ -224,32 +225,79 @@ def greedy_design(
     log width of the intervals, so halving one interval counts the same wherever it starts. `cost_of(rows)`
     is the compute of a set of rows (not always a sum: WSD branches share their trunk); `moves(chosen)` lists
     the sets that may be added next (default: any single candidate).
+
+    Gain per FLOP favours cheap runs, and the first move decides much (on a grid it fixes a size and a
+    budget), so the greedy also starts from each of the `first_moves` affordable first moves with the largest
+    gains (gain alone, not per FLOP) and keeps the design that ends with the lowest criterion.
     """
     precision = np.stack([lin.precision for lin in linearisations])
     jacobian = np.stack([lin.jacobian for lin in linearisations])
     gradients = np.stack([lin.gradients for lin in linearisations])
     weights = np.ones(gradients.shape[1]) if weights is None else np.asarray(weights, dtype=float)
     moves = moves or (lambda chosen: single_runs(chosen, jacobian.shape[1]))
-    current = target_variances(precision, gradients)  # (K, t)
-    start = current[0]
-    chosen: frozenset = frozenset()
-    spent = 0.0
-    steps: list[Step] = []
-    while True:
-        options = [(rows, cost_of(chosen | set(rows)) - cost_of(chosen)) for rows in moves(chosen)]
-        options = [(rows, cost) for rows, cost in options if 0 < cost and spent + cost <= budget * (1 + 1e-9)]
-        if not options:
-            break
-        rows, cost, new_precision, variances = _best_move(
-            precision, jacobian, gradients, sigma, weights, current, options
-        )
-        if rows is None:
-            break
-        chosen = chosen | set(rows)
-        spent += cost
-        precision, current = new_precision, variances
-        steps.append(Step(rows=tuple(rows), cost=float(cost), variances=tuple(float(v) for v in variances[0])))
-    return Design(start_variances=tuple(float(v) for v in start), steps=tuple(steps), budget=float(budget))
+    state = _State(precision, jacobian, gradients, sigma, weights, budget, cost_of, moves)
+    start = state.variances(precision)
+    best = state.grow(frozenset(), precision, 0.0, [])
+    for rows in state.largest_first_moves(precision, first_moves):
+        design = state.grow(frozenset(), precision, 0.0, [], forced=rows)
+        if design[0] < best[0]:
+            best = design
+    return Design(start_variances=tuple(float(v) for v in start[0]), steps=tuple(best[1]), budget=float(budget))
+
+
+class _State:
+    """What every greedy run shares: the linearisations, the weights, the budget, costs and moves."""
+
+    def __init__(self, precision, jacobian, gradients, sigma, weights, budget, cost_of, moves):
+        self.jacobian, self.gradients, self.sigma, self.weights = jacobian, gradients, sigma, weights
+        self.budget, self.cost_of, self.moves = budget, cost_of, moves
+
+    def variances(self, precision):
+        return target_variances(precision, self.gradients)
+
+    def options(self, chosen: frozenset, spent: float):
+        base = self.cost_of(chosen)
+        found = [(rows, self.cost_of(chosen | set(rows)) - base) for rows in self.moves(chosen)]
+        return [(rows, cost) for rows, cost in found if 0 < cost and spent + cost <= self.budget * (1 + 1e-9)]
+
+    def largest_first_moves(self, precision, count: int) -> list[tuple[int, ...]]:
+        """The affordable first moves with the largest criterion gains, regardless of cost."""
+        options = self.options(frozenset(), 0.0)
+        if count <= 0 or not options:
+            return []
+        now = float(_criterion(self.variances(precision), self.weights))
+        after = [
+            float(
+                _criterion(
+                    _after_block(precision, self.jacobian[:, list(rows)], self.gradients, self.sigma)[1], self.weights
+                )
+            )
+            for rows, _ in options
+        ]
+        order = np.argsort(np.array(after) - now)[:count]
+        return [options[i][0] for i in order]
+
+    def grow(self, chosen, precision, spent, steps, forced=None):
+        """(final criterion, steps) of the greedy from this state; `forced` is taken as the first move."""
+        steps = list(steps)
+        current = self.variances(precision)
+        while True:
+            options = self.options(chosen, spent)
+            if forced is not None:
+                options = [(rows, cost) for rows, cost in options if tuple(rows) == tuple(forced)]
+                forced = None
+            if not options:
+                break
+            rows, cost, new_precision, variances = _best_move(
+                precision, self.jacobian, self.gradients, self.sigma, self.weights, current, options
+            )
+            if rows is None:
+                break
+            chosen = chosen | set(rows)
+            spent += cost
+            precision, current = new_precision, variances
+            steps.append(Step(rows=tuple(rows), cost=float(cost), variances=tuple(float(v) for v in variances[0])))
+        return float(_criterion(current, self.weights)), steps
 
 
 def _criterion(variances: np.ndarray, weights: np.ndarray) -> np.ndarray:

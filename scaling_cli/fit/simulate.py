@@ -15,7 +15,6 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import bootstrap, chinchilla

@@ -1,0 +1,249 @@
+"""The sweep side of `scale suggest`: candidate runs on a results directory's own shape family, what each
+costs, which are already done, and the spec that trains exactly a chosen grid of sizes x token budgets.
+
+Candidates come from the sweep's spec.toml: its widths and the widths its depth and head rule gives beyond
+the largest (up to `extension` x its parameters, about sqrt(2) apart in N), times its token budgets and
+budgets up to `extension` x the largest. Every other setting (data, tokenizer, parametrisation, learning
+rates, seeds, schedule) is the sweep's own, so a candidate has the run id the sweep would give it: a cell
+whose runs are all in the results is known, and sweeping the next spec into the same directory is a merge.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaling_cli.errors import FitError, SpecError
+from scaling_cli.plan import Sweep, plan_runs
+from scaling_cli.spec import parse_spec, tomllib
+
+STEP = math.sqrt(2.0)  # spacing of candidate sizes (in N) and budgets (in D)
+SETTLED = ("done", "diverged")
+DEFAULT_HEAD_DIM = 64  # heads_for_width's default: widths must be multiples of it when the spec gives no head rule
+
+
+@dataclass(frozen=True)
+class CandidateGrid:
+    """Sizes x budgets around a sweep. Cells are indexed width-major: cell = i * len(budgets) + j."""
+
+    raw: dict  # the sweep's spec.toml as parsed TOML
+    sizes: tuple  # per width, what [model] lists for it (an int d_model, or a shapes table)
+    labels: tuple[str, ...]
+    n: np.ndarray  # (W,) N of each size in the fit's convention (params or params_nonembed)
+    budgets: np.ndarray  # (T,) token budgets
+    cell_flops: np.ndarray  # (W, T) training FLOPs of every run of the cell (lrs, seeds, batch sizes, datasets)
+    known: np.ndarray  # (W, T) every run of the cell is already settled in the results
+    seeds: int
+    wsd: bool
+    cooldown_frac: float
+
+    @property
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N, D) of every cell, width-major."""
+        n, d = np.meshgrid(self.n, self.budgets, indexing="ij")
+        return n.ravel(), d.ravel()
+
+    def cost_of(self, cells) -> float:
+        """Compute of training a set of cells; with WSD, per size the largest budget trains in full and every
+        smaller one adds only its cooldown (what the sweep's plan counts)."""
+        flops = self.cell_flops.ravel()
+        by_size: dict[int, list[int]] = {}
+        for cell in cells:
+            by_size.setdefault(cell // len(self.budgets), []).append(cell)
+        total = 0.0
+        for members in by_size.values():
+            members.sort(key=lambda c: self.budgets[c % len(self.budgets)])
+            if self.wsd:
+                total += flops[members[-1]] + self.cooldown_frac * float(flops[members[:-1]].sum())
+            else:
+                total += float(flops[members].sum())
+        return total
+
+
+def read_spec_toml(results: Path) -> tuple[dict, str, Path]:
+    path = Path(results) / "spec.toml"
+    if not path.is_file():
+        raise FitError(str(results), "spec.toml", "not found: a results directory written by `scale sweep` has one")
+    text = path.read_text(encoding="utf-8")
+    try:
+        return tomllib.loads(text), text, path
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(str(path), "toml", f"malformed TOML: {exc}") from None
+
+
+def candidate_grid(results: Path, n_column: str = "params", extension: float = 4.0) -> CandidateGrid:
+    """The candidate grid of a results directory's sweep (see the module docstring)."""
+    raw, text, path = read_spec_toml(results)
+    source = plan_runs(parse_spec(raw, path=path, text=text))
+    sizes = _sizes(raw, source, n_column, extension, path)
+    budgets = _budgets(raw, source, extension)
+    grid_raw = with_grid(raw, sizes, budgets)
+    sweep = plan_runs(parse_spec(grid_raw, path=path, text=text))
+    return _grid(raw, sweep, sizes, budgets, _settled_ids(results), n_column)
+
+
+def _n_of(run, n_column: str) -> float:
+    return float(run.params_nonembed if n_column == "params_nonembed" else run.params)
+
+
+def _sizes(raw: dict, source: Sweep, n_column: str, extension: float, path: Path) -> list:
+    """The sweep's sizes, then larger ones on its own rule up to `extension` x its largest N, >= sqrt(2) apart."""
+    model = raw["model"]
+    written = list(model["shapes"]) if "shapes" in model else _as_list(model["d_model"])
+    n_of = {}
+    for run in source.runs():
+        n_of[run.model.d_model] = _n_of(run, n_column)
+    largest = max(written, key=lambda s: _width(s))
+    n_max = n_of[_width(largest)]
+    quantum = _width_quantum(model, largest)
+    sizes, last_n = list(written), n_max
+    width = _width(largest)
+    while width < 16 * _width(largest):
+        width += quantum
+        entry = _scaled(largest, width, quantum)
+        n = _size_n(raw, entry, path, n_column)
+        if n is None:
+            continue
+        if n > extension * n_max * 1.0001:
+            break
+        if n >= last_n * STEP * 0.97:
+            sizes.append(entry)
+            last_n = n
+    return sizes
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _width(size) -> int:
+    return int(size["d_model"] if isinstance(size, dict) else size)
+
+
+def _width_quantum(model: dict, largest) -> int:
+    if isinstance(largest, dict):
+        return int(largest["d_model"] // largest["n_head"])  # keep the largest shape's head size
+    if "head_dim" in model:
+        return int(model["head_dim"])
+    if "n_head" in model:
+        return int(model["n_head"])
+    return DEFAULT_HEAD_DIM
+
+
+def _scaled(largest, width: int, quantum: int):
+    """A size entry of the given width on the sweep's rule (explicit shapes keep depth and head size)."""
+    if isinstance(largest, dict):
+        return {"d_model": width, "n_layer": int(largest["n_layer"]), "n_head": width // quantum}
+    return width
+
+
+def _size_n(raw: dict, entry, path: Path, n_column: str) -> float | None:
+    """N of one size on the sweep's rules, or None when the rules reject that width."""
+    single = with_grid(raw, [entry], [_as_list(raw["train"].get("tokens", [1 << 20]))[-1]])
+    try:
+        run = plan_runs(parse_spec(single, path=path)).runs()[0]
+    except SpecError:
+        return None
+    return _n_of(run, n_column)
+
+
+def _budgets(raw: dict, source: Sweep, extension: float) -> list[int]:
+    """The sweep's token budgets and sqrt(2) steps up to `extension` x the largest, in whole optimiser steps."""
+    trained = sorted({run.tokens for run in source.runs()})
+    step = max(run.train.batch_size * run.model.seq_len for run in source.runs())
+    largest = trained[-1]
+    extra = [largest * STEP**k for k in range(1, int(round(math.log(extension) / math.log(STEP))) + 1)]
+    rounded = [max(step, int(round(t / step)) * step) for t in extra]
+    return sorted(set(trained) | set(rounded))
+
+
+def with_grid(raw: dict, sizes, budgets) -> dict:
+    """The spec document with its sizes and token budgets replaced (isoFLOP budgets become token budgets)."""
+    out = copy.deepcopy(raw)
+    model = out["model"]
+    if sizes and isinstance(sizes[0], dict):
+        model.pop("d_model", None)
+        model["shapes"] = [dict(s) for s in sizes]
+    else:
+        model.pop("shapes", None)
+        model["d_model"] = [int(s) for s in sizes]
+    out.pop("isoflop", None)
+    out["train"]["tokens"] = [int(t) for t in budgets]
+    return out
+
+
+def _settled_ids(results: Path) -> set[str]:
+    runs = Path(results) / "runs.parquet"
+    if not runs.is_file():
+        return set()
+    frame = pd.read_parquet(runs, columns=["run_id", "status"])
+    return set(frame.loc[frame["status"].isin(SETTLED), "run_id"])
+
+
+def _grid(raw: dict, sweep: Sweep, sizes: list, budgets: list[int], settled: set[str], n_column: str) -> CandidateGrid:
+    widths = [_width(s) for s in sizes]
+    flops = np.zeros((len(sizes), len(budgets)))
+    known = np.ones((len(sizes), len(budgets)), dtype=bool)
+    n = np.zeros(len(sizes))
+    labels = [""] * len(sizes)
+    for run in sweep.runs():
+        i, j = widths.index(run.model.d_model), budgets.index(run.tokens)
+        flops[i, j] += run.flops
+        known[i, j] &= run.run_id in settled
+        n[i] = _n_of(run, n_column)
+        labels[i] = f"d_model {run.model.d_model}, {run.model.n_layer} layers, {run.model.n_head} heads"
+    train = sweep.spec.train_fields
+    return CandidateGrid(
+        raw=raw,
+        sizes=tuple(sizes),
+        labels=tuple(labels),
+        n=n,
+        budgets=np.array(budgets, dtype=float),
+        cell_flops=flops,
+        known=known,
+        seeds=len(sweep.spec.seeds),
+        wsd=train.get("schedule") == "wsd",
+        cooldown_frac=float(train.get("cooldown_frac", 0.2)),
+    )
+
+
+# ---- the next spec ----
+
+
+def next_spec_text(grid: CandidateGrid, cells, header: list[str]) -> str:
+    """TOML of the sweep's spec with the chosen cells' sizes and budgets (a grid: see grid_moves)."""
+    per = len(grid.budgets)
+    rows = sorted({c // per for c in cells})
+    columns = sorted({c % per for c in cells})
+    raw = with_grid(grid.raw, [grid.sizes[i] for i in rows], [int(grid.budgets[j]) for j in columns])
+    return "".join(f"# {line}\n" for line in header) + to_toml(raw)
+
+
+def to_toml(document: dict) -> str:
+    """A spec document as TOML: top-level keys, then one [table] per nested table."""
+    lines = [f"{key} = {_value(value)}" for key, value in document.items() if not isinstance(value, dict)]
+    for key, table in document.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{key}]"]
+            lines += [f"{k} = {_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
