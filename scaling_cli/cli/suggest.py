@@ -47,6 +47,12 @@ def suggest_command(
     scenarios: int = typer.Option(30, "--scenarios", help="Bootstrap refits the design averages over."),
     extension: float = typer.Option(4.0, "--extension", help="Candidates reach this factor beyond the largest N, D."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (and of --simulate)."),
+    n_col: str | None = typer.Option(None, "--n-col", help="Column of parameter counts N of a table."),
+    d_col: str | None = typer.Option(None, "--d-col", help="Column of training tokens D of a table."),
+    c_col: str | None = typer.Option(None, "--c-col", help="Column of training FLOPs C of a table."),
+    loss_col: str | None = typer.Option(None, "--loss-col", help="Column of losses of a table."),
+    query: str | None = typer.Option(None, "--query", help="pandas query selecting rows, as in scale fit."),
+    params: str = typer.Option("params", "--params", help="N of a results directory: params or params_nonembed."),
     simulate: bool = typer.Option(False, "--simulate", help="Run the design on simulated laws instead."),
     laws: int = typer.Option(20, "--laws", help="Laws to simulate with --simulate."),
     resamples: int = typer.Option(100, "--resamples", help="Bootstrap resamples per interval with --simulate."),
@@ -61,6 +67,7 @@ def suggest_command(
         raise FitError("SOURCE", "", "give a results directory or a table (or --simulate)")
     if out_path is not None and not (source.is_dir() and (source / "spec.toml").is_file()):
         raise FitError("--out", str(out_path), "a spec can only be written for a results directory with spec.toml")
+    from scaling_cli.fit import TableOptions
     from scaling_cli.suggest import suggest
 
     command = " ".join(["scale", "suggest", *map(shlex.quote, sys.argv[2:])])
@@ -73,6 +80,7 @@ def suggest_command(
         scenarios=scenarios,
         seed=seed,
         extension=extension,
+        table=TableOptions(n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col, query=query, params=params),
         out=out_path,
         command=command,
     )

@@ -1,0 +1,157 @@
+"""`scale suggest`: the design's algebra, the simulated loop against naive strategies, the refusal, and the
+next spec written for a results directory planned from a real spec (losses from a known law)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, run_scale
+
+from scaling_cli.fit import chinchilla
+from scaling_cli.fit.design import (
+    Linearisation,
+    additive_cost,
+    greedy_design,
+    grid_moves,
+    identification_problem,
+    log_loss_jacobian,
+    target_variances,
+)
+from scaling_cli.fit.laws import chinchilla_loss
+from scaling_cli.fit.simulate import NAIVE, SimulationOptions, simulate
+
+LAW = {"E": 1.3, "A": 60.0, "B": 400.0, "alpha": 0.34, "beta": 0.36}
+VECTOR = np.array([np.log(1.3), np.log(60.0), np.log(400.0), 0.34, 0.36])
+
+
+def test_jacobian_is_the_derivative_of_log_loss():
+    n, d = np.array([1e5, 3e6, 2e7]), np.array([1e6, 4e7, 5e8])
+    analytic = log_loss_jacobian(VECTOR, n, d)
+    for i in range(5):
+        step = np.zeros(5)
+        step[i] = 1e-6
+        plus = np.log(chinchilla_loss(chinchilla.to_params(VECTOR + step), n, d))
+        minus = np.log(chinchilla_loss(chinchilla.to_params(VECTOR - step), n, d))
+        assert np.allclose(analytic[:, i], (plus - minus) / 2e-6, rtol=1e-5, atol=1e-9)
+
+
+def random_linearisation(rng, candidates: int = 12) -> Linearisation:
+    measured = rng.normal(size=(8, 5))
+    return Linearisation(
+        precision=measured.T @ measured / 0.01**2 + np.eye(5),
+        jacobian=rng.normal(size=(candidates, 5)),
+        gradients=rng.normal(size=(2, 5)),
+    )
+
+
+def test_greedy_design_stays_in_budget_and_reports_the_variance_of_what_it_chose():
+    rng = np.random.default_rng(3)
+    lin = random_linearisation(rng)
+    costs = rng.uniform(1.0, 5.0, size=12)
+    design = greedy_design([lin], 0.01, 8.0, additive_cost(costs), first_moves=4)
+    assert design.rows and design.spent <= 8.0 and design.spent == pytest.approx(costs[design.rows].sum())
+    block = lin.jacobian[design.rows]
+    expected = target_variances(lin.precision + block.T @ block / 0.01**2, lin.gradients)
+    assert np.allclose(design.variances, expected)
+    assert design.variances[0] < design.start_variances[0]
+
+
+def test_grid_moves_keep_the_design_a_grid_of_sizes_by_budgets():
+    rng = np.random.default_rng(5)
+    lin = random_linearisation(rng, candidates=4 * 5)
+    known = np.zeros((4, 5), dtype=bool)
+    known[:2, :2] = True
+    design = greedy_design(
+        [lin], 0.01, 30.0, additive_cost(np.ones(20)), moves=grid_moves(np.arange(4), np.arange(5), known)
+    )
+    rows = {r // 5 for r in design.rows}
+    columns = {r % 5 for r in design.rows}
+    cells = {(r // 5, r % 5) for r in design.rows}
+    assert cells == {(i, j) for i in rows for j in columns if not known[i, j]}
+
+
+def test_a_fit_with_two_budgets_is_refused_with_what_to_add():
+    n, d = np.repeat([1e6, 2e6, 4e6], 2), np.tile([1e8, 2e8], 3)
+    assert "add a third token budget first" in identification_problem(VECTOR, n, d)
+    assert "alpha is -0.1" in identification_problem(np.r_[VECTOR[:3], -0.1, 0.3], np.r_[n, 8e6], np.r_[d, 4e8])
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    """A short version of `scale suggest --simulate`: 8 laws, a coarse start grid, 40 resamples."""
+    grid = {name: values[::2] for name, values in chinchilla.CHINCHILLA_GRID.items()}
+    options = SimulationOptions(laws=8, resamples=40, scenarios=12, grid=grid)
+    with np.errstate(all="ignore"):
+        return simulate(options)["summary"]
+
+
+def test_suggested_runs_narrow_n_opt_more_than_each_naive_way_to_spend_the_same_compute(simulated):
+    widths = simulated["mean_width"]
+    assert simulated["laws_used"] == 8
+    for name in NAIVE:
+        assert simulated["mean_compute"]["design"] <= simulated["mean_budget"] * (1 + 1e-9)
+        assert widths["design"] * 1.1 < widths[name], simulated
+    assert widths["design"] < simulated["mean_width_before"]
+
+
+def write_results(directory, spec="demo.toml", noise=0.01):
+    """A results directory: a real spec planned by the real planner, losses from LAW times exp(noise)."""
+    from scaling_cli.plan import load_sweep
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "sweeps" / spec, directory / "spec.toml")
+    rng = np.random.default_rng(0)
+    rows = []
+    for run in load_sweep(directory / "spec.toml").runs():
+        loss = float(chinchilla_loss(LAW, run.params, run.tokens)) * np.exp(rng.normal(0, noise))
+        rows.append({**run.describe(), "val_loss": loss, "train_loss": loss, "status": "done"})
+    pd.DataFrame(rows).to_parquet(directory / "runs.parquet")
+    return directory, rows
+
+
+def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path):
+    from scaling_cli.plan import load_sweep
+    from scaling_cli.spec import load_spec
+
+    results, rows = write_results(tmp_path / "demo")
+    out = tmp_path / "next.toml"
+    args = ("suggest", results, "--budget", "50%", "--scenarios", "8", "--out", out, "--json")
+    result = run_scale(*args)
+    assert result.returncode == 0, result.stderr
+    proposal = json.loads(result.stdout)
+    assert proposal["refused"] is None and proposal["steps"]
+    assert proposal["predicted"]["n_opt_factor"]["after"] < proposal["predicted"]["n_opt_factor"]["before"]
+    assert proposal["spent"] <= proposal["budget"] * (1 + 1e-9)
+    source, following = load_spec(results / "spec.toml"), load_spec(out)
+    for field in ("name", "datasets", "tokenizer", "vocab_size", "seeds", "lrs", "batch_sizes", "train_fields"):
+        assert getattr(following, field) == getattr(source, field), field
+    done = {row["run_id"] for row in rows}
+    proposed = {(run["N"], run["tokens"]) for step in proposal["steps"] for run in step["runs"]}
+    new = [run for run in load_sweep(out).runs() if run.run_id not in done]
+    assert {(float(run.params), run.tokens) for run in new} == proposed
+    assert proposal["spec"]["remaining_flops"] <= proposal["budget"] * 1.01
+
+
+def test_a_table_with_two_budgets_gets_a_refusal_and_exit_0(tmp_path):
+    table = tmp_path / "two.csv"
+    n, d = np.repeat([1e6, 2e6, 4e6, 8e6], 2), np.tile([1e8, 2e8], 4)
+    pd.DataFrame({"N": n, "D": d, "loss": chinchilla_loss(LAW, n, d)}).to_csv(table, index=False)
+    result = run_scale("suggest", table, "--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--budget", "1e18")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("no runs proposed:") and "third" in result.stdout, result.stdout
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    results, _ = write_results(tmp_path / "demo")
+    for args, fragment in (
+        (("--budget", "lots"), "--budget"),
+        (("--objective", "speed"), "--objective"),
+        (("--target", "-1"), "--target"),
+    ):
+        result = run_scale("suggest", results, *args)
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and fragment in result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
