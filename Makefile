@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   := results/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench lint clean
+.PHONY: help install demo test ci-browser bench lint clean
 
 help: ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -19,15 +19,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev,ray,bpe]"
 	touch $(STAMP)
 
-demo: install ## Prepare Shakespeare, sweep sweeps/demo.toml, fit and plot (minutes on 2 cores; reruns train nothing).
+demo: install ## Prepare Shakespeare, sweep sweeps/demo.toml, fit, plot and write report.html (minutes on 2 cores; reruns train nothing).
 	$(BIN)/scale data prepare shakespeare
 	$(BIN)/scale sweep sweeps/demo.toml --out $(DEMO) --workers 2
 	$(BIN)/scale fit $(DEMO) --holdout 3
 	$(BIN)/scale plot $(DEMO)
 	$(BIN)/scale status $(DEMO) --summary
+	$(BIN)/scale report $(DEMO)
 
-test: install ## Run the test suite (no GPU needed; a few minutes on 2 cores).
+test: install ci-browser ## Run the test suite (no GPU needed; a few minutes on 2 cores).
 	$(BIN)/python -m pytest -q
+
+ci-browser: # In CI only (CI=true): install Debian's chromium for the report's browser test when it is missing.
+	@if [ "$$CI" = "true" ]; then .ci/install-chromium; fi
 
 bench: install ## Benchmarks: trainer vs a bare PyTorch loop, fitting vs a plain scipy loop.
 	$(BIN)/python bench/bench_train.py

@@ -103,7 +103,7 @@ def results(tmp_path_factory) -> Path:
         env={"SCALE_FAIL_RUNS": doomed.run_id},
     )  # fmt: skip
     assert sweep.returncode == 1, sweep.stderr  # some runs failed
-    fitted = run_scale("fit", out, "--holdout", "2", "--bootstrap", "40")
+    fitted = run_scale("fit", out, "--holdout", "2", "--backtest", "--bootstrap", "40")
     assert fitted.returncode == 0, fitted.stderr
     made = run_scale("report", out)
     assert made.returncode == 0 and made.stdout.strip() == str(out / REPORT_NAME), made.stderr
@@ -274,6 +274,8 @@ def test_every_number_on_the_page_matches_its_file(results, page):
         ["groups", "all", "laws", "chinchilla", "intervals", "beta", 1],
         ["groups", "all", "laws", "kaplan", "L_C", "params", "alpha_C"],
         ["groups", "all", "holdout", "mape", "chinchilla"],
+        ["groups", "all", "backtest", "cut"],
+        ["groups", "all", "backtest", "candidates", 0, "laws", "linear", "mape"],
     ):
         assert ("fit.json", json.dumps(law_key)) in keys
     for run_id in sources.runs["run_id"]:  # every run's loss is on the page (a dash where it has none)

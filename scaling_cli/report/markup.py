@@ -43,6 +43,7 @@ td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 .nowrap, td.r { white-space: nowrap; }
 .law { border: 1px solid var(--line); border-radius: 6px; padding: 4px 12px 2px; margin: 6px 0; }
 .law h3 { margin-top: 8px; }
+small.iv { color: var(--muted); }
 .note { color: var(--muted); font-size: 13px; margin: 4px 0 10px; }
 .warn { background: var(--warnbg); color: var(--warn); border-left: 4px solid #e0a040; padding: 6px 10px;
         margin: 8px 0; font-size: 14px; }

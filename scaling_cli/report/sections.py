@@ -285,31 +285,99 @@ def _params_table(entry: dict, base: list) -> str:
 
 
 def _law_backtest(group_name: str, law: str, group: dict) -> str:
+    """This law's extrapolation error: the holdout's, and the backtest's on all points, where each ran."""
+    lines = [_holdout_line(group_name, law, group), _backtest_line(group_name, law, group)]
+    shown = "".join(line for line in lines if line)
+    if shown:
+        return shown
+    if group.get("holdout") or group.get("backtest"):
+        return note("Backtest: this law predicts allocations, not a run's loss, so it is not scored.")
+    return note("Backtest not available: fitted without --holdout or --backtest.")
+
+
+def _holdout_line(group_name: str, law: str, group: dict) -> str:
     holdout = group.get("holdout") or {}
     mape = (holdout.get("mape") or {}).get(law)
-    if finite(mape) is not None:
-        at = ["groups", group_name, "holdout"]
-        held = num(holdout["held_out"], FIT, [*at, "held_out"]) if finite(holdout.get("held_out")) else "the"
-        error = num(mape, FIT, [*at, "mape", law], "%")
-        return (
-            f"<p>Backtest: mean absolute percentage error {error} predicting {held} held-out highest-compute runs.</p>"
-        )
-    why = (holdout.get("skipped") or {}).get(law)
-    if why:
-        return note(f"Backtest not available: {esc(why)}")
-    if holdout:
-        return note("Backtest: this law predicts allocations, not a run's loss, so it is not scored.")
-    return note("Backtest not available: fitted without --holdout.")
+    if finite(mape) is None:
+        why = (holdout.get("skipped") or {}).get(law)
+        return note(f"Holdout not available: {esc(why)}") if why else ""
+    at = ["groups", group_name, "holdout"]
+    held = num(holdout["held_out"], FIT, [*at, "held_out"]) if finite(holdout.get("held_out")) else "the"
+    error = num(mape, FIT, [*at, "mape", law], "%")
+    return f"<p>Holdout: mean absolute percentage error (MAPE) {error} on {held} held-out highest-compute runs.</p>"
+
+
+def _backtest_line(group_name: str, law: str, group: dict) -> str:
+    backtest = group.get("backtest")
+    if not isinstance(backtest, dict) or not isinstance(backtest.get("candidates"), list):
+        return ""
+    for index, candidate in enumerate(backtest["candidates"]):
+        scored = (candidate.get("laws") or {}).get(law)
+        if candidate.get("filter") != "all" or not isinstance(scored, dict):
+            continue
+        at = ["groups", group_name, "backtest", "candidates", index, "laws", law]
+        if finite(scored.get("mape")) is None:
+            return note(f"Backtest (all runs): {esc(scored.get('status', 'not scored'))}")
+        error = num(scored["mape"], FIT, [*at, "mape"], "%")
+        largest = num(scored.get("max_error"), FIT, [*at, "max_error"], "%")
+        return f"<p>Backtest (fitted below the cut, all runs): MAPE {error}, largest error {largest}.</p>"
+    return ""
 
 
 def _backtest(group_name: str, group: dict) -> str:
-    """Any `backtest` block of the group beyond the holdout errors shown per law."""
+    """The group's backtest: the cut, every law x point filter scored, and the recommended law."""
     backtest = group.get("backtest")
     if not backtest:
         return ""
-    recommended = backtest.get("recommended") if isinstance(backtest, dict) else None
-    line = f"<p>Recommended law by backtest: <b>{esc(recommended)}</b></p>" if isinstance(recommended, str) else ""
-    return "<h4>backtest</h4>" + line + _scalars(backtest, FIT, ["groups", group_name, "backtest"])
+    if not isinstance(backtest, dict):
+        return "<h4>backtest</h4>" + unavailable("not a backtest entry")
+    if backtest.get("skipped"):
+        return "<h4>backtest</h4>" + unavailable(str(backtest["skipped"]))
+    base = ["groups", group_name, "backtest"]
+    if not isinstance(backtest.get("candidates"), list):
+        return "<h4>backtest</h4>" + _scalars(backtest, FIT, base)
+    parts = ["<h4>backtest</h4>"]
+    parts.append(
+        f"<p>Each law fitted on the {num(backtest.get('fitted_on'), FIT, [*base, 'fitted_on'])} runs with C below "
+        f"{num(backtest.get('cut'), FIT, [*base, 'cut'])} FLOPs, scored on the "
+        f"{num(backtest.get('held_out'), FIT, [*base, 'held_out'])} runs above it "
+        f"(up to {num(backtest.get('C_ratio'), FIT, [*base, 'C_ratio'], '×')} the cut).</p>"
+    )
+    parts.append(_recommended(backtest.get("recommended"), [*base, "recommended"]))
+    parts.append(_candidates_table(backtest["candidates"], base))
+    return "".join(parts)
+
+
+def _recommended(choice: object, key: list) -> str:
+    if not isinstance(choice, dict):
+        return "<p>No law recommended: none was identified and scored on the held-out runs.</p>"
+    return (
+        f"<p>Recommended for extrapolation: <b>{esc(choice.get('law'))}</b> on {esc(choice.get('filter'))}, "
+        f"expected error {num(choice.get('expected_error'), FIT, [*key, 'expected_error'], '%')} "
+        f"(largest {num(choice.get('max_error'), FIT, [*key, 'max_error'], '%')}).</p>"
+    )
+
+
+def _candidates_table(candidates: list, base: list) -> str:
+    laws = sorted({law for c in candidates for law in [*(c.get("laws") or {}), *(c.get("skipped") or {})]})
+    rows = []
+    for index, candidate in enumerate(candidates):
+        at = [*base, "candidates", index]
+        cells = [text_cell(candidate.get("filter", "?")), num(candidate.get("fitted_on"), FIT, [*at, "fitted_on"])]
+        cells.append(num(candidate.get("scored"), FIT, [*at, "scored"]))
+        for law in laws:
+            scored = (candidate.get("laws") or {}).get(law)
+            skipped = (candidate.get("skipped") or {}).get(law)
+            if isinstance(scored, dict) and finite(scored.get("mape")) is not None:
+                cells.append(num(scored["mape"], FIT, [*at, "laws", law, "mape"], "%"))
+            elif isinstance(scored, dict):
+                problems = "; ".join(map(str, scored.get("problems") or []))
+                cells.append(f'<span class="id" title="{esc(problems)}">{esc(scored.get("status", "—"))}</span>')
+            else:
+                cells.append(f'<span class="id" title="{esc(skipped or "")}">skipped</span>' if skipped else "—")
+        rows.append(cells)
+    headers = ["point filter", "fitted on", "scored", *(f"{law} MAPE" for law in laws)]
+    return table(headers, rows, numeric=[False, True, True, *([True] * len(laws))])
 
 
 # ---- compute-optimal predictions ----------------------------------------------------------------------
@@ -350,43 +418,60 @@ def _prediction_table(entry: Prediction) -> str:
         return head + unavailable(entry.problem)
     key = [entry.group, entry.multiple]
     compute = num(entry.result.get("compute"), PREDICT, [*key, "compute"])
-    laws = ((entry.result.get("groups") or {}).get(entry.group) or {}).get("compute") or {}
-    base = [*key, "groups", entry.group, "compute"]
+    answer = (entry.result.get("groups") or {}).get(entry.group) or {}
+    laws = answer.get("compute") or {}
+    base = [*key, "groups", entry.group]
     rows = []
-    for law, answer in laws.items():
-        cells = [text_cell(law)]
-        for value_key in ("N_opt", "D_opt", "tokens_per_param", "loss"):
-            if value_key in answer:
-                value = num(answer[value_key], PREDICT, [*base, law, value_key])
-                spread = interval(answer.get(f"{value_key}_interval"), PREDICT, [*base, law, f"{value_key}_interval"])
-                cells.append(f"{value} {spread}")
-            else:
-                cells.append("—")
-        rows.append(cells)
-    shown = table(
-        ["law", "N_opt", "D_opt", "tokens per parameter", "loss"], rows, numeric=[False, True, True, True, True]
-    )
-    return head + f"<p>C = {compute} FLOPs</p>" + _extrapolation(entry, laws) + shown
+    choice = answer.get("recommended")
+    recommended_note = ""
+    if isinstance(choice, dict) and isinstance(choice.get("compute"), dict):
+        label = f"<b>recommended: {esc(choice.get('law'))}</b>"
+        rows.append(_prediction_row(label, choice["compute"], [*base, "recommended", "compute"]))
+        recommended_note = note(f"Recommended law chosen by: {esc(choice.get('source', 'not stated'))}.")
+    for law, row in laws.items():
+        rows.append(_prediction_row(text_cell(law), row, [*base, "compute", law]))
+    headers = ["law", "N_opt", "D_opt", "tokens per parameter", "loss", "beyond the largest run"]
+    shown = table(headers, rows, numeric=[False, True, True, True, True, False])
+    return head + f"<p>C = {compute} FLOPs</p>" + _extrapolation(entry, laws) + shown + recommended_note
+
+
+def _prediction_row(label: str, row: dict, key: list) -> list[str]:
+    if not isinstance(row, dict):
+        return [label, "—", "—", "—", "—", ""]
+    if row.get("status", "ok") != "ok":
+        problems = "; ".join(map(str, row.get("problems") or [])) or row.get("note", "")
+        return [label, f'<span class="id">not identified: {esc(problems)}</span>', "—", "—", "—", ""]
+    cells = [label]
+    for value_key in ("N_opt", "D_opt", "tokens_per_param", "loss"):
+        if value_key in row:
+            value = num(row[value_key], PREDICT, [*key, value_key])
+            spread = interval(row.get(f"{value_key}_interval"), PREDICT, [*key, f"{value_key}_interval"])
+            cells.append(value + (f'<br><small class="iv">{spread}</small>' if spread != "—" else ""))
+        else:
+            cells.append("—")
+    reach = row.get("extrapolation") if isinstance(row.get("extrapolation"), dict) else {}
+    ratios = [
+        f"{name} ×{num(reach[ratio], PREDICT, [*key, 'extrapolation', ratio])}"
+        for ratio, name in (("C_ratio", "C"), ("N_ratio", "N"), ("D_ratio", "D"))
+        if finite(reach.get(ratio)) is not None
+    ]
+    cells.append("<br>".join(ratios))
+    return cells
 
 
 def _extrapolation(entry: Prediction, laws: dict) -> str:
-    """The warning that goes with every prediction past the data, plus whatever `predict` says about it."""
+    """The warning that goes with every prediction past the data, plus what `predict` says about each law."""
     stated = []
     for law, answer in laws.items():
         said = answer.get("extrapolation") if isinstance(answer, dict) else None
-        if isinstance(said, str):
-            stated.append(f"{esc(law)}: {esc(said)}")
-        elif isinstance(said, dict):
-            text = said.get("warning") or said.get("message")
-            stated.append(f"{esc(law)}: {esc(text)}" if text else "")
-    group_said = ((entry.result.get("groups") or {}).get(entry.group) or {}).get("extrapolation")
-    if isinstance(group_said, str):
-        stated.insert(0, esc(group_said))
+        text = said.get("warning") if isinstance(said, dict) else said
+        if isinstance(text, str) and text:
+            stated.append(f"{esc(law)}: {esc(text)}")
     own = (
         f"Extrapolation: {entry.multiple}× beyond the largest run this fit has seen. These numbers carry the laws "
-        "past the data; the backtest errors above show how well each law predicted runs it had not seen."
+        "past the data; the holdout and backtest errors above show how well each law predicted runs it had not seen."
     )
-    return warning(own + "".join(f"<br>{line}" for line in stated if line))
+    return warning(own + "".join(f"<br>{line}" for line in stated))
 
 
 # ---- data ---------------------------------------------------------------------------------------------
