@@ -7,9 +7,11 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
@@ -33,9 +35,15 @@ PLOT_SOURCES = Path(figures.__file__).parent
 def inputs(tmp_path_factory):
     """The synthetic sweep fitted per data set by the real fitter; figures draw "markov", the larger group."""
     directory = write_results(tmp_path_factory.mktemp("figures") / "sweep")
-    fit = fit_all(directory, TableOptions(by="dataset"), QUICK_FIT)
+    fit = fit_all(directory, TableOptions(by="dataset"), replace(QUICK_FIT, backtest=True))
     (directory / "fit.json").write_text(json.dumps(fit))
     return load_inputs(directory)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
 
 
 def draw(inputs, name: str, fit: dict | None = None):
@@ -221,19 +229,46 @@ def test_the_drawn_optimum_is_the_fits_and_predicts_at_every_compute(inputs):
 # ---- extrapolation ------------------------------------------------------------------------------------
 
 
-def test_residual_axis_is_scaled_to_the_data(inputs):
-    fig = draw(inputs, "extrapolation")
+def residuals(fig) -> np.ndarray:
     ax_res = fig.axes[1]
     values = np.concatenate([c.get_offsets()[:, 1] for c in ax_res.collections if isinstance(c, PathCollection)])
-    values = values[np.isfinite(values)]
-    low, high = ax_res.get_ylim()
-    assert low <= values.min() and values.max() <= high
-    span = max(values.max(), 0) - min(values.min(), 0)
-    assert high - low <= 1.5 * span, (low, high, values.min(), values.max())
+    return values[np.isfinite(values)]
+
+
+@pytest.mark.parametrize("test", ["backtest", "holdout"])
+def test_residual_axis_is_scaled_to_the_data(inputs, test):
+    fit = inputs.fit if test == "backtest" else edited_fit(inputs, lambda group: group.pop("backtest"))
+    fig = draw(inputs, "extrapolation", fit)
+    assert figure_title(fig).startswith(f"markov: {test.title()}")
+    assert figure_notes(fig)[0].startswith("fit on ")
+    values = residuals(fig)
+    low, high = fig.axes[1].get_ylim()
+    inside = values[(values >= low) & (values <= high)]
+    beyond = [note for note in figure_notes(fig) if "off the scale" in note]
+    assert len(inside) == len(values) or beyond, "points off the axis are noted"
+    span = max(inside.max(), 0) - min(inside.min(), 0)
+    assert high - low <= 1.3 * span, (low, high, inside.min(), inside.max())
+
+
+def test_backtest_figure_shows_each_laws_predictions_of_the_runs_above_the_cut(inputs):
+    backtest = inputs.fit["groups"]["markov"]["backtest"]
+    fig = draw(inputs, "extrapolation")
+    cut_lines = [line for line in fig.axes[1].get_lines() if list(line.get_xdata()) == [backtest["cut"]] * 2]
+    assert len(cut_lines) == 1, "the compute cut is marked"
+    labels = [h.get_label() for h in legend_handles(fig)]
+    recommended = backtest["recommended"]["law"]
+    assert any(label.startswith(f"{figures.fitview.LAW_NAMES[recommended]}, chosen: MAPE") for label in labels)
+    (chosen,) = [c for c in backtest["candidates"] if c["filter"] == backtest["recommended"]["filter"]]
+    top = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    drawn = [law for law, scored in chosen["laws"].items() if scored["status"] == "ok"]
+    assert len(top) == len(drawn)
+    for law in set(chosen["laws"]) - set(drawn):
+        assert any(note.startswith(figures.fitview.LAW_NAMES[law]) for note in figure_notes(fig))
+    assert [len(c.get_offsets()) for c in top] == [chosen["scored"]] * len(top)
 
 
 def test_held_out_markers_are_filled(inputs):
     fig = draw(inputs, "extrapolation")
     fig.canvas.draw()
-    held = [c for c in fig.axes[0].collections if isinstance(c, PathCollection) and c.get_array() is None]
+    held = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
     assert held and all((c.get_facecolors()[:, 3] > 0).all() for c in held)

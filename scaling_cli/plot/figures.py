@@ -25,6 +25,7 @@ from scaling_cli.plot.axes import (
     power_of_ten_colorbar,
     title_with_notes,
 )
+from scaling_cli.plot import fitview
 from scaling_cli.plot.fitview import ALLOCATION_LAWS, Allocation, Budget, FitView
 from scaling_cli.plot.inputs import BASELINES, PlotInputs
 from scaling_cli.plot.style import (
@@ -134,7 +135,8 @@ def loss_vs_compute(ctx: Context) -> Figure:
             label="efficient frontier (fit)",
             zorder=4,
         )
-    grid = np.geomspace(compute.min(), compute.max() * 10, 48)
+    fitted = ctx.view.compute_range() or (compute.min(), compute.max())
+    grid = np.geomspace(fitted[0], fitted[1] * 10, 48)  # from the fitted runs to a decade beyond them
     chinchilla = ctx.view.allocation("chinchilla", grid)
     if chinchilla is not None and chinchilla.loss is not None:
         colour = APPROACH_COLOURS["chinchilla"]
@@ -367,79 +369,84 @@ def _tex(value: float) -> str:
 
 # ---- 5. extrapolation -------------------------------------------------------------------------------
 
+LAW_MARKERS = {"chinchilla": "D", "kaplan": "s", "linear": "^"}
+
 
 def extrapolation(ctx: Context) -> Figure:
-    """Measured against predicted loss of the held-out runs per law, and the relative errors beneath."""
+    """Measured against predicted loss of runs each law was not fitted on, and the relative errors beneath."""
     ctx.require_fit()
-    holdout = ctx.view.holdout()
-    if holdout is None:
-        raise Skip("no held-out runs in the fit; run `scale fit --holdout K` to test extrapolation")
-    held = pd.DataFrame(holdout["runs"])
-    laws = _scored_laws(ctx.view, holdout, held)
-    if not laws:
-        raise Skip("no law of the fit predicted the held-out runs")
-    fig, (ax, ax_res) = new_figure(4.2, nrows=2, height_ratios=[2.1, 1])
-    fitted = ctx.view.points()
-    params = ctx.view.chinchilla_params()
-    shown, errors = [], []
-    if params and not fitted.empty:
-        predicted = ctx.view.chinchilla_loss(fitted["N"], fitted["D"])
-        ax.scatter(predicted, fitted["loss"], s=9, c=[ctx.colours(n) for n in fitted["N"]], ec="black", lw=0.25)
-        error = 100 * (fitted["loss"].to_numpy() / predicted - 1)
-        ax_res.scatter(fitted["C"], error, s=7, color="0.6", lw=0)
-        shown += [predicted, fitted["loss"].to_numpy()]
-        errors.append(error)
-    handles = []
-    if errors:
-        handles.append(Line2D([], [], color="0.6", label="fitted runs, Approach 3", **{**RUN_MARKER, "mew": 0.25}))
-    for index, law in enumerate(laws):
-        predicted = np.array([_number(p.get(law)) for p in held["pred"]], dtype=float)
-        colour = APPROACH_COLOURS.get(law, f"C{index}")
-        marker = "Dos^v"[index % 5]
-        style = {"marker": marker, "s": 24, "color": colour, "ec": "black", "lw": 0.4, "zorder": 4}
-        ax.scatter(predicted, held["loss"], **style)
-        error = 100 * (held["loss"].to_numpy() / predicted - 1)
-        ax_res.scatter(held["C"], error, **style)
-        shown += [predicted, held["loss"].to_numpy()]
-        errors.append(error)
-        mape = _number((holdout.get("mape") or {}).get(law))
-        label = f"held out, {APPROACH_LABELS.get(law, law)}" + (f" (MAPE {mape:.1f}%)" if mape is not None else "")
-        handles.append(Line2D([], [], ls="none", marker=marker, ms=4.5, mfc=colour, mec="black", mew=0.4, label=label))
-    low, high = limits_of(np.concatenate(shown), pad=0.03)
+    test = ctx.view.extrapolation()
+    if test is None:
+        raise Skip("no held-out runs in the fit; run `scale fit --backtest` or `--holdout K` to test extrapolation")
+    if not test.series:
+        raise Skip(f"no law predicted the held-out runs ({'; '.join(test.notes) or 'none fitted'})")
+    fig, (ax, ax_res) = new_figure(4.3, nrows=2, height_ratios=[2.0, 1])
+    handles, shown, errors = [], [], []
+    in_sample = ctx.view.in_sample_errors()
+    if in_sample is not None:
+        ax_res.scatter(in_sample["C"], 100 * in_sample["error"], s=6, color="0.65", lw=0, zorder=2)
+        handles.append(
+            Line2D([], [], ls="none", marker="o", ms=3, mfc="0.65", mec="none", label="all runs, Approach 3 in sample")
+        )
+    for index, held in enumerate(test.series):
+        style = _held_out_style(held.law, index)
+        error = 100 * (held.measured / held.predicted - 1)
+        ax.scatter(held.predicted, held.measured, **style)
+        ax_res.scatter(held.compute, error, **style)
+        if held.law != "linear":  # the baseline may miss by a factor; it must not set the scale
+            shown.append(np.concatenate([held.predicted, held.measured]))
+        errors.append((held.law, error))
+        handles.append(_held_out_handle(held, style))
+    low, high = limits_of(np.concatenate(shown or [np.concatenate([h.predicted, h.measured]) for h in test.series]))
     ax.plot([low, high], [low, high], color="0.4", lw=0.7, ls="--", zorder=1)
     handles.append(Line2D([], [], color="0.4", lw=0.7, ls="--", label="measured = predicted"))
     ax.set(xlim=(low, high), ylim=(low, high), xlabel="predicted loss (nats/token)", ylabel="measured loss")
-    ax.set_aspect("equal", adjustable="box")
-    notes = ctx.view.notes(("chinchilla",)) + _holdout_notes(holdout)
-    title_with_notes(fig, ax, ctx.title("Extrapolation to held-out runs"), notes)
-    ctx.colours.colorbar(fig, ax)
     ax_res.axhline(0, color="0.4", lw=0.7, ls="--")
-    ax_res.set_ylim(*limits_of(np.concatenate(errors), pad=0.12, include=(0.0,)))
+    if test.cut is not None:
+        ax_res.axvline(test.cut, color="0.3", lw=0.7, ls=":")
+    notes = test.notes + _residual_limits(ax_res, errors, in_sample)
     ax_res.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel="measured/predicted − 1 (%)")
     ax_res.yaxis.label.set_size(6.5)
     ax_res.grid(True, which="major")
-    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.0, handletextpad=0.3)
+    title_with_notes(fig, ax, ctx.title(test.title), [test.how, *notes])
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=5.8, handletextpad=0.3)
     return fig
 
 
-def _scored_laws(view: FitView, holdout: dict, held: pd.DataFrame) -> list[str]:
-    """Laws with a stored prediction of some held-out run, Approach 3 first; laws that do not hold left out."""
-    predicted = set().union(*[set(p or {}) for p in held["pred"]])
-    laws = [law for law in predicted if view.status(law).state != "not_identified"]
-    return sorted(laws, key=lambda law: (law != "chinchilla", law))
+def _held_out_style(law: str, index: int) -> dict:
+    colour = APPROACH_COLOURS.get(law, f"C{index}")
+    return {"marker": LAW_MARKERS.get(law, "o"), "s": 24, "color": colour, "ec": "black", "lw": 0.4, "zorder": 4}
 
 
-def _holdout_notes(holdout: dict) -> list[str]:
-    from scaling_cli.plot.fitview import LawStatus
+def _held_out_handle(held, style: dict) -> Line2D:
+    mape = "" if held.mape is None else f": MAPE {held.mape:.2g}%"
+    chosen = ", chosen" if held.recommended else ""
+    return Line2D(
+        [],
+        [],
+        ls="none",
+        marker=style["marker"],
+        ms=4.5,
+        mfc=style["color"],
+        mec="black",
+        mew=0.4,
+        label=f"{fitview.LAW_NAMES.get(held.law, held.law)}{chosen}{mape}",
+    )
 
-    return [LawStatus(law, "skipped", reason).note for law, reason in (holdout.get("skipped") or {}).items()]
 
-
-def _number(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return np.nan
+def _residual_limits(ax, errors: list[tuple[str, np.ndarray]], in_sample) -> list[str]:
+    """Fit the error axis to the laws' errors; a baseline far off the scale is noted, not let squash the rest."""
+    laws = [error for law, error in errors if law != "linear"] or [error for _, error in errors]
+    values = [*laws, *([] if in_sample is None else [100 * in_sample["error"].to_numpy()])]
+    low, high = limits_of(np.concatenate(values), pad=0.12, include=(0.0,))
+    notes = []
+    for law, error in errors:
+        finite = error[np.isfinite(error)]
+        if law == "linear" and finite.size and (finite.min() < low or finite.max() > high):
+            worst = finite[np.argmax(np.abs(finite))]
+            notes.append(f"linear baseline off the scale: errors up to {worst:+.3g}%")
+    ax.set_ylim(low, high)
+    return notes
 
 
 # ---- 6. compression ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ LAW_NAMES = {
     "chinchilla": "Approach 3",
     "envelope": "Approach 1",
     "isoflop": "Approach 2",
-    "kaplan": "Kaplan L(C)",
+    "kaplan": "Kaplan",
     "linear": "linear baseline",
 }
 ALLOCATION_LAWS = ("chinchilla", "envelope", "isoflop")
@@ -218,19 +218,106 @@ class FitView:
 
     # ---- extrapolation -------------------------------------------------------------------------------
 
-    def holdout(self) -> dict | None:
-        holdout = (self.group or {}).get("holdout")
-        return holdout if holdout and holdout.get("runs") else None
-
-    def backtest(self) -> dict | None:
+    def extrapolation(self) -> Extrapolation | None:
+        """The fit's test of its laws on runs they did not see: the backtest when fitted, else the holdout."""
         backtest = (self.group or {}).get("backtest")
-        return backtest or None
+        if backtest and backtest.get("candidates"):
+            return _from_backtest(backtest, self.points())
+        holdout = (self.group or {}).get("holdout")
+        if holdout and holdout.get("runs"):
+            return _from_holdout(holdout)
+        return None
+
+    def in_sample_errors(self) -> pd.DataFrame | None:
+        """C and measured/predicted − 1 of every fitted point under Approach 3 fitted on all of them."""
+        points = self.points()
+        if points.empty or self.chinchilla_params() is None:
+            return None
+        predicted = self.chinchilla_loss(points["N"], points["D"])
+        return pd.DataFrame({"C": points["C"], "error": points["loss"].to_numpy() / predicted - 1})
 
     def compute_range(self) -> tuple[float, float] | None:
         points = self.points()
         if points.empty:
             return None
         return float(points["C"].min()), float(points["C"].max())
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One law's predictions of the runs it was not fitted on."""
+
+    law: str
+    compute: np.ndarray
+    measured: np.ndarray
+    predicted: np.ndarray
+    mape: float | None
+    recommended: bool = False
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """A test of the laws beyond their data: how it split the runs, each law's predictions, what is missing."""
+
+    kind: str  # "backtest" or "holdout"
+    title: str
+    how: str  # one line: which runs were fitted and which predicted
+    cut: float | None
+    series: list[HeldOut]
+    notes: list[str]
+
+
+def _from_backtest(backtest: dict, points: pd.DataFrame) -> Extrapolation:
+    """The laws of the backtest's recommended filter (else the unfiltered one) on the runs above the cut."""
+    recommended = backtest.get("recommended") or {}
+    candidates = backtest["candidates"]
+    chosen = next((c for c in candidates if c.get("filter") == recommended.get("filter")), candidates[0])
+    compute_of = dict(zip(points["run_id"].astype(str), points["C"])) if not points.empty else {}
+    series, notes = [], []
+    for law, scored in (chosen.get("laws") or {}).items():
+        if scored.get("status", "ok") != "ok":
+            reason = "; ".join(scored.get("problems") or [])
+            notes.append(LawStatus(law, "not_identified", f"below the cut: {reason}").note)
+            continue
+        runs = scored.get("runs") or []
+        series.append(
+            HeldOut(
+                law,
+                np.array([compute_of.get(str(r["run_id"]), np.nan) for r in runs], dtype=float),
+                np.array([r["loss"] for r in runs], dtype=float),
+                np.array([_nan_if_none(r["pred"]) for r in runs], dtype=float),
+                _number(scored.get("mape")),
+                recommended.get("law") == law,
+            )
+        )
+    notes += [LawStatus(law, "skipped", reason).note for law, reason in (chosen.get("skipped") or {}).items()]
+    cut = float(backtest["cut"])
+    threshold = _number(chosen.get("min_tokens_per_param"))
+    kept = "" if threshold is None else f" with D/N ≥ {threshold:g}"
+    how = f"fit on {chosen.get('fitted_on')} runs below C = {cut:.3g}{kept}, scored on {chosen.get('scored')} above"
+    return Extrapolation("backtest", "Backtest on the largest runs", how, cut, _recommended_first(series), notes)
+
+
+def _from_holdout(holdout: dict) -> Extrapolation:
+    runs = holdout["runs"]
+    laws = sorted(set().union(*[set(r.get("pred") or {}) for r in runs]))
+    series = [
+        HeldOut(
+            law,
+            np.array([r["C"] for r in runs], dtype=float),
+            np.array([r["loss"] for r in runs], dtype=float),
+            np.array([_nan_if_none((r.get("pred") or {}).get(law)) for r in runs], dtype=float),
+            _number((holdout.get("mape") or {}).get(law)),
+        )
+        for law in laws
+    ]
+    notes = [LawStatus(law, "skipped", reason).note for law, reason in (holdout.get("skipped") or {}).items()]
+    how = f"fit on {holdout.get('fitted_on')} runs, scored on {len(runs)} held out"
+    return Extrapolation("holdout", "Holdout: runs left out of the fit", how, None, _recommended_first(series), notes)
+
+
+def _recommended_first(series: list[HeldOut]) -> list[HeldOut]:
+    return sorted(series, key=lambda s: (not s.recommended, s.law != "chinchilla", s.law))
 
 
 def _budget(raw: dict) -> Budget:
