@@ -53,26 +53,29 @@ def normalize_text(text: str) -> str:
 
 
 def _normalize_piece(text: str, at_start: bool) -> str:
-    text = _nfc(text)
-    if at_start:
-        text = text.lstrip("\ufeff")
-    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+    text = _normalize_spans(text)
+    return text.lstrip("\ufeff") if at_start else text
 
 
 NFC_SPAN = 1 << 16
 
 
-def _nfc(text: str) -> str:
-    """unicodedata NFC, applied only to the spans of about 64 KiB (cut after a newline, where composition
-    cannot reach across) that are not ASCII and not NFC already: full normalisation of a long text costs
-    about 20 ms per MB, and a single accent in a piece would make the whole piece pay it."""
-    if text.isascii() or len(text) <= NFC_SPAN:
-        return unicodedata.normalize("NFC", text)
+def _normalize_span(span: str) -> str:
+    if not span.isascii():
+        span = unicodedata.normalize("NFC", span)
+    return span.replace("\r\n", "\n").replace("\r", "\n") if "\r" in span else span
+
+
+def _normalize_spans(text: str) -> str:
+    """NFC and newlines, span by span: spans of about 64 KiB cut after a newline (where neither composition
+    nor a CR LF pair can reach across), so that only the spans that need it pay for it; normalising a
+    whole piece costs about 20 ms per MB as soon as it holds one accent."""
+    if len(text) <= NFC_SPAN:
+        return _normalize_span(text)
     spans, start = [], 0
     while start < len(text):
         end = text.find("\n", start + NFC_SPAN) + 1 or len(text)
-        span = text[start:end]
-        spans.append(span if span.isascii() else unicodedata.normalize("NFC", span))
+        spans.append(_normalize_span(text[start:end]))
         start = end
     return "".join(spans)
 
