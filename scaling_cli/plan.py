@@ -4,14 +4,21 @@ This layer sits above `data`, `model` and `train` (it builds their configs) and 
 what it plans). Problems that need those layers to see (a [data] option, a head count that does not divide
 the width, the same size twice) are reported here as `SpecError(spec file, field, problem)`.
 
-A run id is the first 12 hex digits of sha256 over the canonical JSON of what changes the trained model:
-dataset, data options, tokenizer, vocabulary, model config (less fields added later, at their defaults) and
-train config less the fields in NOT_IN_RUN_ID.
+A run id is the first 12 hex digits of sha256 over the canonical JSON of exactly what changes the trained
+model: the data set's identity (the key its prepared directory is named by: the source's content fingerprint
+- sdist version, Python version and standard-library files, markov options, local files - with the cleaning
+options, tokenizer and vocabulary), the model config (less fields added later, at their defaults) and the
+train config with the device type and dtype resolved (`auto` means bf16 on CUDA, fp32 elsewhere), less the
+fields in NOT_IN_RUN_ID and the schedule options its schedule does not use.
+
+Planning also rejects what cannot train here, before anything runs: an unknown data set (with the nearest
+name), a device this machine (or the Ray cluster) does not have, bf16 on a CPU that emulates it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaling_cli.data.options import DataOptions, parse_data_options
-from scaling_cli.errors import SpecError
+from scaling_cli.errors import DataError, SpecError
 from scaling_cli.model import ModelConfig, count_params, depth_for_width, flops_per_token, heads_for_width
 from scaling_cli.spec import Size, Spec, load_spec
 from scaling_cli.train.config import TrainConfig
@@ -28,6 +35,15 @@ from scaling_cli.validate import Problems
 # TrainConfig fields that change only what is logged or how fast it runs, never the trained model:
 # they are left out of the run id so that changing them reuses finished runs.
 NOT_IN_RUN_ID = ("eval_every", "checkpoint_every", "threads", "compile")
+# Schedule options that a schedule never reads: editing them must not retrain its runs.
+UNUSED_BY_SCHEDULE = {
+    "cosine": ("cooldown_frac", "cooldown_shape"),
+    "wsd": ("min_lr_frac",),
+    "constant": ("cooldown_frac", "cooldown_shape", "min_lr_frac"),
+}
+DEVICE_PREFERENCE = ("cuda", "mps", "cpu")  # what device = "auto" picks, in order
+# bf16 autocast this many times slower than fp32 on the CPU means it is emulated: refuse it.
+BF16_MAX_SLOWDOWN = 3.0
 # ModelConfig fields added after runs were first named: left out of the run id while at their default, so the
 # runs of existing specs keep their ids (and their finished results).
 MODEL_LATER_DEFAULTS = {"parametrization": "sp", "base_width": None}
@@ -114,21 +130,78 @@ class Sweep:
         return list(self.run_plans)
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, devices: frozenset[str] | None = None, check_hardware: bool = False) -> Sweep:
     """Read, validate and expand a sweep spec; every problem is a SpecError naming the spec file."""
-    return plan_runs(load_spec(path))
+    return plan_runs(load_spec(path), devices, check_hardware)
 
 
-def plan_runs(spec: Spec) -> Sweep:
-    """Check what the spec layer cannot (data options, model shapes) and expand the grid into runs."""
+def plan_runs(spec: Spec, devices: frozenset[str] | None = None, check_hardware: bool = False) -> Sweep:
+    """Check what the spec layer cannot (data options, model shapes, data sets) and expand the grid into runs.
+
+    `devices`: the device types runs can train on (default: this machine's), which `device = "auto"` resolves
+    against. With `check_hardware` (a sweep about to train, or its dry run), a device that is not there and
+    bf16 on a CPU that emulates it are SpecErrors; without it (reading a spec elsewhere) the ids are the same.
+    """
     where = str(spec.path)
     data_options = parse_data_options(spec.data, where=where)
     shapes = _shapes(spec)
+    runtime = _runtime(spec, devices, check_hardware)
+    data_keys = {dataset: _data_key(spec, dataset, data_options) for dataset in spec.datasets}
     try:
-        runs = tuple(_expand(spec, data_options, shapes))
+        runs = tuple(_expand(spec, data_options, shapes, runtime, data_keys))
     except ValueError as exc:
         raise SpecError(where, "train", str(exc)) from None
     return Sweep(spec=spec, data_options=data_options, shapes=shapes, run_plans=runs)
+
+
+def _runtime(spec: Spec, devices: frozenset[str] | None, check_hardware: bool) -> dict:
+    """The device type and dtype the runs will train with, checked against what is there."""
+    from scaling_cli.train.runtime import available_device_types, cpu_bf16_slowdown, resolve_dtype
+
+    where = str(spec.path)
+    available = devices if devices is not None else available_device_types()
+    requested = spec.device
+    if requested == "auto":
+        device = next(kind for kind in DEVICE_PREFERENCE if kind in available or kind == "cpu")
+    elif requested in available or not check_hardware:
+        device = requested
+    else:
+        found = ", ".join(kind for kind in DEVICE_PREFERENCE if kind in available)
+        raise SpecError(where, "device", f"{requested!r} is not available on this machine (available: {found})")
+    dtype = resolve_dtype(spec.train_fields.get("dtype", "auto"), device)
+    if check_hardware and dtype == "bf16" and device == "cpu":
+        slowdown = cpu_bf16_slowdown()
+        if slowdown > BF16_MAX_SLOWDOWN:
+            import torch
+
+            raise SpecError(
+                where,
+                "train.dtype",
+                f"bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}, no native bf16) trained a test block "
+                f'{slowdown:.0f}x slower than fp32; use dtype = "fp32" (or "auto", which is fp32 on a CPU)',
+            )
+    return {"device": device, "dtype": dtype}
+
+
+def _data_key(spec: Spec, dataset: str, data_options: DataOptions) -> dict:
+    """The data set's identity (what its prepared directory is named by); unknown names get a suggestion."""
+    from scaling_cli.data.prepared import dataset_key
+    from scaling_cli.data.sources import SOURCES
+    from scaling_cli.data.tokenizer import check_tokenizer
+
+    try:
+        vocab = check_tokenizer(spec.tokenizer, spec.vocab_size if spec.tokenizer == "bpe" else None)
+        return dataset_key(dataset, data_options, spec.tokenizer, vocab)
+    except DataError as exc:
+        if exc.field != "dataset":
+            raise SpecError(str(spec.path), exc.field, exc.problem) from None
+        close = difflib.get_close_matches(dataset, list(SOURCES), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SpecError(
+            str(spec.path),
+            "dataset",
+            f"unknown data set {dataset!r}; {hint}built-in: {', '.join(SOURCES)}; or a local file, directory or glob",
+        ) from None
 
 
 def _shapes(spec: Spec) -> tuple[ModelConfig, ...]:
@@ -165,15 +238,18 @@ def _model_config(spec: Spec, size: Size) -> ModelConfig:
     )
 
 
-def _expand(spec: Spec, data_options: DataOptions, shapes: tuple[ModelConfig, ...]) -> list[RunPlan]:
+def _expand(
+    spec: Spec, data_options: DataOptions, shapes: tuple[ModelConfig, ...], runtime: dict, data_keys: dict
+) -> list[RunPlan]:
     runs = []
     grid = itertools.product(spec.datasets, shapes, spec.batch_sizes, spec.lrs, spec.seeds)
     for dataset, shape, batch_size, lr, seed in grid:
         params, nonembed = count_params(shape)
         per_token = flops_per_token(shape)
         for tokens in _run_budgets(spec, float(per_token["chinchilla"]), batch_size * shape.seq_len):
-            train = TrainConfig(tokens=tokens, batch_size=batch_size, lr=lr, seed=seed, **spec.train_fields)
-            identity = _identity(spec, dataset, data_options, shape, train)
+            fields = {**spec.train_fields, **runtime}
+            train = TrainConfig(tokens=tokens, batch_size=batch_size, lr=lr, seed=seed, **fields)
+            identity = _identity(data_keys[dataset], shape, train)
             runs.append(
                 RunPlan(
                     run_id=_short_hash(identity),
@@ -201,16 +277,17 @@ def _run_budgets(spec: Spec, flops_per_token: float, tokens_per_step: int) -> li
     return [max(1, round(c / flops_per_token / tokens_per_step)) * tokens_per_step for c in spec.isoflop_budgets]
 
 
-def _identity(spec: Spec, dataset: str, data_options: DataOptions, shape: ModelConfig, train: TrainConfig) -> dict:
-    train_dict = {k: v for k, v in dataclasses.asdict(train).items() if k not in NOT_IN_RUN_ID}
-    return {
-        "dataset": dataset,
-        "data": data_options.to_dict(),
-        "tokenizer": spec.tokenizer,
-        "vocab_size": spec.vocab_size,
-        "model": _model_identity(shape),
-        "train": train_dict,
-    }
+def _identity(data_key: dict, shape: ModelConfig, train: TrainConfig) -> dict:
+    return {"data": data_key, "model": _model_identity(shape), "train": _train_identity(train)}
+
+
+def _train_identity(train: TrainConfig) -> dict:
+    """The train config's fields that change this run's result, with the device as its type."""
+    unused = set(NOT_IN_RUN_ID) | set(UNUSED_BY_SCHEDULE[train.schedule])
+    fields = {k: v for k, v in dataclasses.asdict(train).items() if k not in unused}
+    if fields["nan_at_step"] is None:  # a test hook: part of the id only when it is set
+        del fields["nan_at_step"]
+    return fields
 
 
 def _model_identity(shape: ModelConfig) -> dict:

@@ -105,6 +105,16 @@ class Store:
         atomic.write_text(self.root / "spec.toml", spec_text)
         atomic.write_json(self.root / "plan.json", {"version": 1, "runs": plan})
 
+    def check_writable(self) -> None:
+        """StoreError unless this process can create the directory and files in it (read-only storage, a
+        path under a file, missing permissions), checked before a sweep changes anything."""
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(self.root / ".write-test", b"")
+            (self.root / ".write-test").unlink()
+        except OSError as exc:
+            raise StoreError(str(self.root), "directory", f"not writable: {exc.strerror or exc}") from None
+
     def read_plan(self) -> list[dict]:
         path = self.root / "plan.json"
         if not path.is_file():
@@ -138,8 +148,11 @@ class Store:
         path = self.run_dir(unit_id) / "claim.lock"
         if not path.exists():
             return False
-        with self.claim(unit_id) as mine:
-            return not mine
+        try:
+            with self.claim(unit_id) as mine:
+                return not mine
+        except OSError:  # a read-only directory: no process can be training there
+            return False
 
     # -- rows and attempts --
     def read_row(self, run_id: str) -> dict | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scaling_cli.errors import ScaleError, StoreError
+from scaling_cli.errors import ScaleError, SpecError, StoreError
 from scaling_cli.plan import RunPlan, Sweep
 from scaling_cli.store import Store
 
@@ -58,6 +58,7 @@ class PlannedRun:
     branch_step: int
     cost_flops: float  # what training it adds when its trunk is shared: the branch's cooldown only
     state: str  # done, diverged, failed, running, pending
+    memory_bytes: int = 0  # estimated peak memory of training it
 
     def record(self) -> dict:
         return {
@@ -67,6 +68,7 @@ class PlannedRun:
             "branch_step": self.branch_step,
             "cost_flops": self.cost_flops,
             "state": self.state,
+            "memory_bytes": self.memory_bytes,
         }
 
 
@@ -145,7 +147,13 @@ def plan_sweep(spec: Sweep, out_dir: str | Path, workers: int = 1, device: str |
             cost = run.flops - run.flops_per_token * step * tokens_per_step
             planned.append(
                 PlannedRun(
-                    run=run, unit_id=unit.unit_id, branch_of=branch_of, branch_step=step, cost_flops=cost, state=state
+                    run=run,
+                    unit_id=unit.unit_id,
+                    branch_of=branch_of,
+                    branch_step=step,
+                    cost_flops=cost,
+                    state=state,
+                    memory_bytes=peak_memory_bytes(run),
                 )
             )
     rate, source = _flops_rate(store, device or spec.device)
@@ -158,6 +166,55 @@ def plan_sweep(spec: Sweep, out_dir: str | Path, workers: int = 1, device: str |
         rate_source=source,
         workers=workers,
     )
+
+
+def peak_memory_bytes(run: RunPlan) -> int:
+    """Estimated peak memory of training a run: fp32 weights, gradients and two AdamW moments (16 bytes per
+    parameter), plus the activations a backward pass keeps (per layer and token about 17 d_model values and
+    2.5 n_head x seq_len attention values, Korthikanti et al. 2022 in fp32) and the logits' three copies."""
+    model = run.model
+    tokens = run.train.batch_size * model.seq_len
+    per_token = model.n_layer * (17 * model.d_model + 2.5 * model.n_head * model.seq_len) + 3 * model.vocab_size
+    return int(16 * run.params + 4 * tokens * per_token)
+
+
+def available_memory_bytes(device: str) -> int | None:
+    """Memory a run can use on this machine: free GPU memory on CUDA, else the OS's MemAvailable."""
+    if device == "cuda":
+        import torch
+
+        return min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(plan: SweepPlan, workers: int) -> None:
+    """Refuse a plan with a pending run that cannot fit in this machine's memory beside the other workers."""
+    device = next((p.run.train.device for p in plan.runs), "cpu")
+    available = available_memory_bytes(device)
+    if available is None:
+        return
+    share = available / max(1, min(workers, len(plan.units)))
+    too_big = [p for p in plan.runs if p.state not in SETTLED and p.memory_bytes > share]
+    if too_big:
+        worst = max(too_big, key=lambda p: p.memory_bytes)
+        run = worst.run
+        raise SpecError(
+            str(plan.spec.path),
+            "model",
+            f"{len(too_big)} run(s) cannot fit in memory: {run.run_id} (d_model={run.model.d_model}, "
+            f"n_layer={run.model.n_layer}, batch {run.train.batch_size}) needs about {_gb(worst.memory_bytes)} to "
+            f"train, {_gb(share)} of {device} memory is free per worker; shrink it, use fewer --workers, or pass --force",
+        )
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.3g} GB"
 
 
 def _unit_members(unit: Unit) -> list[tuple[RunPlan, str, int]]:
@@ -214,6 +271,7 @@ class RunOutcome:
     run_id: str
     status: str  # done, diverged, error (an attempt that raised), skipped (already settled)
     error: str = ""
+    deterministic: bool = False  # the same inputs fail the same way again: retrying cannot help
 
 
 @dataclass(frozen=True)
@@ -289,9 +347,10 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         result = train_run(run.model, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
         message = " | ".join(f"{type(exc).__name__}: {exc}".strip().splitlines())  # one line for tables
-        if task.final_attempt:
+        deterministic = is_deterministic(exc)
+        if task.final_attempt or deterministic:
             record_failure(store, run, branch_of, message)
-        return RunOutcome(run.run_id, "error", message)
+        return RunOutcome(run.run_id, "error", message, deterministic)
     row = {
         **run.describe(),
         **_trained(run, result),
@@ -305,6 +364,17 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
     store.write_row(run.run_id, row)
     store.compact([run.run_id])
     return RunOutcome(run.run_id, result.status)
+
+
+# Failures that the same run on the same machine meets again: out of memory, a shape or value error, bad
+# input. A retry only helps a failure from outside the run (a killed worker, a lost file system, a flaky node).
+DETERMINISTIC_MESSAGES = ("can't allocate memory", "out of memory", "size mismatch", "shape", "must match")
+
+
+def is_deterministic(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, ScaleError, ValueError, TypeError, IndexError, KeyError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in DETERMINISTIC_MESSAGES)
 
 
 def threads_for(run: RunPlan, available: int | None) -> int | None:
@@ -429,6 +499,7 @@ def run_sweep(
     on_event: Event | None = None,
     poll_s: float = 0.5,
     keep_checkpoints: bool = False,
+    force: bool = False,
 ) -> SweepOutcome:
     """Train every unsettled run of the spec through `executor`; return the final counts.
 
@@ -438,6 +509,9 @@ def run_sweep(
     emit = on_event or (lambda kind, payload: None)
     started = time.time()
     plan = plan_sweep(spec, out_dir, workers=executor.slots)
+    if not force:
+        check_memory(plan, executor.slots)
+    Store(out_dir).check_writable()
     data = executor.ship_data(prepare_data(spec))
     emit("plan", plan)
     store = Store(out_dir)
@@ -561,7 +635,7 @@ class _Runner:
             return
         self.failures[unit.unit_id] += 1
         attempt = self.failures[unit.unit_id]
-        if attempt <= self.retries:
+        if attempt <= self.retries and not any(o.deterministic for o in errors):
             self.emit("retry", {"unit": unit.unit_id, "attempt": attempt, "error": errors[0].error})
             self.queue.append(unit)
             return

@@ -85,7 +85,7 @@ def state_counts(counts: dict, skip_zero: bool = True) -> str:
 # ---- sweep ----
 
 PLAN_COLUMNS = ("run_id", "dataset", "d_model", "n_layer", "params", "tokens", "FLOPs", "tok/param", "lr", "bs")
-PLAN_COLUMNS += ("seed", "branch of", "state")
+PLAN_COLUMNS += ("seed", "memory", "branch of", "state")
 LEFT_ALIGNED = ("run_id", "dataset", "branch of", "state", "run", "size")
 
 
@@ -113,6 +113,7 @@ def print_plan(plan) -> None:
             f"{run.train.lr:g}",
             str(run.train.batch_size),
             str(run.train.seed),
+            si(planned.memory_bytes, "B"),
             planned.branch_of,
             planned.state,
         )

@@ -28,29 +28,36 @@ def sweep_command(
         "--keep-checkpoints",
         help="Keep finished runs' checkpoint.pt and WSD trunks' saved states (deleted by default once not needed).",
     ),
+    force: bool = typer.Option(False, "--force", help="Train runs whose memory estimate exceeds what is free."),
 ) -> int:
     """Train every run of a sweep spec, resuming whatever is unfinished; rerunning trains nothing new.
 
     Example: scale sweep sweeps/demo.toml --workers 2   (then: scale status results/demo)
     """
     from scaling_cli.executors import make_executor
-    from scaling_cli.plan import load_sweep
-    from scaling_cli.sweep import plan_sweep, run_sweep
+    from scaling_cli.plan import plan_runs
+    from scaling_cli.spec import load_spec
+    from scaling_cli.sweep import check_memory, plan_sweep, run_sweep
 
     if retries < 0:
         raise SpecError("--retries", "value", f"must be 0 or more, got {retries}")
     if workers is not None and workers < 1:
         raise SpecError("--workers", "value", f"must be at least 1, got {workers}")
-    spec = load_sweep(spec_path)
-    target = out_dir if out_dir is not None else Path("results") / spec.name
+    raw = load_spec(spec_path)
     if dry_run:
-        print_plan(plan_sweep(spec, target, workers=workers or 1))
+        spec = plan_runs(raw, check_hardware=True)
+        plan = plan_sweep(spec, out_dir if out_dir is not None else Path("results") / spec.name, workers=workers or 1)
+        print_plan(plan)
+        if not force:
+            check_memory(plan, workers or 1)
         return 0
-    pool = make_executor(executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=spec.device)
+    pool = make_executor(executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=raw.device)
+    spec = plan_runs(raw, devices=pool.device_types, check_hardware=True)
+    target = out_dir if out_dir is not None else Path("results") / spec.name
     try:
         with SweepDisplay(live=out.is_terminal) as display:
             outcome = run_sweep(
-                spec, target, pool, retries=retries, on_event=display, keep_checkpoints=keep_checkpoints
+                spec, target, pool, retries=retries, on_event=display, keep_checkpoints=keep_checkpoints, force=force
             )
     except KeyboardInterrupt:
         warn(

@@ -23,6 +23,7 @@ class Executor(Protocol):
     slots: int
     cores: int | None
     max_unit_cores: int | None
+    device_types: frozenset[str]  # where its workers can train: a Ray cluster's, not the driver's
 
     def ship_data(self, refs: dict) -> dict: ...
 

@@ -29,6 +29,7 @@ class LocalExecutor:
         gpus = _cuda_device_count() if uses_cuda(device) else 0
         self.slots = workers or (gpus * runs_per_gpu if gpus else 1)
         self.cores = self.max_unit_cores = usable_cores()
+        self.device_types = _device_types()
         # Worker i runs on GPU i // runs_per_gpu (round robin over the GPUs there are).
         self._gpu_ids = [(i // runs_per_gpu) % gpus for i in range(self.slots)] if gpus else []
         self._context = mp.get_context("spawn")
@@ -65,6 +66,12 @@ class LocalExecutor:
             self._pool.shutdown(wait=False, cancel_futures=True)
         else:
             self._pool.shutdown(wait=True)
+
+
+def _device_types() -> frozenset[str]:
+    from scaling_cli.train.runtime import available_device_types
+
+    return available_device_types()
 
 
 def _cuda_device_count() -> int:

@@ -53,6 +53,7 @@ class RayExecutor:
         gpus = resources.get("GPU", 0.0) if device in ("auto", "cuda") else 0.0
         self.slots = (workers or max(1, int(gpus * runs_per_gpu))) if gpus else (workers or cpus)
         self.cores = cpus
+        self.device_types = frozenset({"cpu", "cuda"} if resources.get("GPU", 0.0) else {"cpu"})
         # One task runs on one node: a unit can use at most the largest node's CPUs.
         node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
         self.max_unit_cores = max(1, int(max(node_cpus, default=cpus)))
