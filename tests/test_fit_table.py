@@ -13,12 +13,15 @@ from scaling_cli.fit.table import TableOptions, resolve_columns
 
 def test_column_resolver_takes_defaults_explicit_names_and_derives_missing_d_or_c():
     results = ["run_id", "params", "params_nonembed", "tokens", "flops", "flops_6nd", "val_loss"]
-    assert resolve_columns(results, None, "t") == {"n": "params", "d": "tokens", "c": "flops", "loss": "val_loss"}
+    defaults = {"n": "params", "d": "tokens", "c": "flops", "loss": "val_loss", "u": None}
+    assert resolve_columns(results, None, "t") == defaults
+    assert resolve_columns([*results, "unique_tokens"], None, "t")["u"] == "unique_tokens"
     assert resolve_columns(results, TableOptions(params="params_nonembed", flops="flops_6nd"), "t") == {
         "n": "params_nonembed",
         "d": "tokens",
         "c": "flops_6nd",
         "loss": "val_loss",
+        "u": None,
     }
     chinchilla = ["Model Size", "Training FLOP", "loss"]
     options = TableOptions(n_col="Model Size", c_col="Training FLOP", loss_col="loss")
@@ -27,6 +30,7 @@ def test_column_resolver_takes_defaults_explicit_names_and_derives_missing_d_or_
         "d": None,
         "c": "Training FLOP",
         "loss": "loss",
+        "u": None,
     }
     with pytest.raises(FitError, match="missing column for D or C"):
         resolve_columns(["params", "loss"], None, "t")

@@ -14,7 +14,8 @@ from scaling_cli.cli.render import interval, note, number, out, print_json_text
 HELP = """Fit scaling laws to a results directory or a .parquet/.csv table and write fit.json.
 
 Laws: chinchilla (Approach 3, L = E + A/N^alpha + B/D^beta), kaplan (L(N), L(D), L(C)), envelope
-(Approach 1), isoflop (Approach 2) and a linear baseline; by default every law the data supports.
+(Approach 1), isoflop (Approach 2), a linear baseline, and constrained (Muennighoff et al.'s data-constrained
+law, with R* the repetition half-life; needs a unique_tokens column); by default every law the data supports.
 Bootstrap intervals (default 200 resamples), an optional holdout check, and --backtest: fit below a
 compute cut, predict the runs above it, and record the law and point filter that `scale predict` uses.
 A law the data cannot identify is reported as such (exit 0); fit.json says which and why.
@@ -37,6 +38,9 @@ def fit_command(
     ),
     c_col: str | None = typer.Option(None, "--c-col", help="Column of training FLOPs C (default: --flops; else 6ND)."),
     loss_col: str | None = typer.Option(None, "--loss-col", help="Column of losses (default val_loss, else loss)."),
+    u_col: str | None = typer.Option(
+        None, "--u-col", help="Column of unique training tokens U for --law constrained (default unique_tokens)."
+    ),
     query: str | None = typer.Option(
         None, "--query", help="pandas query selecting rows, e.g. 'dataset == \"markov\"'."
     ),
@@ -49,7 +53,7 @@ def fit_command(
     ),
     by: str | None = typer.Option(None, "--by", help="Fit each value of this column separately, e.g. dataset."),
     law: list[str] | None = typer.Option(
-        None, "--law", help="chinchilla, kaplan, envelope, isoflop, linear (repeat or comma list)."
+        None, "--law", help="chinchilla, kaplan, envelope, isoflop, linear, constrained (repeat or comma list)."
     ),
     bootstrap: int = typer.Option(200, "--bootstrap", help="Bootstrap resamples for intervals (0 = none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
@@ -84,6 +88,7 @@ def fit_command(
         d_col=d_col,
         c_col=c_col,
         loss_col=loss_col,
+        u_col=u_col,
         query=query,
         params=params,
         flops=flops,
@@ -158,6 +163,13 @@ def _law_note(name: str, law: dict) -> str:
         return text + (f"; left out (see fit.json): {excluded}" if excluded else "")
     if name == "envelope":
         return f"{diagnostics['frontier_points']} frontier points from {law['settings']['source']}"
+    if name == "constrained":
+        r_star = law["params"]["R_star"]
+        span = interval(law.get("intervals", {}).get("R_star"))
+        return (
+            f"R* = {r_star:.3g} {span}: one more epoch is worth half a fresh one after {r_star * 0.693:.2g} repeats; "
+            f"r2(log) {law['r2']:.4f}; {diagnostics['repeated_runs']} runs repeat their data"
+        )
     return f"r2 {number(law['r2'])} (baseline only)"
 
 

@@ -28,13 +28,23 @@ def predict_command(
     compute: float | None = typer.Option(None, "--compute", help="FLOP budget to split into N_opt and D_opt."),
     params_count: float | None = typer.Option(None, "--params", help="Parameters N of a run to predict."),
     tokens: float | None = typer.Option(None, "--tokens", help="Training tokens D of a run to predict."),
+    unique_tokens: float | None = typer.Option(
+        None, "--unique-tokens", help="Unique tokens U of that run (data-constrained law; default U = D)."
+    ),
     group: str | None = typer.Option(None, "--group", help="Only this group of a --by fit."),
     as_json: bool = typer.Option(False, "--json", help="Print the predictions as JSON."),
 ) -> None:
     from scaling_cli.fit import predict
     from scaling_cli.fit.predict import load_fit
 
-    result = predict(load_fit(fit_path), compute=compute, params=params_count, tokens=tokens, group=group)
+    result = predict(
+        load_fit(fit_path),
+        compute=compute,
+        params=params_count,
+        tokens=tokens,
+        group=group,
+        unique_tokens=unique_tokens,
+    )
     if as_json:
         print_json_text(json.dumps(result, indent=1))
     else:

@@ -18,8 +18,8 @@ from scaling_cli.errors import FitError
 from scaling_cli.fit.holdout import predict_runs
 from scaling_cli.fit.isoflop import budget_labels
 
-LOSS_LAWS = ("chinchilla", "kaplan", "linear")
-RECOMMENDABLE = ("chinchilla", "kaplan")
+LOSS_LAWS = ("chinchilla", "kaplan", "linear", "constrained")
+RECOMMENDABLE = ("chinchilla", "kaplan", "constrained")
 MIN_TOKENS_PER_PARAM = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # candidate filters
 HELD_OUT_SHARE = 0.15  # the default cut holds out the top compute budgets until this share of points
 MIN_COVERAGE = 0.5  # a filter must keep at least this share of the held-out runs to be scored

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_cli.errors import FitError
-from scaling_cli.fit import chinchilla, envelope, isoflop, kaplan, linear
+from scaling_cli.fit import chinchilla, constrained, envelope, isoflop, kaplan, linear
 from scaling_cli.fit.allocation import chinchilla_allocation
 from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, kaplan_term, power_law
 
@@ -192,3 +192,19 @@ def bootstrap_linear(points, indices, *, where: str) -> dict:
     )
     intervals = {name: interval(vectors[finite, i]) for i, name in enumerate(linear.NAMES)}
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
+
+
+def bootstrap_constrained(points: pd.DataFrame, fitted: dict, indices: np.ndarray, *, delta: float) -> dict:
+    """Intervals of E, A, B, alpha, beta and R* of the data-constrained law, refitted from its optimum."""
+    best = np.array(fitted["vector"])
+    steps = np.array([0.5, 2.0, 2.0, 0.1, 0.1, 0.7])  # a few nearby starts, as for Approach 3
+    starts = np.vstack([best, best + steps * np.array([[1, 0, 0, 0, 0, 1], [-1, 0, 0, 0, 0, -1]])])
+    weights = multiplicities(indices, len(points))
+    vectors = constrained.refit_resamples(points["N"], points["D"], points["U"], points["loss"], weights, starts, delta)
+    finite = np.all(np.isfinite(vectors), axis=1)
+    samples = [constrained.to_params(v) for v in vectors[finite]]
+    keys = ("E", "A", "B", "alpha", "beta", "R_star")
+    return {
+        "intervals": {key: interval([s[key] for s in samples]) for key in keys},
+        "bootstrap": _summary(indices, vectors, finite, [[s[k] for k in keys] for s in samples]),
+    }

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from scaling_cli.errors import FitError
+from scaling_cli.fit.constrained import constrained_loss
 from scaling_cli.fit.laws import chinchilla_loss, kaplan_loss, linear_loss
 
-SCORED_LAWS = ("chinchilla", "kaplan", "linear")
+SCORED_LAWS = ("chinchilla", "kaplan", "linear", "constrained")
 MAX_COUNT = 10_000
 
 
@@ -53,6 +54,8 @@ def predict_runs(law: str, fitted: dict, runs: pd.DataFrame) -> np.ndarray:
         return chinchilla_loss(fitted["params"], runs["N"], runs["D"])
     if law == "kaplan":
         return kaplan_loss(fitted, runs["N"], runs["D"])
+    if law == "constrained":
+        return constrained_loss(fitted["params"], runs["N"], runs["D"], runs["U"])
     return linear_loss(fitted["params"], runs["N"], runs["D"], runs["C"])
 
 

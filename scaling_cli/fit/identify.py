@@ -15,8 +15,10 @@ E_FLOOR = 0.01  # an irreducible loss below this fraction of the lowest loss ran
 
 def problems(name: str, fitted: dict, points: pd.DataFrame) -> list[str]:
     """One-line reasons why `fitted` (a law entry of fit.json) cannot be trusted; empty when it can."""
-    if name in ("chinchilla", "constrained"):
+    if name == "chinchilla":
         return _chinchilla_problems(fitted, points)
+    if name == "constrained":
+        return _chinchilla_problems(fitted, points) + _repetition_problems(fitted, points)
     if name in ("envelope", "isoflop"):
         return _allocation_problems(fitted)
     if name == "kaplan":
@@ -75,3 +77,15 @@ def _kaplan_problems(fitted: dict) -> list[str]:
     if np.isfinite(fitted.get("r2", 0.0)) and fitted.get("r2", 0.0) < 0:
         found.append(f"eq. 1.5 predicts the runs worse than their mean loss (r2 {fitted['r2']:.3g})")
     return found
+
+
+def _repetition_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
+    """R* must lie inside the repetitions the runs made: beyond them it is a guess, not a measurement."""
+    r_star = fitted["params"]["R_star"]
+    most = float((points["D"] / points["U"] - 1.0).max())
+    if not np.isfinite(r_star) or r_star > 10 * most:
+        return [
+            f"R* = {r_star:.3g} beyond 10x the most repetitions run ({most:.3g}): repetition cost not measured; "
+            "add runs with more epochs"
+        ]
+    return []

@@ -18,12 +18,24 @@ import pandas as pd
 
 from scaling_cli import atomic
 from scaling_cli.errors import FitError
-from scaling_cli.fit import backtest, bootstrap, chinchilla, envelope, holdout, identify, isoflop, kaplan, linear
+from scaling_cli.fit import (
+    backtest,
+    bootstrap,
+    chinchilla,
+    constrained,
+    envelope,
+    holdout,
+    identify,
+    isoflop,
+    kaplan,
+    linear,
+)
 from scaling_cli.fit.allocation import chinchilla_allocation, compute_convention
 from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, kaplan_term, power_law
 from scaling_cli.fit.table import TableOptions, load_rows
 
 ALL_LAWS = ("chinchilla", "kaplan", "envelope", "isoflop", "linear")
+KNOWN_LAWS = (*ALL_LAWS, "constrained")  # constrained: by default only where runs repeat their data
 VERSION = 1
 
 
@@ -48,8 +60,8 @@ def parse_laws(values) -> tuple[str, ...] | None:
     """Laws from repeated and comma-separated --law values; None when none given."""
     names = [name.strip() for value in values or () for name in str(value).split(",") if name.strip()]
     for name in names:
-        if name not in ALL_LAWS:
-            raise FitError("--law", name, f"unknown law; choose from {', '.join(ALL_LAWS)}")
+        if name not in KNOWN_LAWS:
+            raise FitError("--law", name, f"unknown law; choose from {', '.join(KNOWN_LAWS)}")
     return tuple(dict.fromkeys(names)) or None
 
 
@@ -117,14 +129,16 @@ def fit_group(points: pd.DataFrame, options: FitOptions, where: str, convention:
     convention = convention or {"kind": "6ND"}
     at_compute = options.at_compute or 10.0 * float(points["C"].max())
     skipped: dict[str, str] = {}
-    laws = fit_laws(points, options, where, options.laws or ALL_LAWS, skipped)
+    laws = fit_laws(points, options, where, options.laws or default_laws(points), skipped)
     for name, fitted in laws.items():
         _add_at_compute(name, fitted, at_compute, convention)
     if options.bootstrap:
         _add_intervals(laws, points, options, where, at_compute, convention)
     group = {
         "n_points": len(points),
-        "points": points[["run_id", "N", "D", "C", "loss", "n_runs"]].to_dict(orient="records"),
+        "points": points[["run_id", "N", "D", "C", "loss", "n_runs", *(["U"] if "U" in points else [])]].to_dict(
+            orient="records"
+        ),
         "range": fitted_range(points),
         "at_compute": at_compute,
         "laws": laws,
@@ -134,6 +148,12 @@ def fit_group(points: pd.DataFrame, options: FitOptions, where: str, convention:
     if options.backtest:
         group["backtest"] = _backtest(points, options, where, convention)
     return group
+
+
+def default_laws(points: pd.DataFrame) -> tuple[str, ...]:
+    """Every law, plus the data-constrained one when the table has unique-token counts and some run repeats."""
+    repeats = "U" in points and bool((points["D"] > points["U"]).any())
+    return (*ALL_LAWS, "constrained") if repeats else ALL_LAWS
 
 
 def fitted_range(points: pd.DataFrame) -> dict:
@@ -175,6 +195,14 @@ def _fit_one(name: str, points, options: FitOptions, where: str) -> dict:
         )
     if name == "envelope":
         return envelope.fit_envelope(points, where=where)
+    if name == "constrained":
+        if "U" not in points:
+            raise FitError(
+                where, "constrained", "needs unique training tokens per run: a unique_tokens column (--u-col)"
+            )
+        return constrained.fit_constrained(
+            points["N"], points["D"], points["U"], points["loss"], delta=options.delta, where=where
+        )
     if name == "isoflop":
         return isoflop.fit_isoflop(points, where=where, tolerance=options.budget_tolerance)
     return linear.fit_linear(points, where=where)
@@ -227,6 +255,8 @@ def _add_intervals(laws: dict, points, options: FitOptions, where: str, at_compu
             fitted["intervals"] = intervals
         elif name == "envelope":
             extra = bootstrap.bootstrap_envelope(points, indices, at_compute=at_compute, where=where)
+        elif name == "constrained":
+            extra = bootstrap.bootstrap_constrained(points, fitted, indices, delta=options.delta)
         elif name == "isoflop":
             extra = bootstrap.bootstrap_isoflop(
                 points,
@@ -245,7 +275,7 @@ def _add_intervals(laws: dict, points, options: FitOptions, where: str, at_compu
 def _holdout(points, options: FitOptions, where: str) -> dict:
     rule = holdout.parse_holdout(options.holdout)
     kept, held = holdout.split(points, rule)
-    scored = [law for law in (options.laws or ALL_LAWS) if law in holdout.SCORED_LAWS]
+    scored = [law for law in (options.laws or default_laws(points)) if law in holdout.SCORED_LAWS]
     skipped: dict[str, str] = {}
     fits = {}
     for name in scored:
@@ -263,7 +293,7 @@ def _backtest(points, options: FitOptions, where: str, convention: dict) -> dict
         result = backtest.run_backtest(
             points,
             lambda name, subset: fit_law(name, subset, options, where),
-            options.laws or ALL_LAWS,
+            options.laws or default_laws(points),
             options.backtest_cut,
             options.budget_tolerance,
             where,

@@ -18,9 +18,11 @@ import numpy as np
 from scaling_cli.errors import FitError
 from scaling_cli.fit.allocation import chinchilla_allocation, compute_of, optimal_allocation
 from scaling_cli.fit.bootstrap import interval
+from scaling_cli.fit.constrained import constrained_loss
 from scaling_cli.fit.laws import chinchilla_loss, kaplan_loss, kaplan_term, linear_loss, power_law
 
 CHINCHILLA_KEYS = ("E", "A", "B", "alpha", "beta")
+CONSTRAINED_KEYS = ("E", "A", "B", "alpha", "beta", "R_star")
 ALLOCATION_KEYS = ("a", "N0", "b", "D0")
 WARN_COMPUTE_RATIO = 10.0
 COMPUTE_PREFERENCE = ("chinchilla", "isoflop", "envelope")  # the default law without a backtest
@@ -34,6 +36,7 @@ def predict(
     params: float | None = None,
     tokens: float | None = None,
     group: str | None = None,
+    unique_tokens: float | None = None,
 ) -> dict:
     """{"groups": {name: {"compute": {law: ...}, "run": {law: ...}, "recommended": {...}}}} per group.
 
@@ -47,7 +50,8 @@ def predict(
         raise FitError(
             "predict", "--params" if params is None else "--tokens", "a run needs both --params and --tokens"
         )
-    for option, value in (("--compute", compute), ("--params", params), ("--tokens", tokens)):
+    checked = (("--compute", compute), ("--params", params), ("--tokens", tokens), ("--unique-tokens", unique_tokens))
+    for option, value in checked:
         if value is not None and not value > 0:
             raise FitError("predict", option, f"must be positive, got {value:g}")
     groups = fit_json.get("groups", {})
@@ -64,8 +68,8 @@ def predict(
             if compute is not None:
                 entry["compute"] = allocation(fit_json, name, compute, span)
             if wants_run:
-                entry["run"] = run_loss(groups[name].get("laws", {}), params, tokens, convention, span)
-            entry["recommended"] = recommended(fit_json, name, compute, params, tokens, span)
+                entry["run"] = run_loss(groups[name].get("laws", {}), params, tokens, convention, span, unique_tokens)
+            entry["recommended"] = recommended(fit_json, name, compute, params, tokens, span, unique_tokens)
             result["groups"][name] = entry
     return result
 
@@ -178,9 +182,15 @@ def _finite(value) -> float | None:
 
 
 def run_loss(
-    laws: dict, params: float, tokens: float, convention: dict | None = None, span: dict | None = None
+    laws: dict,
+    params: float,
+    tokens: float,
+    convention: dict | None = None,
+    span: dict | None = None,
+    unique_tokens: float | None = None,
 ) -> dict:
-    """The loss each loss-predicting law gives a run of `params` parameters trained on `tokens` tokens."""
+    """The loss each loss-predicting law gives a run of `params` parameters trained on `tokens` tokens
+    (`unique_tokens` of them unique: only the data-constrained law uses it; default all fresh)."""
     convention = convention or {"kind": "6ND"}
     compute = float(compute_of(convention, params, tokens))
     out = {}
@@ -198,12 +208,28 @@ def run_loss(
             "loss": _finite(kaplan_loss(fitted, params, tokens)),
             "loss_interval": interval([float(kaplan_loss(s, params, tokens)) for s in samples]),
         }
+    if "constrained" in laws:
+        out["constrained"] = _not_identified(laws["constrained"]) or _constrained_run(
+            laws["constrained"], params, tokens, unique_tokens
+        )
     if "linear" in laws:
         out["linear"] = _linear_run(laws["linear"], params, tokens, compute, span)
     for row in out.values():
         if span and row.get("status", "ok") == "ok":
             row["extrapolation"] = extrapolation(span, compute, params, tokens)
     return out
+
+
+def _constrained_run(fitted: dict, params: float, tokens: float, unique_tokens: float | None) -> dict:
+    unique = tokens if unique_tokens is None else unique_tokens
+    samples = np.asarray(_samples(fitted), dtype=float).reshape(-1, 6)
+    stacked = {key: samples[:, i] for i, key in enumerate(CONSTRAINED_KEYS)}
+    return {
+        "loss": _finite(constrained_loss(fitted["params"], params, tokens, unique)),
+        "loss_interval": interval(constrained_loss(stacked, params, tokens, unique)) if len(samples) else None,
+        "note": f"U = {unique:.3g} unique tokens, {tokens / unique:.3g} epochs"
+        + (" (fresh data; give --unique-tokens)" if unique_tokens is None else ""),
+    }
 
 
 def _linear_run(fitted: dict, params: float, tokens: float, compute: float, span: dict | None) -> dict:
@@ -225,7 +251,7 @@ def _linear_run(fitted: dict, params: float, tokens: float, compute: float, span
     }
 
 
-def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict) -> dict | None:
+def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict, unique_tokens=None) -> dict | None:
     """The recommended law's answer: the backtest's choice (refitted on its filter) or the first identified law."""
     entry = fit_json["groups"][group]
     choice = (entry.get("backtest") or {}).get("recommended")
@@ -250,7 +276,7 @@ def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict)
     if compute is not None:
         answer["compute"] = _recommended_split(laws, name, compute, convention, span)
     if params is not None and tokens is not None:
-        answer["run"] = run_loss(laws, params, tokens, convention, span).get(name)
+        answer["run"] = run_loss(laws, params, tokens, convention, span, unique_tokens).get(name)
     return answer
 
 

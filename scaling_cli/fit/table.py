@@ -37,6 +37,7 @@ class TableOptions:
     d_col: str | None = None
     c_col: str | None = None
     loss_col: str | None = None
+    u_col: str | None = None  # unique training tokens (default: unique_tokens when present)
     query: str | None = None
     params: str = "params"
     flops: str = "flops"
@@ -107,7 +108,7 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
         "source": str(source),
         "table": str(table_path),
         "curves": str(curves_path) if curves_path else None,
-        "columns": {key: columns[key] for key in ("n", "d", "c", "loss")},
+        "columns": {key: columns[key] for key in ("n", "d", "c", "loss", "u") if key != "u" or columns["u"]},
         "conventions": _conventions(columns, options),
         "rows": {"total": len(raw), "used": len(frame), "excluded": excluded},
         "seeds_averaged": int(len(frame) - len(points)),
@@ -154,6 +155,7 @@ def resolve_columns(table_columns, options: TableOptions | None, where: str) -> 
         "d": pick(options.d_col, ["tokens"], "D", False),
         "c": pick(options.c_col, [options.flops], "C", False),
         "loss": pick(options.loss_col, ["val_loss", "loss"], "loss (use --loss-col)", True),
+        "u": pick(options.u_col, ["unique_tokens"], "U", False),
     }
     if columns["d"] is None and columns["c"] is None:
         raise FitError(
@@ -217,10 +219,19 @@ def _standard_frame(rows: pd.DataFrame, columns: dict, options: TableOptions) ->
             "loss": rows[columns["loss"]].astype(float).to_numpy(),
         }
     )
+    if columns.get("u"):
+        # No (or no positive) unique-token count means the run saw fresh data: U = D, no repetition.
+        unique = pd.to_numeric(rows[columns["u"]], errors="coerce").to_numpy(dtype=float)
+        frame["U"] = np.where(np.isfinite(unique) & (unique > 0), unique, frame["D"])
     for extra in ("seed", *GROUP_AXES, *SELECT_AXES):
         if extra in rows.columns and extra != options.by:
             frame[extra] = rows[extra].to_numpy()
     return frame
+
+
+def cell_keys(frame: pd.DataFrame) -> list[str]:
+    """What makes two runs the same experiment point: group, N, D (and U, the unique tokens, when known)."""
+    return ["group", "N", "D", "U"] if "U" in frame.columns else ["group", "N", "D"]
 
 
 def _varying_within_cells(frame: pd.DataFrame, axes) -> list[str]:
@@ -228,7 +239,7 @@ def _varying_within_cells(frame: pd.DataFrame, axes) -> list[str]:
     present = [axis for axis in axes if axis in frame.columns]
     if not present or frame.empty:
         return []
-    counts = frame.groupby(["group", "N", "D"], sort=False)[present].nunique(dropna=False).max()
+    counts = frame.groupby(cell_keys(frame), sort=False)[present].nunique(dropna=False).max()
     return [axis for axis in present if counts[axis] > 1]
 
 
@@ -266,15 +277,15 @@ def _select_best(frame: pd.DataFrame, axes: list[str]) -> tuple[pd.DataFrame, li
     """
     if not axes:
         return frame, [], 0
-    keys = ["group", "N", "D"]
+    keys = cell_keys(frame)
     mean = frame.groupby(keys + axes, sort=True, dropna=False)["loss"].mean().reset_index()
     best = mean.loc[mean.groupby(keys, sort=True)["loss"].idxmin()]
     choices = []
-    for (group, n, d), options in mean.groupby(keys, sort=True):
+    for cell, options in mean.groupby(keys, sort=True):
         if len(options) < 2:
             continue
         winner = options.loc[options["loss"].idxmin()]
-        choice = {"group": group, "N": float(n), "D": float(d)}
+        choice = {"group": cell[0], **{key: float(value) for key, value in zip(keys[1:], cell[1:])}}
         choice.update({axis: _plain(winner[axis]) for axis in axes})
         choice["losses"] = {_setting_key(row, axes): float(row["loss"]) for _, row in options.iterrows()}
         choices.append(choice)
@@ -294,10 +305,11 @@ def _setting_key(row, axes) -> str:
 
 
 def _average_seeds(frame: pd.DataFrame) -> pd.DataFrame:
-    """One point per (group, N, D): losses and compute averaged over seeds, the first run id kept."""
-    grouped = frame.groupby(["group", "N", "D"], sort=True)
+    """One point per (group, N, D[, U]): losses and compute averaged over seeds, the first run id kept."""
+    keys = cell_keys(frame)
+    grouped = frame.groupby(keys, sort=True)
     points = grouped.agg(run_id=("run_id", "first"), C=("C", "mean"), loss=("loss", "mean"), n_runs=("loss", "size"))
-    return points.reset_index()[["run_id", "group", "N", "D", "C", "loss", "n_runs"]]
+    return points.reset_index()[["run_id", *keys[:3], "C", "loss", "n_runs", *keys[3:]]]
 
 
 def _conventions(columns: dict, options: TableOptions) -> dict:
