@@ -272,3 +272,15 @@ def test_held_out_markers_are_filled(inputs):
     fig.canvas.draw()
     held = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
     assert held and all((c.get_facecolors()[:, 3] > 0).all() for c in held)
+
+
+def test_a_backtest_where_only_the_baseline_predicts_is_skipped_with_the_reasons(inputs):
+    def laws_not_identified(group):
+        backtest = group["backtest"]
+        for candidate in backtest["candidates"]:
+            for law in ("chinchilla", "kaplan"):
+                candidate["laws"][law] = {"status": "not_identified", "problems": [f"{law} ran off"]}
+        backtest["recommended"] = None
+
+    with pytest.raises(figures.Skip, match="no law but the linear baseline.*chinchilla ran off"):
+        draw(inputs, "extrapolation", edited_fit(inputs, laws_not_identified))

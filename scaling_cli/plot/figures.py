@@ -137,7 +137,7 @@ def loss_vs_compute(ctx: Context) -> Figure:
         )
     fitted = ctx.view.compute_range() or (compute.min(), compute.max())
     grid = np.geomspace(fitted[0], fitted[1] * 10, 48)  # from the fitted runs to a decade beyond them
-    chinchilla = ctx.view.allocation("chinchilla", grid)
+    chinchilla = ctx.view.allocation("chinchilla", grid, bands=False)
     if chinchilla is not None and chinchilla.loss is not None:
         colour = APPROACH_COLOURS["chinchilla"]
         handles += ax.plot(grid, chinchilla.loss, color=colour, lw=1.2, label="L(N_opt, D_opt) of Approach 3")
@@ -343,7 +343,7 @@ def parametric_fit(ctx: Context) -> Figure:
 def _draw_optimal_path(ax, view: FitView, points: pd.DataFrame) -> list[Line2D]:
     """The fit's compute-optimal (D_opt, N_opt) over the compute of the runs and a decade beyond."""
     compute = np.geomspace(points["C"].min() / 3, points["C"].max() * 10, 40)
-    path = view.allocation("chinchilla", compute)
+    path = view.allocation("chinchilla", compute, bands=False)
     if path is None:
         return []
     colour = APPROACH_COLOURS["chinchilla"]
@@ -378,8 +378,9 @@ def extrapolation(ctx: Context) -> Figure:
     test = ctx.view.extrapolation()
     if test is None:
         raise Skip("no held-out runs in the fit; run `scale fit --backtest` or `--holdout K` to test extrapolation")
-    if not test.series:
-        raise Skip(f"no law predicted the held-out runs ({'; '.join(test.notes) or 'none fitted'})")
+    if not any(held.law != "linear" for held in test.series):
+        why = "; ".join(test.notes) or "none was fitted"
+        raise Skip(f"no law but the linear baseline predicted the held-out runs ({why})")
     fig, (ax, ax_res) = new_figure(4.3, nrows=2, height_ratios=[2.0, 1])
     handles, shown, errors = [], [], []
     in_sample = ctx.view.in_sample_errors()

@@ -98,6 +98,7 @@ class FitView:
         self.fit = fit
         self.name = group if group is not None else (primary_group(fit) or "")
         self.group = ((fit or {}).get("groups") or {}).get(self.name)
+        self._predictions: dict[float, dict] = {}
 
     @property
     def exists(self) -> bool:
@@ -178,11 +179,12 @@ class FitView:
             return None
         return np.asarray(kaplan_term(compute, params["C_c"], params["alpha_C"], params.get("E") or 0.0))
 
-    def allocation(self, law: str, compute) -> Allocation | None:
+    def allocation(self, law: str, compute, bands: bool = True) -> Allocation | None:
         """N_opt(C), D_opt(C), their intervals and (Approach 3) the loss there, as the fit computes them.
 
-        None when the law does not hold. The optimum is `fit.allocation.optimal_allocation`, the function
-        behind fit.json's `at_compute` and `scale predict`, so all three agree at every C.
+        None when the law does not hold; `bands=False` leaves the intervals out. The optimum is
+        `fit.allocation.optimal_allocation`, the function behind fit.json's `at_compute` and `scale predict`,
+        so all three agree at every C.
         """
         from scaling_cli.fit.allocation import optimal_allocation
 
@@ -190,21 +192,24 @@ class FitView:
             return None
         compute = np.asarray(compute, dtype=float)
         sizes, tokens = (np.asarray(v, dtype=float) for v in optimal_allocation(self.fit, self.name, law, compute))
-        intervals = self._intervals_from_predict(law, compute)
+        intervals = self._intervals_from_predict(law, compute) if bands else []
         loss = self.chinchilla_loss(sizes, tokens) if law == "chinchilla" else None
         a, b = self.exponents(law)
-        band = {key: _band(intervals, key) for key in ("N_opt_interval", "D_opt_interval")}
+        band = {key: _band(intervals, key) if intervals else None for key in ("N_opt_interval", "D_opt_interval")}
         return Allocation(law, compute, sizes, tokens, band["N_opt_interval"], band["D_opt_interval"], loss, a, b)
 
     def _intervals_from_predict(self, law: str, compute: np.ndarray) -> list[dict]:
         """`scale predict`'s bootstrap intervals of N_opt and D_opt at each C (empty dicts without samples)."""
+        return [self._predicted(float(value)).get(law) or {} for value in compute]
+
+    def _predicted(self, compute: float) -> dict:
+        """Every law's answer of `scale predict` at one C, asked once per C for all the figures."""
         from scaling_cli.fit.predict import predict
 
-        answers = []
-        for value in compute:
-            groups = predict(self.fit, compute=float(value), group=self.name)["groups"]
-            answers.append(groups[self.name].get("compute", {}).get(law) or {})
-        return answers
+        if compute not in self._predictions:
+            groups = predict(self.fit, compute=compute, group=self.name)["groups"]
+            self._predictions[compute] = groups[self.name].get("compute") or {}
+        return self._predictions[compute]
 
     def exponents(self, law: str) -> tuple[float | None, float | None]:
         """The exponents a, b of N_opt ∝ C^a and D_opt ∝ C^b as the fit reports them."""

@@ -45,7 +45,13 @@ RC = {
 }
 
 # One fixed colour per fitting approach and per compressor, so a reader can compare figures at a glance.
-APPROACH_COLOURS = {"chinchilla": "#d62728", "envelope": "#1f77b4", "isoflop": "#2ca02c", "kaplan": "#9467bd"}
+APPROACH_COLOURS = {
+    "chinchilla": "#d62728",
+    "envelope": "#1f77b4",
+    "isoflop": "#2ca02c",
+    "kaplan": "#9467bd",
+    "linear": "#7f7f7f",
+}
 APPROACH_LABELS = {
     "chinchilla": "Approach 3: parametric L(N, D)",
     "envelope": "Approach 1: envelope",
