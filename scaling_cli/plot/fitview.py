@@ -37,11 +37,12 @@ class LawStatus:
 
     @property
     def note(self) -> str:
-        """One line for the figure: which law is not drawn and why."""
+        """One line for the figure: which law it does not draw, and why."""
         if self.holds:
             return ""
+        # A law the figure leaves out is one of these; "not drawn" would only take room from the reason.
         what = {"not_identified": "not identified", "skipped": "skipped", "absent": "not fitted"}
-        line = f"{LAW_NAMES.get(self.law, self.law)} not drawn, {what[self.state]}"
+        line = f"{LAW_NAMES.get(self.law, self.law)} {what[self.state]}"
         return one_line(f"{line}: {self.reason}" if self.reason else line)
 
 
