@@ -22,6 +22,7 @@ import difflib
 import hashlib
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,8 @@ UNUSED_BY_SCHEDULE = {
 DEVICE_PREFERENCE = ("cuda", "mps", "cpu")  # what device = "auto" picks, in order
 # bf16 autocast this many times slower than fp32 on the CPU means it is emulated: refuse it.
 BF16_MAX_SLOWDOWN = 3.0
+# The device types runs can train on, or a callable giving them (asked only when needed), or None: this machine's.
+Devices = frozenset[str] | Callable[[], frozenset[str]] | None
 # ModelConfig fields added after runs were first named: left out of the run id while at their default, so the
 # runs of existing specs keep their ids (and their finished results).
 MODEL_LATER_DEFAULTS = {"parametrization": "sp", "base_width": None}
@@ -95,6 +98,8 @@ class RunPlan:
             "d_model": self.model.d_model,
             "n_head": self.model.n_head,
             "seq_len": self.model.seq_len,
+            "parametrization": self.model.parametrization,
+            "base_width": self.model.base_width,
             "params": self.params,
             "params_nonembed": self.params_nonembed,
             "tokens": self.tokens,
@@ -130,17 +135,18 @@ class Sweep:
         return list(self.run_plans)
 
 
-def load_sweep(path: str | Path, devices: frozenset[str] | None = None, check_hardware: bool = False) -> Sweep:
+def load_sweep(path: str | Path, devices: Devices = None, check_hardware: bool = False) -> Sweep:
     """Read, validate and expand a sweep spec; every problem is a SpecError naming the spec file."""
     return plan_runs(load_spec(path), devices, check_hardware)
 
 
-def plan_runs(spec: Spec, devices: frozenset[str] | None = None, check_hardware: bool = False) -> Sweep:
+def plan_runs(spec: Spec, devices: Devices = None, check_hardware: bool = False) -> Sweep:
     """Check what the spec layer cannot (data options, model shapes, data sets) and expand the grid into runs.
 
     `devices`: the device types runs can train on (default: this machine's), which `device = "auto"` resolves
-    against. With `check_hardware` (a sweep about to train, or its dry run), a device that is not there and
-    bf16 on a CPU that emulates it are SpecErrors; without it (reading a spec elsewhere) the ids are the same.
+    against; a callable is asked only when the spec's device is not "cpu". With `check_hardware` (a sweep about
+    to train, or its dry run), a device that is not there and bf16 on a CPU that emulates it are SpecErrors;
+    without it (reading a spec elsewhere) the ids are the same.
     """
     where = str(spec.path)
     data_options = parse_data_options(spec.data, where=where)
@@ -154,13 +160,18 @@ def plan_runs(spec: Spec, devices: frozenset[str] | None = None, check_hardware:
     return Sweep(spec=spec, data_options=data_options, shapes=shapes, run_plans=runs)
 
 
-def _runtime(spec: Spec, devices: frozenset[str] | None, check_hardware: bool) -> dict:
+def _runtime(spec: Spec, devices: Devices, check_hardware: bool) -> dict:
     """The device type and dtype the runs will train with, checked against what is there."""
     from scaling_cli.train.runtime import available_device_types, cpu_bf16_slowdown, resolve_dtype
 
     where = str(spec.path)
-    available = devices if devices is not None else available_device_types()
     requested = spec.device
+    if requested == "cpu":  # always there; no need to ask torch (importing it costs seconds)
+        available = frozenset({"cpu"})
+    elif devices is None:
+        available = available_device_types()
+    else:
+        available = devices() if callable(devices) else devices
     if requested == "auto":
         device = next(kind for kind in DEVICE_PREFERENCE if kind in available or kind == "cpu")
     elif requested in available or not check_hardware:
@@ -235,7 +246,16 @@ def _model_config(spec: Spec, size: Size) -> ModelConfig:
         vocab_size=spec.vocab_size,
         tie_embeddings=spec.model.tie_embeddings,
         gpt2=spec.model.gpt2,
+        parametrization=spec.model.parametrization,
+        base_width=_base_width(spec),
     )
+
+
+def _base_width(spec: Spec) -> int | None:
+    """muP's base width: as given, else the sweep's smallest width; None under the standard parametrization."""
+    if spec.model.parametrization != "mup":
+        return None
+    return spec.model.base_width or min(size.d_model for size in spec.model.sizes)
 
 
 def _expand(

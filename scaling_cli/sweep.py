@@ -208,8 +208,9 @@ def check_memory(plan: SweepPlan, workers: int) -> None:
             str(plan.spec.path),
             "model",
             f"{len(too_big)} run(s) cannot fit in memory: {run.run_id} (d_model={run.model.d_model}, "
-            f"n_layer={run.model.n_layer}, batch {run.train.batch_size}) needs about {_gb(worst.memory_bytes)} to "
-            f"train, {_gb(share)} of {device} memory is free per worker; shrink it, use fewer --workers, or pass --force",
+            f"n_layer={run.model.n_layer}, batch {run.train.batch_size}) needs about {_gb(worst.memory_bytes)} "
+            f"to train, {_gb(share)} of {device} memory is free per worker; shrink it, use fewer --workers, "
+            "or pass --force",
         )
 
 
@@ -515,7 +516,9 @@ def run_sweep(
     data = executor.ship_data(prepare_data(spec))
     emit("plan", plan)
     store = Store(out_dir)
-    check_out_dir(store.root, spec)
+    changed = check_out_dir(store.root, spec, plan)
+    if changed:
+        emit("grid_changed", changed)
     store.init(spec.text, [p.record() for p in plan.runs])
     repair_tables(store, emit)
     runner = _Runner(plan, store, executor, data, retries, emit, started)
@@ -699,16 +702,43 @@ class _Runner:
         )
 
 
-def check_out_dir(out_dir: Path, spec: Sweep) -> None:
-    """Refuse to mix two different sweeps in one directory: its spec.toml must carry the same name."""
+def check_out_dir(out_dir: Path, spec: Sweep, plan: SweepPlan | None = None) -> dict | None:
+    """Refuse to mix two different sweeps in one directory (its spec.toml must carry the same name), and
+    compare a changed grid with the one planned there before.
+
+    A changed grid is merged run by run: a run id names the same training wherever it appears, so finished
+    runs are kept and new ones added. Two different grids must not train at once, though: their units group
+    runs differently, so their claims would not keep one run from being trained twice. Returns None when the
+    grid is unchanged, else {"kept", "added", "left_out"} run counts.
+    """
     saved = out_dir / "spec.toml"
     if not saved.is_file():
-        return
+        return None
     from scaling_cli.spec import tomllib
 
     try:
         name = tomllib.loads(saved.read_text()).get("name")
     except (OSError, tomllib.TOMLDecodeError):
-        return
+        return None
     if name != spec.name:
         raise StoreError(str(out_dir), "spec.toml", f"holds sweep '{name}', not '{spec.name}'; use another --out")
+    if plan is None:
+        return None
+    store = Store(out_dir)
+    before = {run["run_id"]: run.get("unit", run["run_id"]) for run in store.read_plan()}
+    now = {p.run.run_id for p in plan.runs}
+    if set(before) == now:
+        return None
+    busy = sorted({unit for unit in before.values() if unit not in plan_unit_ids(plan) and store.is_claimed(unit)})
+    if busy:
+        raise StoreError(
+            str(out_dir),
+            "spec.toml",
+            f"a sweep of another grid of '{spec.name}' is training here (unit {busy[0]}); "
+            "wait for it to finish, or use another --out",
+        )
+    return {"kept": len(now & set(before)), "added": len(now - set(before)), "left_out": len(set(before) - now)}
+
+
+def plan_unit_ids(plan: SweepPlan) -> set[str]:
+    return {unit.unit_id for unit in plan.units}

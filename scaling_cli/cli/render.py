@@ -183,6 +183,11 @@ class SweepDisplay:
             self._print(run_line(payload))
         elif kind == "retry":
             self._print(f"retry    unit {payload['unit']} (attempt {payload['attempt']} failed: {payload['error']})")
+        elif kind == "grid_changed":
+            self._print(
+                f"grid     changed since the last sweep here: {payload['kept']} runs kept (same run id, same run), "
+                f"{payload['added']} added, {payload['left_out']} no longer planned (their results stay)"
+            )
         elif kind == "tables_rebuilt":
             self._print(f"rebuilt  runs.parquet and curves.parquet from the run files ({'; '.join(payload)})")
         elif kind == "progress":

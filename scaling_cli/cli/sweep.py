@@ -52,7 +52,7 @@ def sweep_command(
             check_memory(plan, workers or 1)
         return 0
     pool = make_executor(executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=raw.device)
-    spec = plan_runs(raw, devices=pool.device_types, check_hardware=True)
+    spec = plan_runs(raw, devices=lambda: pool.device_types, check_hardware=True)
     target = out_dir if out_dir is not None else Path("results") / spec.name
     try:
         with SweepDisplay(live=out.is_terminal) as display:

@@ -29,7 +29,6 @@ class LocalExecutor:
         gpus = _cuda_device_count() if uses_cuda(device) else 0
         self.slots = workers or (gpus * runs_per_gpu if gpus else 1)
         self.cores = self.max_unit_cores = usable_cores()
-        self.device_types = _device_types()
         # Worker i runs on GPU i // runs_per_gpu (round robin over the GPUs there are).
         self._gpu_ids = [(i // runs_per_gpu) % gpus for i in range(self.slots)] if gpus else []
         self._context = mp.get_context("spawn")
@@ -45,6 +44,10 @@ class LocalExecutor:
             initializer=_init_worker,
             initargs=(os.getpid(), gpu_queue),
         )
+
+    @property
+    def device_types(self) -> frozenset[str]:
+        return _device_types()
 
     def ship_data(self, refs: dict) -> dict:
         """Workers here share this machine's cache: each finds the prepared data set by its identity."""
