@@ -96,9 +96,9 @@ def print_suggestion(result: dict) -> None:
         return
     at = result["at_target"]
     note(
-        f"target C = {si(result['target'])}: N_opt {si(at['N_opt'])}, D_opt {si(at['D_opt'])}, "
+        f"target C = {_flops(result['target'])}: N_opt {si(at['N_opt'])}, D_opt {si(at['D_opt'])}, "
         f"loss {at['loss']:.4g} (Approach 3, convention {result['convention']}); "
-        f"budget {si(result['budget'])} FLOPs ({result['budget_note']})"
+        f"budget {_flops(result['budget'])} FLOPs ({result['budget_note']})"
     )
     note(
         f"noise sigma {result['sigma']:.3g} (log loss, from the residuals); design averaged over "
@@ -120,7 +120,7 @@ def print_suggestion(result: dict) -> None:
                 run.get("size", "-"),
                 si(run["N"]),
                 si(run.get("tokens", run["D"])),
-                si(step["cost"]) if last else "",
+                _flops(step["cost"]) if last else "",
                 f"x{step['n_opt_factor']:.3g} wide" if last else "",
                 f"{step['n_opt_narrower_pct']:.1f}%" if last else "",
             )
@@ -128,16 +128,21 @@ def print_suggestion(result: dict) -> None:
     predicted = result["predicted"]
     n_opt, loss = predicted["n_opt_factor"], predicted["loss_factor"]
     note(
-        f"spent {si(result['spent'])} of {si(result['budget'])} FLOPs; predicted 95% interval of N_opt "
+        f"spent {_flops(result['spent'])} of {_flops(result['budget'])} FLOPs; predicted 95% interval of N_opt "
         f"x{n_opt['before']:.3g} -> x{n_opt['after']:.3g} wide, of the loss x{loss['before']:.4g} -> "
         f"x{loss['after']:.4g} (linearised at the current fit)"
     )
     spec = result.get("spec")
     if spec:
         note(
-            f"wrote {spec['path']}: {spec['runs']} runs to train, {si(spec['remaining_flops'])} FLOPs by the sweep's "
-            f"plan; next: scale sweep {spec['path']} --out {result['source']} && scale fit {result['source']}"
+            f"wrote {spec['path']}: {spec['runs']} runs to train, {_flops(spec['remaining_flops'])} FLOPs by "
+            f"the sweep's plan; next: scale sweep {spec['path']} --out {result['source']} "
+            f"&& scale fit {result['source']}"
         )
+
+
+def _flops(value: float) -> str:
+    return f"{value:.3g}"
 
 
 def _simulate(laws: int, seed: int, scenarios: int, resamples: int, extension: float, as_json: bool) -> None:
@@ -157,7 +162,7 @@ def _simulate(laws: int, seed: int, scenarios: int, resamples: int, extension: f
     for name in ("design", *NAIVE):
         table.add_row(
             name,
-            si(summary["mean_compute"][name]),
+            _flops(summary["mean_compute"][name]),
             f"{summary['mean_width'][name]:.3f}",
             f"{summary['rms_error'][name]:.3f}",
         )
