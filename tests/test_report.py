@@ -368,6 +368,16 @@ def test_without_a_fit_the_page_still_shows_the_runs_and_says_what_is_missing(re
     assert not (bare / "fit.json").exists()  # the report never fits behind the user's back
 
 
+def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path):
+    missing = run_scale("report", tmp_path / "missing")
+    assert missing.returncode == 2 and missing.stderr == f"error: {tmp_path / 'missing'}: directory: not found\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_scale("report", empty)
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {empty}: directory: not a results directory")
+    assert len(result.stderr.splitlines()) == 1 and list(empty.iterdir()) == []
+
+
 # ---- a real browser -----------------------------------------------------------------------------------
 
 PROBE = """<script>
