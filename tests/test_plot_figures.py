@@ -241,7 +241,7 @@ def test_residual_axis_is_scaled_to_the_data(inputs, test):
     fit = inputs.fit if test == "backtest" else edited_fit(inputs, lambda group: group.pop("backtest"))
     fig = draw(inputs, "extrapolation", fit)
     assert figure_title(fig).startswith(f"markov: {test.title()}")
-    assert figure_notes(fig)[0].startswith("fit on ")
+    assert figure_notes(fig)[0].startswith("fit ")
     values = residuals(fig)
     low, high = fig.axes[1].get_ylim()
     inside = values[(values >= low) & (values <= high)]

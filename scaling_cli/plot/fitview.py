@@ -299,8 +299,8 @@ def _from_backtest(backtest: dict, points: pd.DataFrame) -> Extrapolation:
     notes += [LawStatus(law, "skipped", reason).note for law, reason in (chosen.get("skipped") or {}).items()]
     cut = float(backtest["cut"])
     threshold = _number(chosen.get("min_tokens_per_param"))
-    kept = "" if threshold is None else f" with D/N ≥ {threshold:g}"
-    how = f"fit on {chosen.get('fitted_on')} runs below C = {cut:.3g}{kept}, scored on {chosen.get('scored')} above"
+    kept = "" if threshold is None else f", D/N ≥ {threshold:g}"
+    how = f"fit below C = {cut:.3g} ({chosen.get('fitted_on')} runs{kept}), {chosen.get('scored')} scored above"
     return Extrapolation("backtest", "Backtest on the largest runs", how, cut, _recommended_first(series), notes)
 
 
