@@ -77,7 +77,7 @@ def fit_command(
         None, "--backtest-cut", help="Compute cut of --backtest (default: hold out the top budgets, 15% of runs)."
     ),
     out_path: Path | None = typer.Option(
-        None, "--out", help="Where to write fit.json (default: beside the runs or table)."
+        None, "--out", help="Where to write fit.json, a file or a directory (default: beside the runs or table)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the fit.json document instead of the table."),
 ) -> None:
@@ -109,6 +109,8 @@ def fit_command(
     )
     document = fit_all(source, table, options)
     target = out_path or (source / "fit.json" if source.is_dir() else source.with_name("fit.json"))
+    if target.is_dir():  # --out DIR writes DIR/fit.json
+        target = target / "fit.json"
     write_fit(document, target)
     if as_json:
         print_json_text(json.dumps(document, indent=1))
