@@ -273,3 +273,26 @@ def test_chinchilla_table_is_fitted_and_drawn(tmp_path):
     for name in ("loss_vs_compute", "isoflop", "optimal_allocation", "parametric_fit"):
         assert_png(tmp_path / "figures" / f"{name}.png")
     assert not (CHINCHILLA_CSV.parent / "figures").exists()
+
+
+def test_a_trained_markov_sweep_fits_and_plots_without_a_traceback(tmp_path):
+    from conftest import REPO
+
+    from scaling_cli.plot.axes import figure_notes
+    from scaling_cli.plot.figures import isoflop, make_context
+
+    out = tmp_path / "markov"
+    assert run_scale("sweep", REPO / "sweeps" / "markov-tiny.toml", "--out", out).returncode == 0
+    assert run_scale("fit", out, "--bootstrap", "8", "--backtest").returncode == 0
+    result = run_scale("plot", out)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    made = [line.split()[2] for line in result.stdout.splitlines() if line.startswith("made")]
+    assert {"loss_vs_compute", "compression"} <= {Path(path).stem for path in made}
+    for path in made:
+        assert_png(Path(path))
+    # Two token budgets: the fit skips Approach 2, so the figure draws the runs and says why, and no parabola.
+    fit = json.loads((out / "fit.json").read_text())
+    assert "isoflop" in fit["groups"]["all"]["skipped"]
+    figure = isoflop(make_context(load_inputs(out)))
+    assert figure_notes(figure)[0].startswith("Approach 2 skipped: needs at least 3 budgets")
+    assert not [line for line in figure.axes[0].get_lines() if len(line.get_xdata()) > 1]
