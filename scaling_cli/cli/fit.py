@@ -235,10 +235,9 @@ def _print_backtest(backtest: dict) -> None:
     table = _titled_table(title, ("filter", "fitted on", "scored", "law", "mean |error| %", "max |error| %"))
     for candidate in backtest["candidates"]:
         for law, scored in candidate["laws"].items():
-            if scored["status"] == "ok":
-                cells = (f"{scored['mape']:.3f}", f"{scored['max_error']:.3f}")
-            else:
-                cells = ("not identified", "; ".join(scored.get("problems", [])))
+            cells = (f"{scored['mape']:.3f}", f"{scored['max_error']:.3f}")
+            if scored["status"] != "ok":
+                cells = (f"({cells[0]}) not identified", f"({cells[1]}) " + "; ".join(scored.get("problems", [])))
             table.add_row(candidate["filter"], str(candidate["fitted_on"]), str(candidate["scored"]), law, *cells)
         for law, why in candidate["skipped"].items():
             table.add_row(

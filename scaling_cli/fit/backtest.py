@@ -117,13 +117,13 @@ def _score_filter(below, above, threshold, fit_law: FitLaw, laws) -> dict:
         except FitError as exc:
             entry["skipped"][law] = exc.problem
             continue
-        if fitted.get("status", "ok") != "ok":
-            entry["laws"][law] = {"status": fitted["status"], "problems": fitted.get("problems", [])}
-            continue
+        # A law that is not identified is still scored, so the table shows what it would have predicted,
+        # but it is never recommended.
         predicted = np.asarray(predict_runs(law, fitted, test), dtype=float)
         error = np.abs(predicted - test["loss"].to_numpy(dtype=float)) / test["loss"].to_numpy(dtype=float)
         entry["laws"][law] = {
-            "status": "ok",
+            "status": fitted.get("status", "ok"),
+            "problems": fitted.get("problems", []),
             "mape": float(100.0 * np.mean(error)),
             "max_error": float(100.0 * np.max(error)),
             "runs": [
