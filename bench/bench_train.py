@@ -1,20 +1,24 @@
-"""Benchmark: our trainer's step against a bare PyTorch loop on the same model, in one process.
+"""Benchmark: the trainer, run as a one-run sweep, against a bare PyTorch loop; and a whole sweep against the
+sum of bare loops.
 
-Model: 4 layers, d_model 128, 4 heads, seq_len 256, batch 16, byte vocabulary, fp32, 2 threads, on the
-markov data set. Both contenders build a fresh model and optimizer per round and time the same number
-of steps; rounds alternate so a noisy neighbour on the machine hits both alike, and the ratio is taken
-between each contender's fastest round (interference only ever slows a round down; medians are printed
-too). The trainer's rate is
-its own training throughput (RunResult.tokens_per_s: step time only, no setup or evaluation); its
-whole-call rate (setup and one final evaluation included) is printed too. The model-FLOP rate (Appendix F
-FLOPs per token x tokens/s) is set against a large fp32 matmul measured in every round of the same run.
+1. Per shape (d32: 2 layers, d_model 32, 1 head, seq 128, batch 16; d128: 4 layers, d_model 128, 4 heads,
+   seq 256, batch 16; byte vocabulary, fp32, markov data), rounds alternate between a one-run sweep
+   (`scale sweep` machinery: local executor, worker process, the sweep's own thread choice) and a bare loop
+   (forward, backward, AdamW) at every thread count from 1 to the usable cores. The trainer's rate is the
+   run's tokens_per_s (step time only); the bare loop's is its fastest round at its best thread count.
+   Interference from other work only ever slows a round, so fastest rounds are compared (medians printed).
+2. Sweep level (skip with --no-sweep): the demo grid (sweeps/demo.toml, 2 workers) trained into a temporary
+   directory, its wall time against the sum over its 20 runs of a bare loop's time for the same steps at the
+   best thread count for each shape (each step time measured here, in the same run), and the size of its
+   results directory.
 
-Usage: python bench/bench_train.py [--steps 5] [--rounds 16] [--threads 2]
+Usage: python bench/bench_train.py [--rounds 3] [--no-sweep]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -22,121 +26,151 @@ from pathlib import Path
 
 import torch
 
-from scaling_cli.data import DataOptions, prepare
-from scaling_cli.model import GPT, ModelConfig, flops_per_token
-from scaling_cli.train import TrainConfig, train_run
+from scaling_cli.data import prepare
+from scaling_cli.executors.local import LocalExecutor
+from scaling_cli.model import GPT, ModelConfig
+from scaling_cli.plan import load_sweep
+from scaling_cli.store import Store
+from scaling_cli.sweep import run_sweep, threads_for
 
-MODEL = ModelConfig(d_model=128, n_layer=4, n_head=4, seq_len=256, vocab_size=256)
+REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 16
 LR = 1e-3
+SHAPES = {
+    "d32": (ModelConfig(d_model=32, n_layer=2, n_head=1, seq_len=128), 200),  # (model, steps per round)
+    "d128": (ModelConfig(d_model=128, n_layer=4, n_head=4, seq_len=256), 30),
+}
+ONE_RUN_SPEC = """name = "bench-{label}-{seed}"
+dataset = "markov"
+device = "cpu"
+seeds = [{seed}]
+[model]
+shapes = [{{d_model = {d_model}, n_layer = {n_layer}, n_head = {n_head}}}]
+seq_len = {seq_len}
+[train]
+tokens = [{tokens}]
+lr = {lr}
+batch_size = {batch_size}
+schedule = "cosine"
+checkpoint_every = 1000000
+dtype = "fp32"
+[eval]
+every = 1000000
+batches = 1
+"""
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 4) -> float:
-    """Best fp32 rate of a size^3 matmul over `repeats` tries, in GFLOP/s."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = 0.0
-    for _ in range(repeats):
-        began = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - began) / 1e9)
-    return best
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
-def plain_loop_tokens_per_s(tokens: torch.Tensor, steps: int, seed: int) -> float:
-    """The bare loop anyone would write: random windows, forward, backward, AdamW step."""
+def bare_loop_step_s(config: ModelConfig, tokens: torch.Tensor, steps: int, threads: int, seed: int) -> float:
+    """Mean seconds per step of the loop anyone would write: random windows, forward, backward, AdamW."""
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model = GPT(MODEL)
+    model = GPT(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1)
     generator = torch.Generator().manual_seed(seed)
-    window = torch.arange(MODEL.seq_len + 1)
+    window = torch.arange(config.seq_len + 1)
     began = time.perf_counter()
     for _ in range(steps):
-        starts = torch.randint(0, len(tokens) - MODEL.seq_len - 1, (BATCH_SIZE, 1), generator=generator)
+        starts = torch.randint(0, len(tokens) - config.seq_len - 1, (BATCH_SIZE, 1), generator=generator)
         batch = tokens[starts + window]
         _, loss = model(batch[:, :-1], batch[:, 1:])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return steps * BATCH_SIZE * MODEL.seq_len / (time.perf_counter() - began)
+    return (time.perf_counter() - began) / steps
 
 
-def trainer_tokens_per_s(data, steps: int, seed: int, threads: int) -> tuple[float, float]:
-    """(training throughput the trainer reports, throughput of the whole train_run call)."""
-    config = TrainConfig(
-        tokens=steps * BATCH_SIZE * MODEL.seq_len,
-        batch_size=BATCH_SIZE,
-        lr=LR,
-        schedule="cosine",
-        eval_every=0,
-        eval_batches=1,
-        checkpoint_every=0,
-        device="cpu",
-        dtype="fp32",
-        threads=threads,
-        seed=seed,
+def one_run_sweep(label: str, config: ModelConfig, steps: int, seed: int, work: Path) -> tuple[float, int | None]:
+    """(tokens/s the run reports, threads the sweep gave it) for a fresh one-run sweep."""
+    spec = work / f"{label}-{seed}.toml"
+    spec.write_text(
+        ONE_RUN_SPEC.format(
+            label=label, seed=seed, tokens=steps * BATCH_SIZE * config.seq_len, lr=LR, batch_size=BATCH_SIZE,
+            d_model=config.d_model, n_layer=config.n_layer, n_head=config.n_head, seq_len=config.seq_len,
+        )
+    )  # fmt: skip
+    out = work / f"{label}-{seed}"
+    sweep = load_sweep(spec)
+    outcome = run_sweep(sweep, out, LocalExecutor(workers=1), retries=0)
+    assert outcome.counts["done"] == 1, outcome
+    (row,) = Store(out).rows()
+    return float(row["tokens_per_s"]), threads_for(sweep.runs()[0], usable_cores())  # a lone unit gets every core
+
+
+def compare_shape(label: str, config: ModelConfig, steps: int, rounds: int, tokens: torch.Tensor, work: Path) -> float:
+    cores = list(range(1, usable_cores() + 1))
+    trainer, bare = [], {threads: [] for threads in cores}
+    threads_used = None
+    for round_index in range(rounds):
+        rate, threads_used = one_run_sweep(label, config, steps, round_index, work)
+        trainer.append(rate)
+        for threads in cores:
+            bare[threads].append(
+                BATCH_SIZE * config.seq_len / bare_loop_step_s(config, tokens, steps, threads, round_index)
+            )
+        shown = "  ".join(f"bare {t} thr {bare[t][-1]:,.0f}" for t in cores)
+        print(
+            f"{label} round {round_index + 1}: one-run sweep {rate:,.0f} tok/s ({threads_used} thr)  {shown}",
+            flush=True,
+        )
+    best_threads = max(cores, key=lambda t: max(bare[t]))
+    ratio = max(trainer) / max(bare[best_threads])
+    print(
+        f"{label}: trainer as a one-run sweep {max(trainer):,.0f} tok/s (median {statistics.median(trainer):,.0f}, "
+        f"{threads_used} threads) / bare loop {max(bare[best_threads]):,.0f} tok/s at its best {best_threads} threads "
+        f"(median {statistics.median(bare[best_threads]):,.0f}) = {ratio:.3f} (target >= 1.0)",
+        flush=True,
     )
-    with tempfile.TemporaryDirectory() as run_dir:
-        began = time.perf_counter()
-        result = train_run(MODEL, config, data, Path(run_dir))
-        whole = result.tokens / (time.perf_counter() - began)
-    return result.tokens_per_s, whole
+    return ratio
+
+
+def sweep_level(tokens: torch.Tensor, work: Path) -> None:
+    """The demo grid's wall time against the sum of bare-loop times for its runs at their best thread counts."""
+    sweep = load_sweep(REPO / "sweeps" / "demo.toml")
+    prepare("shakespeare", sweep.data_options)
+    best_step_s = {}
+    for config in sweep.shapes:
+        best_step_s[config] = min(
+            min(bare_loop_step_s(config, tokens, 12, threads, seed) for seed in range(2))
+            for threads in range(1, usable_cores() + 1)
+        )
+    bare_total = sum(
+        best_step_s[run.model] * (run.train.tokens // (BATCH_SIZE * run.model.seq_len)) for run in sweep.runs()
+    )
+    out = work / "demo"
+    began = time.perf_counter()
+    outcome = run_sweep(sweep, out, LocalExecutor(workers=2), retries=0)
+    wall = time.perf_counter() - began
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(
+        f"demo grid ({len(sweep.runs())} runs, {outcome.counts}): sweep wall {wall:.1f} s with 2 workers, against "
+        f"{bare_total:.1f} s for the same runs as separate bare loops at their best thread count "
+        f"(ratio {bare_total / wall:.2f}x); results directory {size / 1e6:.2f} MB",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    parser.add_argument("--rounds", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-sweep", action="store_true", help="skip the demo-grid comparison (minutes)")
     args = parser.parse_args()
-
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as cache:
-        data = prepare("markov", DataOptions(), cache_dir=Path(cache))
-        tokens = torch.from_numpy(data.train_tokens().astype("int64"))
-        plain_loop_tokens_per_s(tokens, 3, seed=0)  # warm both paths before timing
-        trainer_tokens_per_s(data, 3, seed=0, threads=args.threads)
-        ours, whole, plain, matmul = [], [], [], []
-        for round_index in range(args.rounds):
-            rate, whole_rate = trainer_tokens_per_s(data, args.steps, round_index, args.threads)
-            ours.append(rate)
-            whole.append(whole_rate)
-            plain.append(plain_loop_tokens_per_s(tokens, args.steps, round_index))
-            matmul.append(matmul_gflops())
-            print(
-                f"round {round_index + 1}: trainer {rate:,.0f} tok/s  plain loop {plain[-1]:,.0f} tok/s  "
-                f"ratio {rate / plain[-1]:.3f}  matmul {matmul[-1]:.1f} GFLOP/s",
-                flush=True,
-            )
-    peak = max(matmul)
-
-    per_token = flops_per_token(MODEL)
-    ours_rate, whole_rate, plain_rate = max(ours), max(whole), max(plain)
-    model_gflops = per_token["chinchilla"] * ours_rate / 1e9
-    print()
     print(
-        f"model: {MODEL.n_layer} layers, d_model {MODEL.d_model}, {MODEL.n_head} heads, seq {MODEL.seq_len}, "
-        f"batch {BATCH_SIZE}, vocab {MODEL.vocab_size}, fp32, {torch.get_num_threads()} threads; "
-        f"{args.rounds} rounds x {args.steps} steps, fastest round (median)"
+        f"CPU {torch.backends.cpu.get_cpu_capability()}, {usable_cores()} usable cores, load average "
+        f"{os.getloadavg()[0]:.1f} at start, torch {torch.__version__}",
+        flush=True,
     )
-    print(f"trainer (step time)        {ours_rate:>10,.0f} tokens/s  ({statistics.median(ours):,.0f})")
-    print(
-        f"trainer (whole call)       {whole_rate:>10,.0f} tokens/s  ({statistics.median(whole):,.0f}; "
-        "setup and final evaluation included)"
-    )
-    print(f"plain PyTorch loop         {plain_rate:>10,.0f} tokens/s  ({statistics.median(plain):,.0f})")
-    print(
-        f"ratio trainer / plain      {ours_rate / plain_rate:>10.3f}  "
-        f"({statistics.median(ours) / statistics.median(plain):.3f}; target >= 1.0)"
-    )
-    print(f"fp32 matmul 2048^3         {peak:>10.1f} GFLOP/s  ({statistics.median(matmul):.1f})")
-    print(
-        f"model FLOPs (Appendix F)   {model_gflops:>10.2f} GFLOP/s = {per_token['chinchilla']:,} FLOPs/token x tokens/s"
-    )
-    print(
-        f"utilisation                {model_gflops / peak:>10.1%}  (6N count: "
-        f"{per_token['kaplan'] * ours_rate / 1e9 / peak:.1%})"
-    )
+    data = prepare("markov")
+    tokens = torch.from_numpy(data.train_tokens().astype("int64"))
+    with tempfile.TemporaryDirectory() as work:
+        for label, (config, steps) in SHAPES.items():
+            compare_shape(label, config, steps, args.rounds, tokens, Path(work))
+        if not args.no_sweep:
+            sweep_level(tokens, Path(work))
+    print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
 
 if __name__ == "__main__":

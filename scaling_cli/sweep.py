@@ -30,7 +30,10 @@ FAIL_RUNS_ENV = "SCALE_FAIL_RUNS"
 # Conservative training FLOP rates for the wall-time estimate when the store has no measured runs yet:
 # small models reach a fraction of the matmul peak (design notes: ~190 GFLOP/s fp32 on 2 cores).
 FALLBACK_FLOPS_PER_S = {"cpu_per_core": 25e9, "cuda": 50e12, "mps": 2e12}
-FLOPS_PER_THREAD = 1e9  # training FLOPs per step below which an extra CPU thread does not pay
+# Training FLOPs per step that each CPU thread needs to pay for itself. On a quiet 2-core machine a bare loop
+# at d_model 32, 2 layers, seq 128, batch 16 (0.71 GFLOP a step) ran 164k tokens/s with 2 threads against 97k
+# with 1, while a 48-wide model at seq 32 (0.27 GFLOP) was slower with 2; bench/bench_threads.py measures it.
+FLOPS_PER_THREAD = 0.35e9
 PER_RUN_OVERHEAD_S = 1.0  # process start, data loading and the final evaluation of a small run
 
 
@@ -381,8 +384,8 @@ def is_deterministic(exc: BaseException) -> bool:
 def threads_for(run: RunPlan, available: int | None) -> int | None:
     """CPU threads worth giving a run: one per FLOPS_PER_THREAD of work in a training step, up to `available`.
 
-    Splitting a tiny model's small matrices over threads costs more in synchronisation than it gains: on
-    2 cores a 48-wide model trained 5x slower with 2 threads than with 1 (more when the cores are busy).
+    Splitting a tiny model's small matrices over threads costs more in synchronisation than it gains, and far
+    more when the cores are busy with other work.
     """
     if available is None:
         return None
