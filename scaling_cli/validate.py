@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, field, fields
 from typing import Any
 
 from scaling_cli.errors import SpecError
@@ -61,45 +62,48 @@ def _bounds_problem(value: float, low: float | None, high: float | None, low_ope
     return f"must be in {left}{low:g}, {high:g}{right}, got {value:g}"
 
 
-def integer(low: int | None = None, high: int | None = None) -> Check:
-    """An int (not a bool) within [low, high]."""
-
-    def check(value: Any) -> int:
-        value = _integer_value(value)
-        problem = _bounds_problem(value, low, high, False, False)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return check
+def _whole_value(value: Any) -> int:
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a whole number, got {show(value)}")
+    return value
 
 
-def whole_number(low: int | None = None, high: int | None = None) -> Check:
-    """An int that may be written as a whole float (1e6 tokens), within [low, high]; returned as an int."""
-
-    def check(value: Any) -> int:
-        if isinstance(value, float) and math.isfinite(value) and value == int(value):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be a whole number, got {show(value)}")
-        return integer(low, high)(value)
-
-    return check
-
-
-def number(
-    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+def _within(
+    convert: Callable[[Any], Any],
+    low: float | None,
+    high: float | None,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> Check:
-    """A finite int or float within the bounds (open or closed on each side); returned as a float."""
+    """A check that converts a value (or says what it must be), then keeps it within the bounds."""
 
-    def check(value: Any) -> float:
-        value = _number_value(value)
+    def check(value: Any) -> Any:
+        value = convert(value)
         problem = _bounds_problem(value, low, high, low_open, high_open)
         if problem:
             raise ValueError(problem)
         return value
 
     return check
+
+
+def integer(low: int | None = None, high: int | None = None) -> Check:
+    """An int (not a bool) within [low, high]."""
+    return _within(_integer_value, low, high)
+
+
+def whole_number(low: int | None = None, high: int | None = None) -> Check:
+    """An int that may be written as a whole float (1e6 tokens), within [low, high]; returned as an int."""
+    return _within(_whole_value, low, high)
+
+
+def number(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Check:
+    """A finite int or float within the bounds (open or closed on each side); returned as a float."""
+    return _within(_number_value, low, high, low_open, high_open)
 
 
 def boolean(value: Any) -> bool:
@@ -144,8 +148,21 @@ def unknown_keys(table: Iterable[str], allowed: Iterable[str]) -> list[tuple[str
     return problems
 
 
-def field_problems(obj: Any, checks: Mapping[str, Check]) -> list[tuple[str, str]]:
-    """(field, problem) for every attribute of `obj` that fails its check."""
+REQUIRED = MISSING  # the default of a field that has none
+
+
+def checked(default: Any, check: Check) -> Any:
+    """A dataclass field with its check, so a config declares name, type, default and check on one line:
+    `lr: float = checked(1e-3, number(0.0, low_open=True))`; `check_fields(self)` applies them."""
+    if default is REQUIRED:
+        return field(metadata={"check": check})
+    return field(default=default, metadata={"check": check})
+
+
+def field_problems(obj: Any, checks: Mapping[str, Check] | None = None) -> list[tuple[str, str]]:
+    """(field, problem) for every attribute of `obj` that fails its check (by default the checks of `checked`)."""
+    if checks is None:
+        checks = {f.name: f.metadata["check"] for f in fields(obj) if "check" in f.metadata}
     problems = []
     for name, check in checks.items():
         try:
@@ -155,7 +172,7 @@ def field_problems(obj: Any, checks: Mapping[str, Check]) -> list[tuple[str, str
     return problems
 
 
-def check_fields(obj: Any, checks: Mapping[str, Check]) -> None:
+def check_fields(obj: Any, checks: Mapping[str, Check] | None = None) -> None:
     """For a config dataclass's __post_init__: raise ValueError("<field>: <problem>") for the first bad field."""
     problems = field_problems(obj, checks)
     if problems:

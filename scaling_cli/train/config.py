@@ -14,9 +14,11 @@ from scaling_cli.validate import (
     COOLDOWN_SHAPES,
     DEVICES,
     DTYPES,
+    REQUIRED,
     SCHEDULES,
     boolean,
     check_fields,
+    checked,
     integer,
     number,
     one_of,
@@ -31,58 +33,33 @@ class TrainConfig:
     `nan_at_step` is a fault-injection knob for tests: the loss of that step is replaced by NaN.
     """
 
-    tokens: int
-    batch_size: int = 16
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    warmup_tokens: int = 0
-    cooldown_frac: float = 0.2
-    cooldown_shape: str = "1-sqrt"
-    min_lr_frac: float = 0.1
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.95
-    seed: int = 0
-    eval_every: int = 100
-    eval_batches: int = 8
-    checkpoint_every: int = 500
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: bool | None = None
-    threads: int | None = None
-    nan_at_step: int | None = None
+    tokens: int = checked(REQUIRED, integer(1))
+    batch_size: int = checked(16, integer(1))
+    lr: float = checked(1e-3, number(0.0, low_open=True))
+    schedule: str = checked("cosine", one_of(SCHEDULES))
+    warmup_tokens: int = checked(0, integer(0))
+    cooldown_frac: float = checked(0.2, number(0.0, 1.0))
+    cooldown_shape: str = checked("1-sqrt", one_of(COOLDOWN_SHAPES))
+    min_lr_frac: float = checked(0.1, number(0.0, 1.0))
+    weight_decay: float = checked(0.1, number(0.0))
+    grad_clip: float = checked(1.0, number(0.0))
+    beta1: float = checked(0.9, number(0.0, 1.0, high_open=True))
+    beta2: float = checked(0.95, number(0.0, 1.0, high_open=True))
+    seed: int = checked(0, integer(0))
+    eval_every: int = checked(100, integer(0))
+    eval_batches: int = checked(8, integer(1))
+    checkpoint_every: int = checked(500, integer(0))
+    device: str = checked("auto", one_of(DEVICES))
+    dtype: str = checked("auto", one_of(DTYPES))
+    compile: bool | None = checked(None, optional(boolean))
+    threads: int | None = checked(None, optional(integer(1)))
+    nan_at_step: int | None = checked(None, optional(integer(0)))
 
     def __post_init__(self) -> None:
-        check_fields(self, _CHECKS)
+        check_fields(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-_CHECKS = {
-    "tokens": integer(1),
-    "batch_size": integer(1),
-    "warmup_tokens": integer(0),
-    "seed": integer(0),
-    "eval_every": integer(0),
-    "eval_batches": integer(1),
-    "checkpoint_every": integer(0),
-    "lr": number(0.0, low_open=True),
-    "cooldown_frac": number(0.0, 1.0),
-    "min_lr_frac": number(0.0, 1.0),
-    "weight_decay": number(0.0),
-    "grad_clip": number(0.0),
-    "beta1": number(0.0, 1.0, high_open=True),
-    "beta2": number(0.0, 1.0, high_open=True),
-    "schedule": one_of(SCHEDULES),
-    "cooldown_shape": one_of(COOLDOWN_SHAPES),
-    "device": one_of(DEVICES),
-    "dtype": one_of(DTYPES),
-    "compile": optional(boolean),
-    "threads": optional(integer(1)),
-    "nan_at_step": optional(integer(0)),
-}
 
 
 @dataclass(frozen=True)
