@@ -218,9 +218,26 @@ def _fit_summary(fit: dict) -> str:
             f"Intervals: {num(interval_level, FIT, ['settings', 'interval'])} bootstrap percentile intervals"
             + (f" from {num(resamples, FIT, ['settings', 'bootstrap'])} resamples" if finite(resamples) else "")
         )
-    extra = _scalars(fit.get("compute_convention"), FIT, ["compute_convention"])
-    html = "".join(f"<p>{line}</p>" for line in lines)
-    return html + (f"<h4>compute convention</h4>{extra}" if extra else "")
+    convention = _convention(fit.get("compute_convention"))
+    if convention:
+        lines.append(convention)
+    return "".join(f"<p>{line}</p>" for line in lines)
+
+
+def _convention(convention: object) -> str:
+    """The compute convention in one line: its kind, its description, then its numbers."""
+    if not isinstance(convention, dict):
+        return ""
+    words = [esc(convention[k]) for k in ("kind", "description") if isinstance(convention.get(k), str)]
+    numbers = []
+    for name, value in convention.items():
+        key = ["compute_convention", name]
+        if finite(value) is not None:
+            numbers.append(f"{esc(name)} = {num(value, FIT, key)}")
+        elif isinstance(value, list) and value and all(finite(v) is not None for v in value):
+            numbers.append(f"{esc(name)} [" + ", ".join(num(v, FIT, [*key, i]) for i, v in enumerate(value)) + "]")
+    shown = " — ".join(words) + (f" ({', '.join(numbers)})" if numbers else "")
+    return f"Compute convention: {shown}" if shown else ""
 
 
 def _group_laws(name: str, group: dict, fit: dict) -> str:
