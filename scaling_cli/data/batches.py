@@ -7,6 +7,8 @@ batch for the same step.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from scaling_cli.errors import DataError
@@ -27,6 +29,24 @@ def get_batch(tokens: np.ndarray, seq_len: int, batch_size: int, seed: int, step
     import torch  # imported here so that `scale data` commands do not pay for loading torch
 
     offsets = batch_offsets(len(tokens), seq_len, batch_size, seed, step)
-    windows = np.asarray(tokens)[offsets[:, None] + np.arange(seq_len + 1)].astype(np.int64)
+    windows = read_windows(tokens, offsets, seq_len + 1).astype(np.int64)
     data = torch.from_numpy(windows)
     return data[:, :-1].contiguous(), data[:, 1:].contiguous()
+
+
+def read_windows(tokens: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """tokens[o : o + width] for each offset, as one array.
+
+    From a token file opened by `tokenfile.open_tokens` the windows are read with pread rather than through
+    the map: the kernel maps whole page-cache folios (up to 2 MB) on a fault, so a few hundred random
+    windows would put the whole file in the worker's RSS; pread copies only the window's bytes and still
+    shares the page cache with every other worker.
+    """
+    fd = getattr(tokens, "token_fd", None)
+    if fd is None:
+        return np.asarray(tokens)[offsets[:, None] + np.arange(width)]
+    out = np.empty((len(offsets), width), dtype=tokens.dtype)
+    itemsize = tokens.dtype.itemsize
+    for row, start in zip(out, offsets):
+        os.preadv(fd, [row.view(np.uint8)], int(start) * itemsize)
+    return out

@@ -5,19 +5,21 @@ Training reads windows straight from the map, so a worker's memory does not grow
 all workers on a machine share one copy through the page cache. The file is built on first use under a
 lock from the checksum-verified lz4 shards (the stored form) and renamed into place; a stamp beside it
 (`<split>.tokens.json`) records each shard's checksum, size and modification time, so a shard that is
-replaced or damaged later makes the file be rebuilt (and the damage reported) instead of trusted.
+replaced or damaged later makes the file be rebuilt (and the damage reported) instead of trusted. In a
+prepared directory this process cannot write to, the tokens are decompressed into memory as before.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 
-from scaling_cli.data.shards import read_shard_disk
+from scaling_cli.data.shards import read_shard_disk, read_split
 from scaling_cli.errors import DataError
 
 
@@ -54,13 +56,20 @@ def open_tokens(folder: Path, entries: list[dict], split: str, vocab_size: int) 
     n_tokens = sum(int(e["tokens"]) for e in parts)
     path, stamp_path = folder / f"{split}.tokens", folder / f"{split}.tokens.json"
     if not _is_current(path, stamp_path, _stamp(folder, parts), n_tokens * dtype.itemsize):
+        if not os.access(folder, os.W_OK):  # a read-only shared cache: decompress into memory instead
+            return read_split(folder, parts, split, vocab_size).astype(dtype)
         with FileLock(str(folder / f".{split}.tokens.lock")):
             stamp = _stamp(folder, parts)
             if not _is_current(path, stamp_path, stamp, n_tokens * dtype.itemsize):
                 _build(folder, parts, path, stamp_path, dtype, stamp)
     if n_tokens == 0:
         return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=(n_tokens,))
+    tokens = np.memmap(path, dtype=dtype, mode="r", shape=(n_tokens,))
+    # batches read their windows with pread from this descriptor (see batches.read_windows); views and
+    # slices of the map do not carry it, so they are read through the map
+    tokens.token_fd = os.open(path, os.O_RDONLY)
+    weakref.finalize(tokens, os.close, tokens.token_fd)
+    return tokens
 
 
 def _build(folder: Path, parts: list[dict], path: Path, stamp_path: Path, dtype: np.dtype, stamp: list) -> None:
