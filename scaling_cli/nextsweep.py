@@ -44,6 +44,11 @@ class CandidateGrid:
     cooldown_frac: float
 
     @property
+    def spent(self) -> float:
+        """Compute of the cells already in the results, counted as the sweep plans it."""
+        return self.cost_of(np.flatnonzero(self.known.ravel()).tolist())
+
+    @property
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
         """(N, D) of every cell, width-major."""
         n, d = np.meshgrid(self.n, self.budgets, indexing="ij")
@@ -81,26 +86,31 @@ def candidate_grid(results: Path, n_column: str = "params", extension: float = 4
     """The candidate grid of a results directory's sweep (see the module docstring)."""
     raw, text, path = read_spec_toml(results)
     source = plan_runs(parse_spec(raw, path=path, text=text))
-    sizes = _sizes(raw, source, n_column, extension, path)
-    budgets = _budgets(raw, source, extension)
+    ran = _settled_runs(results)
+    sizes = _sizes(raw, n_column, extension, path, ran)
+    budgets = _budgets(source, extension, ran)
     grid_raw = with_grid(raw, sizes, budgets)
     sweep = plan_runs(parse_spec(grid_raw, path=path, text=text))
-    return _grid(raw, sweep, sizes, budgets, _settled_ids(results), n_column)
+    return _grid(raw, sweep, sizes, budgets, set(ran["run_id"]), n_column)
 
 
 def _n_of(run, n_column: str) -> float:
     return float(run.params_nonembed if n_column == "params_nonembed" else run.params)
 
 
-def _sizes(raw: dict, source: Sweep, n_column: str, extension: float, path: Path) -> list:
-    """The sweep's sizes, then larger ones on its own rule up to `extension` x its largest N, >= sqrt(2) apart."""
+def _sizes(raw: dict, n_column: str, extension: float, path: Path, ran: pd.DataFrame) -> list:
+    """The sizes of the spec and of the runs in the results (a merged sweep's spec.toml holds only the last
+    grid), then larger ones on the spec's rule up to `extension` x the largest N, >= sqrt(2) apart."""
     model = raw["model"]
     written = list(model["shapes"]) if "shapes" in model else _as_list(model["d_model"])
-    n_of = {}
-    for run in source.runs():
-        n_of[run.model.d_model] = _n_of(run, n_column)
+    if "shapes" in model:
+        columns = ["d_model", "n_layer", "n_head"]
+        seen = [dict(zip(columns, map(int, row))) for row in ran[columns].drop_duplicates().to_numpy()]
+        written += [s for s in seen if s not in written]
+    else:
+        written += sorted({int(w) for w in ran["d_model"]} - {int(w) for w in written})
     largest = max(written, key=lambda s: _width(s))
-    n_max = n_of[_width(largest)]
+    n_max = max(n for n in (_size_n(raw, s, path, n_column) for s in written) if n is not None)
     quantum = _width_quantum(model, largest)
     sizes, last_n = list(written), n_max
     width = _width(largest)
@@ -153,9 +163,10 @@ def _size_n(raw: dict, entry, path: Path, n_column: str) -> float | None:
     return _n_of(run, n_column)
 
 
-def _budgets(raw: dict, source: Sweep, extension: float) -> list[int]:
-    """The sweep's token budgets and sqrt(2) steps up to `extension` x the largest, in whole optimiser steps."""
-    trained = sorted({run.tokens for run in source.runs()})
+def _budgets(source: Sweep, extension: float, ran: pd.DataFrame) -> list[int]:
+    """The token budgets of the spec and of the runs in the results, and sqrt(2) steps up to `extension` x
+    the largest, in whole optimiser steps."""
+    trained = sorted({run.tokens for run in source.runs()} | {int(t) for t in ran["tokens"]})
     step = max(run.train.batch_size * run.model.seq_len for run in source.runs())
     largest = trained[-1]
     extra = [largest * STEP**k for k in range(1, int(round(math.log(extension) / math.log(STEP))) + 1)]
@@ -178,12 +189,14 @@ def with_grid(raw: dict, sizes, budgets) -> dict:
     return out
 
 
-def _settled_ids(results: Path) -> set[str]:
+def _settled_runs(results: Path) -> pd.DataFrame:
+    """run_id, d_model, n_layer, n_head and tokens of the settled runs in the results."""
+    columns = ["run_id", "d_model", "n_layer", "n_head", "tokens"]
     runs = Path(results) / "runs.parquet"
     if not runs.is_file():
-        return set()
-    frame = pd.read_parquet(runs, columns=["run_id", "status"])
-    return set(frame.loc[frame["status"].isin(SETTLED), "run_id"])
+        return pd.DataFrame(columns=columns)
+    frame = pd.read_parquet(runs)
+    return frame.loc[frame["status"].isin(SETTLED), columns]
 
 
 def _grid(raw: dict, sweep: Sweep, sizes: list, budgets: list[int], settled: set[str], n_column: str) -> CandidateGrid:

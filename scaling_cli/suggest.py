@@ -95,7 +95,6 @@ def suggest(
         return {**result, "refused": problem}
     convention = document.get("compute_convention") or {"kind": "6ND"}
     target = float(target or TARGET_FACTOR * c0.max())
-    spend = flops if flops is not None else fraction * _sweep_compute(sweep_dir, c0)
     sigma = residual_sigma(x, n0, d0, loss0)
     vectors = [x, *_sample_vectors(law)]
 
@@ -106,12 +105,14 @@ def suggest(
         from scaling_cli import nextsweep
 
         grid = nextsweep.candidate_grid(sweep_dir, document["columns"]["n"] or "params", extension)
+        spend = flops if flops is not None else fraction * grid.spent
         n, d = grid.cells
         moves = grid_moves(grid.n, grid.budgets, grid.known)
         cost_of = grid.cost_of
         row_scale = np.sqrt(grid.seeds)
     else:
         grid = None
+        spend = flops if flops is not None else fraction * float(c0.sum())
         n, d = _table_candidates(n0, d0, extension)
         costs = compute_of(convention, n, d)
         moves = lambda chosen: single_runs(chosen, len(n))  # noqa: E731
@@ -169,16 +170,6 @@ def _sample_vectors(law: dict) -> list[np.ndarray]:
         if min(e, a, b) > 0 and alpha > MIN_EXPONENT and beta > MIN_EXPONENT:
             out.append(np.array([np.log(e), np.log(a), np.log(b), alpha, beta]))
     return out
-
-
-def _sweep_compute(sweep_dir: Path | None, c0: np.ndarray) -> float:
-    """The compute of the sweep (WSD trunks shared, as its plan counts it), or of the table's rows."""
-    if sweep_dir is None:
-        return float(c0.sum())
-    from scaling_cli.plan import load_sweep
-    from scaling_cli.sweep import plan_sweep
-
-    return float(plan_sweep(load_sweep(sweep_dir / "spec.toml"), sweep_dir).shared_flops)
 
 
 def _table_candidates(n0, d0, extension: float) -> tuple[np.ndarray, np.ndarray]:

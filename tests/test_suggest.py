@@ -136,6 +136,28 @@ def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path)
     assert proposal["spec"]["remaining_flops"] <= proposal["budget"] * 1.01
 
 
+def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
+    """The loop on real training: sweep, suggest, sweep the proposal into the same directory, refit."""
+    tiny = (REPO / "sweeps" / "markov-tiny.toml").read_text()
+    spec = tmp_path / "three.toml"
+    spec.write_text(tiny.replace("tokens = [12_288, 24_576]", "tokens = [6_144, 12_288, 24_576]"))
+    results, following = tmp_path / "results", tmp_path / "next.toml"
+    assert run_scale("sweep", spec, "--out", results).returncode == 0
+    first = pd.read_parquet(results / "runs.parquet")
+    result = run_scale("suggest", results, "--budget", "50%", "--scenarios", "5", "--out", following, "--json")
+    assert result.returncode == 0, result.stderr
+    proposal = json.loads(result.stdout)
+    assert proposal["refused"] is None and proposal["spec"]["runs"] > 0, proposal
+    swept = run_scale("sweep", following, "--out", results)
+    assert swept.returncode == 0, swept.stderr
+    merged = pd.read_parquet(results / "runs.parquet")
+    assert set(first["run_id"]) < set(merged["run_id"]) and (merged["status"] == "done").all()
+    proposed = {(run["size"].split(",")[0], run["tokens"]) for step in proposal["steps"] for run in step["runs"]}
+    trained = {(f"d_model {w}", t) for w, t in merged[["d_model", "tokens"]].itertuples(index=False)}
+    assert proposed <= trained and len(merged) == len(first) + proposal["spec"]["runs"]
+    assert run_scale("fit", results, "--law", "chinchilla", "--bootstrap", "0").returncode == 0
+
+
 def test_a_table_with_two_budgets_gets_a_refusal_and_exit_0(tmp_path):
     table = tmp_path / "two.csv"
     n, d = np.repeat([1e6, 2e6, 4e6, 8e6], 2), np.tile([1e8, 2e8], 4)
