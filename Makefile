@@ -36,6 +36,7 @@ ci-browser: # In CI only (CI=true): install Debian's chromium for the report's b
 bench: install ## Benchmarks: trainer vs a bare PyTorch loop, fitting vs a plain scipy loop.
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_fit.py --baseline-starts 300
+	$(BIN)/python bench/bench_data.py
 
 lint: install ## Static checks with ruff.
 	$(BIN)/ruff check scaling_cli tests bench
