@@ -49,7 +49,19 @@ TOP_KEYS = {
     "eval",
     "isoflop",
 }
-MODEL_KEYS = {"d_model", "n_layer", "n_head", "head_dim", "seq_len", "shapes", "tie_embeddings", "gpt2"}
+MODEL_KEYS = {
+    "d_model",
+    "n_layer",
+    "n_head",
+    "head_dim",
+    "seq_len",
+    "shapes",
+    "tie_embeddings",
+    "gpt2",
+    "parametrization",
+    "base_width",
+}
+PARAMETRIZATIONS = ("sp", "mup")
 SHAPE_KEYS = {"d_model", "n_layer", "n_head"}
 TRAIN_KEYS = {
     "tokens",
@@ -107,6 +119,8 @@ class ModelGrid:
     seq_len: int
     tie_embeddings: bool = True
     gpt2: bool = False
+    parametrization: str = "sp"  # or "mup"
+    base_width: int | None = None  # muP: the width whose learning rate the others scale from (default: smallest)
 
 
 @dataclass(frozen=True)
@@ -224,6 +238,12 @@ def _model_grid(model: dict, problems: Problems) -> ModelGrid | None:
     seq_len = _get(model, "seq_len", "model.seq_len", integer(2, 1 << 20), problems, required=True)
     tie = _get(model, "tie_embeddings", "model.tie_embeddings", boolean, problems, default=True)
     gpt2 = _get(model, "gpt2", "model.gpt2", boolean, problems, default=False)
+    parametrization = _get(
+        model, "parametrization", "model.parametrization", one_of(PARAMETRIZATIONS), problems, default="sp"
+    )
+    base_width = _get(model, "base_width", "model.base_width", integer(1, 1 << 16), problems, default=None)
+    if base_width is not None and parametrization != "mup":
+        problems.add("model.base_width", 'only applies with parametrization = "mup"')
     head_dim = _get(model, "head_dim", "model.head_dim", integer(1, 4096), problems, default=None)
     n_head = _get(model, "n_head", "model.n_head", integer(1, 4096), problems, default=None)
     if head_dim is not None and n_head is not None:
@@ -242,7 +262,14 @@ def _model_grid(model: dict, problems: Problems) -> ModelGrid | None:
         ]
     if seq_len is None or problems.has("model."):
         return None
-    return ModelGrid(sizes=tuple(sizes), seq_len=seq_len, tie_embeddings=tie, gpt2=gpt2)
+    return ModelGrid(
+        sizes=tuple(sizes),
+        seq_len=seq_len,
+        tie_embeddings=tie,
+        gpt2=gpt2,
+        parametrization=parametrization,
+        base_width=base_width,
+    )
 
 
 def _explicit_sizes(value: Any, problems: Problems) -> list[Size]:
