@@ -94,14 +94,10 @@ def train_run(
     return run.result(run.train())
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (and embeddings) only; fused kernels where torch has them."""
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    vectors = [p for p in model.parameters() if p.dim() < 2]
-    groups = [
-        {"params": matrices, "weight_decay": cfg.weight_decay},
-        {"params": vectors, "weight_decay": 0.0},
-    ]
+def build_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the model's parameter groups (weight decay on matrices and embeddings only; under muP the
+    hidden matrices' lr scale); fused kernels where torch has them."""
+    groups = model.optimizer_groups(cfg.lr, cfg.weight_decay)
     if device.type in ("cuda", "cpu"):
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
@@ -156,7 +152,7 @@ class Training:
     def take_step(self, lr: float) -> bool:
         """One optimizer step at `lr`; False (and no update) when the loss or the gradient norm is not finite."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # states saved before muP have no lr_scale
         step, device = self.state.step, self.runtime.device
         x, y = get_batch(self.tokens, self.model_cfg.seq_len, self.train_cfg.batch_size, self.train_cfg.seed, step)
         if device.type == "cuda":
