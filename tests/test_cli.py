@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import time
 
-from conftest import REPO, run_scale
+import pytest
+from conftest import REPO, SCALE, run_scale
 
 from scaling_cli import __version__
 
@@ -105,3 +109,24 @@ def test_rejected_command_leaves_stored_results_unchanged(tmp_path):
     assert_one_error_line(result, "train.lrr")
     assert sorted(p.name for p in out.iterdir()) == ["runs.parquet"]
     assert (out / "runs.parquet").read_bytes() == b"stored bytes"
+
+
+def test_ctrl_c_during_a_sweep_says_what_was_kept_and_exits_130(tmp_path):
+    out = tmp_path / "out"
+    sweep = subprocess.Popen(
+        [SCALE, "sweep", str(REPO / "sweeps" / "markov-tiny.toml"), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a test runner may start us ignoring it
+    )
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/curve.jsonl")) and time.time() < deadline:
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGINT)
+    _, stderr = sweep.communicate(timeout=120)
+    if sweep.returncode == 0:
+        pytest.skip("the sweep finished before the signal arrived")
+    assert sweep.returncode == 130, stderr
+    assert stderr.startswith(f"interrupted: finished runs are saved in {out}") and stderr.count("\n") == 1, stderr
+    assert "Traceback" not in stderr

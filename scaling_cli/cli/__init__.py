@@ -69,7 +69,7 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):  # typer itself returns 130 for a Ctrl-C inside a command
         err.print("interrupted", markup=False)
         sys.exit(130)
     except Exception as exc:

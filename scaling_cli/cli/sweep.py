@@ -59,12 +59,12 @@ def sweep_command(
             outcome = run_sweep(
                 spec, target, pool, retries=retries, on_event=display, keep_checkpoints=keep_checkpoints, force=force
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # say what was kept; the exit code, 130, comes from typer and main() as for any command
         warn(
             f"interrupted: finished runs are saved in {target}; rerun the same command to resume "
             "(interrupted runs continue from their last checkpoint)"
         )
-        raise typer.Exit(130) from None
+        raise
     say(
         f"sweep {spec.name}: {state_counts(outcome.counts)} in {duration(outcome.wall_s)}; results in {outcome.out_dir}"
     )
