@@ -9,6 +9,7 @@ errors, every image decoded.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 import os
@@ -188,14 +189,18 @@ class Sources:
 
     def __init__(self, results: Path):
         self.results = results
-        self.fit = json.loads((results / "fit.json").read_text())
         self.runs = pd.read_parquet(results / "runs.parquet")
         self.status = status(results)
-        sweep = load_sweep(results / "spec.toml")
-        self.manifests = {
-            name: prepare(name, sweep.data_options, tokenizer=sweep.tokenizer).manifest for name in sweep.datasets
-        }
         self._predictions: dict = {}
+
+    @functools.cached_property
+    def fit(self) -> dict:
+        return json.loads((self.results / "fit.json").read_text())
+
+    @functools.cached_property
+    def manifests(self) -> dict:
+        sweep = load_sweep(self.results / "spec.toml")
+        return {name: prepare(name, sweep.data_options, tokenizer=sweep.tokenizer).manifest for name in sweep.datasets}
 
     def value(self, source: str, key: list) -> float:
         if source == "fit.json":
@@ -355,17 +360,25 @@ def test_every_figure_is_inlined_as_a_png_or_says_why_not(page):
     assert {"loss_vs_compute", "parametric_fit", "compression"} <= set(drawn)
 
 
-def test_without_a_fit_the_page_still_shows_the_runs_and_says_what_is_missing(results, tmp_path):
+def test_without_a_fit_or_a_manifest_the_page_still_shows_the_runs_and_says_what_is_missing(
+    results, tmp_path, monkeypatch
+):
     bare = tmp_path / "bare"
     shutil.copytree(results, bare, ignore=shutil.ignore_patterns("fit.json", REPORT_NAME, "figures"))
+    empty_cache = tmp_path / "empty-cache"
+    monkeypatch.setenv("SCALE_CACHE", str(empty_cache))  # the prepared data set is gone too
     page = build_report(bare)
     missing = f"not available: no fit.json; run `scale fit {bare}` first"
     laws = page.split('id="laws"')[1].split("</section>")[0]
     optimal = page.split('id="optimal"')[1].split("</section>")[0]
     assert missing in laws and missing in optimal
+    data = page.split('id="data"')[1].split("</section>")[0]
+    assert "not available: no prepared data set for markov" in data and "(from runs.parquet)" in data
     what_was_run = page.split('id="run"')[1].split("</section>")[0]
     assert what_was_run.count("&quot;row&quot;") >= 13 and 'alt="compression"' in page
-    assert not (bare / "fit.json").exists()  # the report never fits behind the user's back
+    assert wrong_numbers(page, Sources(bare)) == []
+    assert {n["data-source"] for n in read_page(page).numbers} == {"runs.parquet", "status"}
+    assert not (bare / "fit.json").exists() and not empty_cache.exists()  # nothing fitted or prepared behind the back
 
 
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path):
