@@ -115,11 +115,10 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A spec with its data options and model shapes checked, and every run of its grid."""
+    """A spec with its data options checked, and every run of its grid."""
 
     spec: Spec
     data_options: DataOptions
-    shapes: tuple[ModelConfig, ...]
     run_plans: tuple[RunPlan, ...]
 
     name = property(lambda self: self.spec.name)
@@ -157,7 +156,7 @@ def plan_runs(spec: Spec, devices: Devices = None, check_hardware: bool = False)
         runs = tuple(_expand(spec, data_options, shapes, runtime, data_keys))
     except ValueError as exc:
         raise SpecError(where, "train", str(exc)) from None
-    return Sweep(spec=spec, data_options=data_options, shapes=shapes, run_plans=runs)
+    return Sweep(spec=spec, data_options=data_options, run_plans=runs)
 
 
 def _runtime(spec: Spec, devices: Devices, check_hardware: bool) -> dict:
