@@ -50,8 +50,7 @@ def test_the_backtest_chooses_a_filter_that_predicts_the_largest_runs_within_one
     chosen = backtest["recommended"]
     assert chosen["law"] == "chinchilla" and chosen["min_tokens_per_param"] >= 5
     assert chosen["expected_error"] < 1.0 and chosen["max_error"] < 1.0
-    scored = next(c for c in backtest["candidates"] if c["filter"] == chosen["filter"])
-    assert scored["scored"] >= 0.5 * backtest["held_out"]
+    assert backtest["scored"] >= 0.5 * backtest["held_out"]  # every filter is scored on these same runs
     assert chosen["fit"]["params"]["alpha"] == pytest.approx(LAW["alpha"], abs=0.03)
 
 

@@ -232,17 +232,16 @@ def _print_backtest(backtest: dict) -> None:
         f"backtest: fitted on {backtest['fitted_on']} runs with C < {backtest['cut']:.3g}, "
         f"predicting {backtest['held_out']} runs up to x{backtest['C_ratio']:.3g} their compute"
     )
-    table = _titled_table(title, ("filter", "fitted on", "scored", "law", "mean |error| %", "max |error| %"))
+    title += f"; every filter scored on the {backtest['scored']} {backtest['scored_on']}"
+    table = _titled_table(title, ("filter", "fitted on", "law", "mean |error| %", "max |error| %"))
     for candidate in backtest["candidates"]:
         for law, scored in candidate["laws"].items():
             cells = (f"{scored['mape']:.3f}", f"{scored['max_error']:.3f}")
             if scored["status"] != "ok":
                 cells = (f"({cells[0]}) not identified", f"({cells[1]}) " + "; ".join(scored.get("problems", [])))
-            table.add_row(candidate["filter"], str(candidate["fitted_on"]), str(candidate["scored"]), law, *cells)
+            table.add_row(candidate["filter"], str(candidate["fitted_on"]), law, *cells)
         for law, why in candidate["skipped"].items():
-            table.add_row(
-                candidate["filter"], str(candidate["fitted_on"]), str(candidate["scored"]), law, "skipped", why
-            )
+            table.add_row(candidate["filter"], str(candidate["fitted_on"]), law, "skipped", why)
     out.print(table)
     chosen = backtest.get("recommended")
     if chosen:

@@ -22,7 +22,7 @@ LOSS_LAWS = ("chinchilla", "kaplan", "linear", "constrained")
 RECOMMENDABLE = ("chinchilla", "kaplan", "constrained")
 MIN_TOKENS_PER_PARAM = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # candidate filters
 HELD_OUT_SHARE = 0.15  # the default cut holds out the top compute budgets until this share of points
-MIN_COVERAGE = 0.5  # a filter must keep at least this share of the held-out runs to be scored
+MIN_COVERAGE = 0.6  # a filter must keep at least this share of the held-out runs to be scored
 
 # fit_law(law, points) -> a law entry with "status" (raises FitError when the law cannot be fitted)
 FitLaw = Callable[[str, pd.DataFrame], dict]
@@ -77,16 +77,35 @@ def passes(points: pd.DataFrame, threshold: float | None) -> np.ndarray:
 
 
 def run_backtest(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None, tolerance: float, where: str) -> dict:
-    """Errors of every law x filter on the held-out runs, the recommendation and its refit on all points."""
+    """Errors of every law x filter on the held-out runs, the recommendation and its refit on all points.
+
+    Every candidate is scored on the same held-out runs, so their errors compare like with like: the runs
+    that pass the strictest filter still keeping MIN_COVERAGE of them (the well-trained large runs a law
+    is used to predict). Stricter filters are skipped.
+    """
     cut = default_cut(points, tolerance) if cut is None else float(cut)
     below, above = split(points, cut, where)
     laws = [law for law in laws if law in LOSS_LAWS]
-    candidates = [_score_filter(below, above, threshold, fit_law, laws) for threshold in candidate_filters(below)]
+    filters = candidate_filters(below)
+    covered = [t for t in filters if passes(above, t).sum() >= MIN_COVERAGE * len(above)]
+    strictest = max(covered, key=lambda t: -np.inf if t is None else t)
+    test = above[passes(above, strictest)].reset_index(drop=True)
+    candidates = []
+    for threshold in filters:
+        if threshold in covered:
+            candidates.append(_score_filter(below, test, threshold, fit_law, laws))
+        else:
+            kept = int(passes(above, threshold).sum())
+            candidates.append(
+                _skipped_filter(below, threshold, laws, f"keeps only {kept} of {len(above)} held-out runs")
+            )
     result = {
         "cut": cut,
         "rule": "fit on runs with C < cut, predict runs with C >= cut",
         "fitted_on": len(below),
         "held_out": len(above),
+        "scored_on": f"held-out runs with {filter_name(strictest)}" if strictest is not None else "every held-out run",
+        "scored": len(test),
         "C_ratio": float(above["C"].max() / below["C"].max()),
         "candidates": candidates,
         "recommended": None,
@@ -97,20 +116,25 @@ def run_backtest(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None,
     return result
 
 
-def _score_filter(below, above, threshold, fit_law: FitLaw, laws) -> dict:
-    train = below[passes(below, threshold)].reset_index(drop=True)
-    test = above[passes(above, threshold)].reset_index(drop=True)
-    entry = {
+def _filter_entry(below, threshold) -> dict:
+    return {
         "filter": filter_name(threshold),
         "min_tokens_per_param": threshold,
-        "fitted_on": len(train),
-        "scored": len(test),
+        "fitted_on": int(passes(below, threshold).sum()),
         "laws": {},
         "skipped": {},
     }
-    if len(test) < MIN_COVERAGE * len(above):
-        entry["skipped"] = {law: f"keeps only {len(test)} of {len(above)} held-out runs" for law in laws}
-        return entry
+
+
+def _skipped_filter(below, threshold, laws, why: str) -> dict:
+    entry = _filter_entry(below, threshold)
+    entry["skipped"] = {law: why for law in laws}
+    return entry
+
+
+def _score_filter(below, test, threshold, fit_law: FitLaw, laws) -> dict:
+    train = below[passes(below, threshold)].reset_index(drop=True)
+    entry = _filter_entry(below, threshold)
     for law in laws:
         try:
             fitted = fit_law(law, train)
