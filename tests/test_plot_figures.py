@@ -181,8 +181,9 @@ def test_isoflop_draws_the_fits_curves_and_minima(inputs):
     budgets = FitView(inputs.fit).budgets()
     assert len(budgets) >= 3
     assert len(lines_with_data(ax)) == sum(b.curve_sizes.size > 0 for b in budgets)
-    stars = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 1]
-    assert len(stars) == sum(b.size_opt is not None for b in budgets)
+    singles = [tuple(c.get_offsets()[0]) for c in ax.collections if len(c.get_offsets()) == 1]
+    minima = [(b.size_opt, b.loss_opt) for b in budgets if b.size_opt is not None]
+    assert minima and all(any(np.allclose(m, s) for s in singles) for m in minima), "each minimum is marked"
 
 
 def test_isoflop_curves_span_only_the_stored_window(inputs):
@@ -265,7 +266,7 @@ def test_backtest_figure_shows_each_laws_predictions_of_the_runs_above_the_cut(i
     assert len(top) == len(drawn)
     for law in set(chosen["laws"]) - set(drawn):
         assert any(note.startswith(figures.fitview.LAW_NAMES[law]) for note in figure_notes(fig))
-    assert [len(c.get_offsets()) for c in top] == [chosen["scored"]] * len(top)
+    assert [len(c.get_offsets()) for c in top] == [backtest["scored"]] * len(top)
 
 
 def test_held_out_markers_are_filled(inputs):
@@ -285,3 +286,28 @@ def test_a_backtest_where_only_the_baseline_predicts_is_skipped_with_the_reasons
 
     with pytest.raises(figures.Skip, match="no law but the linear baseline.*chinchilla ran off"):
         draw(inputs, "extrapolation", edited_fit(inputs, laws_not_identified))
+
+
+def test_isoflop_points_outside_the_fits_window_are_drawn_open(inputs):
+    fig = draw(inputs, "isoflop")
+    fig.canvas.draw()
+    budgets = FitView(inputs.fit).budgets()
+    outside = [int((~b.used).sum()) for b in budgets if (~b.used).any()]
+    assert outside, "the fit's windows leave some sizes out"
+
+    def is_open(c) -> bool:  # white inside, the budget's colour around (a left-out minimum's star is black-edged)
+        faces, edges = c.get_facecolors(), c.get_edgecolors()
+        return len(faces) > 0 and (faces[:, :3] == 1).all() and not (edges[:, :3] == 0).all()
+
+    open_markers = [c for c in fig.axes[0].collections if isinstance(c, PathCollection) and is_open(c)]
+    assert [len(c.get_offsets()) for c in open_markers] == outside
+    assert "run outside the fit's window" in [h.get_label() for h in legend_handles(fig)]
+
+
+def test_a_backtest_that_could_not_run_says_why(inputs):
+    def backtest_skipped(group):
+        group["backtest"] = {"skipped": "needs runs on both sides of the cut"}
+        group["holdout"] = None
+
+    with pytest.raises(figures.Skip, match="backtest could not run: needs runs on both sides"):
+        draw(inputs, "extrapolation", edited_fit(inputs, backtest_skipped))

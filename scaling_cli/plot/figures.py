@@ -198,7 +198,10 @@ def _budget_norm(computes) -> LogNorm:
 
 
 def _draw_budget(ax, budget: Budget, colour) -> None:
-    ax.scatter(budget.sizes, budget.losses, s=12, color=colour, edgecolor="black", lw=0.3, zorder=3)
+    used, unused = budget.used, ~budget.used
+    ax.scatter(budget.sizes[used], budget.losses[used], s=12, color=colour, edgecolor="black", lw=0.3, zorder=3)
+    if unused.any():  # outside the window the fit's curve went through: open, in the budget's colour
+        ax.scatter(budget.sizes[unused], budget.losses[unused], s=12, fc="white", ec=colour, lw=0.8, zorder=3)
     if budget.curve_sizes.size:
         ax.plot(budget.curve_sizes, budget.curve_losses, color=colour, lw=0.9)
     if budget.size_opt is not None and budget.loss_opt is not None:
@@ -209,6 +212,9 @@ def _draw_budget(ax, budget: Budget, colour) -> None:
 def _budget_handles(budgets: list[Budget]) -> list[Line2D]:
     grey = "0.45"
     handles = [Line2D([], [], color=grey, label="run", **RUN_MARKER)]
+    if any((~b.used).any() for b in budgets):
+        outside = {**RUN_MARKER, "mfc": "white", "mec": grey, "mew": 0.8}
+        handles.append(Line2D([], [], label="run outside the fit's window", **outside))
     if any(b.curve_sizes.size for b in budgets):
         handles.append(Line2D([], [], color=grey, lw=0.9, label="fit's curve of the budget"))
     star = {"marker": "*", "ls": "none", "mec": "black", "mew": 0.5, "ms": 7}
@@ -377,7 +383,7 @@ def extrapolation(ctx: Context) -> Figure:
     ctx.require_fit()
     test = ctx.view.extrapolation()
     if test is None:
-        raise Skip("no held-out runs in the fit; run `scale fit --backtest` or `--holdout K` to test extrapolation")
+        raise Skip(ctx.view.no_extrapolation_reason())
     if not any(held.law != "linear" for held in test.series):
         why = "; ".join(test.notes) or "none was fitted"
         raise Skip(f"no law but the linear baseline predicted the held-out runs ({why})")

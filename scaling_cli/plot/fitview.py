@@ -53,6 +53,7 @@ class Budget:
     compute: float
     sizes: np.ndarray
     losses: np.ndarray
+    used: np.ndarray  # which points the fit's curve went through (all, when the fit does not say)
     curve_sizes: np.ndarray  # empty when the fit stored no curve for this budget
     curve_losses: np.ndarray
     size_opt: float | None
@@ -234,6 +235,13 @@ class FitView:
             return _from_holdout(holdout)
         return None
 
+    def no_extrapolation_reason(self) -> str:
+        """Why the fit holds no test of its laws beyond their data."""
+        backtest = (self.group or {}).get("backtest") or {}
+        if backtest.get("skipped"):
+            return f"the fit's backtest could not run: {backtest['skipped']}"
+        return "no held-out runs in the fit; run `scale fit --backtest` or `--holdout K` to test extrapolation"
+
     def in_sample_errors(self) -> pd.DataFrame | None:
         """C and measured/predicted − 1 of every fitted point under Approach 3 fitted on all of them."""
         points = self.points()
@@ -300,7 +308,8 @@ def _from_backtest(backtest: dict, points: pd.DataFrame) -> Extrapolation:
     cut = float(backtest["cut"])
     threshold = _number(chosen.get("min_tokens_per_param"))
     kept = "" if threshold is None else f", D/N ≥ {threshold:g}"
-    how = f"fit below C = {cut:.3g} ({chosen.get('fitted_on')} runs{kept}), {chosen.get('scored')} scored above"
+    scored = backtest.get("scored", chosen.get("scored"))
+    how = f"fit below C = {cut:.3g} ({chosen.get('fitted_on')} runs{kept}), {scored} scored above"
     return Extrapolation("backtest", "Backtest on the largest runs", how, cut, _recommended_first(series), notes)
 
 
@@ -329,6 +338,7 @@ def _recommended_first(series: list[HeldOut]) -> list[HeldOut]:
 def _budget(raw: dict) -> Budget:
     sizes = np.array([p["N"] for p in raw["points"]], dtype=float)
     losses = np.array([p["loss"] for p in raw["points"]], dtype=float)
+    used = np.array([p.get("used", True) is not False for p in raw["points"]], dtype=bool)
     curve_sizes, curve_losses = _budget_curve(raw, sizes)
     size_opt = _number(raw.get("N_opt"))
     loss_opt = _number(raw.get("loss_opt"))
@@ -337,7 +347,7 @@ def _budget(raw: dict) -> Budget:
     why = _why_left_out(raw, size_opt)
     tokens_opt = _number(raw.get("D_opt"))
     return Budget(
-        float(raw["C"]), sizes, losses, curve_sizes, curve_losses, size_opt, tokens_opt, loss_opt, not why, why
+        float(raw["C"]), sizes, losses, used, curve_sizes, curve_losses, size_opt, tokens_opt, loss_opt, not why, why
     )
 
 
