@@ -184,14 +184,18 @@ class Store:
         """Forget a failed run's row before retrying it (done and diverged rows are final)."""
         (self.run_dir(run_id) / "row.json").unlink(missing_ok=True)
 
-    def record_attempt(self, run_id: str, resumed: bool, sweep_pid: int | None = None) -> None:
-        """Append one line per start of a run: the test of exactly-once and of resuming reads these."""
+    def record_attempt(
+        self, run_id: str, resumed: bool, sweep_pid: int | None = None, threads: int | None = None
+    ) -> None:
+        """Append one line per start of a run (host, process, whether it resumed, the CPU threads it trains
+        with): the tests of exactly-once, of resuming and of the thread policy read these."""
         line = {
             "time": time.time(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "sweep_pid": sweep_pid,
             "resumed": resumed,
+            "threads": threads,
         }
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         with open(self.run_dir(run_id) / "attempts.jsonl", "a") as handle:

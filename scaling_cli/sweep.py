@@ -343,11 +343,13 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         },
     )
     store.clear_row(run.run_id)
-    store.record_attempt(run.run_id, resumed=(run_dir / "checkpoint.pt").exists(), sweep_pid=task.sweep_pid)
+    threads = threads_for(run, task.threads)
+    resumed = (run_dir / "checkpoint.pt").exists()
+    store.record_attempt(run.run_id, resumed=resumed, sweep_pid=task.sweep_pid, threads=threads)
     try:
         _maybe_inject_failure(run.run_id)
         data = resolve(task.data[run.dataset])
-        train_cfg = dataclasses.replace(run.train, threads=threads_for(run, task.threads))
+        train_cfg = dataclasses.replace(run.train, threads=threads)
         result = train_run(run.model, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
         message = " | ".join(f"{type(exc).__name__}: {exc}".strip().splitlines())  # one line for tables
