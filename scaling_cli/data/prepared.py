@@ -26,6 +26,7 @@ from scaling_cli.data.options import DEFAULT_OPTIONS, DataOptions
 from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer, check_tokenizer
 from scaling_cli.errors import DataError
 
+
 def prepared_root(cache: Path) -> Path:
     return cache / "prepared"
 
