@@ -6,10 +6,13 @@ at (N, D) with log-loss noise sigma adds j j^T / sigma^2 to the information matr
 adding a set S of runs the parameters' covariance is (Sigma0^-1 + J_S^T J_S / sigma^2)^-1. A prediction g
 the user bets on (ln N_opt and ln L_opt at a target compute C) then has variance grad_g^T Cov grad_g.
 
-The design is greedy: starting from no new run, add the move (one run, or a width or a budget of a grid)
-that removes the most variance per FLOP, summed over the targets each relative to its variance today,
-until no affordable move is left. c-optimal designs are known to need few distinct points; the greedy
-finds them without a solver, and every step can be printed as "this run, this cost, this much narrower".
+One fit of a small sweep can be far from the truth (E running off to 0 is common), so a design is scored
+over several linearisations: at the fit and at each of its bootstrap refits. The criterion is the mean over
+them of the (weighted) log variances of the targets. The design is greedy: starting from no new run, add
+the move (one run, or a size or a budget of a grid) that lowers the criterion most per FLOP, until no
+affordable move is left; the greedy is also restarted from the best single first moves. c-optimal designs
+need few distinct points; the greedy finds them without a solver, and every step can be printed as "this
+run, this cost, this much narrower".
 """
 
 from __future__ import annotations
@@ -301,7 +304,11 @@ class _State:
 
 
 def _criterion(variances: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Mean over linearisations of the weighted sum of log variances; variances (K, t, ...) -> (...)."""
+    """Mean over linearisations of the weighted sum of log variances; variances (K, t, ...) -> (...).
+
+    (The log of the mean variance, which weighs the widest linearisations most, did no better in the
+    simulation: mean bootstrap width 1.665 against 1.653 over 10 laws.)
+    """
     logs = np.log(np.maximum(variances, 1e-300))
     return np.tensordot(weights, logs.mean(axis=0), axes=(0, 0))
 
