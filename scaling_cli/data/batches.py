@@ -43,10 +43,8 @@ def read_windows(tokens: np.ndarray, offsets: np.ndarray, width: int) -> np.ndar
     shares the page cache with every other worker.
     """
     fd = getattr(tokens, "token_fd", None)
-    if fd is None:
+    if fd is None or not hasattr(os, "pread"):  # os.pread is POSIX only
         return np.asarray(tokens)[offsets[:, None] + np.arange(width)]
-    out = np.empty((len(offsets), width), dtype=tokens.dtype)
     itemsize = tokens.dtype.itemsize
-    for row, start in zip(out, offsets):
-        os.preadv(fd, [row.view(np.uint8)], int(start) * itemsize)
-    return out
+    rows = [os.pread(fd, width * itemsize, int(start) * itemsize) for start in offsets]
+    return np.frombuffer(b"".join(rows), dtype=tokens.dtype).reshape(len(offsets), width)
