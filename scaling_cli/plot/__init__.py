@@ -21,7 +21,16 @@ FIGURES = (
 # Figures of measurements only: asking for just these never starts a fit.
 DRAWN_WITHOUT_FIT = ("compression",)
 
-__all__ = ["FIGURES", "FORMATS", "PlotInputs", "default_out_dir", "draw", "load_inputs", "make_figures"]
+__all__ = [
+    "DRAWN_WITHOUT_FIT",
+    "FIGURES",
+    "FORMATS",
+    "PlotInputs",
+    "default_out_dir",
+    "draw",
+    "load_inputs",
+    "make_figures",
+]
 
 
 def make_figures(
