@@ -131,7 +131,8 @@ def _too_few(budgets: list[dict], usable: int) -> str:
         text += " (" + "; ".join(b["reason"] for b in excluded) + ")"
     missing = MIN_BUDGETS - usable - len(excluded)
     if missing > 0:
-        text += f": add {missing} more budget{'s' if missing > 1 else ''} of {MIN_SIZES}+ model sizes each"
+        plural = "s" if missing > 1 else ""
+        text += f": add {missing} more compute budget{plural}, each {MIN_SIZES}+ model sizes at the same compute"
     return text
 
 
