@@ -18,12 +18,8 @@ from scaling_cli.fit.laws import kaplan_loss
 from scaling_cli.fit.powerlaw import add_more, r2
 
 VARIABLES = {"L_N": ("N", "N_c", "alpha_N"), "L_D": ("D", "D_c", "alpha_D"), "L_C": ("C", "C_c", "alpha_C")}
-E_FRACTIONS = (0.0, 0.5, 0.9)
-KINDS = {
-    "L_N": "model size",
-    "L_D": "token budget",
-    "L_C": "larger budget on the frontier",
-}  # starting E as fractions of the lowest loss
+E_FRACTIONS = (0.0, 0.5, 0.9)  # starting E as fractions of the lowest loss
+KINDS = {"L_N": "model size", "L_D": "token budget", "L_C": "frontier run"}  # what to add when a law has too few
 
 
 def largest_budget_per_size(points: pd.DataFrame) -> pd.DataFrame:
