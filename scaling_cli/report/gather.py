@@ -30,9 +30,12 @@ class Part:
 
 @dataclass
 class DataSet:
-    """A data set of the sweep and its prepared manifest (None with a reason when it cannot be found)."""
+    """The runs trained on one prepared data set (a source with one set of data options and one tokenizer),
+    and its manifest (None with a reason when it cannot be found)."""
 
-    name: str
+    name: str  # the source, plus the options that set it apart from the sweep's other variants of that source
+    dataset: str  # the runs' `dataset` value
+    run_ids: list[str]
     manifest: dict | None
     problem: str = ""
 
@@ -171,23 +174,60 @@ def _predictions(fit: dict) -> list[Prediction]:
 
 
 def _data_sets(results: Path, runs: pd.DataFrame) -> list[DataSet]:
+    """One entry per prepared data set the runs used: per source, and per data options within a source
+    (a sweep over quality levels trains one source under several options)."""
     if "dataset" not in runs.columns or runs.empty:
         return []
+    variants: dict[tuple, list[str]] = {}
+    configs: dict[tuple, dict] = {}
+    for run_id, dataset in zip(runs["run_id"], runs["dataset"].map(str)):
+        config = _config(results, run_id)
+        identity = (
+            dataset,
+            json.dumps({k: config.get(k) for k in ("data", "tokenizer", "vocab_size")}, sort_keys=True),
+        )
+        variants.setdefault(identity, []).append(run_id)
+        configs.setdefault(identity, config)
     found = []
-    for name, rows in runs.groupby(runs["dataset"].map(str), sort=True):
-        manifest, problem = find_manifest(results, name, list(rows["run_id"]))
-        found.append(DataSet(name, manifest, problem))
+    for identity in sorted(variants):
+        dataset, config = identity[0], configs[identity]
+        siblings = [configs[other] for other in variants if other[0] == dataset and other != identity]
+        name = dataset + _differences(config, siblings)
+        if not config:
+            found.append(
+                DataSet(name, dataset, variants[identity], None, f"no readable runs/<run_id>/config.json for {name}")
+            )
+            continue
+        manifest, problem = find_manifest(config)
+        found.append(DataSet(name, dataset, variants[identity], manifest, problem))
     return found
 
 
-def find_manifest(results: Path, dataset: str, run_ids: list[str]) -> tuple[dict | None, str]:
-    """The manifest of the prepared data set the runs trained on, matched by source, options and tokenizer
-    from a run's config.json; searched in the data cache (`SCALE_CACHE` or ~/.cache/scale)."""
+def _differences(config: dict, siblings: list[dict]) -> str:
+    """` (option=value, ...)` for the data options in which this variant differs from another of its source."""
+    if not siblings:
+        return ""
+    mine = config.get("data") or {}
+    differing = sorted({k for other in siblings for k, v in (other.get("data") or {}).items() if mine.get(k) != v})
+    for key in ("tokenizer", "vocab_size"):
+        if any(other.get(key) != config.get(key) for other in siblings):
+            differing.append(key)
+    values = {**mine, "tokenizer": config.get("tokenizer"), "vocab_size": config.get("vocab_size")}
+    return " (" + ", ".join(f"{k}={values.get(k)}" for k in differing) + ")" if differing else ""
+
+
+def _config(results: Path, run_id: str) -> dict:
+    try:
+        return json.loads((results / "runs" / run_id / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def find_manifest(config: dict) -> tuple[dict | None, str]:
+    """The manifest of the prepared data set a run trained on, matched by source, options and tokenizer from
+    its config.json; searched in the data cache (`SCALE_CACHE` or ~/.cache/scale), never prepared here."""
     from scaling_cli.data.sources import cache_root
 
-    config = _first_config(results, run_ids)
-    if config is None:
-        return None, f"no readable runs/<run_id>/config.json for data set {dataset}"
     prepared = cache_root() / "prepared"
     matches = []
     for path in sorted(prepared.glob("*/manifest.json")):
@@ -198,17 +238,8 @@ def find_manifest(results: Path, dataset: str, run_ids: list[str]) -> tuple[dict
         if _same_data(manifest, config):
             matches.append(manifest)
     if not matches:
-        return None, f"no prepared data set for {dataset} with these options in {prepared}"
+        return None, f"no prepared data set for {config.get('dataset')} with these options in {prepared}"
     return max(matches, key=lambda m: str(m.get("created", ""))), ""
-
-
-def _first_config(results: Path, run_ids: list[str]) -> dict | None:
-    for run_id in run_ids:
-        try:
-            return json.loads((results / "runs" / run_id / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def _same_data(manifest: dict, config: dict) -> bool:

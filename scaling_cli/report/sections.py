@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from scaling_cli.report.gather import Prediction, ReportInputs, largest_compute
+from scaling_cli.report.gather import DataSet, Prediction, ReportInputs, largest_compute
 from scaling_cli.report.markup import (
     esc,
     finite,
@@ -32,6 +32,7 @@ MANIFEST = "manifest.json"
 PREDICT = "predict"
 
 SETTLED_STATES = ("done", "diverged", "failed")
+REPEATED_EPOCHS = 4  # Muennighoff et al. 2023: up to about 4 epochs repeated data is worth nearly as much as fresh
 UNSETTLED_STATES = ("running", "pending")
 RUN_COLUMNS = ("dataset", "params", "tokens", "epochs", "flops", "lr", "seed", "val_loss", "val_bpb", "wall_s")
 LAW_TITLES = {
@@ -502,19 +503,33 @@ def data(inputs: ReportInputs) -> str:
     return "".join(_data_set(inputs.runs.value, data_set) for data_set in inputs.data_sets)
 
 
-def _data_set(runs: pd.DataFrame, data_set) -> str:
-    head = f"<h3>{esc(data_set.name)}</h3>"
+def _data_set(runs: pd.DataFrame, data_set: DataSet) -> str:
+    head = f"<h3>{esc(data_set.name)}</h3>" + _repetition(runs, data_set)
+    best = _best_model(runs[runs["run_id"].isin(data_set.run_ids)])
     if data_set.manifest is None:
-        return head + unavailable(data_set.problem) + _baselines_from_runs(runs, data_set.name)
+        return head + unavailable(data_set.problem) + _baselines_from_runs(runs, data_set.dataset, best)
     manifest = data_set.manifest
-    key = [data_set.name]
+    key = [str(manifest.get("dirname"))]
     parts = [head, note(f"Prepared data set <code>{esc(manifest.get('dirname', ''))}</code>")]
     parts.append(_sizes(manifest, key))
     parts.append("<h4>cleaning steps, in order</h4>" + _cleaning(manifest, key))
-    parts.append(
-        "<h4>compressor baselines against the best model</h4>" + _baselines(runs, data_set.name, manifest, key)
-    )
+    parts.append("<h4>compressor baselines against the best model</h4>" + _baselines(best, manifest, key))
     return "".join(parts)
+
+
+def _repetition(runs: pd.DataFrame, data_set: DataSet) -> str:
+    """How many passes over the training split the runs made (runs.parquet `epochs`, where it exists)."""
+    if "epochs" not in runs.columns:
+        return ""
+    where = {"dataset": data_set.dataset}
+    most = _agg(runs, "max", "epochs", **where)
+    if most is None:
+        return ""
+    passes = num(most, RUNS, ["max", "epochs", where])
+    line = f"Runs on {esc(data_set.dataset)} made up to {passes} passes (epochs) over the training split."
+    if most > REPEATED_EPOCHS:
+        return warning(line + f" Past about {REPEATED_EPOCHS} epochs repeated data is worth less than fresh data.")
+    return f"<p>{line}</p>"
 
 
 def _sizes(manifest: dict, key: list) -> str:
@@ -547,9 +562,8 @@ def _cleaning(manifest: dict, key: list) -> str:
     return table(["step", "enabled", "what it changed"], rows)
 
 
-def _baselines(runs: pd.DataFrame, dataset: str, manifest: dict, key: list) -> str:
+def _baselines(best: tuple[float, str] | None, manifest: dict, key: list) -> str:
     bpb = ((manifest.get("baselines") or {}).get("bits_per_byte")) or {}
-    best = _best_model(runs, dataset)
     rows = [
         [text_cell(name), num(value, MANIFEST, [*key, "baselines", "bits_per_byte", name]), _versus(value, best)]
         for name, value in bpb.items()
@@ -566,11 +580,10 @@ def _baselines(runs: pd.DataFrame, dataset: str, manifest: dict, key: list) -> s
     )
 
 
-def _baselines_from_runs(runs: pd.DataFrame, dataset: str) -> str:
+def _baselines_from_runs(runs: pd.DataFrame, dataset: str, best: tuple[float, str] | None) -> str:
     columns = [c for c in runs.columns if c.startswith("bpb_")]
     if not columns:
         return ""
-    best = _best_model(runs, dataset)
     rows = []
     for column in columns:
         value = _agg(runs, "min", column, dataset=dataset)
@@ -578,15 +591,15 @@ def _baselines_from_runs(runs: pd.DataFrame, dataset: str) -> str:
             [text_cell(column[4:]), num(value, RUNS, ["min", column, {"dataset": dataset}]), _versus(value, best)]
         )
     rows.append(_best_model_row(best))
-    return "<h4>compressor baselines (from runs.parquet)</h4>" + table(
-        ["", "bits per byte", ""], rows, numeric=[False, True, False]
-    )
+    shown = table(["", "bits per byte", ""], rows, numeric=[False, True, False])
+    return "<h4>compressor baselines (from runs.parquet)</h4>" + shown
 
 
-def _best_model(runs: pd.DataFrame, dataset: str) -> tuple[float, str] | None:
+def _best_model(runs: pd.DataFrame) -> tuple[float, str] | None:
+    """(val_bpb, run_id) of the finished run with the lowest bits per byte among `runs`."""
     if "val_bpb" not in runs.columns:
         return None
-    chosen = _where(runs, {"dataset": dataset, "status": "done"} if "status" in runs.columns else {"dataset": dataset})
+    chosen = _where(runs, {"status": "done"}) if "status" in runs.columns else runs
     chosen = chosen[chosen["val_bpb"].apply(lambda v: finite(v) is not None)]
     if chosen.empty:
         return None
