@@ -226,6 +226,14 @@ def test_the_drawn_optimum_is_the_fits_and_predicts_at_every_compute(inputs):
     np.testing.assert_allclose(sizes, expected, rtol=1e-9)
     answer = predict(inputs.fit, compute=float(compute[10]), group=view.name)
     assert sizes[10] == pytest.approx(answer["groups"][view.name]["compute"]["chinchilla"]["N_opt"], rel=0.01)
+    # fit.json's own answer at its reference compute is marked, and lies on the drawn line.
+    stored = inputs.fit["groups"][view.name]["laws"]["chinchilla"]["at_compute"]
+    (marker,) = [
+        m for m in ax_n.get_lines() if m.get_marker() == "P" and matplotlib.colors.same_color(m.get_mfc(), red)
+    ]
+    assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (stored["C"], stored["N_opt"])
+    on_line = np.exp(np.interp(np.log(stored["C"]), np.log(compute), np.log(sizes)))
+    assert on_line == pytest.approx(stored["N_opt"], rel=0.01)
 
 
 # ---- extrapolation ------------------------------------------------------------------------------------

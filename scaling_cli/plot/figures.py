@@ -244,6 +244,7 @@ def optimal_allocation(ctx: Context) -> Figure:
     handles = []
     for law, line in lines.items():
         handles.append(_draw_allocation(ax_n, ax_d, line, _measured_optima(ctx.view, law)))
+    handles += _draw_at_compute(ax_n, ax_d, ctx.view, lines)
     pivot = float(np.exp(np.mean(np.log(compute_seen))))
     anchor = next(iter(lines.values()))
     at_pivot = min(np.searchsorted(grid, pivot), len(grid) - 1)
@@ -274,6 +275,18 @@ def _draw_allocation(ax_n, ax_d, line: Allocation, optima) -> Line2D:
     exponents = "" if line.a is None else f": a={line.a:.2f}, b={line.b:.2f}"
     marker = {"marker": "o", "ms": 3, "mec": "black", "mew": 0.3} if optima is not None else {}
     return Line2D([], [], color=colour, lw=1.1, label=f"{APPROACH_LABELS[line.law]}{exponents}", **marker)
+
+
+def _draw_at_compute(ax_n, ax_d, view: FitView, lines: dict) -> list[Line2D]:
+    """fit.json's own N_opt and D_opt at its reference compute (`at_compute`): they sit on the lines."""
+    marker = {"marker": "P", "ls": "none", "ms": 5, "mec": "black", "mew": 0.5}
+    reported = {law: view.at_compute(law) for law in lines}
+    reported = {law: value for law, value in reported.items() if value is not None}
+    for law, (compute, size, tokens) in reported.items():
+        colour = APPROACH_COLOURS[law]
+        ax_n.plot([compute], [size], mfc=colour, zorder=5, **marker)
+        ax_d.plot([compute], [tokens], mfc=colour, zorder=5, **marker)
+    return [Line2D([], [], mfc="0.5", label="fit.json's at_compute", **marker)] if reported else []
 
 
 def _measured_optima(view: FitView, law: str) -> pd.DataFrame | None:

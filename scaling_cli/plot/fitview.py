@@ -213,6 +213,12 @@ class FitView:
             self._predictions[compute] = groups[self.name].get("compute") or {}
         return self._predictions[compute]
 
+    def at_compute(self, law: str) -> tuple[float, float, float] | None:
+        """(C, N_opt, D_opt) the fit reported for the law at the group's reference compute, when it did."""
+        stored = (self.entry(law) or {}).get("at_compute") or {}
+        values = [_number(stored.get(key)) for key in ("C", "N_opt", "D_opt")]
+        return None if None in values or not self.status(law).holds else tuple(values)
+
     def exponents(self, law: str) -> tuple[float | None, float | None]:
         """The exponents a, b of N_opt ∝ C^a and D_opt ∝ C^b as the fit reports them."""
         entry = self.entry(law) or {}
