@@ -26,8 +26,10 @@ from scaling_cli.fit.design import (
     interval_factor,
     linearise,
     residual_sigma,
+    seed_sigma,
     single_runs,
 )
+from scaling_cli.fit.table import load_rows
 
 OBJECTIVES = {"n_opt": (1.0, 0.0), "loss": (0.0, 1.0), "both": (1.0, 1.0)}
 TARGET_FACTOR = 100.0  # default target compute: this many times the largest run's
@@ -95,7 +97,7 @@ def suggest(
         return {**result, "refused": problem}
     convention = document.get("compute_convention") or {"kind": "6ND"}
     target = float(target or TARGET_FACTOR * c0.max())
-    sigma = residual_sigma(x, n0, d0, loss0)
+    sigma, sigma_source = _noise(source, table, x, n0, d0, loss0)
     vectors = [x, *_sample_vectors(law)]
 
     def allocation(params, c):
@@ -129,6 +131,7 @@ def suggest(
         budget_note=budget,
         objective=objective,
         sigma=sigma,
+        sigma_source=sigma_source,
         scenarios=len(vectors),
         convention=convention.get("kind"),
         at_target=_at_target(law["params"], allocation, target),
@@ -161,6 +164,16 @@ def _group(document: dict, group: str | None) -> tuple[str, dict]:
         raise FitError("--group", "", f"the fit has {len(groups)} groups; choose one of: {', '.join(sorted(groups))}")
     name = next(iter(groups))
     return name, groups[name]
+
+
+def _noise(source, table: TableOptions, x, n0, d0, loss0) -> tuple[float, str]:
+    """Log-loss noise of one run: the fit's residual RMS, or the spread between seeds when that is larger."""
+    residual = residual_sigma(x, n0, d0, loss0)
+    _, runs, _ = load_rows(source, table)
+    seeds = seed_sigma(list(zip(runs["group"], runs["N"], runs["D"])), runs["loss"])
+    if seeds is not None and seeds > residual:
+        return seeds, "the spread between seeds"
+    return residual, "the fit's residuals"
 
 
 def _sample_vectors(law: dict) -> list[np.ndarray]:

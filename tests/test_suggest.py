@@ -19,6 +19,7 @@ from scaling_cli.fit.design import (
     grid_moves,
     identification_problem,
     log_loss_jacobian,
+    seed_sigma,
     target_variances,
 )
 from scaling_cli.fit.laws import chinchilla_loss
@@ -72,6 +73,13 @@ def test_grid_moves_keep_the_design_a_grid_of_sizes_by_budgets():
     columns = {r % 5 for r in design.rows}
     cells = {(r // 5, r % 5) for r in design.rows}
     assert cells == {(i, j) for i in rows for j in columns if not known[i, j]}
+
+
+def test_seed_spread_is_pooled_within_cells():
+    keys = [(1, 1), (1, 1), (2, 2), (2, 2), (3, 3)]
+    losses = np.exp([0.0, 0.02, 1.0, 1.04, 5.0])
+    assert seed_sigma(keys, losses) == pytest.approx(np.sqrt((2 * 0.01**2 + 2 * 0.02**2) / 2))
+    assert seed_sigma([(1, 1), (2, 2)], [1.0, 2.0]) is None
 
 
 def test_a_fit_with_two_budgets_is_refused_with_what_to_add():

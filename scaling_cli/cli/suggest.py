@@ -101,7 +101,7 @@ def print_suggestion(result: dict) -> None:
         f"budget {_flops(result['budget'])} FLOPs ({result['budget_note']})"
     )
     note(
-        f"noise sigma {result['sigma']:.3g} (log loss, from the residuals); design averaged over "
+        f"noise sigma {result['sigma']:.3g} (log loss, from {result['sigma_source']}); design averaged over "
         f"{result['scenarios']} linearisations (the fit and its bootstrap refits)"
     )
     if result.get("identified_note"):
