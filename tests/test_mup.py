@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import REPO, run_scale
 
 from scaling_cli.data import DataOptions, get_batch, prepare
+from scaling_cli.errors import SpecError
 from scaling_cli.model import GPT, ModelConfig, count_params, flops_per_token
+from scaling_cli.plan import load_sweep
 
 WIDTHS = (32, 64, 128, 256, 512)
 MEASURED = ("tok_emb", "blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp")
@@ -122,3 +125,33 @@ def test_mup_keeps_parameter_and_flop_counts_and_equals_sp_init_at_the_base_widt
 def test_bad_parametrization_fields_name_the_field(fields, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(d_model=64, n_layer=2, n_head=2, seq_len=16, **fields)
+
+
+def test_dry_run_says_what_a_learning_rate_grid_costs(tmp_path):
+    spec = (REPO / "sweeps" / "markov-tiny.toml").read_text().replace("lr = 1e-2", "lr = [5e-3, 1e-2, 2e-2]")
+    path = tmp_path / "grid.toml"
+    path.write_text(spec)
+    result = run_scale("sweep", path, "--out", tmp_path / "out", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "learning rates: 3 (0.005 to 0.02), 3x the compute of one" in result.stdout
+    single = run_scale("sweep", REPO / "sweeps" / "markov-tiny.toml", "--out", tmp_path / "one", "--dry-run")
+    assert "learning rates:" not in single.stdout
+
+
+def test_mup_spec_fields_reach_the_runs_and_their_ids(tmp_path):
+    base = (REPO / "sweeps" / "markov-tiny.toml").read_text()
+    sp = load_sweep(_write(tmp_path / "sp.toml", base))
+    mup = load_sweep(
+        _write(tmp_path / "mup.toml", base.replace("seq_len = 32", 'seq_len = 32\nparametrization = "mup"'))
+    )
+    assert {r.model.base_width for r in mup.runs()} == {16}  # the smallest width by default
+    assert {r.describe()["parametrization"] for r in mup.runs()} == {"mup"}
+    assert {r.describe()["base_width"] for r in sp.runs()} == {None}
+    assert not {r.run_id for r in sp.runs()} & {r.run_id for r in mup.runs()}
+    with pytest.raises(SpecError, match='model.base_width: only applies with parametrization = "mup"'):
+        load_sweep(_write(tmp_path / "bad.toml", base.replace("seq_len = 32", "seq_len = 32\nbase_width = 16")))
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path

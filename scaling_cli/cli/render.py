@@ -126,11 +126,29 @@ def print_plan(plan) -> None:
         f"{saved:.0%})",
         soft_wrap=True,
     )
+    lr_line = learning_rate_cost_line(plan)
+    if lr_line:
+        out.print(lr_line, soft_wrap=True)
     out.print(
         f"remaining: {si(plan.remaining_flops, 'FLOP')}, estimated wall time "
         f"{duration(plan.estimated_wall_s())} with {plan.workers} worker(s) "
         f"(rate {si(plan.flops_rate, 'FLOP/s')}, {plan.rate_source})",
         soft_wrap=True,
+    )
+
+
+def learning_rate_cost_line(plan) -> str:
+    """What a grid of K learning rates costs (K times one lr), and the muP way to pay it once; '' for one lr."""
+    cost_by_lr: dict[float, float] = {}
+    for planned in plan.runs:
+        cost_by_lr[planned.run.train.lr] = cost_by_lr.get(planned.run.train.lr, 0.0) + planned.cost_flops
+    if len(cost_by_lr) < 2:
+        return ""
+    lrs = sorted(cost_by_lr)
+    return (
+        f"learning rates: {len(lrs)} ({lrs[0]:g} to {lrs[-1]:g}), {len(lrs)}x the compute of one "
+        f"({si(max(cost_by_lr.values()), 'FLOP')} each); under muP a grid at the base width alone transfers "
+        "to every width (sweeps/lr-transfer.toml)"
     )
 
 
