@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scaling_cli.errors import FitError
+
 LAW_NAMES = {
     "chinchilla": "Approach 3",
     "envelope": "Approach 1",
@@ -193,7 +195,11 @@ class FitView:
         if law not in ALLOCATION_LAWS or not self.status(law).holds:
             return None
         compute = np.asarray(compute, dtype=float)
-        sizes, tokens = (np.asarray(v, dtype=float) for v in optimal_allocation(self.fit, self.name, law, compute))
+        try:
+            answer = optimal_allocation(self.fit, self.name, law, compute)
+        except FitError:  # the fit refuses an allocation it cannot stand behind: draw none
+            return None
+        sizes, tokens = (np.asarray(v, dtype=float) for v in answer)
         intervals = self._intervals_from_predict(law, compute) if bands else []
         loss = self.chinchilla_loss(sizes, tokens) if law == "chinchilla" else None
         a, b = self.exponents(law)
