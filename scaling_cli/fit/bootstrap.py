@@ -70,9 +70,11 @@ def bootstrap_chinchilla(
     delta: float,
     grid: dict,
     at_compute: float,
-    convention: dict,
+    convention: dict | None = None,
 ) -> dict:
-    """Intervals of E, A, B, alpha, beta, a, b, G and of N_opt, D_opt, loss at `at_compute`."""
+    """Intervals of E, A, B, alpha, beta, a, b, G and of N_opt, D_opt, loss at `at_compute` (C = 6 N D unless
+    another compute `convention` is given)."""
+    convention = convention or {"kind": "6ND"}
     best = np.array(fitted["vector"])
     starts = np.vstack([best, nearest_grid_starts(best, grid)])
     weights = multiplicities(indices, len(points))
