@@ -187,7 +187,7 @@ def print_fit(document: dict, path) -> None:
     rows = document["rows"]
     excluded = ", ".join(f"{k} {v}" for k, v in rows["excluded"].items() if v) or "none"
     note(f"{document['source']}: {rows['used']} of {rows['total']} rows used (excluded: {excluded})")
-    note(f"conventions: N = {document['conventions']['n']}; C = {document['conventions']['c']}")
+    note(f"conventions: N = {document['conventions']['n']}; C = {document['conventions']['c'].removeprefix('C = ')}")
     note(f"compute convention: {document['compute_convention']['description']}")
     grouping = document.get("grouping") or {}
     if grouping.get("groups") or grouping.get("selected"):
