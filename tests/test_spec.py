@@ -71,7 +71,8 @@ def test_run_id_ignores_key_order_comments_and_log_intervals(tmp_path):
     reordered = tmp_path / "reordered.toml"
     text = "\n".join(shuffled)
     assert "\nevery = 8" in text and "checkpoint_every = 8" in text
-    reordered.write_text(text.replace("\nevery = 8", "\nevery = 4").replace("checkpoint_every = 8", "checkpoint_every = 3"))
+    text = text.replace("\nevery = 8", "\nevery = 4").replace("checkpoint_every = 8", "checkpoint_every = 3")
+    reordered.write_text(text)
     assert tomllib.loads(reordered.read_text())["model"] == tomllib.loads(TINY.read_text())["model"]
     runs = load_sweep(reordered).runs()
     assert {(r.train.eval_every, r.train.checkpoint_every) for r in runs} == {(4, 3)}  # the intervals did change
