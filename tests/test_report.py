@@ -479,9 +479,15 @@ def test_the_page_draws_in_headless_chromium_with_every_image_and_no_errors(page
 
 
 @needs_chromium
-def test_the_browser_check_notices_a_broken_image_and_a_script_error(page, tmp_path):
-    broken = page.replace("</main>", '<img alt="broken" src="data:image/png;base64,AAAA"></main>', 1)
+def test_the_browser_check_notices_a_broken_image_a_request_and_a_script_error(page, tmp_path):
+    images = '<img alt="broken" src="data:image/png;base64,AAAA"><img alt="remote" src="https://example.com/x.png">'
+    broken = page.replace("</main>", images + "</main>", 1)
     broken = broken.replace("</body>", "<script>null.boom()</script></body>", 1)
-    probe = probe_of(in_browser(broken, tmp_path, "--dump-dom"))
-    assert {"alt": "broken", "loaded": False} in probe["images"]
+    dumped = in_browser(broken, tmp_path, "--dump-dom")
+    probe = probe_of(dumped)
+    assert {"alt": "broken", "loaded": False} in probe["images"] and {"alt": "remote", "loaded": False} in probe[
+        "images"
+    ]
     assert any("boom" in problem or "null" in problem for problem in probe["problems"])
+    assert any("blocked: https://example.com/x.png" in problem for problem in probe["problems"])
+    assert any("Content Security Policy" in line for line in console_lines(dumped))  # the page's policy refused it
