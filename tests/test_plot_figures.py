@@ -319,3 +319,15 @@ def test_a_backtest_that_could_not_run_says_why(inputs):
 
     with pytest.raises(figures.Skip, match="backtest could not run: needs runs on both sides"):
         draw(inputs, "extrapolation", edited_fit(inputs, backtest_skipped))
+
+
+def test_a_budget_without_a_minimum_is_noted(inputs):
+    def no_minimum(group):
+        budget = group["laws"]["isoflop"]["budgets"][-1]
+        budget.update(N_opt=None, D_opt=None, loss_opt=None, convex=False, used_in_law=False)
+        budget["reason"] = "the parabola opens downward"
+
+    fit = edited_fit(inputs, no_minimum)
+    compute = fit["groups"]["markov"]["laws"]["isoflop"]["budgets"][-1]["C"]
+    notes = figure_notes(draw(inputs, "isoflop", fit))
+    assert notes == [f"budget C = {compute:.3g} has no minimum: the parabola opens downward"]

@@ -182,12 +182,23 @@ def isoflop(ctx: Context) -> Figure:
     ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=ctx.loss_label)
     count_axis(ax.xaxis, *ax.get_xlim())
     ax.set_ylim(*limits_of(losses))
-    title_with_notes(fig, ax, ctx.title("IsoFLOP profiles"), ctx.view.notes(("isoflop",)))
+    notes = ctx.view.notes(("isoflop",)) + _budgets_without_minimum(budgets)
+    title_with_notes(fig, ax, ctx.title("IsoFLOP profiles"), notes)
     ax.grid(True, which="major")
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.3)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25)
     power_of_ten_colorbar(bar, "FLOP budget C (FLOPs)")
     return fig
+
+
+def _budgets_without_minimum(budgets: list[Budget]) -> list[str]:
+    """A note for the budgets that carry no star: the fit found no minimum to mark, and says why."""
+    missing = [b for b in budgets if b.size_opt is None]
+    if len(missing) == 1:
+        return [f"budget C = {missing[0].compute:.3g} has no minimum: {missing[0].why_left_out}"]
+    if missing:
+        return [f"{len(missing)} budgets have no minimum: C = {', '.join(f'{b.compute:.3g}' for b in missing)}"]
+    return []
 
 
 def _budget_norm(computes) -> LogNorm:
