@@ -355,11 +355,17 @@ def _backtest(group_name: str, group: dict) -> str:
     if not isinstance(backtest.get("candidates"), list):
         return "<h4>backtest</h4>" + _scalars(backtest, FIT, base)
     parts = ["<h4>backtest</h4>"]
+    scored = ""
+    if finite(backtest.get("scored")) is not None:
+        scored_on = backtest.get("scored_on")
+        scored = f" ({num(backtest['scored'], FIT, [*base, 'scored'])} of them scored" + (
+            f": {esc(scored_on)})" if isinstance(scored_on, str) else ")"
+        )
     parts.append(
         f"<p>Each law fitted on the {num(backtest.get('fitted_on'), FIT, [*base, 'fitted_on'])} runs with C below "
-        f"{num(backtest.get('cut'), FIT, [*base, 'cut'])} FLOPs, scored on the "
-        f"{num(backtest.get('held_out'), FIT, [*base, 'held_out'])} runs above it "
-        f"(up to {num(backtest.get('C_ratio'), FIT, [*base, 'C_ratio'], '×')} the cut).</p>"
+        f"{num(backtest.get('cut'), FIT, [*base, 'cut'])} FLOPs, then asked to predict the "
+        f"{num(backtest.get('held_out'), FIT, [*base, 'held_out'])} runs above it{scored}, "
+        f"up to {num(backtest.get('C_ratio'), FIT, [*base, 'C_ratio'], '×')} the largest compute it was fitted on.</p>"
     )
     parts.append(_recommended(backtest.get("recommended"), [*base, "recommended"]))
     parts.append(_candidates_table(backtest["candidates"], base))
@@ -378,11 +384,13 @@ def _recommended(choice: object, key: list) -> str:
 
 def _candidates_table(candidates: list, base: list) -> str:
     laws = sorted({law for c in candidates for law in [*(c.get("laws") or {}), *(c.get("skipped") or {})]})
+    per_candidate = any("scored" in candidate for candidate in candidates)
     rows = []
     for index, candidate in enumerate(candidates):
         at = [*base, "candidates", index]
         cells = [text_cell(candidate.get("filter", "?")), num(candidate.get("fitted_on"), FIT, [*at, "fitted_on"])]
-        cells.append(num(candidate.get("scored"), FIT, [*at, "scored"]))
+        if per_candidate:
+            cells.append(num(candidate.get("scored"), FIT, [*at, "scored"]))
         for law in laws:
             scored = (candidate.get("laws") or {}).get(law)
             skipped = (candidate.get("skipped") or {}).get(law)
@@ -394,8 +402,9 @@ def _candidates_table(candidates: list, base: list) -> str:
             else:
                 cells.append(f'<span class="id" title="{esc(skipped or "")}">skipped</span>' if skipped else "—")
         rows.append(cells)
-    headers = ["point filter", "fitted on", "scored", *(f"{law} MAPE" for law in laws)]
-    return table(headers, rows, numeric=[False, True, True, *([True] * len(laws))])
+    counts = ["fitted on", "scored"] if per_candidate else ["fitted on"]
+    headers = ["point filter", *counts, *(f"{law} MAPE" for law in laws)]
+    return table(headers, rows, numeric=[False, *([True] * len(counts)), *([True] * len(laws))])
 
 
 # ---- compute-optimal predictions ----------------------------------------------------------------------
