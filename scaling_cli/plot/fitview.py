@@ -80,6 +80,30 @@ class Allocation:
     b: float | None
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """One law's predictions of the runs it was not fitted on."""
+
+    law: str
+    compute: np.ndarray
+    measured: np.ndarray
+    predicted: np.ndarray
+    mape: float | None
+    recommended: bool = False
+
+
+@dataclass(frozen=True)
+class Extrapolation:
+    """A test of the laws beyond their data: how it split the runs, each law's predictions, what is missing."""
+
+    kind: str  # "backtest" or "holdout"
+    title: str
+    how: str  # one line: which runs were fitted and which predicted
+    cut: float | None
+    series: list[HeldOut]
+    notes: list[str]
+
+
 def one_line(text: str) -> str:
     """`text` with its whitespace (newlines too) collapsed to single spaces."""
     return " ".join(str(text).split())
@@ -232,9 +256,6 @@ class FitView:
         stored = stored or {}
         return _number(stored.get("a")), _number(stored.get("b"))
 
-    def intervals(self, law: str) -> dict:
-        return (self.entry(law) or {}).get("intervals") or {}
-
     # ---- extrapolation -------------------------------------------------------------------------------
 
     def extrapolation(self) -> Extrapolation | None:
@@ -267,30 +288,6 @@ class FitView:
         if points.empty:
             return None
         return float(points["C"].min()), float(points["C"].max())
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """One law's predictions of the runs it was not fitted on."""
-
-    law: str
-    compute: np.ndarray
-    measured: np.ndarray
-    predicted: np.ndarray
-    mape: float | None
-    recommended: bool = False
-
-
-@dataclass(frozen=True)
-class Extrapolation:
-    """A test of the laws beyond their data: how it split the runs, each law's predictions, what is missing."""
-
-    kind: str  # "backtest" or "holdout"
-    title: str
-    how: str  # one line: which runs were fitted and which predicted
-    cut: float | None
-    series: list[HeldOut]
-    notes: list[str]
 
 
 def _from_backtest(backtest: dict, points: pd.DataFrame) -> Extrapolation:
