@@ -331,3 +331,16 @@ def test_a_budget_without_a_minimum_is_noted(inputs):
     compute = fit["groups"]["markov"]["laws"]["isoflop"]["budgets"][-1]["C"]
     notes = figure_notes(draw(inputs, "isoflop", fit))
     assert notes == [f"budget C = {compute:.3g} has no minimum: the parabola opens downward"]
+
+
+def test_isoflop_not_identified_keeps_the_budgets_and_says_why(inputs):
+    def not_identified(group):
+        entry = group["laws"]["isoflop"]
+        entry.update(status="not_identified", problems=["a = -0.1 <= 0: N_opt does not grow with compute"])
+
+    fit = edited_fit(inputs, not_identified)
+    fig = draw(inputs, "isoflop", fit)
+    assert len(lines_with_data(fig.axes[0])) == len(FitView(fit).budgets())
+    assert figure_notes(fig)[0].startswith("Approach 2 not identified: a = -0.1 <= 0: N_opt does not grow")
+    allocation = draw(inputs, "optimal_allocation", fit)
+    assert not any("Approach 2" in h.get_label() for h in legend_handles(allocation))

@@ -163,8 +163,9 @@ def isoflop(ctx: Context) -> Figure:
     """Loss against parameters per FLOP budget, with the fit's curve of each budget and its minimum."""
     ctx.require_sizes()
     ctx.require_fit()
-    status = ctx.view.status("isoflop")
-    budgets = ctx.view.budgets() if status.holds else []
+    # Budgets are drawn whenever the fit stored them: when its power law is not identified, the note says
+    # so, and the minima show why.
+    budgets = ctx.view.budgets()
     computes = [b.compute for b in budgets] or list(ctx.runs["C"])
     norm = _budget_norm(computes)
     cmap = truncated("plasma", 0.0, 0.85)
@@ -231,7 +232,7 @@ def _budget_handles(budgets: list[Budget]) -> list[Line2D]:
     star = {"marker": "*", "ls": "none", "mec": "black", "mew": 0.5, "ms": 7}
     with_minimum = [b for b in budgets if b.size_opt is not None]
     if any(b.in_power_law for b in with_minimum):
-        handles.append(Line2D([], [], mfc=grey, label="minimum, in the power law", **star))
+        handles.append(Line2D([], [], mfc=grey, label="minimum, used by the fit", **star))
     if any(not b.in_power_law for b in with_minimum):
         handles.append(Line2D([], [], mfc="white", label="minimum, left out", **star))
     return handles
