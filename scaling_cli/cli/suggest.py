@@ -12,7 +12,7 @@ import typer
 
 from rich.table import Table
 
-from scaling_cli.cli.render import note, out, print_json_text, si
+from scaling_cli.cli.render import note, out, print_json_text, si, warn
 
 HELP = """Propose the next runs: those that most narrow the interval of ln N_opt at a target compute (and,
 with --objective both, of the loss there) for a FLOP budget.
@@ -151,8 +151,13 @@ def _simulate(laws: int, seed: int, scenarios: int, resamples: int, extension: f
     from scaling_cli.fit.simulate import NAIVE, SimulationOptions, simulate
 
     options = SimulationOptions(laws=laws, seed=seed, scenarios=scenarios, resamples=resamples, extension=extension)
+
+    def progress(index: int, result: dict) -> None:
+        widths = ", ".join(f"{name} {score['width']:.3f}" for name, score in result["strategies"].items())
+        warn(f"law {index + 1}/{laws}: ln N_opt interval {widths}" if widths else f"law {index + 1}: skipped")
+
     with np.errstate(all="ignore"):
-        summary = simulate(options)["summary"]
+        summary = simulate(options, on_law=progress)["summary"]
     if as_json:
         print_json_text(json.dumps(summary, indent=1))
         return

@@ -251,8 +251,12 @@ def summarize(results: list[dict]) -> dict:
     }
 
 
-def simulate(options: SimulationOptions | None = None) -> dict:
-    """Run every law through the loop and summarise."""
+def simulate(options: SimulationOptions | None = None, on_law=None) -> dict:
+    """Run every law through the loop and summarise; on_law(index, result) is called after each law."""
     options = options or SimulationOptions()
-    results = [simulate_law(law, i, options) for i, law in enumerate(draw_laws(options.laws, options.seed))]
+    results = []
+    for i, law in enumerate(draw_laws(options.laws, options.seed)):
+        results.append(simulate_law(law, i, options))
+        if on_law is not None:
+            on_law(i, results[-1])
     return {"summary": summarize(results), "results": results}
