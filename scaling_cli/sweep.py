@@ -383,6 +383,15 @@ def is_deterministic(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in DETERMINISTIC_MESSAGES)
 
 
+def cores_for_unit(cores: int, taken: int, starting: int, idle: float | None, largest: int) -> int:
+    """Cores for a unit about to start: the cores the running units leave free, split among the units starting
+    now (this one included), no more than are idle when other work shares the machine, at most `largest`."""
+    share = (cores - taken) // max(1, starting)
+    if idle is not None:
+        share = min(share, round(idle))
+    return max(1, min(largest, share))
+
+
 def threads_for(run: RunPlan, available: int | None) -> int | None:
     """CPU threads worth giving a run: one per FLOPS_PER_THREAD of work in a training step, up to `available`.
 
@@ -614,14 +623,18 @@ class _Runner:
 
     def _cores_for_next(self) -> int | None:
         """The free cores split evenly among the units that will run beside this one: with fewer units left
-        than workers, each new unit gets the cores the idle workers leave free."""
+        than workers, each new unit gets the cores the idle workers leave free. Where the executor can see
+        its machine's idle cores, cores busy with other work count as taken."""
         cores = getattr(self.executor, "cores", None)
         if cores is None:
             return None
-        free = cores - sum(self.cores_inflight.values())
-        starting = min(self.executor.slots - len(self.inflight), 1 + len(self.queue) + len(self.deferred))
-        largest = getattr(self.executor, "max_unit_cores", None) or cores
-        return max(1, min(largest, free // max(1, starting)))
+        return cores_for_unit(
+            cores=cores,
+            taken=sum(self.cores_inflight.values()),
+            starting=min(self.executor.slots - len(self.inflight), 1 + len(self.queue) + len(self.deferred)),
+            idle=self.executor.idle_cores() if hasattr(self.executor, "idle_cores") else None,
+            largest=getattr(self.executor, "max_unit_cores", None) or cores,
+        )
 
     def _collect(self, future: cf.Future, unit: Unit) -> None:
         try:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from scaling_cli.executors import usable_cores, uses_cuda
@@ -45,6 +46,10 @@ class LocalExecutor:
             initargs=(os.getpid(), gpu_queue),
         )
 
+    def idle_cores(self) -> float | None:
+        """Cores of this machine idle right now (other users' work included), or None where unknown."""
+        return measured_idle_cores(self.cores)
+
     @property
     def device_types(self) -> frozenset[str]:
         return _device_types()
@@ -69,6 +74,27 @@ class LocalExecutor:
             self._pool.shutdown(wait=False, cancel_futures=True)
         else:
             self._pool.shutdown(wait=True)
+
+
+def measured_idle_cores(usable: int, window_s: float = 0.25) -> float | None:
+    """Idle share of the machine's CPU time over a short window (Linux /proc/stat), as a number of cores,
+    at most `usable`. On a machine busy with other work, threads a run adds only wait for each other: on
+    2 cores at load 12, a bare loop ran 33k tokens/s with 1 thread and 0.8k with 2."""
+
+    def sample() -> tuple[int, int] | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        except (OSError, ValueError, IndexError):
+            return None
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    first = sample()
+    time.sleep(window_s)
+    second = sample()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    idle_share = (second[0] - first[0]) / (second[1] - first[1])
+    return min(float(usable), idle_share * (os.cpu_count() or usable))
 
 
 def _device_types() -> frozenset[str]:
