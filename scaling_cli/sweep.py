@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaling_cli.data.quality import repetition_fields
 from scaling_cli.errors import ScaleError, SpecError, StoreError
 from scaling_cli.plan import RunPlan, Sweep
 from scaling_cli.store import Store
@@ -362,6 +363,7 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         **_trained(run, result),
         **_result_fields(result),
         **_data_fields(data),
+        **repetition_fields(_trained(run, result).get("tokens", run.tokens), data.manifest),
         "branch_of": branch_of,
         "attempts": len(store.attempts(run.run_id)),
         "error": "",

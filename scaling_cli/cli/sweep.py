@@ -34,6 +34,7 @@ def sweep_command(
 
     Example: scale sweep sweeps/demo.toml --workers 2   (then: scale status results/demo)
     """
+    from scaling_cli.data.quality import repetition_warnings
     from scaling_cli.executors import make_executor
     from scaling_cli.plan import plan_runs
     from scaling_cli.spec import load_spec
@@ -48,6 +49,8 @@ def sweep_command(
         spec = plan_runs(raw, check_hardware=True)
         plan = plan_sweep(spec, out_dir if out_dir is not None else Path("results") / spec.name, workers=workers or 1)
         print_plan(plan)
+        for line in repetition_warnings(spec.runs()):
+            warn(f"warning: {line}")
         if not force:
             check_memory(plan, workers or 1)
         return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling_cli.data import baselines, clean, sources, split
+from scaling_cli.data import baselines, clean, quality, sources, split
 from scaling_cli.data.options import DataOptions
 from scaling_cli.data.shards import ShardWriter
 from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer
@@ -204,11 +204,20 @@ def _validation_text(spool: Spool, val: np.ndarray, chunk_bytes: int) -> bytes:
     return bytes(text)
 
 
-def _write_pass(tok, spool: Spool, val: np.ndarray, train_w: SplitWriter, val_w: SplitWriter, budget: Budget) -> None:
-    """Tokenise every document into its split's writer, in corpus order."""
+def _write_pass(
+    tok,
+    spool: Spool,
+    val: np.ndarray,
+    train_w: SplitWriter,
+    val_w: SplitWriter,
+    budget: Budget,
+    training: quality.TrainingTransform,
+) -> None:
+    """Tokenise every document into its split's writer, in corpus order (training ones through `training`)."""
     for group in spool.documents(budget.chunk_bytes):
-        for writer, is_val in ((train_w, False), (val_w, True)):
-            docs = [data for index, data in group if bool(val[index]) == is_val]
+        train_docs, copies = training.documents(group)
+        val_docs = [data for index, data in group if val[index]]
+        for writer, docs in ((train_w, train_docs), (train_w, copies), (val_w, val_docs)):
             if not docs:
                 continue
             if isinstance(tok, ByteTokenizer):
@@ -216,6 +225,8 @@ def _write_pass(tok, spool: Spool, val: np.ndarray, train_w: SplitWriter, val_w:
             else:
                 tokens = tok.encode_many([str(d, "utf-8") for d in docs])
             writer.add(tokens, sum(len(d) for d in docs))
+            if docs is copies:
+                training.count_copy_tokens(len(tokens))
 
 
 def build_dataset(
@@ -236,7 +247,8 @@ def build_dataset(
         bits = pool.submit(_baselines, _validation_text(spool, val, budget.chunk_bytes), int(sizes[val].sum()))
         train_w = SplitWriter(folder, "train", tok.vocab_size, pool, count=True)
         val_w = SplitWriter(folder, "val", tok.vocab_size, pool, count=False)
-        _write_pass(tok, spool, val, train_w, val_w, budget)
+        training = quality.TrainingTransform.plan(opts, val, sizes)
+        _write_pass(tok, spool, val, train_w, val_w, budget, training)
         entries = train_w.shards.close() + val_w.shards.close()
         baseline_facts = bits.result()
     (folder / SPOOL).unlink()
@@ -261,7 +273,8 @@ def build_dataset(
             "val": int(val.sum()),
         },
         **_sizes(train_w, val_w, opts, cleaner.raw_bytes),
-        "cleaning": cleaner.report().steps,
+        "cleaning": cleaner.report().steps + training.steps(sizes),
+        "train_unique": training.unique(train_w.shards.tokens, train_w.text_bytes),
         "baselines": baseline_facts,
         "unigram_entropy_bits_per_token": entropy_of_counts(train_w.counts),
         "shards": entries,

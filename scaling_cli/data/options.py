@@ -44,6 +44,12 @@ class DataOptions:
     text_column: str = "text"
     skip_bad_records: bool = False
     bpe_sample_bytes: int = 64 << 20
+    # Quality and repetition of the training split only (see data/quality.py); validation text stays as cleaned.
+    max_train_bytes: int | None = None  # cap on unique training bytes: U as a sweep axis
+    noise_fraction: float = 0.0  # share of training documents whose characters are shuffled
+    duplicate_fraction: float = 0.0  # share of training documents repeated duplicate_copies times in all
+    duplicate_copies: int = 2
+    quality_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.dedup == "exact":
@@ -83,6 +89,11 @@ LATER_DEFAULTS = {
     "bpe_sample_bytes": 64 << 20,
     "markov_kind": "sparse",
     "markov_concentration": 8.0,
+    "max_train_bytes": None,
+    "noise_fraction": 0.0,
+    "duplicate_fraction": 0.0,
+    "duplicate_copies": 2,
+    "quality_seed": 0,
 }
 
 
@@ -114,6 +125,11 @@ _CHECKS = {
     "text_column": text,
     "skip_bad_records": boolean,
     "bpe_sample_bytes": integer(1 << 20),
+    "max_train_bytes": optional(integer(1)),
+    "noise_fraction": number(0.0, 1.0),
+    "duplicate_fraction": number(0.0, 1.0),
+    "duplicate_copies": integer(2, 1000),
+    "quality_seed": integer(0),
 }
 
 

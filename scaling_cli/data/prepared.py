@@ -23,6 +23,7 @@ from filelock import FileLock
 from scaling_cli.data import sources, tokenfile
 from scaling_cli.data.build import FORMAT_VERSION, MANIFEST, build_dataset, default_budget
 from scaling_cli.data.options import DEFAULT_OPTIONS, DataOptions
+from scaling_cli.data.quality import split_variant
 from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer, check_tokenizer
 from scaling_cli.errors import DataError
 
@@ -33,6 +34,7 @@ def prepared_root(cache: Path) -> Path:
 
 def dataset_key(source: str, opts: DataOptions, tokenizer: str, vocab_size: int) -> dict:
     """Everything that changes a prepared data set's content."""
+    source, opts = split_variant(source, opts)
     return {
         "format": FORMAT_VERSION,
         "source": sources.source_identity(source, opts),
@@ -45,6 +47,7 @@ def dataset_key(source: str, opts: DataOptions, tokenizer: str, vocab_size: int)
 def dataset_dirname(source: str, opts: DataOptions, tokenizer: str, vocab_size: int) -> str:
     """`<label>-<12 hex digits of the key's hash>` (plus the tokenizer when it is not bytes)."""
     key = json.dumps(dataset_key(source, opts, tokenizer, vocab_size), sort_keys=True)
+    source, opts = split_variant(source, opts)
     builtin, _ = sources.resolve(source)
     label = builtin.name if builtin else sources.local_label(source)
     suffix = "" if tokenizer == "bytes" else f"-bpe{vocab_size}"
@@ -132,6 +135,7 @@ def prepare(
     `max_memory` (bytes; default `SCALE_DATA_MAX_MEMORY` or 1 GiB) sizes the build's buffers; `chunk_bytes`
     overrides the piece size it implies (tests use it to show the result does not depend on it).
     """
+    source, options = split_variant(source, options)
     vocab = check_tokenizer(tokenizer, vocab_size)
     budget = default_budget(max_memory, chunk_bytes)
     cache = Path(cache_dir) if cache_dir is not None else sources.cache_root()
