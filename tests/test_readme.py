@@ -1,16 +1,19 @@
 """README truth: every command in the README's code blocks runs, in README order, on a small setup; the few that
 cannot run here are listed below with the reason. The README is read when the test runs, so a command added
 later is run too. The setup is a fresh directory holding the repository's sweeps/ and examples/, where
-sweeps/demo.toml (a 2.5-minute CPU sweep) is replaced by markov-tiny under the name "demo"."""
+sweeps/demo.toml (a 2.5-minute CPU sweep) is replaced by markov-tiny under the name "demo", and the user files
+that examples name (a JSONL dump, a corpus folder) are made from the repository's own sources."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
 from pathlib import Path
 
 import pytest
+import zstandard
 from conftest import REPO, SHARED_DATA, run_scale
 
 PROGRAMS = ("scale", "make", "pip", "ray", "python")
@@ -42,17 +45,31 @@ def readme_commands() -> list[str]:
     return commands
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Path:
+def make_setup(tmp_path: Path) -> Path:
+    """The small setup: sweeps/ (demo.toml as markov-tiny), examples/, and the user files README examples name."""
     work = tmp_path / "repo"
     shutil.copytree(REPO / "sweeps", work / "sweeps")
     shutil.copytree(REPO / "examples", work / "examples")
     tiny = (REPO / "sweeps" / "markov-tiny.toml").read_text()
     (work / "sweeps" / "demo.toml").write_text(tiny.replace('name = "markov-tiny"', 'name = "demo"'))
+    # A user's own data: a zstd JSONL dump with a `content` field, and a folder of text files with one bad record.
+    sources = sorted((REPO / "scaling_cli").rglob("*.py"))
+    lines = [json.dumps({"content": path.read_text()}) for path in sources]
+    (work / "dump.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress("\n".join(lines).encode()))
+    corpus = work / "corpus" / "code"
+    corpus.mkdir(parents=True)
+    for path in sources:
+        shutil.copy(path, corpus / f"{path.parent.name}-{path.name}.txt")
+    (corpus / "broken.txt").write_bytes(b"\xff\xfe not text \x80")
     if SHARED_DATA.is_dir():  # read in place, never copied
         (tmp_path / "shared").mkdir()
         (tmp_path / "shared" / "data").symlink_to(SHARED_DATA)
     return work
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Path:
+    return make_setup(tmp_path)
 
 
 def test_readme_names_the_commands_this_test_knows():
