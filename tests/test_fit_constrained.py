@@ -87,3 +87,16 @@ def test_cli_fits_the_constrained_law_and_reports_r_star(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "constrained: R* = " in result.stdout
     assert json.loads(out.read_text())["groups"]["all"]["laws"]["constrained"]["status"] == "ok"
+
+
+def test_a_repetition_cost_the_runs_cannot_measure_is_not_identified(tmp_path):
+    # Repeating costs nothing in this table (R* = 1e6): no run's repetitions can bound R*.
+    table = repeated_table(tmp_path / "free.csv", sizes=(1e6, 1e7, 1e8), caps=(1e8, 1e9), epochs=(1, 4, 16, 64))
+    frame = pd.read_csv(table)
+    frame["loss"] = constrained_loss({**LAW, "R_star": 1e6}, frame["N"], frame["D"], frame["unique_tokens"])
+    frame.to_csv(table, index=False)
+    law = fit_all(table, COLUMNS, FitOptions(laws=("constrained",), bootstrap=10))["groups"]["all"]["laws"][
+        "constrained"
+    ]
+    assert law["status"] == "not_identified"
+    assert any("beyond 10x the most repetitions run" in problem for problem in law["problems"])

@@ -84,3 +84,23 @@ def test_fit_json_lists_the_grouping(tmp_path):
     document = fit_all(batch_size_sweep(tmp_path / "bs"), options=FitOptions(laws=("linear",), bootstrap=0))
     assert set(document["groups"]) == {"batch_size=16", "batch_size=64"}
     assert document["grouping"]["groups"] == ["batch_size"] and document["grouping"]["averaged"] == ["seed"]
+
+
+def test_data_variants_that_only_cap_unique_data_share_a_group_and_quality_variants_do_not(tmp_path):
+    rows = []
+    variants = {"markov": 1e6, "markov?max_train_bytes=768": 768.0, "markov?noise_fraction=0.2": 1e6}
+    for dataset, unique in variants.items():
+        for n in (1e4, 3e4):
+            for d in (1e4, 3e4):
+                loss = 2.0 + (0.3 if "noise" in dataset else 0.0) + (0.1 if unique < d else 0.0)
+                rows.append(
+                    {"run_id": f"{dataset}-{n:g}-{d:g}", "dataset": dataset, "params": n, "tokens": d,
+                     "flops": 6 * n * d, "unique_tokens": unique, "val_loss": loss, "status": "done"}
+                )  # fmt: skip
+    (tmp_path / "r").mkdir()
+    pd.DataFrame(rows).to_parquet(tmp_path / "r" / "runs.parquet")
+    points, info = load_table(tmp_path / "r")
+    assert sorted(points["group"].unique()) == ["dataset=markov", "dataset=markov?noise_fraction=0.2"]
+    capped = points[points["group"] == "dataset=markov"]
+    assert sorted(capped["U"].unique()) == [768.0, 1e6] and (capped["n_runs"] == 1).all()  # U keeps them apart
+    assert "max_train_bytes" in info["grouping"]["unique_data"]

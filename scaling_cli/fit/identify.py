@@ -80,12 +80,23 @@ def _kaplan_problems(fitted: dict) -> list[str]:
 
 
 def _repetition_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
-    """R* must lie inside the repetitions the runs made: beyond them it is a guess, not a measurement."""
-    r_star = fitted["params"]["R_star"]
+    """R* must lie inside the repetitions the runs made, and so must its interval's upper end once the
+    bootstrap has run: beyond them it is a guess, not a measurement."""
     most = float((points["D"] / points["U"] - 1.0).max())
-    if not np.isfinite(r_star) or r_star > 10 * most:
-        return [
-            f"R* = {r_star:.3g} beyond 10x the most repetitions run ({most:.3g}): repetition cost not measured; "
-            "add runs with more epochs"
-        ]
+    r_star = fitted["params"]["R_star"]
+    upper = ((fitted.get("intervals") or {}).get("R_star") or [r_star, r_star])[1]
+    for what, value in (("R*", r_star), ("the upper end of R*'s interval", upper)):
+        if not np.isfinite(value) or value > 10 * most:
+            return [
+                f"{what} = {value:.3g} beyond 10x the most repetitions run ({most:.3g}): the cost of repeating is "
+                "not measured; add runs with more epochs or a source whose repetition hurts"
+            ]
     return []
+
+
+def remark_after_intervals(name: str, fitted: dict, points: pd.DataFrame) -> dict:
+    """Judge a law again once its bootstrap intervals are known (only the data-constrained law uses them)."""
+    if name == "constrained":
+        fitted.pop("problems", None)
+        mark(name, fitted, points)
+    return fitted

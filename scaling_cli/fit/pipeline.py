@@ -134,6 +134,8 @@ def fit_group(points: pd.DataFrame, options: FitOptions, where: str, convention:
         _add_at_compute(name, fitted, at_compute, convention)
     if options.bootstrap:
         _add_intervals(laws, points, options, where, at_compute, convention)
+        for name, fitted in laws.items():
+            identify.remark_after_intervals(name, fitted, points)
     group = {
         "n_points": len(points),
         "points": points[["run_id", "N", "D", "C", "loss", "n_runs", *(["U"] if "U" in points else [])]].to_dict(

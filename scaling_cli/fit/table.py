@@ -27,6 +27,7 @@ BAD_STATUS = ("diverged", "failed")
 GROUP_AXES = ("dataset", "tokenizer", "vocab_size", "seq_len", "batch_size", "schedule")
 # Axes tuned per (N, D): the best seed-mean loss is kept. Shape columns vary only where two shapes share an N.
 SELECT_AXES = ("lr", "n_layer", "d_model", "n_head")
+UNIQUE_DATA_OPTIONS = ("max_train_bytes",)  # data options that only cap the unique training data
 
 
 @dataclass(frozen=True)
@@ -234,21 +235,37 @@ def cell_keys(frame: pd.DataFrame) -> list[str]:
     return ["group", "N", "D", "U"] if "U" in frame.columns else ["group", "N", "D"]
 
 
-def _varying_within_cells(frame: pd.DataFrame, axes) -> list[str]:
-    """The axes among `axes` that take more than one value for some (group, N, D)."""
+def _varying_within_cells(frame: pd.DataFrame, axes, keys: list[str] | None = None) -> list[str]:
+    """The axes among `axes` that take more than one value for some cell (default: cell_keys)."""
     present = [axis for axis in axes if axis in frame.columns]
     if not present or frame.empty:
         return []
-    counts = frame.groupby(cell_keys(frame), sort=False)[present].nunique(dropna=False).max()
+    counts = frame.groupby(keys or cell_keys(frame), sort=False)[present].nunique(dropna=False).max()
     return [axis for axis in present if counts[axis] > 1]
 
 
+def without_unique_cap(dataset) -> str:
+    """A data set variant's name without the options that only cap its unique data ('markov?max_train_bytes=768'
+    -> 'markov'): with a unique_tokens column, U itself tells such variants apart."""
+    base, mark, query = str(dataset).rpartition("?")
+    if not mark:
+        return str(dataset)
+    kept = [pair for pair in query.split("&") if pair.partition("=")[0] not in UNIQUE_DATA_OPTIONS]
+    return base + ("?" + "&".join(kept) if kept else "")
+
+
 def _split_groups(frame: pd.DataFrame, by: str | None) -> tuple[pd.DataFrame, dict]:
-    """Add every group axis that varies within an (N, D) to the group name; say which axes do what."""
-    axes = _varying_within_cells(frame, GROUP_AXES)
+    """Add every group axis that varies within an (N, D) to the group name; say which axes do what.
+
+    With unique-token counts, data set variants that differ only in a cap on unique data stay in one
+    group (U is a variable of the data-constrained law, not another experiment).
+    """
+    capped = "U" in frame.columns and "dataset" in frame.columns
+    named = frame.assign(dataset=frame["dataset"].map(without_unique_cap)) if capped else frame
+    axes = _varying_within_cells(named, GROUP_AXES, ["group", "N", "D"])
     if axes:
         labels = [frame["group"].astype(str)] if by else []
-        labels += [axis + "=" + frame[axis].map(_label) for axis in axes]
+        labels += [axis + "=" + named[axis].map(_label) for axis in axes]
         frame = frame.assign(group=[", ".join(parts) for parts in zip(*labels)])
     grouping = {
         "groups": ([by] if by else []) + axes,
@@ -260,6 +277,10 @@ def _split_groups(frame: pd.DataFrame, by: str | None) -> tuple[pd.DataFrame, di
         ],
     }
     grouping["varying_with_size"] = [a for a in grouping["varying_with_size"] if a not in grouping["selected"]]
+    if capped and named["dataset"].nunique() < frame["dataset"].nunique():
+        grouping["unique_data"] = (
+            f"variants differing only in {', '.join(UNIQUE_DATA_OPTIONS)} share a group; U separates them"
+        )
     return frame, grouping
 
 
