@@ -87,30 +87,17 @@ class RunPlan:
         return self.tokens / self.params
 
     def describe(self) -> dict:
-        """The run's identifying fields as a flat, JSON-able dict (the left half of a results row)."""
+        """The run's identifying fields as a flat, JSON-able dict (the left half of a results row), in column order."""
         return {
-            "run_id": self.run_id,
-            "sweep": self.sweep,
-            "dataset": self.dataset,
-            "tokenizer": self.tokenizer,
-            "vocab_size": self.vocab_size,
-            "n_layer": self.model.n_layer,
-            "d_model": self.model.d_model,
-            "n_head": self.model.n_head,
-            "seq_len": self.model.seq_len,
-            "parametrization": self.model.parametrization,
-            "base_width": self.model.base_width,
-            "params": self.params,
-            "params_nonembed": self.params_nonembed,
-            "tokens": self.tokens,
-            "flops": self.flops,
-            "flops_6nd": self.flops_6nd,
-            "tokens_per_param": self.tokens_per_param,
-            "lr": self.train.lr,
-            "batch_size": self.train.batch_size,
-            "schedule": self.train.schedule,
-            "seed": self.train.seed,
+            **_pick(self, ("run_id", "sweep", "dataset", "tokenizer", "vocab_size")),
+            **_pick(self.model, ("n_layer", "d_model", "n_head", "seq_len", "parametrization", "base_width")),
+            **_pick(self, ("params", "params_nonembed", "tokens", "flops", "flops_6nd", "tokens_per_param")),
+            **_pick(self.train, ("lr", "batch_size", "schedule", "seed")),
         }
+
+
+def _pick(obj: object, names: tuple[str, ...]) -> dict:
+    return {name: getattr(obj, name) for name in names}
 
 
 @dataclass(frozen=True)
