@@ -83,6 +83,13 @@ TRAIN_KEYS = {
 EVAL_KEYS = {"every", "batches"}
 ISOFLOP_KEYS = {"flops"}
 
+# [model] keys every size shares besides seq_len: their checks and defaults.
+MODEL_SHARED_CHECKS: dict[str, tuple[Callable, object]] = {
+    "tie_embeddings": (boolean, True),
+    "gpt2": (boolean, False),
+    "parametrization": (one_of(PARAMETRIZATIONS), "sp"),
+    "base_width": (integer(1, 1 << 16), None),
+}
 # [train] keys shared by every run, with their checks (the grid axes tokens, lr and batch_size are read apart).
 TRAIN_CHECKS: dict[str, Callable] = {
     "schedule": one_of(SCHEDULES),
@@ -236,13 +243,11 @@ def _check_budgets(spec: Spec) -> None:
 
 def _model_grid(model: dict, problems: Problems) -> ModelGrid | None:
     seq_len = _get(model, "seq_len", "model.seq_len", integer(2, 1 << 20), problems, required=True)
-    tie = _get(model, "tie_embeddings", "model.tie_embeddings", boolean, problems, default=True)
-    gpt2 = _get(model, "gpt2", "model.gpt2", boolean, problems, default=False)
-    parametrization = _get(
-        model, "parametrization", "model.parametrization", one_of(PARAMETRIZATIONS), problems, default="sp"
-    )
-    base_width = _get(model, "base_width", "model.base_width", integer(1, 1 << 16), problems, default=None)
-    if base_width is not None and parametrization != "mup":
+    shared = {
+        key: _get(model, key, f"model.{key}", check, problems, default=default)
+        for key, (check, default) in MODEL_SHARED_CHECKS.items()
+    }
+    if shared["base_width"] is not None and shared["parametrization"] != "mup":
         problems.add("model.base_width", 'only applies with parametrization = "mup"')
     head_dim = _get(model, "head_dim", "model.head_dim", integer(1, 4096), problems, default=None)
     n_head = _get(model, "n_head", "model.n_head", integer(1, 4096), problems, default=None)
@@ -262,14 +267,7 @@ def _model_grid(model: dict, problems: Problems) -> ModelGrid | None:
         ]
     if seq_len is None or problems.has("model."):
         return None
-    return ModelGrid(
-        sizes=tuple(sizes),
-        seq_len=seq_len,
-        tie_embeddings=tie,
-        gpt2=gpt2,
-        parametrization=parametrization,
-        base_width=base_width,
-    )
+    return ModelGrid(sizes=tuple(sizes), seq_len=seq_len, **shared)
 
 
 def _explicit_sizes(value: Any, problems: Problems) -> list[Size]:
