@@ -3,6 +3,7 @@ without blank lines, token files shared by training workers, and batches unchang
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from pathlib import Path
@@ -14,7 +15,7 @@ from conftest import run_scale
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaling_cli.data import DataOptions, get_batch, open_prepared, prepare, shards
+from scaling_cli.data import DataOptions, clean, get_batch, open_prepared, prepare, readers, shards
 from scaling_cli.data.cutting import MAX_BLOCK_CHARS, DocumentCutter, cut_documents
 from scaling_cli.data.tokenizer import ByteTokenizer
 from scaling_cli.errors import DataError
@@ -180,3 +181,27 @@ def test_bpe_learns_from_a_sample_of_bpe_sample_bytes(tmp_path):
     late_word = "omega sigma kappa theta"
     assert len(sampled.tokenizer().encode(late_word)) > 2 * len(whole.tokenizer().encode(late_word))
     assert len(sampled.tokenizer().encode("alpha beta gamma delta")) <= 4
+
+
+_RAW_BITS = [b"a", b"word ", b"\n", b"\r\n", b"\r", b"\n\n", "é".encode(), "e\u0301".encode(), b"\xff", b"\xe6\x97"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(_RAW_BITS), max_size=3000).map(b"".join),
+    st.sampled_from([b"", "\ufeff".encode()]),
+    st.integers(1, 3000),
+    st.booleans(),
+)
+def test_raw_bytes_read_in_pieces_clean_like_the_decoded_file(body, bom, chunk_bytes, normalize):
+    """Reading a text file as byte pieces (bad bytes, BOM, CR LF, accents cut anywhere) and cleaning them
+    gives the documents and the report of cleaning the whole decoded file."""
+    data = bom + body
+    opts = DataOptions(doc_bytes=256, normalize=normalize)
+    pieces = list(readers.byte_pieces(io.BytesIO(data), Path("f"), chunk_bytes))
+    assert b"".join(pieces) == data
+    cleaner = clean.Cleaner(opts)
+    streamed = [d.data for d in cleaner.unit("f", pieces)]
+    whole, report = clean.clean_corpus([("f", data.decode("utf-8", errors="replace"))], opts)
+    assert streamed == [d.data for d in whole]
+    assert cleaner.report().steps == report.steps

@@ -80,6 +80,33 @@ def _normalize_spans(text: str) -> str:
     return "".join(spans)
 
 
+def _clean_bytes(data: bytes, at_start: bool, normalize: bool) -> tuple[bytes, int, bool]:
+    """(cleaned UTF-8 bytes, UTF-8 size of the raw text, whether normalising changed it) of a piece of raw
+    bytes that ends at a newline or before an ASCII byte. Spans of plain ASCII without a carriage return
+    stay bytes; only the others are decoded (bad bytes replaced), normalised and encoded again."""
+    out, raw_bytes, changed, start = [], 0, False, 0
+    while start < len(data):
+        end = data.find(b"\n", start + NFC_SPAN) + 1 or len(data)
+        span = data[start:end]
+        start = end
+        if span.isascii() and (b"\r" not in span or not normalize):
+            out.append(span)
+            raw_bytes += len(span)
+            continue
+        text = span.decode("utf-8", errors="replace")
+        raw = text.encode("utf-8")
+        raw_bytes += len(raw)
+        if normalize:
+            text = _normalize_span(text)
+            if at_start and not out:
+                text = text.lstrip("\ufeff")
+            raw_changed = text.encode("utf-8")
+            changed = changed or raw_changed != raw
+            raw = raw_changed
+        out.append(raw)
+    return b"".join(out), raw_bytes, changed
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -174,19 +201,27 @@ class Cleaner:
             self.near = NearDedup(opts.near_dedup_threshold)
         self.short, self.too_random, self.too_repetitive = _Counter(), _Counter(), _Counter()
 
-    def unit(self, name: str, pieces: Iterable[str]) -> Iterator[Document]:
-        """The cleaned documents of one unit (a file, a record) whose text arrives in pieces."""
+    def unit(self, name: str, pieces: Iterable[str] | Iterable[bytes]) -> Iterator[Document]:
+        """The cleaned documents of one unit (a file, a record) whose text arrives in pieces: strings, or
+        raw bytes (decoded as UTF-8 with bad bytes replaced)."""
         cutter = DocumentCutter(name, self.opts.doc_bytes, self.max_block)
         at_start, changed = True, False
         for piece in pieces:
-            raw_bytes = utf8_len(piece)
-            self.raw_bytes += raw_bytes
-            if self.opts.normalize:
-                normalized = _normalize_piece(piece, at_start)
-                if normalized is not piece and normalized != piece:
+            if isinstance(piece, bytes):
+                piece, raw_bytes, piece_changed = _clean_bytes(piece, at_start, self.opts.normalize)
+                self.raw_bytes += raw_bytes
+                if piece_changed:
                     changed = True
-                    self.normalize_removed += raw_bytes - utf8_len(normalized)
-                    piece = normalized
+                    self.normalize_removed += raw_bytes - len(piece)
+            else:
+                raw_bytes = utf8_len(piece)
+                self.raw_bytes += raw_bytes
+                if self.opts.normalize:
+                    normalized = _normalize_piece(piece, at_start)
+                    if normalized is not piece and normalized != piece:
+                        changed = True
+                        self.normalize_removed += raw_bytes - utf8_len(normalized)
+                        piece = normalized
             at_start = at_start and not piece
             yield from self._after_cut(cutter.feed(piece))
         yield from self._after_cut(cutter.finish())

@@ -151,7 +151,7 @@ class DocumentCutter:
 
     def __init__(self, name: str, doc_bytes: int, max_block: int = MAX_BLOCK_CHARS) -> None:
         self.name, self.doc_bytes, self.max_block = name, doc_bytes, max_block
-        self.head: list[str] = []
+        self.head: list[bytes] = []
         self.head_chars = 0
         self.big = False
         self.carry = b""
@@ -161,21 +161,23 @@ class DocumentCutter:
         self.pending: bytes | None = None
         self.count = 0
 
-    def feed(self, text: str) -> list[Document]:
+    def feed(self, text: str | bytes) -> list[Document]:
+        """Take the next piece: text, or its UTF-8 bytes."""
         out: list[Document] = []
+        data = text.encode("utf-8") if isinstance(text, str) else text
         if not self.big:  # a file of at most doc_bytes characters stays one document
-            self.head.append(text)
-            self.head_chars += len(text)
+            self.head.append(data)
+            self.head_chars += len(text) if isinstance(text, str) or text.isascii() else len(text.decode("utf-8"))
             if self.head_chars <= self.doc_bytes:
                 return out
-            self.big, text, self.head = True, "".join(self.head), []
-        self._scan(text.encode("utf-8"), out, final=False)
+            self.big, data, self.head = True, b"".join(self.head), []
+        self._scan(data, out, final=False)
         return out
 
     def finish(self) -> list[Document]:
         if not self.big:
-            text = "".join(self.head)
-            return [Document(self.name, text)] if text else []
+            data = b"".join(self.head)
+            return [Document(self.name, data=data)] if data else []
         out: list[Document] = []
         self._scan(b"", out, final=True)
         tail = b"".join(self.current)

@@ -5,9 +5,10 @@ Formats, by file name: `.jsonl` / `.ndjson` (one JSON object per line, its `text
 delivered in pieces). Each may end in `.gz`, `.zst`, `.xz` or `.bz2`. Text whose first 8 KiB hold a NUL
 byte is taken for binary and skipped (counted).
 
-A plain-text unit arrives as pieces of about `chunk_bytes` that end right after a newline, so that
-normalising piece by piece (NFC, CRLF) gives exactly what normalising the whole file would. A line
-longer than a piece is cut just before an ASCII character, which never composes with what precedes it.
+A plain-text unit arrives as raw bytes in pieces of about `chunk_bytes` that end right after a newline,
+so that decoding and normalising piece by piece (NFC, CRLF) gives exactly what doing it to the whole file
+would. A line longer than a piece is cut just before an ASCII character, which ends any UTF-8 sequence and
+never composes with what precedes it.
 
 Malformed records (a line that is not a JSON object, a missing or non-string text field, a null parquet
 value) raise DataError naming the file and the line or row, unless `skip_bad_records` is set: then they
@@ -17,7 +18,6 @@ are skipped and counted.
 from __future__ import annotations
 
 import bz2
-import codecs
 import gzip
 import io
 import json
@@ -41,10 +41,11 @@ SKIP_HINT = "set skip_bad_records = true (or --skip-bad-records) to skip and cou
 
 @dataclass
 class Unit:
-    """One source unit (a text file, a JSON record, a parquet row): its name and its text in pieces."""
+    """One source unit (a text file, a JSON record, a parquet row): its name and its text in pieces (raw
+    UTF-8 bytes for text files, strings for records)."""
 
     name: str
-    pieces: Iterator[str] | list[str]
+    pieces: Iterator[bytes] | list[str]
 
 
 @dataclass
@@ -108,36 +109,33 @@ def _read(stream: BinaryIO, size: int, path: Path) -> bytes:
         raise
 
 
-def _safe_cut(text: str) -> int:
-    """Where to end a piece of text: after its last newline, else before its last ASCII character that is
-    not a newline (so a CR LF pair and a combining sequence stay whole); 0 when there is no such place."""
-    newline = text.rfind("\n")
-    if newline >= 0:
-        return newline + 1
-    for i in range(len(text) - 1, 0, -1):
-        if text[i] < "\x80" and text[i - 1] != "\r":
+def _safe_cut(data: bytes) -> int:
+    """Where to end a piece of a very long line: before its last ASCII byte that does not follow a CR (an
+    ASCII character ends any UTF-8 sequence and never composes with what precedes it); 0 when none."""
+    for i in range(len(data) - 1, 0, -1):
+        if data[i] < 0x80 and data[i - 1] != 0x0D:
             return i
     return 0
 
 
-def text_pieces(stream: BinaryIO, path: Path, chunk_bytes: int, first: bytes = b"") -> Iterator[str]:
-    """UTF-8 text (bad bytes replaced) in pieces of about chunk_bytes, each ending at a safe place."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    parts: list[str] = []
+def byte_pieces(stream: BinaryIO, path: Path, chunk_bytes: int, first: bytes = b"") -> Iterator[bytes]:
+    """The file's bytes in pieces of about chunk_bytes, each ending after a newline (or, in a line longer
+    than two pieces, before an ASCII byte), so that decoding and normalising piece by piece gives what
+    doing it to the whole file would."""
+    parts: list[bytes] = []
     size = 0
     data = first or _read(stream, chunk_bytes, path)
     while data:
-        text = decoder.decode(data)
-        parts.append(text)
-        size += len(text)
+        parts.append(data)
+        size += len(data)
         if size >= chunk_bytes:
-            newline = text.rfind("\n")
+            newline = data.rfind(b"\n")
             if newline >= 0:  # the usual case: cut after the last newline of what was just read
-                yield "".join(parts[:-1]) + text[: newline + 1]
-                parts = [text[newline + 1 :]]
+                yield b"".join(parts[:-1]) + data[: newline + 1]
+                parts = [data[newline + 1 :]]
                 size = len(parts[0])
             elif size >= 2 * chunk_bytes:  # a very long line
-                whole = "".join(parts)
+                whole = b"".join(parts)
                 cut = _safe_cut(whole)
                 if cut:
                     yield whole[:cut]
@@ -145,7 +143,7 @@ def text_pieces(stream: BinaryIO, path: Path, chunk_bytes: int, first: bytes = b
                 else:
                     parts = [whole]
         data = _read(stream, max(chunk_bytes // 4, 1), path)
-    last = "".join(parts) + decoder.decode(b"", final=True)
+    last = b"".join(parts)
     if last:
         yield last
 
@@ -158,7 +156,7 @@ def _text_unit(path: Path, chunk_bytes: int, report: ReadReport) -> Iterator[Uni
             report.binary_files_skipped += 1
             return
         report.formats["text"] = report.formats.get("text", 0) + 1
-        yield Unit(str(path), text_pieces(stream, path, chunk_bytes, head))
+        yield Unit(str(path), byte_pieces(stream, path, chunk_bytes, head))
     finally:
         stream.close()
 

@@ -294,8 +294,15 @@ def stream_local(spec: str, files: list[Path], opts: DataOptions, chunk_bytes: i
 def load_local(spec: str, files: list[Path], opts: DataOptions | None = None) -> RawCorpus:
     """Read local files whole into memory (the stream, collected); for small corpora and tests."""
     stream = stream_local(spec, files, opts or DataOptions(), 1 << 20)
-    units = [(unit.name, "".join(unit.pieces)) for unit in stream.units]
+    units = [(unit.name, _joined(unit.pieces)) for unit in stream.units]
     return RawCorpus(stream.label, units, stream.detail, fingerprint=_files_fingerprint(files))
+
+
+def _joined(pieces) -> str:
+    pieces = list(pieces)
+    if pieces and isinstance(pieces[0], bytes):
+        return b"".join(pieces).decode("utf-8", errors="replace")
+    return "".join(pieces)
 
 
 def resolve(source: str) -> tuple[Source | None, list[Path] | None]:
