@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from rich.table import Table
 
-from scaling_cli.cli.render import interval, note, number, out, print_json_text, warn
+from scaling_cli.cli.render import interval, note, number, out, print_result, warn
 
 HELP = """Predict from a fit.json: the compute-optimal N and D for a FLOP budget, or the loss of a run.
 
@@ -45,10 +44,7 @@ def predict_command(
         group=group,
         unique_tokens=unique_tokens,
     )
-    if as_json:
-        print_json_text(json.dumps(result, indent=1))
-    else:
-        print_predictions(result)
+    print_result(result, as_json, print_predictions)
 
 
 def _cell(row: dict, key: str) -> str:

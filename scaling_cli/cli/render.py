@@ -4,7 +4,9 @@ Command modules call these; nothing here parses options or exits.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 import os
 import time
 
@@ -45,6 +47,14 @@ def warn(text: str) -> None:
 def print_json_text(text: str) -> None:
     """Already-formatted JSON exactly as given (no highlighting, no wrapping)."""
     out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_result(result: dict, as_json: bool, render: Callable[[dict], None]) -> None:
+    """A command's result as indented JSON (--json), or rendered for people."""
+    if as_json:
+        print_json_text(json.dumps(result, indent=1))
+    else:
+        render(result)
 
 
 def si(value: float | None, unit: str = "") -> str:

@@ -12,7 +12,7 @@ import typer
 
 from rich.table import Table
 
-from scaling_cli.cli.render import note, out, print_json_text, si, warn
+from scaling_cli.cli.render import note, out, print_json_text, print_result, si, warn
 
 HELP = """Propose the next runs: those that most narrow the interval of ln N_opt at a target compute (and,
 with --objective both, of the loss there) for a FLOP budget.
@@ -84,10 +84,7 @@ def suggest_command(
         out=out_path,
         command=command,
     )
-    if as_json:
-        print_json_text(json.dumps(result, indent=1))
-    else:
-        print_suggestion(result)
+    print_result(result, as_json, print_suggestion)
 
 
 def print_suggestion(result: dict) -> None:
