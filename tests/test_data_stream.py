@@ -205,3 +205,11 @@ def test_raw_bytes_read_in_pieces_clean_like_the_decoded_file(body, bom, chunk_b
     whole, report = clean.clean_corpus([("f", data.decode("utf-8", errors="replace"))], opts)
     assert streamed == [d.data for d in whole]
     assert cleaner.report().steps == report.steps
+
+
+def test_a_single_short_document_says_how_to_give_more(tmp_path):
+    (tmp_path / "one.txt").write_text("one line after another\n" * 2000)  # 46 KB, no blank line
+    with pytest.raises(DataError) as info:
+        prepare(str(tmp_path / "one.txt"), DataOptions(), cache_dir=tmp_path / "c")
+    assert info.value.problem.startswith("1 document(s) left after cleaning; need at least 2 to split")
+    assert "separate documents by blank lines, or give JSON lines" in info.value.problem

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling_cli.data import baselines, clean, quality, sources, split
+from scaling_cli.data.cutting import MAX_BLOCK_CHARS
 from scaling_cli.data.options import DataOptions
 from scaling_cli.data.shards import ShardWriter
 from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer
@@ -240,7 +241,13 @@ def build_dataset(
     sizes = np.frombuffer(spool.sizes, dtype=np.uint64).astype(np.int64) if n_docs else np.zeros(0, np.int64)
     val = split.validation_mask(keys, sizes, opts)
     if n_docs < 2:
-        raise DataError(source, "data", f"{n_docs} document(s) left after cleaning; need at least 2 to split")
+        raise DataError(
+            source,
+            "data",
+            f"{n_docs} document(s) left after cleaning; need at least 2 to split (a file is cut at blank lines, "
+            f"or at lines when it has none for {MAX_BLOCK_CHARS >> 20} MiB: separate documents by blank lines, "
+            "or give JSON lines)",
+        )
     tok = _tokenizer(kind, vocab, spool, val, opts, budget, folder)
     with ThreadPoolExecutor(SHARD_THREADS) as pool:
         # the compressors release the GIL, so the baselines run beside tokenising
