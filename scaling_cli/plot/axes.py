@@ -63,10 +63,12 @@ def log_ylim(ax, low: float, high: float) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
-def loss_ylim(ax, loss: np.ndarray, from_curves: bool) -> None:
-    """A log loss range from the lowest loss to the worst final loss (or the 90th percentile of curves)."""
+def loss_ylim(ax, loss: np.ndarray, from_curves: bool, also: np.ndarray | None = None) -> None:
+    """A log loss range from the lowest loss (of `loss` and `also`) to the worst final loss (or the 90th
+    percentile of curves)."""
     # Losses near initialisation would squash the interesting range of a curve plot.
-    low = float(np.nanmin(loss))
+    lowest = [np.nanmin(loss)] + ([np.nanmin(also)] if also is not None and np.isfinite(also).any() else [])
+    low = float(max(min(lowest), 1e-9))
     high = float(np.nanquantile(loss, 0.9)) * 1.1 if from_curves else float(np.nanmax(loss)) * 1.03
     log_ylim(ax, low * 0.95, max(high, low * 1.3))
 

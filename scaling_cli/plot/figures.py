@@ -145,7 +145,10 @@ def loss_vs_compute(ctx: Context) -> Figure:
     if kaplan is not None:
         handles += ax.plot(grid, kaplan, color=APPROACH_COLOURS["kaplan"], lw=1.0, ls="-.", label="Kaplan L(C)")
     ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=ctx.loss_label)
-    loss_ylim(ax, loss, from_curves=_has_rows(ctx.curves))
+    # The laws where the runs are count as data for the range: a law below the runs must still show.
+    in_range = grid <= compute.max()
+    laws = [values[in_range] for values in (chinchilla.loss if chinchilla else None, kaplan) if values is not None]
+    loss_ylim(ax, loss, from_curves=_has_rows(ctx.curves), also=np.concatenate(laws) if laws else None)
     notes = ctx.view.notes(("envelope", "chinchilla", "kaplan")) if ctx.view.exists else []
     title_with_notes(fig, ax, ctx.title("Loss against compute"), notes)
     if handles:
@@ -252,13 +255,16 @@ def optimal_allocation(ctx: Context) -> Figure:
     notes = ctx.view.notes(ALLOCATION_LAWS)
     if not lines:
         raise Skip("no allocation law holds: " + "; ".join(notes))
-    fig, (ax_n, ax_d) = new_figure(4.5, nrows=2, sharex=True)
+    fig, (ax_n, ax_d) = new_figure(5.4, nrows=2, sharex=True)
     handles = []
+    optima = {law: _measured_optima(ctx.view, law) for law in lines}
     for law, line in lines.items():
-        handles.append(_draw_allocation(ax_n, ax_d, line, _measured_optima(ctx.view, law)))
+        handles.append(_draw_allocation(ax_n, ax_d, line, optima[law]))
     handles += _draw_at_compute(ax_n, ax_d, ctx.view, lines)
+    _allocation_limits(ax_n, ax_d, lines, optima)
     pivot = float(np.exp(np.mean(np.log(compute_seen))))
-    anchor = next(iter(lines.values()))
+    # Reference slopes through a line that passes through measured optima, where there is one.
+    anchor = lines.get("envelope") or lines.get("isoflop") or next(iter(lines.values()))
     at_pivot = min(np.searchsorted(grid, pivot), len(grid) - 1)
     _reference_slopes(ax_n, grid, pivot, anchor.sizes[at_pivot], (CHINCHILLA_SLOPE, KAPLAN_SLOPE_N))
     _reference_slopes(ax_d, grid, pivot, anchor.tokens[at_pivot], (CHINCHILLA_SLOPE, 1 - KAPLAN_SLOPE_N))
@@ -268,9 +274,19 @@ def optimal_allocation(ctx: Context) -> Figure:
         ax.axvspan(compute_seen.min(), compute_seen.max(), color="0.92", lw=0, zorder=0)
         ax.grid(True, which="major")
     title_with_notes(fig, ax_n, ctx.title("Compute-optimal allocation"), notes)
-    ax_n.legend(handles=handles, loc="upper left", fontsize=6.0, handlelength=1.8)
-    ax_d.legend(handles=_reference_handles(), loc="upper left", fontsize=6.0, handlelength=2)
+    # Below the axes: inside, the legend would cover the lines of one approach or another.
+    fig.legend(handles=handles + _reference_handles(), loc="outside lower center", fontsize=6.0, handlelength=2)
     return fig
+
+
+def _allocation_limits(ax_n, ax_d, lines: dict, optima: dict) -> None:
+    """Fit each axis to the lines and the optima they were fitted to; a wide band may run off the axis."""
+    for ax, line_key, optima_key in ((ax_n, "sizes", "N"), (ax_d, "tokens", "D")):
+        values = [getattr(line, line_key) for line in lines.values()]
+        values += [frame[optima_key].to_numpy() for frame in optima.values() if frame is not None]
+        values = np.concatenate(values)
+        values = values[np.isfinite(values) & (values > 0)]
+        ax.set_ylim(values.min() / 3, values.max() * 3)
 
 
 def _draw_allocation(ax_n, ax_d, line: Allocation, optima) -> Line2D:
@@ -354,7 +370,8 @@ def parametric_fit(ctx: Context) -> Figure:
         contours = ax.contour(grid_d, grid_n, surface, levels=levels, cmap=cmap, norm=norm, linewidths=0.8)
         ax.clabel(contours, levels[::2], fontsize=5.5, fmt="%g", inline_spacing=2)
         handles.append(Line2D([], [], color=cmap(0.5), lw=0.8, label="iso-loss line of the fitted law"))
-        handles += _draw_optimal_path(ax, ctx.view, points)
+        path_handles, path_notes = _draw_optimal_path(ax, ctx.view, points, (tokens, sizes))
+        handles += path_handles
     runs = ax.scatter(points["D"], points["N"], c=losses, cmap=cmap, norm=norm, s=18, ec="black", lw=0.4, zorder=3)
     handles.append(Line2D([], [], color=cmap(0.6), label="run (fill: measured loss)", **{**RUN_MARKER, "ms": 4}))
     ax.set(xscale="log", yscale="log", xlabel=TOKENS_LABEL, ylabel=PARAMS_LABEL)
@@ -363,7 +380,8 @@ def parametric_fit(ctx: Context) -> Figure:
     count_axis(ax.xaxis, tokens[0], tokens[-1])
     count_axis(ax.yaxis, sizes[0], sizes[-1])
     title = law_title(params) if params else "Parametric law L(N, D)"
-    title_with_notes(fig, ax, ctx.title(title), ctx.view.notes(("chinchilla",)))
+    notes = ctx.view.notes(("chinchilla",)) + (path_notes if surface is not None else [])
+    title_with_notes(fig, ax, ctx.title(title), notes)
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.2)
     bar = fig.colorbar(runs, ax=ax, pad=0.02, fraction=0.06, aspect=25)
     bar.set_label(ctx.loss_label)
@@ -371,15 +389,25 @@ def parametric_fit(ctx: Context) -> Figure:
     return fig
 
 
-def _draw_optimal_path(ax, view: FitView, points: pd.DataFrame) -> list[Line2D]:
-    """The fit's compute-optimal (D_opt, N_opt) over the compute of the runs and a decade beyond."""
+def _draw_optimal_path(ax, view: FitView, points: pd.DataFrame, view_grid) -> tuple[list[Line2D], list[str]]:
+    """The fit's compute-optimal (D_opt, N_opt) over the compute of the runs and a decade beyond.
+
+    A path that never enters the view is said in a note rather than stretching the axes away from the runs.
+    """
     compute = np.geomspace(points["C"].min() / 3, points["C"].max() * 10, 40)
     path = view.allocation("chinchilla", compute, bands=False)
     if path is None:
-        return []
+        return [], []
+    (tokens, sizes) = view_grid
+    inside = (path.tokens >= tokens[0]) & (path.tokens <= tokens[-1]) & (path.sizes >= sizes[0])
+    inside &= path.sizes <= sizes[-1]
+    if not inside.any():
+        at = float(points["C"].max())
+        n_opt, d_opt = path.sizes[np.searchsorted(compute, at)], path.tokens[np.searchsorted(compute, at)]
+        return [], [f"compute-optimal path off the view: N_opt = {n_opt:.3g}, D_opt = {d_opt:.3g} at C = {at:.3g}"]
     colour = APPROACH_COLOURS["chinchilla"]
     ax.plot(path.tokens, path.sizes, color=colour, lw=1.3, zorder=2)
-    return [Line2D([], [], color=colour, lw=1.3, label="compute-optimal (D_opt, N_opt)")]
+    return [Line2D([], [], color=colour, lw=1.3, label="compute-optimal (D_opt, N_opt)")], []
 
 
 def law_title(params: dict) -> str:
