@@ -344,3 +344,16 @@ def test_isoflop_not_identified_keeps_the_budgets_and_says_why(inputs):
     assert figure_notes(fig)[0].startswith("Approach 2 not identified: a = -0.1 <= 0: N_opt does not grow")
     allocation = draw(inputs, "optimal_allocation", fit)
     assert not any("Approach 2" in h.get_label() for h in legend_handles(allocation))
+
+
+def test_a_law_below_the_runs_stays_in_view(inputs):
+    def lower_irreducible_loss(group):
+        group["laws"]["chinchilla"]["params"]["E"] -= 0.8
+
+    fig = draw(inputs, "loss_vs_compute", edited_fit(inputs, lower_irreducible_loss))
+    ax = fig.axes[0]
+    red = matplotlib.colors.to_rgba(figures.APPROACH_COLOURS["chinchilla"])
+    (line,) = [line for line in ax.get_lines() if matplotlib.colors.same_color(line.get_color(), red)]
+    low, high = ax.get_ylim()
+    in_view = (line.get_ydata() >= low) & (line.get_ydata() <= high)
+    assert in_view.any(), "a legend entry for a line drawn outside the axes"
