@@ -357,3 +357,15 @@ def test_a_law_below_the_runs_stays_in_view(inputs):
     low, high = ax.get_ylim()
     in_view = (line.get_ydata() >= low) & (line.get_ydata() <= high)
     assert in_view.any(), "a legend entry for a line drawn outside the axes"
+
+
+def test_the_allocation_reaches_the_fits_reference_compute(inputs):
+    far = 1e4 * FitView(inputs.fit).points()["C"].max()
+
+    def far_reference(group):
+        n_opt, d_opt = optimal_allocation(inputs.fit, "markov", "chinchilla", far)
+        group["laws"]["chinchilla"]["at_compute"].update(C=far, N_opt=float(n_opt), D_opt=float(d_opt))
+
+    fig = draw(inputs, "optimal_allocation", edited_fit(inputs, far_reference))
+    drawn = max(line.get_xdata().max() for line in lines_with_data(fig.axes[0]))
+    assert drawn >= far

@@ -249,7 +249,10 @@ def optimal_allocation(ctx: Context) -> Figure:
     ctx.require_sizes()
     ctx.require_fit()
     compute_seen = ctx.runs["C"].to_numpy()
-    grid = np.geomspace(compute_seen.min() / 3, compute_seen.max() * 30, 48)
+    # Out to the fit's reference compute (`scale fit --at-compute`), so its answer there is on the figure.
+    reported = [ctx.view.at_compute(law) for law in ALLOCATION_LAWS]
+    farthest = max([compute_seen.max() * 30, *(3 * r[0] for r in reported if r is not None)])
+    grid = np.geomspace(compute_seen.min() / 3, farthest, 48)
     lines = {law: ctx.view.allocation(law, grid) for law in ALLOCATION_LAWS}
     lines = {law: line for law, line in lines.items() if line is not None}
     notes = ctx.view.notes(ALLOCATION_LAWS)
