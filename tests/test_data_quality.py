@@ -15,7 +15,9 @@ from conftest import run_scale
 from scaling_cli.data import prepare
 from scaling_cli.data.options import DataOptions
 from scaling_cli.data.quality import split_variant
-from scaling_cli.errors import DataError
+from scaling_cli.errors import DataError, SpecError
+from scaling_cli.plan import plan_runs
+from scaling_cli.spec import load_spec
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "café", "naïve"]
 OPTS = DataOptions(doc_bytes=1024, val_min_bytes=8192)
@@ -108,7 +110,7 @@ def test_variants_are_rebuilt_byte_for_byte_and_the_seed_matters(corpus, variant
 def test_default_options_leave_data_set_names_unchanged():
     assert not {"noise_fraction", "duplicate_fraction", "max_train_bytes", "quality_seed"} & set(OPTS.to_dict())
     assert split_variant("markov", OPTS) == ("markov", OPTS)
-    assert split_variant("data/*.txt", OPTS) == ("data/*.txt", OPTS)  # a glob's ? is not a variant
+    assert split_variant("data/part?.txt", OPTS) == ("data/part?.txt", OPTS)  # a glob's ? is not a variant
 
 
 @pytest.mark.parametrize(
@@ -153,6 +155,14 @@ def _spec(tmp_path: Path, datasets: list[str], tokens: int) -> Path:
     path = tmp_path / "repeat.toml"
     path.write_text(SPEC.format(datasets=repr(datasets).replace("'", '"'), tokens=tokens))
     return path
+
+
+def test_a_spec_with_a_bad_variant_is_a_spec_error_naming_it(tmp_path):
+    spec = load_spec(_spec(tmp_path, ["markov", "markov?noise_fraction=1.5"], 16_384))
+    with pytest.raises(SpecError) as caught:
+        plan_runs(spec)
+    assert caught.value.field == "dataset.noise_fraction"
+    assert "[0, 1]" in caught.value.problem
 
 
 def test_dry_run_warns_past_four_epochs(tmp_path):
