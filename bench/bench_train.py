@@ -31,7 +31,7 @@ from scaling_cli.executors.local import LocalExecutor
 from scaling_cli.model import GPT, ModelConfig
 from scaling_cli.plan import load_sweep
 from scaling_cli.store import Store
-from scaling_cli.sweep import run_sweep, threads_for
+from scaling_cli.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 16
@@ -97,7 +97,8 @@ def one_run_sweep(label: str, config: ModelConfig, steps: int, seed: int, work: 
     outcome = run_sweep(sweep, out, LocalExecutor(workers=1), retries=0)
     assert outcome.counts["done"] == 1, outcome
     (row,) = Store(out).rows()
-    return float(row["tokens_per_s"]), threads_for(sweep.runs()[0], usable_cores())  # a lone unit gets every core
+    (attempt,) = Store(out).attempts(row["run_id"])
+    return float(row["tokens_per_s"]), attempt["threads"]
 
 
 def compare_shape(label: str, config: ModelConfig, steps: int, rounds: int, tokens: torch.Tensor, work: Path) -> float:
@@ -157,6 +158,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-sweep", action="store_true", help="skip the demo-grid comparison (minutes)")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the timed steps per round")
+    parser.add_argument("--only", choices=sorted(SHAPES), help="compare one shape only")
     args = parser.parse_args()
     print(
         f"CPU {torch.backends.cpu.get_cpu_capability()}, {usable_cores()} usable cores, load average "
@@ -167,7 +170,9 @@ def main() -> None:
     tokens = torch.from_numpy(data.train_tokens().astype("int64"))
     with tempfile.TemporaryDirectory() as work:
         for label, (config, steps) in SHAPES.items():
-            compare_shape(label, config, steps, args.rounds, tokens, Path(work))
+            if args.only and label != args.only:
+                continue
+            compare_shape(label, config, max(2, round(steps * args.steps_scale)), args.rounds, tokens, Path(work))
         if not args.no_sweep:
             sweep_level(tokens, Path(work))
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
