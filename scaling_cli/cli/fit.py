@@ -216,12 +216,27 @@ def _print_group(name: str, group: dict) -> None:
         note(f"{law_name}: {_law_note(law_name, law)}")
     for law_name, why in group["skipped"].items():
         note(f"skipped {law_name}: {why}")
+    if group.get("lr"):
+        _print_lr(group["lr"])
     if group["holdout"]:
         holdout = group["holdout"]
         mape = ", ".join(f"{k} {number(v)}%" for k, v in holdout["mape"].items())
         note(f"holdout: fitted on {holdout['fitted_on']}, {holdout['held_out']} held out; MAPE {mape}")
     if "backtest" in group:
         _print_backtest(group["backtest"])
+
+
+def _print_lr(summary: dict) -> None:
+    """The learning rate chosen per size, the grid tried, and a warning per size whose best lr is at its edge."""
+    table = _titled_table(f"lr per size ({summary['chosen_at']})", ("N", "at D", "best lr", "tried", "edge"))
+    for size in summary["sizes"]:
+        tried = ", ".join(
+            f"{lr:g}" + (" (diverged)" if loss is None else "") for lr, loss in zip(size["tried"], size["losses"])
+        )
+        table.add_row(number(size["N"]), number(size["D"]), f"{size['lr']:g}", tried, size["edge"] or "-")
+    out.print(table)
+    for warning in summary["warnings"]:
+        note(f"warning: {warning}")
 
 
 def _print_backtest(backtest: dict) -> None:

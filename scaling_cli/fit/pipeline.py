@@ -80,6 +80,7 @@ def fit_all(source, table: TableOptions | None = None, options: FitOptions | Non
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         for name, group_points in points.groupby("group", sort=True):
             groups[str(name)] = fit_group(group_points.reset_index(drop=True), options, where, convention)
+            groups[str(name)]["lr"] = info["lr_by_group"].get(str(name))
     return clean_json(
         {
             "version": VERSION,

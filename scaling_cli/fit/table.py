@@ -101,6 +101,7 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
     selected, excluded = select_rows(raw, columns, options, str(table_path))
     frame = _standard_frame(selected, columns, options)
     frame, grouping = _split_groups(frame, options.by)
+    lr_by_group = lr_by_size(frame, _diverged_runs(raw, columns, options, grouping))
     frame, lr_choices, lr_dropped = _select_best(frame, grouping["selected"])
     excluded["lr_not_best"] = lr_dropped
     points = _average_seeds(frame)
@@ -114,6 +115,7 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
         "rows": {"total": len(raw), "used": len(frame), "excluded": excluded},
         "seeds_averaged": int(len(frame) - len(points)),
         "lr_choices": lr_choices,
+        "lr_by_group": lr_by_group,
         "grouping": grouping,
         "query": options.query,
         "by": options.by,
@@ -264,9 +266,7 @@ def _split_groups(frame: pd.DataFrame, by: str | None) -> tuple[pd.DataFrame, di
     named = frame.assign(dataset=frame["dataset"].map(without_unique_cap)) if capped else frame
     axes = _varying_within_cells(named, GROUP_AXES, ["group", "N", "D"])
     if axes:
-        labels = [frame["group"].astype(str)] if by else []
-        labels += [axis + "=" + named[axis].map(_label) for axis in axes]
-        frame = frame.assign(group=[", ".join(parts) for parts in zip(*labels)])
+        frame = frame.assign(group=_group_names(frame, axes, by))
     grouping = {
         "groups": ([by] if by else []) + axes,
         "selected": _varying_within_cells(frame, SELECT_AXES),
@@ -282,6 +282,32 @@ def _split_groups(frame: pd.DataFrame, by: str | None) -> tuple[pd.DataFrame, di
             f"variants differing only in {', '.join(UNIQUE_DATA_OPTIONS)} share a group; U separates them"
         )
     return frame, grouping
+
+
+def _group_names(frame: pd.DataFrame, axes: list[str], by: str | None) -> list[str]:
+    """Each row's group name: its --by value, then `axis=value` for every axis that splits groups."""
+    capped = "U" in frame.columns and "dataset" in frame.columns
+    named = frame.assign(dataset=frame["dataset"].map(without_unique_cap)) if capped else frame
+    labels = [frame["group"].astype(str)] if by else []
+    labels += [axis + "=" + named[axis].map(_label) for axis in axes]
+    return [", ".join(parts) for parts in zip(*labels)]
+
+
+def _diverged_runs(raw: pd.DataFrame, columns: dict, options: TableOptions, grouping: dict) -> pd.DataFrame:
+    """Diverged runs with an lr, as rows of the standard frame with an infinite loss: their lr was tried."""
+    if "status" not in raw.columns or "lr" not in raw.columns:
+        return pd.DataFrame()
+    rows = raw[raw["status"].astype(str) == "diverged"]
+    if options.query and not rows.empty:
+        rows = rows.query(options.query)  # evaluable: select_rows ran it on the whole table already
+    sizes = [columns[key] for key in ("n", "d", "c") if columns[key]]
+    for column in sizes:
+        rows = rows[pd.to_numeric(rows[column], errors="coerce").gt(0)]
+    if rows.empty:
+        return pd.DataFrame()
+    frame = _standard_frame(rows.assign(**{columns["loss"]: np.inf}), columns, options)
+    axes = [axis for axis in grouping["groups"] if axis != options.by]
+    return frame.assign(group=_group_names(frame, axes, options.by)) if axes else frame
 
 
 def _label(value) -> str:
@@ -312,6 +338,66 @@ def _select_best(frame: pd.DataFrame, axes: list[str]) -> tuple[pd.DataFrame, li
         choices.append(choice)
     kept = frame.merge(best[keys + axes], on=keys + axes)
     return kept, choices, int(len(frame) - len(kept))
+
+
+def lr_by_size(frame: pd.DataFrame, diverged: pd.DataFrame | None = None) -> dict[str, dict]:
+    """{group: the learning rate chosen per model size}, for the groups whose runs tried more than one lr.
+
+    A size's lr is chosen where it ran its fullest lr grid: among its (N, D[, U]) cells with the most
+    distinct lrs, the largest budget (the run closest to what the fit extrapolates to). There the best
+    seed-mean loss wins (the best over any selected shape at equal lr). `edge` is "low" or "high" when that lr
+    is the smallest or largest of two or more tried, and each edge gives a warning: the optimum may lie outside.
+    `diverged` runs (infinite loss, null in fit.json) of the sizes used count as tried: an lr that diverged
+    bounds the grid, so the best lr below it is not at an open edge.
+    """
+    if "lr" not in frame.columns:
+        return {}
+    if diverged is not None and not diverged.empty:
+        used = frame[["group", "N"]].drop_duplicates()
+        frame = pd.concat([frame, diverged.merge(used, on=["group", "N"])], ignore_index=True)
+    rows = frame.assign(lr=pd.to_numeric(frame["lr"], errors="coerce")).dropna(subset=["lr"])
+    keys = cell_keys(rows)
+    summaries = {}
+    for group, runs in rows.groupby("group", sort=True):
+        if runs["lr"].nunique() < 2:
+            continue
+        shapes = [axis for axis in SELECT_AXES if axis != "lr" and axis in runs.columns]
+        seed_means = runs.groupby(keys + ["lr", *shapes], sort=True, dropna=False)["loss"].mean()
+        per_lr = seed_means.groupby(level=keys + ["lr"], sort=True).min().reset_index()
+        sizes = [_size_choice(cells) for _, cells in per_lr.groupby("N", sort=True)]
+        summaries[str(group)] = {
+            "chosen_at": "largest budget among a size's runs with the most lrs tried; best seed-mean loss",
+            "sizes": sizes,
+            "warnings": [_edge_warning(size) for size in sizes if size["edge"]],
+        }
+    return summaries
+
+
+def _size_choice(cells: pd.DataFrame) -> dict:
+    """The lr chosen for one size from its per-(cell, lr) losses (see lr_by_size)."""
+    cell_columns = [column for column in ("D", "U") if column in cells.columns]
+    cells = cells[cells.groupby(cell_columns)["loss"].transform("min") < np.inf]  # not every lr diverged
+    tried_per_cell = cells.groupby(cell_columns)["lr"].nunique()
+    fullest = tried_per_cell[tried_per_cell == tried_per_cell.max()].index.max()
+    fullest = fullest if isinstance(fullest, tuple) else (fullest,)
+    at = cells[np.logical_and.reduce([cells[c] == v for c, v in zip(cell_columns, fullest)])]
+    at = at.sort_values("lr")
+    tried = [float(lr) for lr in at["lr"]]
+    best = float(at.loc[at["loss"].idxmin(), "lr"])
+    edge = None
+    if len(tried) >= 2 and best == tried[0]:
+        edge = "low"
+    elif len(tried) >= 2 and best == tried[-1]:
+        edge = "high"
+    choice = {"N": float(cells["N"].iloc[0]), **{c: float(v) for c, v in zip(cell_columns, fullest)}}
+    choice.update({"lr": best, "tried": tried, "losses": [float(v) for v in at["loss"]], "edge": edge})
+    return choice
+
+
+def _edge_warning(size: dict) -> str:
+    extreme, direction = ("smallest", "downward") if size["edge"] == "low" else ("largest", "upward")
+    tried = ", ".join(f"{lr:g}" for lr in size["tried"])
+    return f"N={size['N']:.3g}: best lr {size['lr']:g} is the {extreme} tried ({tried}); extend the lr grid {direction}"
 
 
 def _plain(value):
