@@ -159,6 +159,17 @@ def test_near_dedup_removes_near_copies_and_the_manifest_says_what_each_step_rem
     assert steps["dedup_near"]["docs_removed"] == 10 and steps["dedup_near"]["threshold"] == 0.8
     assert near_data.manifest["documents"]["after_cleaning"] == 30
     assert exact.manifest["documents"]["after_cleaning"] == 40
+    shown = run_scale(
+        "data",
+        "prepare",
+        corpus,
+        "--near-dedup",
+        "--set",
+        "val_min_bytes=1000",
+        env={"SCALE_CACHE": str(tmp_path / "c")},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "removed: dedup_documents 5 docs" in shown.stdout and "dedup_near 10 docs" in shown.stdout
     assert {s["step"]: s for s in exact.manifest["cleaning"]}["dedup_near"] == {"step": "dedup_near", "enabled": False}
 
 

@@ -237,8 +237,11 @@ def _removed_line(manifest: dict) -> str:
     """What each enabled dedup or filter step removed, e.g. 'dedup_documents 12 docs, dedup_near 3 docs'."""
     parts = []
     for step in manifest.get("cleaning", []):
-        if step["enabled"] and step.get("docs_removed") is not None and step["step"] not in ("normalize", "cut"):
-            parts.append(f"{step['step']} {step['docs_removed']:,} docs ({size_in_bytes(step['bytes_removed'])})")
+        if step["enabled"] and step.get("bytes_removed") is not None and step["step"] not in ("normalize", "cut"):
+            count, unit = step.get("paragraphs_removed"), "paragraphs"
+            if count is None:
+                count, unit = step.get("docs_removed", 0), "docs"
+            parts.append(f"{step['step']} {count:,} {unit} ({size_in_bytes(step['bytes_removed'])})")
     return ", ".join(parts)
 
 
