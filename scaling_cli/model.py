@@ -196,16 +196,16 @@ class GPT(nn.Module):
         A trainer sets every group's lr to schedule(step) * group["lr_scale"]. Under "sp" this is today's
         two groups at scale 1; under "mup" hidden matrices form a third group at scale base_width / d_model.
         """
-        hidden, embeddings, vectors = [], [], []
+        hidden, at_base_lr, vectors = [], [], []  # at_base_lr: embeddings (and, under sp, every matrix)
         for name, param in self.named_parameters():
             if param.dim() < 2:
                 vectors.append(param)
             elif self.config.parametrization == "mup" and _is_hidden_matrix(name, param):
                 hidden.append(param)
             else:
-                embeddings.append(param)
+                at_base_lr.append(param)
         groups = [
-            {"params": embeddings, "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": at_base_lr, "weight_decay": weight_decay, "lr_scale": 1.0},
             {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0},
         ]
         if hidden:
