@@ -207,9 +207,40 @@ def test_raw_bytes_read_in_pieces_clean_like_the_decoded_file(body, bom, chunk_b
     assert cleaner.report().steps == report.steps
 
 
-def test_a_single_short_document_says_how_to_give_more(tmp_path):
-    (tmp_path / "one.txt").write_text("one line after another\n" * 2000)  # 46 KB, no blank line
+def _records(n: int) -> str:
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(300)]
+    return "".join(f"record {i}: " + " ".join(rng.choice(words, 12)) + "\n" for i in range(n))
+
+
+def test_a_file_under_the_block_limit_without_blank_lines_is_cut_at_lines(tmp_path):
+    """One record per line, no blank line, far under MAX_BLOCK_CHARS: one paragraph, which alone cannot be
+    split, so the file is cut at lines into pieces of about doc_bytes."""
+    path = tmp_path / "records.txt"
+    path.write_text(_records(5_500))  # about 300 KB
+    data = prepare(str(path), DataOptions(), cache_dir=tmp_path / "c")
+    m = data.manifest
+    assert m["documents"]["after_cleaning"] >= 30 and m["documents"]["val"] >= 1 and m["documents"]["train"] >= 1
+    cut = next(step for step in m["cleaning"] if step["step"] == "cut")
+    assert cut["cut_at_lines_over_bytes"] == m["options"]["doc_bytes"]
+    text = ByteTokenizer().decode(np.concatenate([data.train_tokens(), data.val_tokens()]))
+    assert sorted(text.splitlines()) == sorted(path.read_text().splitlines())
+
+
+def test_a_corpus_that_splits_at_blank_lines_is_not_cut_at_lines(tmp_path):
+    (tmp_path / "two.txt").write_text(_records(4_000) + "\n" + _records(4_000))  # two paragraphs of 220 KB
+    m = prepare(str(tmp_path / "two.txt"), DataOptions(), cache_dir=tmp_path / "c").manifest
+    assert m["documents"]["after_cleaning"] == 2
+    assert "cut_at_lines_over_bytes" not in next(step for step in m["cleaning"] if step["step"] == "cut")
+
+
+def test_a_corpus_too_small_to_split_says_how_to_give_more(tmp_path):
+    (tmp_path / "one.txt").write_text("one line after another\n" * 300)  # 6.9 KB: under one document
     with pytest.raises(DataError) as info:
         prepare(str(tmp_path / "one.txt"), DataOptions(), cache_dir=tmp_path / "c")
-    assert info.value.problem.startswith("1 document(s) left after cleaning; need at least 2 to split")
-    assert "separate documents by blank lines, or give JSON lines" in info.value.problem
+    assert info.value.problem.startswith("1 document(s) left after cleaning, even cut at lines into pieces of 8192")
+    result = run_scale("data", "prepare", tmp_path / "one.txt", env={"SCALE_CACHE": str(tmp_path / "c")})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "need at least 2 to split (give more text, or a smaller doc_bytes)" in result.stderr
+    assert not list((tmp_path / "c").glob("prepared/*/manifest.json"))

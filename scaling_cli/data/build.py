@@ -160,9 +160,9 @@ def byte_counts(data: bytes) -> np.ndarray:
     return counts
 
 
-def _read_pass(source: str, opts: DataOptions, cache: Path, folder: Path, budget: Budget):
+def _read_pass(source: str, opts: DataOptions, cache: Path, folder: Path, budget: Budget, max_block: int):
     stream = sources.open_stream(source, opts, cache, budget.chunk_bytes)
-    cleaner = clean.Cleaner(opts)
+    cleaner = clean.Cleaner(opts, max_block)
     spool = Spool(folder / SPOOL)
     try:
         for unit in stream.units:
@@ -235,7 +235,12 @@ def build_dataset(
 ) -> None:
     """Build the data set's files (shards, tokenizer, manifest) in `folder`."""
     started = time.perf_counter()
-    stream, cleaner, spool = _read_pass(source, opts, cache, folder, budget)
+    stream, cleaner, spool = _read_pass(source, opts, cache, folder, budget, MAX_BLOCK_CHARS)
+    if len(spool.keys) < 2:
+        # Too few documents to split (one paragraph of at most MAX_BLOCK_CHARS): read again, cutting every
+        # paragraph longer than doc_bytes at lines. Only a corpus that would be refused pays for the second
+        # read, and every corpus that splits at the usual cut keeps its documents, tokens and checksums.
+        stream, cleaner, spool = _read_pass(source, opts, cache, folder, budget, opts.doc_bytes)
     n_docs = len(spool.keys)
     keys = np.frombuffer(spool.keys, dtype=np.uint64) if n_docs else np.zeros(0, np.uint64)
     sizes = np.frombuffer(spool.sizes, dtype=np.uint64).astype(np.int64) if n_docs else np.zeros(0, np.int64)
@@ -244,9 +249,8 @@ def build_dataset(
         raise DataError(
             source,
             "data",
-            f"{n_docs} document(s) left after cleaning; need at least 2 to split (a file is cut at blank lines, "
-            f"or at lines when it has none for {MAX_BLOCK_CHARS >> 20} MiB: separate documents by blank lines, "
-            "or give JSON lines)",
+            f"{n_docs} document(s) left after cleaning, even cut at lines into pieces of {opts.doc_bytes} bytes; "
+            "need at least 2 to split (give more text, or a smaller doc_bytes)",
         )
     tok = _tokenizer(kind, vocab, spool, val, opts, budget, folder)
     with ThreadPoolExecutor(SHARD_THREADS) as pool:

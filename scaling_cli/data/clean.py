@@ -263,7 +263,8 @@ class Cleaner:
             report.add("normalize", True, files_changed=self.units_changed, bytes_removed=self.normalize_removed)
         else:
             report.add("normalize", False)
-        report.add("cut", True, files=self.units, documents=self.cut_docs, doc_bytes=opts.doc_bytes)
+        at_lines = {} if self.max_block == MAX_BLOCK_CHARS else {"cut_at_lines_over_bytes": self.max_block}
+        report.add("cut", True, files=self.units, documents=self.cut_docs, doc_bytes=opts.doc_bytes, **at_lines)
         self._dedup_steps(report)
         if opts.min_doc_bytes > 0:
             report.add(

@@ -9,6 +9,8 @@ partition: the documents concatenate back to the source text.
 A paragraph (a block between blank lines) longer than MAX_BLOCK_CHARS is cut at line boundaries instead,
 and a line longer than that at character boundaries, so that a big file without blank lines (one record
 per line, or raw text) still gives many documents, and memory stays bounded however long the block is.
+A smaller file without blank lines is one paragraph; when the whole corpus gives fewer than 2 documents,
+the build reads it again with max_block = doc_bytes (see `build`), which cuts that paragraph at lines.
 
 The cutter works on UTF-8 bytes (sizes are in bytes, and the paragraph break is ASCII, so it never matches
 inside a multi-byte character). On a stream it jumps from one document end to the next with a regex
