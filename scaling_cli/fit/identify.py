@@ -95,8 +95,35 @@ def _repetition_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
 
 
 def remark_after_intervals(name: str, fitted: dict, points: pd.DataFrame) -> dict:
-    """Judge a law again once its bootstrap intervals are known (only the data-constrained law uses them)."""
-    if name == "constrained":
-        fitted.pop("problems", None)
-        mark(name, fitted, points)
+    """Judge a law again once its bootstrap intervals are known.
+
+    A point estimate with alpha = 0.35 says little when resampling the same runs moves alpha below zero: the
+    runs then cannot tell that loss falls with N at all, and the allocation built on alpha is a guess (its
+    N_opt interval spans many decades). Such a law is not identified, and its allocation is dropped.
+    """
+    if name not in ("chinchilla", "constrained"):
+        return fitted
+    fitted.pop("problems", None)
+    mark(name, fitted, points)
+    found = fitted.get("problems", []) + _exponent_interval_problems(fitted)
+    if found:
+        fitted["status"] = "not_identified"
+        fitted["problems"] = found
+        fitted.pop("at_compute", None)
     return fitted
+
+
+def _exponent_interval_problems(fitted: dict) -> list[str]:
+    intervals = fitted.get("intervals") or {}
+    found = []
+    for exponent, variable, remedy in (
+        ("alpha", "N", "add models spanning more sizes"),
+        ("beta", "D", "add token budgets spanning more"),
+    ):
+        low, high = (intervals.get(exponent) or [np.nan, np.nan])[:2]
+        if low is not None and np.isfinite(low) and low <= 0:
+            found.append(
+                f"{exponent}'s interval [{low:.3g}, {high:.3g}] reaches 0: resampling the runs cannot show the "
+                f"loss falling with {variable}; {remedy}"
+            )
+    return found
