@@ -107,6 +107,19 @@ def test_variants_are_rebuilt_byte_for_byte_and_the_seed_matters(corpus, variant
     assert [s["sha256"] for s in reseeded.manifest["shards"]] != shards
 
 
+def test_with_bpe_every_variant_shares_the_tokenizer_and_validation_tokens(corpus, tmp_path):
+    def bpe(query):
+        return prepare(f"{corpus}{query}", OPTS, tokenizer="bpe", vocab_size=320, cache_dir=tmp_path)
+
+    clean, noised, duplicated = bpe(""), bpe("?noise_fraction=0.5"), bpe("?duplicate_fraction=0.5")
+    vocab = (clean.path / "tokenizer.json").read_bytes()
+    for data in (noised, duplicated):
+        assert (data.path / "tokenizer.json").read_bytes() == vocab
+        assert np.array_equal(data.val_tokens(), clean.val_tokens())
+    assert duplicated.manifest["train_unique"]["tokens"] == len(clean.train_tokens()) < len(duplicated.train_tokens())
+    assert noised.tokenizer().decode(noised.train_tokens()) != clean.tokenizer().decode(clean.train_tokens())
+
+
 def test_default_options_leave_data_set_names_unchanged():
     assert not {"noise_fraction", "duplicate_fraction", "max_train_bytes", "quality_seed"} & set(OPTS.to_dict())
     assert split_variant("markov", OPTS) == ("markov", OPTS)
