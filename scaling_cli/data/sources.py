@@ -23,6 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from scaling_cli import atomic
 from scaling_cli.data import markov
 from scaling_cli.data.options import DataOptions
 from scaling_cli.data.readers import ReadReport, Unit, read_units
@@ -79,7 +80,7 @@ def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
     with FileLock(str(folder / f".{sdist.package}.lock")):
         if target.exists():
             return target
-        # pip writes into a private folder and the finished file is renamed into place, so a reader that
+        # pip writes into a private folder and the finished file is published atomically, so a reader that
         # does not take the lock never sees half a tarball
         with tempfile.TemporaryDirectory(dir=folder) as staging:
             cmd = [
@@ -109,7 +110,7 @@ def fetch_sdist(sdist: Sdist, cache: Path) -> Path:
                     "download",
                     f"could not fetch the sdist ({reason}); place {sdist.filename} in {folder} by hand",
                 )
-            os.replace(fetched, target)
+            atomic.write_via_path(target, lambda temp: os.replace(fetched, temp))
     return target
 
 

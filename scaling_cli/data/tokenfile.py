@@ -3,8 +3,8 @@ a flat little-endian array (uint8 for a byte vocabulary, uint16 up to 65536 toke
 
 Training reads windows straight from the map, so a worker's memory does not grow with the corpus and
 all workers on a machine share one copy through the page cache. The file is built on first use under a
-lock from the checksum-verified lz4 shards (the stored form) and renamed into place; a stamp beside it
-(`<split>.tokens.json`) records each shard's checksum, size and modification time, so a shard that is
+lock from the checksum-verified lz4 shards (the stored form) and written atomically (`atomic`); a stamp
+beside it (`<split>.tokens.json`) records each shard's checksum, size and modification time, so a shard that is
 replaced or damaged later makes the file be rebuilt (and the damage reported) instead of trusted. In a
 prepared directory this process cannot write to, the tokens are decompressed into memory as before.
 """
@@ -15,10 +15,12 @@ import json
 import os
 import weakref
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from filelock import FileLock
 
+from scaling_cli import atomic
 from scaling_cli.data.shards import read_shard_disk, read_split
 from scaling_cli.errors import DataError
 
@@ -73,17 +75,12 @@ def open_tokens(folder: Path, entries: list[dict], split: str, vocab_size: int) 
 
 
 def _build(folder: Path, parts: list[dict], path: Path, stamp_path: Path, dtype: np.dtype, stamp: list) -> None:
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    def write_tokens(out: BinaryIO) -> None:
+        for entry in parts:
+            out.write(read_shard_disk(folder, entry).astype(dtype, copy=False).tobytes())
+
     try:
-        with open(staging, "wb") as out:
-            for entry in parts:
-                out.write(read_shard_disk(folder, entry).astype(dtype, copy=False).tobytes())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staging, path)
+        atomic.write_stream(path, write_tokens)
+        atomic.write_text(stamp_path, json.dumps(stamp))
     except OSError as exc:
         raise DataError(str(path), "tokens", f"cannot write the token file ({exc.strerror or exc})") from None
-    finally:
-        if staging.exists():
-            staging.unlink()
-    stamp_path.write_text(json.dumps(stamp))

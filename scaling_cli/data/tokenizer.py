@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from scaling_cli.errors import DataError
+from scaling_cli.validate import TOKENIZERS
 
-TOKENIZERS = ("bytes", "bpe")
 BYTE_VOCAB = 256
 BPE_FILE = "tokenizer.json"
 
