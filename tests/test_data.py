@@ -504,6 +504,13 @@ def test_stats_of_a_prepared_directory(markov_data):
     assert info["unigram_entropy"]["bits_per_byte"] > markov_data.entropy_rate_bits
 
 
+def test_stats_of_a_source_prepares_it_with_prepares_keywords(markov_data, tmp_path):
+    info = stats("markov", SMALL_MARKOV, tokenizer="bpe", vocab_size=300, cache_dir=tmp_path)
+    assert info["tokenizer"]["kind"] == "bpe" and Path(info["path"]).parent == tmp_path / "prepared"
+    assert info["documents"] == markov_data.manifest["documents"]  # the same text, split the same way
+    assert info["bytes_per_token"] > 1.0
+
+
 def test_a_killed_build_leaves_nothing_that_blocks_the_next(tmp_path):
     root = tmp_path / "prepared"
     root.mkdir()

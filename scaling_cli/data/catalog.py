@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,29 +78,22 @@ def list_sources(cache_dir: Path | None = None) -> list[dict]:
     return rows
 
 
-def _resolve(
-    name_or_path: str, options: DataOptions, tokenizer: str, vocab_size: int | None, cache_dir: Path | None
-) -> PreparedData:
+def _resolve(name_or_path: str, options: DataOptions, prepare_args: dict[str, Any]) -> PreparedData:
     path = Path(name_or_path).expanduser()
     if (path / MANIFEST).exists():
         return open_prepared(path)
-    return prepare(name_or_path, options, tokenizer, vocab_size, cache_dir)
+    return prepare(name_or_path, options, **prepare_args)
 
 
-def stats(
-    name_or_path: str,
-    options: DataOptions = DEFAULT_OPTIONS,
-    tokenizer: str = "bytes",
-    vocab_size: int | None = None,
-    cache_dir: Path | None = None,
-) -> dict:
+def stats(name_or_path: str, options: DataOptions = DEFAULT_OPTIONS, **prepare_args: Any) -> dict:
     """Sizes, what cleaning removed, compressor baselines and unigram entropy of a data set.
 
-    `name_or_path` is a prepared directory or a source name (prepared with the given options first, a
-    no-op when it exists). Reading the tokens verifies every shard's checksum (when the token files are
-    built, that is on first use or after a shard changed).
+    `name_or_path` is a prepared directory or a source name, prepared first with `options` and the
+    keyword arguments of `prepare` (tokenizer, vocab_size, cache_dir, ...); a no-op when it exists.
+    Reading the tokens verifies every shard's checksum (when the token files are built, that is on first
+    use or after a shard changed).
     """
-    data = _resolve(name_or_path, options, tokenizer, vocab_size, cache_dir)
+    data = _resolve(name_or_path, options, prepare_args)
     m = data.manifest
     counts = np.zeros(data.vocab_size, dtype=np.int64)
     for tokens in (data.train_tokens(), data.val_tokens()):
