@@ -1,5 +1,6 @@
 """Every spec the repository ships in sweeps/ plans without error, and each CPU spec, shrunk to its first two
-widths, budgets, learning rates and data sets, trains, fits and plots through `scale` without a traceback."""
+widths, budgets, learning rates and data sets and to a few dozen steps, trains, fits and plots through `scale`
+without a traceback."""
 
 from __future__ import annotations
 
@@ -15,22 +16,64 @@ CPU_SPECS = [spec for spec in SPECS if tomllib.loads(spec.read_text()).get("devi
 # The axes whose lists are cut to their first two values; every other key of the spec stays as shipped.
 SHRUNK_AXES = ("d_model", "tokens", "lr", "dataset")
 LIST_VALUE = re.compile(rf"(?m)^({'|'.join(SHRUNK_AXES)})(\s*=\s*)\[([^\]]*)\]")
+MAX_STEPS = 32  # the largest budget of a shrunk spec, in optimizer steps; budgets and warmup scale together
 
 
 def shrink(text: str) -> str:
-    """The spec with each list of SHRUNK_AXES cut to its first two values (comments and other keys kept)."""
-    return LIST_VALUE.sub(lambda m: f"{m[1]}{m[2]}[{','.join(m[3].split(',')[:2]).strip()}]", text)
+    """The spec with each list of SHRUNK_AXES cut to its first two values and its budgets (with the warmup)
+    scaled down to at most MAX_STEPS steps; comments and every other key stay as shipped."""
+    text = LIST_VALUE.sub(lambda m: f"{m[1]}{m[2]}[{','.join(m[3].split(',')[:2]).strip()}]", text)
+    spec = tomllib.loads(text)
+    train = spec["train"]
+    step = train["batch_size"] * spec["model"]["seq_len"]
+    budgets = train["tokens"] if isinstance(train["tokens"], list) else [train["tokens"]]
+    scale = min(1.0, MAX_STEPS * step / max(budgets))
+    if scale == 1.0:
+        return text
+    scaled = [max(1, round(budget * scale / step)) * step for budget in budgets]
+    text = _set_value(text, "tokens", str(scaled) if isinstance(train["tokens"], list) else str(scaled[0]))
+    if "warmup_tokens" in train:
+        text = _set_value(text, "warmup_tokens", str(int(train["warmup_tokens"] * scale)))
+    return text
 
 
-def test_shrink_keeps_keys_and_cuts_lists():
-    spec = tomllib.loads((REPO / "sweeps" / "data-quality.toml").read_text())
-    shrunk = tomllib.loads(shrink((REPO / "sweeps" / "data-quality.toml").read_text()))
-    assert shrunk["model"]["d_model"] == spec["model"]["d_model"][:2]
-    assert shrunk["train"]["tokens"] == spec["train"]["tokens"][:2]
-    assert shrunk["dataset"] == spec["dataset"][:2]
-    assert {k: v for k, v in shrunk["train"].items() if k != "tokens"} == {
-        k: v for k, v in spec["train"].items() if k != "tokens"
-    }
+def _set_value(text: str, key: str, value: str) -> str:
+    text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+    assert count == 1, key
+    return text
+
+
+SPEC_TO_SHRINK = """
+name = "shrink-me"
+dataset = ["markov", "pystdlib", "shakespeare"]  # three data sets
+seeds = [0]
+
+[data]
+markov_order = 1
+
+[model]
+d_model = [16, 32, 48, 64]
+seq_len = 32
+
+[train]
+tokens = [32_768, 65_536, 131_072]  # 64, 128 and 256 steps of 512 tokens
+batch_size = 16
+lr = [1e-3, 3e-3, 1e-2]
+warmup_tokens = 4_096
+schedule = "wsd"
+"""
+
+
+def test_shrink_cuts_lists_and_steps_and_keeps_the_rest():
+    spec = tomllib.loads(SPEC_TO_SHRINK)
+    shrunk = tomllib.loads(shrink(SPEC_TO_SHRINK))
+    assert shrunk["dataset"] == ["markov", "pystdlib"] and shrunk["model"]["d_model"] == [16, 32]
+    assert shrunk["train"]["lr"] == [1e-3, 3e-3]
+    assert shrunk["train"]["tokens"] == [16 * 512, MAX_STEPS * 512]  # 64 and 128 steps, scaled by 1/4
+    assert shrunk["train"]["warmup_tokens"] == 1_024
+    kept = ("name", "seeds", "data")
+    assert {key: shrunk[key] for key in kept} == {key: spec[key] for key in kept}
+    assert (shrunk["model"]["seq_len"], shrunk["train"]["batch_size"], shrunk["train"]["schedule"]) == (32, 16, "wsd")
 
 
 def _no_traceback(result, what: str) -> None:
