@@ -166,8 +166,11 @@ def _size_n(raw: dict, entry, path: Path, n_column: str) -> float | None:
 def _budgets(source: Sweep, extension: float, ran: pd.DataFrame) -> list[int]:
     """The token budgets of the spec and of the runs in the results, and sqrt(2) steps up to `extension` x
     the largest, in whole optimiser steps."""
-    trained = sorted({run.tokens for run in source.runs()} | {int(t) for t in ran["tokens"]})
+    planned = sorted({run.tokens for run in source.runs()})
     step = max(run.train.batch_size * run.model.seq_len for run in source.runs())
+    # runs.parquet holds the tokens trained (whole optimiser steps), not the budget the spec asked for
+    others = {int(t) for t in ran["tokens"] if all(abs(int(t) - b) >= step for b in planned)}
+    trained = sorted(set(planned) | others)
     largest = trained[-1]
     extra = [largest * STEP**k for k in range(1, int(round(math.log(extension) / math.log(STEP))) + 1)]
     rounded = [max(step, int(round(t / step)) * step) for t in extra]
