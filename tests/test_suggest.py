@@ -116,7 +116,9 @@ def write_results(directory, spec="demo.toml", noise=0.01):
     rows = []
     for run in load_sweep(directory / "spec.toml").runs():
         loss = float(chinchilla_loss(LAW, run.params, run.tokens)) * np.exp(rng.normal(0, noise))
-        rows.append({**run.describe(), "val_loss": loss, "train_loss": loss, "status": "done"})
+        step = run.train.batch_size * run.model.seq_len
+        trained = run.tokens // step * step  # the trainer records whole optimiser steps: 73,728 of 75,000
+        rows.append({**run.describe(), "tokens": trained, "val_loss": loss, "train_loss": loss, "status": "done"})
     pd.DataFrame(rows).to_parquet(directory / "runs.parquet")
     return directory, rows
 
@@ -142,6 +144,8 @@ def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path)
     new = [run for run in load_sweep(out).runs() if run.run_id not in done]
     assert {(float(run.params), run.tokens) for run in new} == proposed
     assert proposal["spec"]["remaining_flops"] <= proposal["budget"] * 1.01
+    trained = {row["tokens"] for row in rows} - set(source.budgets)
+    assert not {tokens for _, tokens in proposed} & trained  # a finished run is never proposed again
 
 
 def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
