@@ -133,7 +133,7 @@ def sweep_level(tokens: torch.Tensor, work: Path) -> None:
     sweep = load_sweep(REPO / "sweeps" / "demo.toml")
     prepare("shakespeare", sweep.data_options)
     best_step_s = {}
-    for config in sweep.shapes:
+    for config in {run.model for run in sweep.runs()}:
         best_step_s[config] = min(
             min(bare_loop_step_s(config, tokens, 12, threads, seed) for seed in range(2))
             for threads in range(1, usable_cores() + 1)
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-sweep", action="store_true", help="skip the demo-grid comparison (minutes)")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the timed steps per round")
-    parser.add_argument("--only", choices=sorted(SHAPES), help="compare one shape only")
+    parser.add_argument("--only", choices=[*sorted(SHAPES), "sweep"], help="one shape only, or the sweep level only")
     args = parser.parse_args()
     print(
         f"CPU {torch.backends.cpu.get_cpu_capability()}, {usable_cores()} usable cores, load average "
@@ -170,10 +170,10 @@ def main() -> None:
     tokens = torch.from_numpy(data.train_tokens().astype("int64"))
     with tempfile.TemporaryDirectory() as work:
         for label, (config, steps) in SHAPES.items():
-            if args.only and label != args.only:
+            if args.only and args.only != label:
                 continue
             compare_shape(label, config, max(2, round(steps * args.steps_scale)), args.rounds, tokens, Path(work))
-        if not args.no_sweep:
+        if not args.no_sweep and args.only in (None, "sweep"):
             sweep_level(tokens, Path(work))
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
