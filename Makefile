@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: install ## Prepare Shakespeare, sweep sweeps/demo.toml, fit, plot and write report.html (minutes on 2 cores; reruns train nothing).
 	$(BIN)/scale data prepare shakespeare
 	$(BIN)/scale sweep sweeps/demo.toml --out $(DEMO) --workers 2
-	$(BIN)/scale fit $(DEMO) --holdout 3
+	$(BIN)/scale fit $(DEMO) --holdout 3 --backtest
 	$(BIN)/scale plot $(DEMO)
 	$(BIN)/scale status $(DEMO) --summary
 	$(BIN)/scale report $(DEMO)

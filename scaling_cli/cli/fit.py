@@ -264,5 +264,7 @@ def _print_backtest(backtest: dict) -> None:
             f"recommended for predict: {chosen['law']} on {chosen['filter']} "
             f"(expected extrapolation error {chosen['expected_error']:.2f}%, max {chosen['max_error']:.2f}%)"
         )
+        if (chosen.get("fit") or {}).get("status", "ok") != "ok":
+            note("  withheld: " + "; ".join(chosen["fit"].get("problems", ["not identified"])))
     else:
         note("recommended for predict: none (no law could be scored)")

@@ -85,7 +85,8 @@ def _fitted_law_line(fit_path: Path) -> str | None:
     p = law["params"]
     r2 = law.get("r2")
     r2_text = f", R^2 = {r2:.3f}" if isinstance(r2, (int, float)) else ""
+    verdict = "" if law.get("status", "ok") == "ok" else "; NOT IDENTIFIED: " + "; ".join(law.get("problems", []))
     return (
         f"fitted law ({name}): L(N, D) = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + "
-        f"{p['B']:.3g}/D^{p['beta']:.3g}{r2_text}"
+        f"{p['B']:.3g}/D^{p['beta']:.3g}{r2_text}{verdict}"
     )

@@ -150,7 +150,21 @@ def fit_group(points: pd.DataFrame, options: FitOptions, where: str, convention:
     }
     if options.backtest:
         group["backtest"] = _backtest(points, options, where, convention)
+        _withhold_unidentified_recommendation(group)
     return group
+
+
+def _withhold_unidentified_recommendation(group: dict) -> None:
+    """A backtest refit is judged without bootstrap; when the same law fitted on all runs is not identified
+    (e.g. its alpha interval reaches 0), its refit must not carry an allocation into `predict` either."""
+    recommended = (group["backtest"] or {}).get("recommended")
+    if not recommended or not recommended.get("fit"):
+        return
+    on_all_runs = group["laws"].get(recommended["law"], {})
+    if on_all_runs.get("status", "ok") != "ok" and recommended["fit"].get("status") == "ok":
+        recommended["fit"]["status"] = "not_identified"
+        recommended["fit"]["problems"] = ["on all runs: " + p for p in on_all_runs.get("problems", [])]
+        recommended["fit"].pop("at_compute", None)
 
 
 def default_laws(points: pd.DataFrame) -> tuple[str, ...]:

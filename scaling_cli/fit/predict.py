@@ -271,7 +271,8 @@ def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict,
         if name is None:
             return None
         laws = {name: laws[name]}
-        answer = {"law": name, "filter": "all", "expected_error": None, "source": "no backtest (scale fit --backtest)"}
+        source = "backtest's choice not identified" if choice else "no backtest (scale fit --backtest)"
+        answer = {"law": name, "filter": "all", "expected_error": None, "source": source}
     name = answer["law"]
     if compute is not None:
         answer["compute"] = _recommended_split(laws, name, compute, convention, span)
