@@ -104,14 +104,14 @@ def test_sweep_writes_both_tables_with_one_row_per_run(baseline):
     assert len(result.stdout.splitlines()) >= 7  # one plain line per run when stdout is not a terminal
 
 
-def test_rerun_trains_nothing_and_is_fast(baseline):
+def test_rerun_trains_nothing(baseline):
+    # Speed is a benchmark's business (shared machines are noisy); what users rely on is that nothing retrains.
     out, _, _ = baseline
     rows_before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")}
-    started = time.time()
+    curves_before = {p: p.read_bytes() for p in out.glob("runs/*/curve.jsonl")}
     result = run_scale("sweep", TINY, "--out", out)
-    elapsed = time.time() - started
     assert result.returncode == 0, result.stderr
-    assert elapsed < 20
+    assert {p: p.read_bytes() for p in out.glob("runs/*/curve.jsonl")} == curves_before
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")} == rows_before
     assert all(len(lines) == 1 for lines in attempts(out).values())
     status = run_scale("status", out, "--summary")
