@@ -140,44 +140,44 @@ class TrainingTransform:
     def steps(self, sizes: np.ndarray) -> list[dict]:
         """The manifest's cleaning entries of the three steps (applied to the training split only)."""
         opts = self.opts
-        noised_bytes = sum(self.keep_bytes[i] for i in self.noised)
-        duplicated_bytes = sum(self.keep_bytes[i] for i in self.duplicated)
-        cap = {"step": "max_train_bytes", "enabled": opts.max_train_bytes is not None}
-        if cap["enabled"]:
-            cut = sum(1 for i, kept in self.keep_bytes.items() if kept < sizes[i])
-            cap |= {
-                "split": "train",
-                "cap": opts.max_train_bytes,
-                "docs_kept": len(self.keep_bytes),
-                "docs_removed": self.removed_docs,
-                "docs_cut": cut,
-                "bytes_kept": sum(self.keep_bytes.values()),
-                "bytes_removed": self.train_bytes - sum(self.keep_bytes.values()),
-            }
-        noise = {"step": "noise", "enabled": opts.noise_fraction > 0}
-        if noise["enabled"]:
-            noise |= {
-                "split": "train",
-                "fraction": opts.noise_fraction,
-                "seed": opts.quality_seed,
-                "method": "characters of each chosen document shuffled (its bytes, for ASCII text)",
-                "docs_changed": len(self.noised),
-                "bytes_shuffled": noised_bytes,
-                "bytes_differing": self.counts["noise_bytes_differing"],
-            }
-        duplicate = {"step": "duplicate", "enabled": opts.duplicate_fraction > 0}
-        if duplicate["enabled"]:
-            duplicate |= {
-                "split": "train",
-                "fraction": opts.duplicate_fraction,
-                "copies": opts.duplicate_copies,
-                "seed": opts.quality_seed,
-                "docs_duplicated": len(self.duplicated),
-                "docs_added": len(self.duplicated) * (opts.duplicate_copies - 1),
-                "bytes_added": self.counts["copy_bytes"],
-                "duplicated_doc_bytes": duplicated_bytes,
-            }
-        return [cap, noise, duplicate]
+        return [
+            _entry("max_train_bytes", opts.max_train_bytes is not None, lambda: self._cap_details(sizes)),
+            _entry("noise", opts.noise_fraction > 0, self._noise_details),
+            _entry("duplicate", opts.duplicate_fraction > 0, self._duplicate_details),
+        ]
+
+    def _cap_details(self, sizes: np.ndarray) -> dict:
+        kept_bytes = sum(self.keep_bytes.values())
+        return {
+            "cap": self.opts.max_train_bytes,
+            "docs_kept": len(self.keep_bytes),
+            "docs_removed": self.removed_docs,
+            "docs_cut": sum(1 for i, kept in self.keep_bytes.items() if kept < sizes[i]),
+            "bytes_kept": kept_bytes,
+            "bytes_removed": self.train_bytes - kept_bytes,
+        }
+
+    def _noise_details(self) -> dict:
+        return {
+            "fraction": self.opts.noise_fraction,
+            "seed": self.opts.quality_seed,
+            "method": "characters of each chosen document shuffled (its bytes, for ASCII text)",
+            "docs_changed": len(self.noised),
+            "bytes_shuffled": sum(self.keep_bytes[i] for i in self.noised),
+            "bytes_differing": self.counts["noise_bytes_differing"],
+        }
+
+    def _duplicate_details(self) -> dict:
+        copies = self.opts.duplicate_copies
+        return {
+            "fraction": self.opts.duplicate_fraction,
+            "copies": copies,
+            "seed": self.opts.quality_seed,
+            "docs_duplicated": len(self.duplicated),
+            "docs_added": len(self.duplicated) * (copies - 1),
+            "bytes_added": self.counts["copy_bytes"],
+            "duplicated_doc_bytes": sum(self.keep_bytes[i] for i in self.duplicated),
+        }
 
 
 def _capped(train: np.ndarray, sizes: np.ndarray, cap: int | None) -> dict[int, int]:
@@ -261,3 +261,11 @@ def repetition_warnings(runs, cache: Path | None = None) -> list[str]:
                 "worth less than fresh (Muennighoff et al. 2023): fit them with --law constrained"
             )
     return lines
+
+
+def _entry(step: str, enabled: bool, details) -> dict:
+    """One cleaning entry: what the step is and, when it ran, what it changed in the training split."""
+    entry = {"step": step, "enabled": enabled}
+    if enabled:
+        entry |= {"split": "train", **details()}
+    return entry
