@@ -631,7 +631,17 @@ def data_axis(ctx: Context) -> Figure:
     if in_bpb:
         ax.plot([], [], color="0.3", lw=0.8, ls=(0, (1, 1.5)), label="lzma on the same text")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", title="data set (lzma bits/byte)", title_fontsize=6.5, fontsize=6.5)
+        # Below the axes, as in the other figures: inside, long variant names cover the frontiers.
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncol=1,
+            title="data set (lzma bits/byte)",
+            title_fontsize=6.3,
+            fontsize=6.3,
+        )
     ax.grid(True, which="major")
     return fig
 
