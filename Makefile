@@ -27,7 +27,7 @@ demo: install ## Prepare Shakespeare, sweep sweeps/demo.toml, fit, plot and writ
 	$(BIN)/scale status $(DEMO) --summary
 	$(BIN)/scale report $(DEMO)
 
-test: install ci-browser ## Run the test suite (no GPU needed; a few minutes on 2 cores).
+test: install ci-browser ## Run the test suite (no GPU needed; about 15 minutes on 2 busy cores).
 	$(BIN)/python -m pytest -q
 
 ci-browser: # In CI only (CI=true): install Debian's chromium for the report's browser test when it is missing.
