@@ -96,3 +96,25 @@ def test_cli_backtest_and_predict_warning(tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     assert "recommended law chinchilla" in predicted.stdout and "expected error" in predicted.stdout
     assert "warning:" in predicted.stderr and "beyond the largest fitted run" in predicted.stderr
+
+
+def test_a_recommendation_is_withheld_when_its_law_is_not_identified_on_all_runs():
+    from scaling_cli.fit.pipeline import _withhold_unidentified_recommendation
+
+    problem = "alpha's interval [-0.03, 28] reaches 0"
+    refit = {"status": "ok", "params": {}, "at_compute": {"C": 1e18, "N_opt": 1e8}}
+    group = {
+        "laws": {"chinchilla": {"status": "not_identified", "problems": [problem]}},
+        "backtest": {"recommended": {"law": "chinchilla", "filter": "all", "fit": refit}},
+    }
+    _withhold_unidentified_recommendation(group)
+    assert refit["status"] == "not_identified" and "at_compute" not in refit
+    assert refit["problems"] == ["on all runs: " + problem]
+
+    identified = {"status": "ok", "params": {}, "at_compute": {"C": 1e18}}
+    group = {
+        "laws": {"chinchilla": {"status": "ok"}},
+        "backtest": {"recommended": {"law": "chinchilla", "filter": "all", "fit": identified}},
+    }
+    _withhold_unidentified_recommendation(group)
+    assert identified["status"] == "ok" and "at_compute" in identified
