@@ -51,13 +51,11 @@ def component(module: str, index: dict[str, int]) -> str | None:
 
 
 def imported_modules(tree: ast.AST) -> set[str]:
-    """Every scaling_cli module an import statement names, at any depth of the module (functions included)."""
-    found = set()
+    """Every scaling_cli module an import statement names, at any depth of the module (functions included):
+    the modules imported, plus `from package import module` names that are modules themselves."""
+    found = all_imports(tree)
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found |= {f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in MODULES}
     return {name for name in found if name.split(".")[0] == "scaling_cli"}
 
