@@ -8,7 +8,7 @@ markov chain. Any other name is taken as a local file, directory or glob.
 from __future__ import annotations
 
 import glob
-import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -25,8 +25,9 @@ from filelock import FileLock
 
 from scaling_cli import atomic
 from scaling_cli.data import markov
+from scaling_cli.data.fingerprint import fingerprint_files
 from scaling_cli.data.options import DataOptions
-from scaling_cli.data.readers import ReadReport, Unit, read_units
+from scaling_cli.data.readers import ReadReport, Unit, read_units, split_name
 from scaling_cli.errors import DataError
 
 
@@ -37,7 +38,6 @@ class RawCorpus:
     label: str
     units: list[tuple[str, str]]
     detail: dict = field(default_factory=dict)
-    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def _pystdlib(opts: DataOptions, cache: Path) -> RawCorpus:
     files = stdlib_files()
     units = [(str(p.relative_to(root)), p.read_bytes().decode("utf-8", errors="replace")) for p in files]
     detail = {"python": sys.version.split()[0], "root": str(root), "files": len(units)}
-    return RawCorpus("pystdlib", units, detail, fingerprint=_files_fingerprint(files))
+    return RawCorpus("pystdlib", units, detail)
 
 
 def _markov(opts: DataOptions, cache: Path) -> RawCorpus:
@@ -219,15 +219,6 @@ SOURCES: dict[str, Source] = {
         Source("markov", "seeded sparse Markov chain, exact entropy rate", _markov),
     ]
 }
-
-
-def _files_fingerprint(files: list[Path]) -> str:
-    """Changes when any file is added, removed, resized or touched, so edited local data prepares anew."""
-    digest = hashlib.sha256()
-    for p in files:
-        stat = p.stat()
-        digest.update(f"{p.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 def local_files(spec: str) -> list[Path] | None:
@@ -296,7 +287,7 @@ def load_local(spec: str, files: list[Path], opts: DataOptions | None = None) ->
     """Read local files whole into memory (the stream, collected); for small corpora and tests."""
     stream = stream_local(spec, files, opts or DataOptions(), 1 << 20)
     units = [(unit.name, _joined(unit.pieces)) for unit in stream.units]
-    return RawCorpus(stream.label, units, stream.detail, fingerprint=_files_fingerprint(files))
+    return RawCorpus(stream.label, units, stream.detail)
 
 
 def _joined(pieces) -> str:
@@ -338,16 +329,38 @@ def open_stream(source: str, opts: DataOptions, cache: Path, chunk_bytes: int) -
 
 def source_identity(source: str, opts: DataOptions) -> dict:
     """What names a source's content for hashing: the built-in name (with its version or options), or
-    the local files' fingerprint."""
+    the local files' content fingerprint (never their location or times)."""
     builtin, files = resolve(source)
     if builtin is None:
-        return {"local": source, "fingerprint": _files_fingerprint(files)}
+        return local_identity(source, files)
     ident: dict = {"source": builtin.name}
     if builtin.sdist is not None:
         ident["sdist"] = builtin.sdist.filename
     if builtin.name == "pystdlib":
         ident["python"] = sys.version.split()[0]
-        ident["fingerprint"] = _files_fingerprint(stdlib_files())
+        root = Path(sysconfig.get_paths()["stdlib"])
+        ident["fingerprint"] = fingerprint_files(stdlib_files(), root, cache_root()).sha256
     if builtin.name == "markov":
         ident["markov"] = opts.markov_dict()
     return ident
+
+
+def local_identity(spec: str, files: list[Path], cache: Path | None = None) -> dict:
+    """A local source's content: a lone file's sha256 and the format its name selects, or for a directory or
+    glob the sha256 over each file's path relative to it and its bytes."""
+    cache = cache_root() if cache is None else cache
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return {
+            "local": "file",
+            "format": list(split_name(path)),
+            "sha256": fingerprint_files(files, None, cache).sha256,
+        }
+    return {"local": "files", "sha256": fingerprint_files(files, local_root(spec), cache).sha256}
+
+
+def local_root(spec: str) -> Path:
+    """What a local source's file paths are taken relative to: the directory, or a glob's fixed leading folders."""
+    parts = Path(spec).expanduser().parts
+    fixed = list(itertools.takewhile(lambda part: not any(ch in part for ch in "*?["), parts))
+    return Path(*fixed) if fixed else Path(".")

@@ -4,9 +4,10 @@ a flat little-endian array (uint8 for a byte vocabulary, uint16 up to 65536 toke
 Training reads windows straight from the map, so a worker's memory does not grow with the corpus and
 all workers on a machine share one copy through the page cache. The file is built on first use under a
 lock from the checksum-verified lz4 shards (the stored form) and written atomically (`atomic`); a stamp
-beside it (`<split>.tokens.json`) records each shard's checksum, size and modification time, so a shard that is
-replaced or damaged later makes the file be rebuilt (and the damage reported) instead of trusted. In a
-prepared directory this process cannot write to, the tokens are decompressed into memory as before.
+beside it (`<split>.tokens.json`) records each shard's checksum, size, mtime, ctime and inode, so a shard that
+is replaced or damaged later (even with its size and mtime put back) makes the file be rebuilt (and the damage
+reported) instead of trusted. In a prepared directory this process cannot write to, the tokens are
+decompressed into memory as before.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from dataclasses import astuple
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +23,7 @@ import numpy as np
 from filelock import FileLock
 
 from scaling_cli import atomic
+from scaling_cli.data.fingerprint import FileState
 from scaling_cli.data.shards import read_shard_disk, read_split
 from scaling_cli.errors import DataError
 
@@ -33,13 +36,15 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _stamp(folder: Path, entries: list[dict]) -> list[list]:
+    """Each shard's name, checksum and file state (see `fingerprint.FileState`: an edit that puts the size and
+    mtime back still moves the ctime, and a replaced shard has a new inode)."""
     stamp = []
     for entry in entries:
         try:
-            stat = (folder / entry["file"]).stat()
+            state = FileState.of(folder / entry["file"])
         except OSError:
             return []
-        stamp.append([entry["file"], entry["sha256"], stat.st_size, stat.st_mtime_ns])
+        stamp.append([entry["file"], entry["sha256"], *astuple(state)])
     return stamp
 
 
