@@ -84,6 +84,58 @@ def test_a_touched_or_moved_directory_keeps_its_run_ids_and_its_prepared_data(tm
     assert again.path == prepared.path and again.manifest["created"] == prepared.manifest["created"]
 
 
+SWEEP = """
+name = "local-identity"
+dataset = "{dataset}"
+tokenizer = "bytes"
+device = "cpu"
+seeds = [0]
+
+[data]
+val_min_bytes = 16_384
+
+[model]
+d_model = [16]
+n_layer = 1
+head_dim = 16
+seq_len = 32
+
+[train]
+tokens = [4_096, 8_192]
+batch_size = 16
+lr = 1e-2
+
+[eval]
+every = 8
+batches = 2
+"""
+
+
+def _sweep(tmp_path: Path, dataset: Path) -> dict[str, bytes]:
+    """Run the sweep on `dataset` into one results directory; every stored row file and its bytes."""
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP.format(dataset=dataset))
+    out = tmp_path / "results"
+    result = run_scale("sweep", spec, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return {p.parent.name: p.read_bytes() for p in out.glob("runs/*/row.json")}
+
+
+def test_a_sweep_on_touched_or_moved_data_trains_nothing_and_on_edited_data_keeps_what_it_stored(tmp_path):
+    corpus = _write_corpus(tmp_path / "a" / "corpus")
+    rows = _sweep(tmp_path, corpus)
+    assert len(rows) == 2
+    os.utime(corpus / "b.txt", ns=(0, 1_000_000_000))
+    moved = tmp_path / "b" / "corpus"
+    moved.parent.mkdir()
+    shutil.move(corpus, moved)
+    assert _sweep(tmp_path, moved) == rows  # no run was trained again, nothing stored was rewritten
+
+    _edit_one_byte_keeping_size_and_mtime(moved / "sub" / "c.txt")
+    after = _sweep(tmp_path, moved)
+    assert len(after) == 4 and {run: after[run] for run in rows} == rows  # two new runs beside the old ones
+
+
 def test_a_renamed_file_in_a_directory_changes_the_ids(tmp_path):
     """The files' paths within the source are part of its content: they set the reading order and the format."""
     corpus = _write_corpus(tmp_path / "corpus")

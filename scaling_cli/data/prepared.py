@@ -1,7 +1,7 @@
 """Prepared data sets: run source → clean → split → tokenise → shards + manifest once, then reopen.
 
 A prepared data set is the directory `<cache>/prepared/<label>-<hash>` where the hash covers the
-source's identity (built-in name and sdist, or the local files' paths, sizes and times), the cleaning
+source's identity (built-in name and sdist, or the local files' content fingerprint), the cleaning
 and split options, and the tokenizer, so preparing again with the same inputs is a no-op. It is built
 in a temporary directory and renamed into place under a file lock, so concurrent workers that ask for
 the same data set build it once and never see a partial directory.
