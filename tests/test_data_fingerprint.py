@@ -224,3 +224,11 @@ def test_a_shard_edited_with_its_size_and_mtime_put_back_is_not_trusted(tmp_path
     _edit_one_byte_keeping_size_and_mtime(data.path / shard)
     with pytest.raises(DataError, match="checksum mismatch"):
         open_prepared(data.path).train_tokens()
+
+
+def test_a_file_that_cannot_be_read_is_a_data_error_naming_it(tmp_path):
+    corpus = _write_corpus(tmp_path / "corpus")
+    files = local_files(str(corpus))
+    (corpus / "b.txt").unlink()  # gone between listing and hashing
+    with pytest.raises(DataError, match="b.txt"):
+        fingerprint_files(files, corpus, tmp_path / "cache")

@@ -27,6 +27,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from scaling_cli import atomic
+from scaling_cli.errors import DataError
 
 CACHE_FILE = "file-hashes.json"
 CACHE_VERSION = 1
@@ -87,7 +88,7 @@ def file_hashes(files: list[Path], cache_dir: Path) -> tuple[list[str], int, int
     cache_path = Path(cache_dir) / CACHE_FILE
     cached = _load(cache_path)
     keys = [str(Path(p).resolve()) for p in files]
-    states = [FileState.of(p) for p in files]
+    states = [_state(p) for p in files]
     hashes: list[str | None] = [_lookup(cached, key, state) for key, state in zip(keys, states)]
     missing = [i for i, sha in enumerate(hashes) if sha is None]
     fresh: dict[str, list] = {}
@@ -101,11 +102,21 @@ def file_hashes(files: list[Path], cache_dir: Path) -> tuple[list[str], int, int
     return hashes, len(missing), sum(states[i].size for i in missing)
 
 
+def _state(path: Path) -> FileState:
+    try:
+        return FileState.of(path)
+    except OSError as exc:
+        raise DataError(str(path), "file", f"cannot read {path} ({exc.strerror or exc})") from None
+
+
 def _hash_file(path: Path) -> tuple[str, FileState, int]:
     started_ns = time.time_ns()
-    with open(path, "rb") as handle:
-        sha = hashlib.file_digest(handle, "sha256").hexdigest()
-    return sha, FileState.of(path), started_ns
+    try:
+        with open(path, "rb") as handle:
+            sha = hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise DataError(str(path), "file", f"cannot read {path} ({exc.strerror or exc})") from None
+    return sha, _state(path), started_ns
 
 
 def _lookup(cached: dict, key: str, state: FileState) -> str | None:
