@@ -97,21 +97,29 @@ def test_mup_scales_only_hidden_matrices_by_base_over_width():
     assert sum(p.numel() for g in groups for p in g["params"]) == count_params(model.config)[0]
 
 
-def test_mup_keeps_parameter_and_flop_counts_and_equals_sp_init_at_the_base_width():
+def test_mup_keeps_parameter_and_flop_counts_and_inits_hidden_matrices_at_one_over_root_fan_in():
     sp, mup = shape(128, "sp"), shape(128, "mup")
     assert count_params(sp) == count_params(mup)
     assert flops_per_token(sp) == flops_per_token(mup)
-    at_base = ModelConfig(d_model=32, n_layer=2, n_head=4, seq_len=64, parametrization="mup", base_width=32)
+    stds = {}
+    for width in (32, 128):
+        torch.manual_seed(1)
+        stds[width] = {name: p.std().item() for name, p in GPT(shape(width, "mup")).named_parameters()}
+    for width, fan_in in ((32, 32), (128, 128)):
+        assert stds[width]["blocks.0.mlp.up.weight"] == pytest.approx(fan_in**-0.5, rel=0.05)
+        assert stds[width]["blocks.0.mlp.down.weight"] == pytest.approx((4 * fan_in) ** -0.5 / 2, rel=0.05)
+        assert stds[width]["tok_emb.weight"] == pytest.approx(0.02, rel=0.05)
+    ratio = stds[128]["blocks.0.attn.qkv.weight"] / stds[32]["blocks.0.attn.qkv.weight"]
+    assert ratio == pytest.approx(0.5, rel=0.05)  # variance scales as base_width / d_model = 32 / 128
     torch.manual_seed(1)
-    a = GPT(shape(32, "sp")).state_dict()
-    torch.manual_seed(1)
-    b = GPT(at_base).state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    torch.manual_seed(1)
-    wide = GPT(shape(128, "mup")).state_dict()
-    ratio = wide["blocks.0.mlp.up.weight"].std() / a["blocks.0.mlp.up.weight"].std()
-    assert ratio == pytest.approx(0.5, rel=0.05)  # std scales as sqrt(32 / 128)
-    assert wide["tok_emb.weight"].std() == pytest.approx(0.02, rel=0.05)
+    assert GPT(sp).state_dict()["blocks.0.mlp.up.weight"].std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_mup_attention_scale_is_one_over_head_dim_and_equals_sp_at_heads_of_32():
+    scale = {hd: GPT(shape(4 * hd, "mup")).blocks[0].attn.score_scale for hd in (8, 32, 128)}
+    assert scale[32] == pytest.approx(32**-0.5)
+    assert scale[8] / scale[128] == pytest.approx(16.0)
+    assert GPT(shape(128, "sp")).blocks[0].attn.score_scale is None  # torch's 1 / sqrt(head_dim)
 
 
 @pytest.mark.parametrize(
