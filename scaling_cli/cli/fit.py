@@ -251,7 +251,7 @@ def _print_backtest(backtest: dict) -> None:
     table = _titled_table(title, ("filter", "fitted on", "law", "mean |error| %", "max |error| %"))
     for candidate in backtest["candidates"]:
         for law, scored in candidate["laws"].items():
-            cells = (f"{scored['mape']:.3f}", f"{scored['max_error']:.3f}")
+            cells = tuple("n/a" if v is None else f"{v:.3f}" for v in (scored["mape"], scored["max_error"]))
             if scored["status"] != "ok":
                 cells = (f"({cells[0]}) not identified", f"({cells[1]}) " + "; ".join(scored.get("problems", [])))
             table.add_row(candidate["filter"], str(candidate["fitted_on"]), law, *cells)
