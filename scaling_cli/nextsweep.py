@@ -1,11 +1,13 @@
 """The sweep side of `scale suggest`: candidate runs on a results directory's own shape family, what each
-costs, which are already done, and the spec that trains exactly a chosen grid of sizes x token budgets.
+costs, which are already done, and the spec that trains exactly a chosen set of (size, token budget) cells.
 
 Candidates come from the sweep's spec.toml: its widths and the widths its depth and head rule gives beyond
 the largest (up to `extension` x its parameters, about sqrt(2) apart in N), times its token budgets and
 budgets up to `extension` x the largest. Every other setting (data, tokenizer, parametrisation, learning
 rates, seeds, schedule) is the sweep's own, so a candidate has the run id the sweep would give it: a cell
 whose runs are all in the results is known, and sweeping the next spec into the same directory is a merge.
+The next spec lists its sizes as explicit shapes, each with its own token budgets (`tokens` of a shape), so
+any set of cells is one spec; the shapes are the ones the sweep's rule gives, so the run ids are unchanged.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class CandidateGrid:
 
     raw: dict  # the sweep's spec.toml as parsed TOML
     sizes: tuple  # per width, what [model] lists for it (an int d_model, or a shapes table)
+    shapes: tuple[dict, ...]  # per width, the shape the sweep's rule gives it: {d_model, n_layer, n_head}
     labels: tuple[str, ...]
     n: np.ndarray  # (W,) N of each size in the fit's convention (params or params_nonembed)
     budgets: np.ndarray  # (T,) token budgets
@@ -42,6 +45,7 @@ class CandidateGrid:
     seeds: int
     wsd: bool
     cooldown_frac: float
+    base_width: int | None  # muP: the results' base width, pinned in the next spec so its run ids match
 
     @property
     def spent(self) -> float:
@@ -91,7 +95,8 @@ def candidate_grid(results: Path, n_column: str = "params", extension: float = 4
     budgets = _budgets(source, extension, ran)
     grid_raw = with_grid(raw, sizes, budgets)
     sweep = plan_runs(parse_spec(grid_raw, path=path, text=text))
-    return _grid(raw, sweep, sizes, budgets, set(ran["run_id"]), n_column)
+    base_width = source.runs()[0].model.base_width
+    return _grid(raw, sweep, sizes, budgets, set(ran["run_id"]), n_column, base_width)
 
 
 def _n_of(run, n_column: str) -> float:
@@ -102,9 +107,12 @@ def _sizes(raw: dict, n_column: str, extension: float, path: Path, ran: pd.DataF
     """The sizes of the spec and of the runs in the results (a merged sweep's spec.toml holds only the last
     grid), then larger ones on the spec's rule up to `extension` x the largest N, >= sqrt(2) apart."""
     model = raw["model"]
-    written = list(model["shapes"]) if "shapes" in model else _as_list(model["d_model"])
+    columns = ["d_model", "n_layer", "n_head"]
+    if "shapes" in model:  # a shape's own `tokens` (a spec written by suggest) are budgets, not part of the size
+        written = [{k: shape[k] for k in columns} for shape in model["shapes"]]
+    else:
+        written = _as_list(model["d_model"])
     if "shapes" in model:
-        columns = ["d_model", "n_layer", "n_head"]
         seen = [dict(zip(columns, map(int, row))) for row in ran[columns].drop_duplicates().to_numpy()]
         written += [s for s in seen if s not in written]
     else:
@@ -202,23 +210,26 @@ def _settled_runs(results: Path) -> pd.DataFrame:
     return frame.loc[frame["status"].isin(SETTLED), columns]
 
 
-def _grid(raw: dict, sweep: Sweep, sizes: list, budgets: list[int], settled: set[str], n_column: str) -> CandidateGrid:
+def _grid(
+    raw: dict, sweep: Sweep, sizes: list, budgets: list[int], settled: set[str], n_column: str, base_width
+) -> CandidateGrid:
     widths = [_width(s) for s in sizes]
     flops = np.zeros((len(sizes), len(budgets)))
     known = np.ones((len(sizes), len(budgets)), dtype=bool)
     n = np.zeros(len(sizes))
-    labels = [""] * len(sizes)
+    shapes: list[dict] = [{} for _ in sizes]
     for run in sweep.runs():
         i, j = widths.index(run.model.d_model), budgets.index(run.tokens)
         flops[i, j] += run.flops
         known[i, j] &= run.run_id in settled
         n[i] = _n_of(run, n_column)
-        labels[i] = f"d_model {run.model.d_model}, {run.model.n_layer} layers, {run.model.n_head} heads"
+        shapes[i] = {"d_model": run.model.d_model, "n_layer": run.model.n_layer, "n_head": run.model.n_head}
     train = sweep.spec.train_fields
     return CandidateGrid(
         raw=raw,
         sizes=tuple(sizes),
-        labels=tuple(labels),
+        shapes=tuple(shapes),
+        labels=tuple(f"d_model {s['d_model']}, {s['n_layer']} layers, {s['n_head']} heads" for s in shapes),
         n=n,
         budgets=np.array(budgets, dtype=float),
         cell_flops=flops,
@@ -226,6 +237,7 @@ def _grid(raw: dict, sweep: Sweep, sizes: list, budgets: list[int], settled: set
         seeds=len(sweep.spec.seeds),
         wsd=train.get("schedule") == "wsd",
         cooldown_frac=float(train.get("cooldown_frac", 0.2)),
+        base_width=base_width,
     )
 
 
@@ -233,11 +245,19 @@ def _grid(raw: dict, sweep: Sweep, sizes: list, budgets: list[int], settled: set
 
 
 def next_spec_text(grid: CandidateGrid, cells, header: list[str]) -> str:
-    """TOML of the sweep's spec with the chosen cells' sizes and budgets (a grid: see grid_moves)."""
+    """TOML of the sweep's spec training exactly the chosen cells: one explicit shape per size, with the token
+    budgets of its cells (the rule's own depth and heads, and muP's base width pinned, so run ids match)."""
     per = len(grid.budgets)
-    rows = sorted({c // per for c in cells})
-    columns = sorted({c % per for c in cells})
-    raw = with_grid(grid.raw, [grid.sizes[i] for i in rows], [int(grid.budgets[j]) for j in columns])
+    by_size: dict[int, list[int]] = {}
+    for cell in sorted(cells):
+        by_size.setdefault(cell // per, []).append(int(grid.budgets[cell % per]))
+    shapes = [{**grid.shapes[i], "tokens": budgets} for i, budgets in sorted(by_size.items())]
+    raw = with_grid(grid.raw, shapes, sorted({t for budgets in by_size.values() for t in budgets}))
+    model = raw["model"]
+    for key in ("n_layer", "n_head", "head_dim"):  # resolved into each shape
+        model.pop(key, None)
+    if grid.base_width is not None:
+        model["base_width"] = int(grid.base_width)
     return "".join(f"# {line}\n" for line in header) + to_toml(raw)
 
 

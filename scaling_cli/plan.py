@@ -248,11 +248,13 @@ def _expand(
     spec: Spec, data_options: DataOptions, shapes: tuple[ModelConfig, ...], runtime: dict, data_keys: dict
 ) -> list[RunPlan]:
     runs = []
+    own_budgets = {shape: size.tokens for shape, size in zip(shapes, spec.model.sizes)}
     grid = itertools.product(spec.datasets, shapes, spec.batch_sizes, spec.lrs, spec.seeds)
     for dataset, shape, batch_size, lr, seed in grid:
         params, nonembed = count_params(shape)
         per_token = flops_per_token(shape)
-        for tokens in _run_budgets(spec, float(per_token["chinchilla"]), batch_size * shape.seq_len):
+        step_tokens = batch_size * shape.seq_len
+        for tokens in _run_budgets(spec, float(per_token["chinchilla"]), step_tokens, own_budgets[shape]):
             fields = {**spec.train_fields, **runtime}
             train = TrainConfig(tokens=tokens, batch_size=batch_size, lr=lr, seed=seed, **fields)
             identity = _identity(data_keys[dataset], shape, train)
@@ -276,9 +278,10 @@ def _expand(
     return runs
 
 
-def _run_budgets(spec: Spec, flops_per_token: float, tokens_per_step: int) -> list[int]:
+def _run_budgets(spec: Spec, flops_per_token: float, tokens_per_step: int, own: tuple[int, ...]) -> list[int]:
+    """The token budgets of one shape: its own (an explicit shape's `tokens`), else the spec's or isoFLOP's."""
     if not spec.isoflop:
-        return list(spec.budgets)
+        return list(own or spec.budgets)
     # Round to whole optimiser steps so the budget the run trains is the budget it reports.
     return [max(1, round(c / flops_per_token / tokens_per_step)) * tokens_per_step for c in spec.isoflop_budgets]
 

@@ -62,7 +62,7 @@ MODEL_KEYS = {
     "base_width",
 }
 PARAMETRIZATIONS = ("sp", "mup")
-SHAPE_KEYS = {"d_model", "n_layer", "n_head"}
+SHAPE_KEYS = {"d_model", "n_layer", "n_head", "tokens"}
 TRAIN_KEYS = {
     "tokens",
     "lr",
@@ -116,6 +116,7 @@ class Size:
     n_layer: int | None = None
     n_head: int | None = None
     head_dim: int | None = None
+    tokens: tuple[int, ...] = ()  # an explicit shape's own token budgets; empty: [train] tokens
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
     lrs = _axis(train, "lr", "train.lr", number(0.0, 10.0, low_open=True), problems, required=True)
     batch_sizes = _axis(train, "batch_size", "train.batch_size", integer(1, 1 << 20), problems, required=True)
     budgets, iso_budgets = _budgets(train, iso, problems)
+    if iso and grid is not None and any(size.tokens for size in grid.sizes):
+        problems.add("model.shapes", "a shape's own tokens do not apply in isoflop mode")
     train_fields = _train_fields(train, evals, device, problems)
     problems.raise_if_any()
 
@@ -227,12 +230,14 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
 
 def _check_budgets(spec: Spec) -> None:
     """A token budget shorter than one optimiser step of some batch size."""
-    for batch_size, tokens in itertools.product(spec.batch_sizes, spec.budgets):
+    budgets = [("train.tokens", tokens) for tokens in spec.budgets]
+    budgets += [(f"{size.field}.tokens", tokens) for size in spec.model.sizes for tokens in size.tokens]
+    for batch_size, (field, tokens) in itertools.product(spec.batch_sizes, budgets):
         step_tokens = batch_size * spec.model.seq_len
         if tokens < step_tokens:
             raise SpecError(
                 str(spec.path),
-                "train.tokens",
+                field,
                 f"budget {tokens} is less than one step "
                 f"(batch_size {batch_size} x seq_len {spec.model.seq_len} = {step_tokens} tokens)",
             )
@@ -284,8 +289,9 @@ def _explicit_sizes(value: Any, problems: Problems) -> list[Size]:
         width = _get(item, "d_model", field + ".d_model", integer(1, 1 << 16), problems, required=True)
         depth = _get(item, "n_layer", field + ".n_layer", integer(1, 1024), problems, required=True)
         heads = _get(item, "n_head", field + ".n_head", integer(1, 4096), problems, required=True)
+        tokens = _axis(item, "tokens", field + ".tokens", whole_number(1, 10**15), problems, default=[]) or []
         if None not in (width, depth, heads):
-            sizes.append(Size(field, width, depth, heads))
+            sizes.append(Size(field, width, depth, heads, tokens=tuple(tokens)))
     return sizes
 
 

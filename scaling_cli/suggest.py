@@ -109,7 +109,8 @@ def suggest(
         grid = nextsweep.candidate_grid(sweep_dir, document["columns"]["n"] or "params", extension)
         spend = flops if flops is not None else fraction * grid.spent
         n, d = grid.cells
-        moves = grid_moves(grid.n, grid.budgets, grid.known)
+        fresh = np.flatnonzero(~grid.known.ravel())
+        moves = lambda chosen: [(int(c),) for c in fresh if c not in chosen]  # noqa: E731
         cost_of = grid.cost_of
         row_scale = np.sqrt(grid.seeds)
     else:

@@ -170,6 +170,38 @@ def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     assert run_scale("fit", results, "--law", "chinchilla", "--bootstrap", "0").returncode == 0
 
 
+def shapes_spec(tmp_path, shapes: str, name="shapes.toml"):
+    """markov-tiny with its [model] sizes replaced by explicit `shapes`."""
+    text = (REPO / "sweeps" / "markov-tiny.toml").read_text()
+    text = text.replace("d_model = [16, 32, 48]\nn_layer = 2\nhead_dim = 16", f"shapes = {shapes}")
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_shape_with_its_own_tokens_plans_those_runs_with_the_grid_s_run_ids(tmp_path):
+    """What suggest's next spec relies on: any set of (size, budget) cells in one spec, ids as in the grid."""
+    from scaling_cli.plan import load_sweep
+
+    grid = {(r.model.d_model, r.tokens): r.run_id for r in load_sweep(REPO / "sweeps" / "markov-tiny.toml").runs()}
+    own = shapes_spec(
+        tmp_path, "[{d_model = 16, n_layer = 2, n_head = 1, tokens = [24_576]}, {d_model = 48, n_layer = 2, n_head = 3}]"
+    )
+    runs = {(r.model.d_model, r.tokens): r.run_id for r in load_sweep(own).runs()}
+    assert runs == {key: grid[key] for key in ((16, 24_576), (48, 12_288), (48, 24_576))}
+
+
+@pytest.mark.parametrize(
+    "tokens, problem",
+    [('"many"', "model.shapes[0].tokens"), ("[100]", "model.shapes[0].tokens: budget 100 is less than one step")],
+)
+def test_a_bad_shape_budget_is_a_one_line_error(tmp_path, tokens, problem):
+    path = shapes_spec(tmp_path, f"[{{d_model = 16, n_layer = 2, n_head = 1, tokens = {tokens}}}]")
+    result = run_scale("sweep", path, "--out", tmp_path / "out", "--dry-run")
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {path}: {problem}"), result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
 def test_a_table_with_two_budgets_gets_a_refusal_and_exit_0(tmp_path):
     table = tmp_path / "two.csv"
     n, d = np.repeat([1e6, 2e6, 4e6, 8e6], 2), np.tile([1e8, 2e8], 4)
