@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaling_cli import atomic
 from scaling_cli.data.quality import repetition_fields
 from scaling_cli.errors import ScaleError, SpecError, StoreError
 from scaling_cli.plan import RunPlan, Sweep
@@ -35,6 +36,9 @@ FALLBACK_FLOPS_PER_S = {"cpu_per_core": 25e9, "cuda": 50e12, "mps": 2e12}
 # at d_model 32, 2 layers, seq 128, batch 16 (0.71 GFLOP a step) ran 164k tokens/s with 2 threads against 97k
 # with 1, while a 48-wide model at seq 32 (0.27 GFLOP) was slower with 2; bench/bench_threads.py measures it.
 FLOPS_PER_THREAD = 0.35e9
+# In a running unit's directory: "<cores> <sweep pid>", the cores that sweep now lets the unit use (the pid, so
+# that a file left by a killed sweep is ignored).
+THREAD_ALLOWANCE_NAME = "threads.allowed"
 PER_RUN_OVERHEAD_S = 1.0  # process start, data loading and the final evaluation of a small run
 
 
@@ -344,14 +348,18 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         },
     )
     store.clear_row(run.run_id)
-    threads = threads_for(run, task.threads)
+    allowance = thread_allowance(store.run_dir(task.unit.unit_id), run, task.threads, task.sweep_pid)
+    threads = allowance()  # a branch trained after its trunk starts with the cores the unit has by then
     resumed = (run_dir / "checkpoint.pt").exists()
     store.record_attempt(run.run_id, resumed=resumed, sweep_pid=task.sweep_pid, threads=threads)
     try:
         _maybe_inject_failure(run.run_id)
         data = resolve(task.data[run.dataset])
         train_cfg = dataclasses.replace(run.train, threads=threads)
-        result = train_run(run.model, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
+        result = train_run(
+            run.model, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from,
+            thread_allowance=allowance if threads else None,
+        )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the sweep goes on
         message = " | ".join(f"{type(exc).__name__}: {exc}".strip().splitlines())  # one line for tables
         deterministic = is_deterministic(exc)
@@ -392,6 +400,37 @@ def cores_for_unit(cores: int, taken: int, starting: int, idle: float | None, la
     if idle is not None:
         share = min(share, round(idle))
     return max(1, min(largest, share))
+
+
+def rebalanced_cores(given: dict[str, int], cores: int, idle: float | None, largest: int) -> dict[str, int]:
+    """Cores for the units still running once others have finished: the free cores (no more than are idle when
+    other work shares the machine) handed out one at a time to the unit with the fewest, each at most `largest`.
+    A unit never loses cores it was given."""
+    free = cores - sum(given.values())
+    if idle is not None:
+        free = min(free, round(idle))
+    cores_now = dict(given)
+    for _ in range(max(0, free)):
+        unit = min(cores_now, key=cores_now.get)
+        if cores_now[unit] >= largest:
+            break
+        cores_now[unit] += 1
+    return cores_now
+
+
+def thread_allowance(unit_dir: Path, run: RunPlan, given: int | None, sweep_pid: int) -> Callable[[], int | None]:
+    """What a training run polls: the threads worth using out of the cores its unit may use now (the latest
+    allowance file from its own sweep, else the cores the unit started with)."""
+    path = unit_dir / THREAD_ALLOWANCE_NAME
+
+    def threads_now() -> int | None:
+        try:
+            cores, writer = (int(word) for word in path.read_text().split())
+        except (OSError, ValueError):
+            cores, writer = given, sweep_pid
+        return threads_for(run, cores if writer == sweep_pid else given)
+
+    return threads_now
 
 
 def threads_for(run: RunPlan, available: int | None) -> int | None:
@@ -592,7 +631,10 @@ class _Runner:
                 for future in finished:
                     unit = self.inflight.pop(future)
                     self.cores_inflight.pop(unit.unit_id, None)
+                    (self.store.run_dir(unit.unit_id) / THREAD_ALLOWANCE_NAME).unlink(missing_ok=True)
                     self._collect(future, unit)
+                if finished:
+                    self._rebalance_threads()
                 self._report()
         finally:
             self.executor.shutdown(cancel=bool(self.inflight or self.queue))
@@ -637,6 +679,22 @@ class _Runner:
             idle=self.executor.idle_cores() if hasattr(self.executor, "idle_cores") else None,
             largest=getattr(self.executor, "max_unit_cores", None) or cores,
         )
+
+    def _rebalance_threads(self) -> None:
+        """With no unit waiting to start, the running units share the cores the finished ones freed: each gets
+        an allowance file that its training loop reads between steps. Only executors whose units share this
+        machine's cores do this (a Ray task keeps the CPUs it reserved)."""
+        if self.queue or self.deferred or not self.inflight or not getattr(self.executor, "rebalances_threads", False):
+            return
+        cores = self.executor.cores
+        largest = getattr(self.executor, "max_unit_cores", None) or cores
+        if cores - sum(self.cores_inflight.values()) <= 0:
+            return
+        given = rebalanced_cores(self.cores_inflight, cores, self.executor.idle_cores(), largest)
+        for unit_id, count in given.items():
+            if count != self.cores_inflight[unit_id]:
+                atomic.write_text(self.store.run_dir(unit_id) / THREAD_ALLOWANCE_NAME, f"{count} {os.getpid()}")
+        self.cores_inflight = given
 
     def _collect(self, future: cf.Future, unit: Unit) -> None:
         try:

@@ -1,15 +1,25 @@
 """CPU threads: a run takes the threads its step size pays for, out of the cores left free; a lone run gets every
-usable core, units started together share them, and tiny models stay on one thread."""
+usable core, units started together share them, tiny models stay on one thread, and a running unit takes the
+cores a finished one freed."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import REPO, run_scale
 
+from scaling_cli.executors.local import LocalExecutor
 from scaling_cli.plan import load_sweep
 from scaling_cli.store import Store
-from scaling_cli.sweep import FLOPS_PER_THREAD, cores_for_unit, threads_for
+from scaling_cli.sweep import (
+    FLOPS_PER_THREAD,
+    THREAD_ALLOWANCE_NAME,
+    cores_for_unit,
+    rebalanced_cores,
+    run_sweep,
+    threads_for,
+)
 
 TINY = REPO / "sweeps" / "markov-tiny.toml"
 CORES = len(os.sched_getaffinity(0))
@@ -58,3 +68,58 @@ def test_each_start_records_the_threads_it_trained_with(tmp_path):
     assert pair.returncode == 0, pair.stderr
     given = [t for attempts in threads_per_run(tmp_path / "pair").values() for t in attempts]
     assert len(given) == 2 and all(1 <= t <= max(1, CORES // 2) for t in given)  # two units share the cores
+
+
+def test_freed_cores_go_to_the_units_still_running():
+    assert rebalanced_cores({"long": 1}, cores=2, idle=None, largest=2) == {"long": 2}
+    assert rebalanced_cores({"a": 1, "b": 2}, cores=8, idle=None, largest=8) == {"a": 4, "b": 4}
+    assert rebalanced_cores({"a": 1, "b": 1}, cores=3, idle=None, largest=3) == {"a": 2, "b": 1}
+    assert rebalanced_cores({"a": 2}, cores=8, idle=None, largest=4) == {"a": 4}  # one Ray node's CPUs at most
+    assert rebalanced_cores({"a": 1}, cores=2, idle=0.2, largest=2) == {"a": 1}  # the core went to other work
+    assert rebalanced_cores({"a": 3}, cores=2, idle=None, largest=2) == {"a": 3}  # never taken away
+
+
+LONG_AND_SHORT = """name = "long-and-short"
+dataset = "markov"
+device = "cpu"
+seeds = [0]
+[model]
+shapes = [{d_model = 32, n_layer = 2, n_head = 1}]
+seq_len = 128
+[train]
+tokens = [8_192, 204_800]  # 4 and 100 steps of 2,048 tokens: one unit each (cosine)
+lr = 3e-3
+batch_size = 16
+schedule = "cosine"
+checkpoint_every = 1_000_000
+[eval]
+every = 5
+batches = 1
+"""
+
+
+class ThisSweepOnly(LocalExecutor):
+    """The local executor, blind to other users' load on this shared machine (they would keep the freed core),
+    so the test sees the sweep's own decision."""
+
+    def idle_cores(self):
+        return None
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs 2 usable cores")
+def test_a_running_unit_takes_the_cores_a_finished_one_freed(tmp_path):
+    spec = tmp_path / "long-and-short.toml"
+    spec.write_text(LONG_AND_SHORT)
+    sweep = load_sweep(spec)
+    (long_run,) = [run for run in sweep.runs() if run.train.tokens == 204_800]
+    assert threads_for(long_run, 2) == 2  # its steps pay for a second thread
+    outcome = run_sweep(sweep, tmp_path / "out", ThisSweepOnly(workers=2), retries=0, poll_s=0.1)
+    assert outcome.counts["done"] == 2, outcome
+
+    store = Store(tmp_path / "out")
+    (short_row,) = [row for row in store.rows() if row["tokens"] == 8_192]
+    assert [a["threads"] for a in store.attempts(long_run.run_id)] == [1]  # it started beside the short unit
+    assert [a["threads"] for a in store.attempts(short_row["run_id"])] == [1]
+    threads = [point["threads"] for point in store.read_curve(long_run.run_id)]
+    assert threads[0] == 1 and threads[-1] == 2, threads  # it took the second core once the short unit was done
+    assert not list((tmp_path / "out").rglob(THREAD_ALLOWANCE_NAME))  # allowances go with their units

@@ -107,7 +107,7 @@ def test_a_run_records_tokens_and_both_flop_counts(markov, tmp_path):
     curve = read_curve(tmp_path)
     assert [p["step"] for p in curve] == [5, 10, 12]
     assert curve[-1]["flops"] == result.flops
-    assert set(curve[0]) == {"step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s"}
+    assert set(curve[0]) == {"step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s", "threads"}
 
 
 def test_same_seed_gives_the_same_curve_and_another_seed_does_not(markov, tmp_path):

@@ -30,6 +30,7 @@ class LocalExecutor:
         gpus = _cuda_device_count() if uses_cuda(device) else 0
         self.slots = workers or (gpus * runs_per_gpu if gpus else 1)
         self.cores = self.max_unit_cores = usable_cores()
+        self.rebalances_threads = True  # units share this machine's cores: a running one may take freed cores
         # Worker i runs on GPU i // runs_per_gpu (round robin over the GPUs there are).
         self._gpu_ids = [(i // runs_per_gpu) % gpus for i in range(self.slots)] if gpus else []
         self._context = mp.get_context("spawn")
