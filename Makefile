@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := results/demo
+KNOWN  := results/known-answer
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test ci-browser bench lint clean
@@ -19,13 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev,ray,bpe]"
 	touch $(STAMP)
 
-demo: install ## Prepare Shakespeare, sweep sweeps/demo.toml, fit, plot and write report.html (minutes on 2 cores; reruns train nothing).
+demo: install ## Sweep, fit, plot and report sweeps/demo.toml (Shakespeare), then fit sweeps/known-answer.toml, whose E is known (minutes on 2 cores; reruns train nothing).
 	$(BIN)/scale data prepare shakespeare
 	$(BIN)/scale sweep sweeps/demo.toml --out $(DEMO) --workers 2
 	$(BIN)/scale fit $(DEMO) --holdout 3 --backtest
 	$(BIN)/scale plot $(DEMO)
 	$(BIN)/scale status $(DEMO) --summary
 	$(BIN)/scale report $(DEMO)
+	$(BIN)/scale sweep sweeps/known-answer.toml --out $(KNOWN) --workers 2
+	$(BIN)/scale fit $(KNOWN) --holdout 3 --backtest
+	$(BIN)/scale status $(KNOWN) --summary
 
 test: install ci-browser ## Run the test suite (no GPU needed; about 15 minutes on 2 busy cores).
 	$(BIN)/python -m pytest -q
