@@ -1,11 +1,15 @@
 """Calibration: at which training-step size does a second CPU thread pay, on the shapes sweeps train?
 
-For each shape of the shipped CPU sweeps (sweeps/markov-tiny.toml, sweeps/demo.toml) a bare PyTorch loop
-(forward, backward, AdamW) is timed with 1 and with 2..N threads, alternating, best of `--rounds`; the
-table gives the step's Chinchilla FLOPs and the speed-up of each thread count over one thread. The sweep's
-`FLOPS_PER_THREAD` is the step size above which the measured speed-up of 2 threads exceeds 1.
+The shapes are read from the shipped CPU sweeps (every `sweeps/*.toml` whose device is not CUDA: the demo,
+known-answer, markov-tiny, ...), so the table follows their grids. For each (shape, batch size) a trainer-like
+step (forward, backward, gradient clipping, fused AdamW) is timed with 1..N threads, the thread counts
+alternating, best of `--rounds`; the table gives the step's Chinchilla FLOPs and each thread count's speed-up
+over one thread. `threads_for` gives a run a second thread from 2 x FLOPS_PER_THREAD FLOPs a step, so the
+suggested FLOPS_PER_THREAD is half the step size between the largest step that 2 threads did not speed up by
+`--min-gain` and the smallest that they did. Only a quiet machine gives a usable answer: the load average is
+printed before and after.
 
-Usage: python bench/bench_threads.py [--steps 20] [--rounds 3] [--max-threads 2]
+Usage: python bench/bench_threads.py [--steps 20] [--rounds 3] [--max-threads 2] [--min-gain 1.05]
 """
 
 from __future__ import annotations
@@ -13,20 +17,31 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import torch
 
-from scaling_cli.model import GPT, ModelConfig, flops_per_token
+from scaling_cli.model import GPT, ModelConfig
+from scaling_cli.plan import load_sweep
+from scaling_cli.train.loop import clip_gradients
 
-SHAPES = [  # (d_model, n_layer, n_head, seq_len, batch_size) as the shipped sweeps train them
-    (16, 2, 1, 32, 16),
-    (32, 2, 2, 32, 16),
-    (48, 2, 3, 32, 16),
-    (32, 2, 1, 128, 16),
-    (64, 3, 2, 128, 16),
-    (96, 3, 3, 128, 16),
-    (128, 4, 4, 128, 16),
-]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep_shapes() -> dict[tuple[ModelConfig, int], tuple[float, list[str]]]:
+    """(model, batch size) -> (training FLOPs of one step, the sweeps that train it)."""
+    shapes: dict[tuple[ModelConfig, int], tuple[float, list[str]]] = {}
+    for path in sorted((REPO / "sweeps").glob("*.toml")):
+        sweep = load_sweep(path)
+        for run in sweep.runs():
+            if run.train.device == "cuda":
+                continue
+            key = (run.model, run.train.batch_size)
+            step_flops = run.flops_per_token * run.train.batch_size * run.model.seq_len
+            names = shapes.setdefault(key, (step_flops, []))[1]
+            if path.stem not in names:
+                names.append(path.stem)
+    return shapes
 
 
 def step_seconds(config: ModelConfig, batch_size: int, threads: int, steps: int) -> float:
@@ -34,20 +49,33 @@ def step_seconds(config: ModelConfig, batch_size: int, threads: int, steps: int)
     torch.manual_seed(0)
     model = GPT(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    params = list(model.parameters())
     batch = torch.randint(0, config.vocab_size, (batch_size, config.seq_len + 1))
     for _ in range(3):
-        _train_step(model, optimizer, batch)
+        _train_step(model, optimizer, params, batch)
     began = time.perf_counter()
     for _ in range(steps):
-        _train_step(model, optimizer, batch)
+        _train_step(model, optimizer, params, batch)
     return (time.perf_counter() - began) / steps
 
 
-def _train_step(model, optimizer, batch) -> None:
+def _train_step(model, optimizer, params, batch) -> None:
     _, loss = model(batch[:, :-1], batch[:, 1:])
     loss.backward()
+    clip_gradients(params, 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def suggested_flops_per_thread(gains: list[tuple[float, float]], min_gain: float) -> float | None:
+    """From (step FLOPs, 2-thread speed-up) pairs: half the step size where a second thread starts to pay."""
+    paying = [flops for flops, gain in gains if gain >= min_gain]
+    if not paying:
+        return None
+    smallest_paying = min(paying)
+    not_paying = [flops for flops, gain in gains if gain < min_gain and flops < smallest_paying]
+    boundary = (max(not_paying) + smallest_paying) / 2 if not_paying else smallest_paying
+    return boundary / 2
 
 
 def main() -> None:
@@ -55,20 +83,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--min-gain", type=float, default=1.05, help="speed-up that counts as paying")
     args = parser.parse_args()
     counts = list(range(1, args.max_threads + 1))
-    print(f"{'shape':<24} {'step GFLOP':>10} {'1 thread tok/s':>15}  speed-up with " + ", ".join(map(str, counts[1:])))
-    for d_model, n_layer, n_head, seq_len, batch_size in SHAPES:
-        config = ModelConfig(d_model=d_model, n_layer=n_layer, n_head=n_head, seq_len=seq_len)
+    print(
+        f"CPU {torch.backends.cpu.get_cpu_capability()}, {len(os.sched_getaffinity(0))} usable cores, "
+        f"load average {os.getloadavg()[0]:.1f} at start, torch {torch.__version__}"
+    )
+    print(f"{'shape':<28} {'step GFLOP':>10} {'1 thread tok/s':>15}  speed-up with {', '.join(map(str, counts[1:]))}")
+    gains = []
+    for (config, batch_size), (step_flops, sweeps) in sorted(sweep_shapes().items(), key=lambda kv: kv[1][0]):
         best = {threads: float("inf") for threads in counts}
         for _ in range(args.rounds):
             for threads in counts:
                 best[threads] = min(best[threads], step_seconds(config, batch_size, threads, args.steps))
-        step_flops = flops_per_token(config)["chinchilla"] * batch_size * seq_len
-        rate = batch_size * seq_len / best[1]
-        gains = ", ".join(f"{best[1] / best[t]:.2f}x" for t in counts[1:])
-        shape = f"d{d_model} L{n_layer} T{seq_len} B{batch_size}"
-        print(f"{shape:<24} {step_flops / 1e9:>10.3f} {rate:>15,.0f}  {gains}", flush=True)
+        if len(counts) > 1:
+            gains.append((step_flops, best[1] / best[2]))
+        rate = batch_size * config.seq_len / best[1]
+        speedups = ", ".join(f"{best[1] / best[t]:.2f}x" for t in counts[1:])
+        shape = f"d{config.d_model} L{config.n_layer} H{config.n_head} T{config.seq_len} B{batch_size}"
+        shape += " muP" if config.parametrization == "mup" else ""
+        print(f"{shape:<28} {step_flops / 1e9:>10.3f} {rate:>15,.0f}  {speedups}  ({', '.join(sweeps)})", flush=True)
+    suggested = suggested_flops_per_thread(gains, args.min_gain)
+    shown = "none (2 threads paid on no shape)" if suggested is None else f"{suggested / 1e9:.2f} GFLOP"
+    print(f"suggested FLOPS_PER_THREAD: {shown}; load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
 
 if __name__ == "__main__":

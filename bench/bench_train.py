@@ -4,8 +4,13 @@ sum of bare loops.
 1. Per shape (d32: 2 layers, d_model 32, 1 head, seq 128, batch 16; d128: 4 layers, d_model 128, 4 heads,
    seq 256, batch 16; byte vocabulary, fp32, markov data), rounds alternate between a one-run sweep
    (`scale sweep` machinery: local executor, worker process, the sweep's own thread choice) and a bare loop
-   (forward, backward, AdamW) at every thread count from 1 to the usable cores. The trainer's rate is the
-   run's tokens_per_s (step time only); the bare loop's is its fastest round at its best thread count.
+   at every thread count from 1 to the usable cores. Both sides do the same work and are timed the same way:
+   - each trains in a fresh spawned process, timed from just before its first step to the end of its last
+     (first-step costs such as thread-pool start and kernel selection count on both sides);
+   - each step is one batch of random windows, forward, backward, clipping the gradient norm to 1.0 (the
+     trainer's default) and an AdamW step; the bare loop uses torch's clip_grad_norm_ and AdamW defaults;
+   - the trainer's rate is the run's tokens_per_s, which leaves out its one evaluation and checkpoint after
+     the last step (the bare loop has neither); its schedule, batch seeding and finite-loss check count.
    Interference from other work only ever slows a round, so fastest rounds are compared (medians printed).
 2. Sweep level (skip with --no-sweep): the demo grid (sweeps/demo.toml, 2 workers) trained into a temporary
    directory, its wall time against the sum over its 20 runs of a bare loop's time for the same steps at the
@@ -18,6 +23,7 @@ Usage: python bench/bench_train.py [--rounds 3] [--no-sweep]
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import statistics
 import tempfile
@@ -65,7 +71,8 @@ def usable_cores() -> int:
 
 
 def bare_loop_step_s(config: ModelConfig, tokens: torch.Tensor, steps: int, threads: int, seed: int) -> float:
-    """Mean seconds per step of the loop anyone would write: random windows, forward, backward, AdamW."""
+    """Mean seconds per step of the loop anyone would write: random windows, forward, backward, clipping,
+    AdamW."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = GPT(config)
@@ -78,9 +85,21 @@ def bare_loop_step_s(config: ModelConfig, tokens: torch.Tensor, steps: int, thre
         batch = tokens[starts + window]
         _, loss = model(batch[:, :-1], batch[:, 1:])
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return (time.perf_counter() - began) / steps
+
+
+def fresh_process_bare_loop_step_s(config: ModelConfig, steps: int, threads: int, seed: int) -> float:
+    """bare_loop_step_s in a newly spawned process, as the sweep's worker trains in one."""
+    with mp.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_bare_loop_on_markov, (config, steps, threads, seed))
+
+
+def _bare_loop_on_markov(config: ModelConfig, steps: int, threads: int, seed: int) -> float:
+    tokens = torch.from_numpy(prepare("markov").train_tokens().astype("int64"))
+    return bare_loop_step_s(config, tokens, steps, threads, seed)
 
 
 def one_run_sweep(label: str, config: ModelConfig, steps: int, seed: int, work: Path) -> tuple[float, int | None]:
@@ -101,7 +120,7 @@ def one_run_sweep(label: str, config: ModelConfig, steps: int, seed: int, work: 
     return float(row["tokens_per_s"]), attempt["threads"]
 
 
-def compare_shape(label: str, config: ModelConfig, steps: int, rounds: int, tokens: torch.Tensor, work: Path) -> float:
+def compare_shape(label: str, config: ModelConfig, steps: int, rounds: int, work: Path) -> float:
     cores = list(range(1, usable_cores() + 1))
     trainer, bare = [], {threads: [] for threads in cores}
     threads_used = None
@@ -110,7 +129,7 @@ def compare_shape(label: str, config: ModelConfig, steps: int, rounds: int, toke
         trainer.append(rate)
         for threads in cores:
             bare[threads].append(
-                BATCH_SIZE * config.seq_len / bare_loop_step_s(config, tokens, steps, threads, round_index)
+                BATCH_SIZE * config.seq_len / fresh_process_bare_loop_step_s(config, steps, threads, round_index)
             )
         shown = "  ".join(f"bare {t} thr {bare[t][-1]:,.0f}" for t in cores)
         print(
@@ -172,7 +191,7 @@ def main() -> None:
         for label, (config, steps) in SHAPES.items():
             if args.only and args.only != label:
                 continue
-            compare_shape(label, config, max(2, round(steps * args.steps_scale)), args.rounds, tokens, Path(work))
+            compare_shape(label, config, max(2, round(steps * args.steps_scale)), args.rounds, Path(work))
         if not args.no_sweep and args.only in (None, "sweep"):
             sweep_level(tokens, Path(work))
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
