@@ -9,7 +9,6 @@ with a refusal and what to add, not an error: `refused` holds the reason and no 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +20,16 @@ from scaling_cli.fit.design import (
     MIN_EXPONENT,
     Design,
     greedy_design,
-    grid_moves,
     identification_problem,
     interval_factor,
-    linearise,
+    linearisations,
     residual_sigma,
     seed_sigma,
-    single_runs,
 )
 from scaling_cli.fit.table import load_rows
 
 OBJECTIVES = {"n_opt": (1.0, 0.0), "loss": (0.0, 1.0), "both": (1.0, 1.0)}
+REWEIGHTINGS = 16  # bootstrap reweightings of the runs per linearisation (see fit/design.py)
 TARGET_FACTOR = 100.0  # default target compute: this many times the largest run's
 TABLE_STEPS = 9  # a table's candidate grid: this many sqrt(2) steps from the smallest N (D) to 4x the largest
 
@@ -110,22 +108,24 @@ def suggest(
         spend = flops if flops is not None else fraction * grid.spent
         n, d = grid.cells
         fresh = np.flatnonzero(~grid.known.ravel())
-        moves = lambda chosen: [(int(c),) for c in fresh if c not in chosen]  # noqa: E731
         cost_of = grid.cost_of
         row_scale = np.sqrt(grid.seeds)
     else:
         grid = None
         spend = flops if flops is not None else fraction * float(c0.sum())
         n, d = _table_candidates(n0, d0, extension)
+        fresh = np.arange(len(n))
         costs = compute_of(convention, n, d)
-        moves = lambda chosen: single_runs(chosen, len(n))  # noqa: E731
         cost_of = lambda rows: float(costs[list(rows)].sum()) if rows else 0.0  # noqa: E731
         row_scale = 1.0
-    linearisations = []
-    for v in vectors:
-        lin = linearise(v, n0, d0, n, d, sigma, target, allocation)
-        linearisations.append(replace(lin, jacobian=lin.jacobian * row_scale))
-    design = greedy_design(linearisations, sigma, spend, cost_of, moves, weights=OBJECTIVES[objective])
+
+    def moves(chosen):  # any one candidate run (a cell: its lrs, seeds, ...) not chosen or done yet
+        return [(int(c),) for c in fresh if c not in chosen]
+
+    scored = linearisations(
+        vectors, n0, d0, n, d, sigma, target, allocation, reweightings=REWEIGHTINGS, seed=seed, row_scale=row_scale
+    )
+    design = greedy_design(scored, sigma, spend, cost_of, moves, weights=OBJECTIVES[objective])
     result.update(
         target=target,
         budget=spend,
@@ -134,6 +134,7 @@ def suggest(
         sigma=sigma,
         sigma_source=sigma_source,
         scenarios=len(vectors),
+        reweightings=REWEIGHTINGS,
         convention=convention.get("kind"),
         at_target=_at_target(law["params"], allocation, target),
         identified_note="; ".join(law.get("problems", [])) or None,

@@ -20,9 +20,9 @@ with --objective both, of the loss there) for a FLOP budget.
 It fits Approach 3 with bootstrap refits, linearises the law at the fit and at each refit, and grows a
 design greedily by expected narrowing per FLOP over candidates on the sweep's own shapes (its widths and
 larger ones on its depth/head rule, up to --extension x its largest N; its token budgets and up to
---extension x the largest). For a results directory the design is a grid of sizes x budgets, written with
---out as a spec with the sweep's data, tokenizer and training settings: sweep it into the same directory.
-For a table the candidates are a log grid of N and D, and any set of runs may be chosen.
+--extension x the largest). Each step adds one (size, budget) cell; --out writes the chosen cells as a spec
+with the sweep's data, tokenizer and training settings (one explicit shape per size, with its own token
+budgets): sweep it into the same directory. For a table the candidates are a log grid of N and D.
 
 When the fit cannot say where the optimum is (fewer than 3 distinct sizes or budgets, an exponent <= 0),
 it proposes nothing, prints why and what to add, and exits 0 (--json: "refused" holds the reason).
@@ -56,12 +56,15 @@ def suggest_command(
     simulate: bool = typer.Option(False, "--simulate", help="Run the design on simulated laws instead."),
     laws: int = typer.Option(20, "--laws", help="Laws to simulate with --simulate."),
     resamples: int = typer.Option(100, "--resamples", help="Bootstrap resamples per interval with --simulate."),
+    below: float = typer.Option(
+        1.0, "--below", help="With --simulate: candidates also reach this factor below the smallest N and D."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from scaling_cli.errors import FitError
 
     if simulate:
-        _simulate(laws, seed, scenarios, resamples, extension, as_json)
+        _simulate(laws, seed, scenarios, resamples, extension, below, as_json)
         return
     if source is None:
         raise FitError("SOURCE", "", "give a results directory or a table (or --simulate)")
@@ -99,7 +102,8 @@ def print_suggestion(result: dict) -> None:
     )
     note(
         f"noise sigma {result['sigma']:.3g} (log loss, from {result['sigma_source']}); design averaged over "
-        f"{result['scenarios']} linearisations (the fit and its bootstrap refits)"
+        f"the fit and {result['scenarios'] - 1} bootstrap refits, each under {result['reweightings']} bootstrap "
+        "reweightings of the runs"
     )
     if result.get("identified_note"):
         note(f"note: the current fit is not fully identified ({result['identified_note']}); the design aims at that")
@@ -142,12 +146,19 @@ def _flops(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _simulate(laws: int, seed: int, scenarios: int, resamples: int, extension: float, as_json: bool) -> None:
+def _simulate(
+    laws: int, seed: int, scenarios: int, resamples: int, extension: float, below: float, as_json: bool
+) -> None:
     import numpy as np
 
+    from scaling_cli.errors import FitError
     from scaling_cli.fit.simulate import NAIVE, SimulationOptions, simulate
 
-    options = SimulationOptions(laws=laws, seed=seed, scenarios=scenarios, resamples=resamples, extension=extension)
+    if not 1.0 <= below <= 16.0:
+        raise FitError("--below", str(below), "must be at least 1 and at most 16")
+    options = SimulationOptions(
+        laws=laws, seed=seed, scenarios=scenarios, resamples=resamples, extension=extension, below=below
+    )
 
     def progress(index: int, result: dict) -> None:
         widths = ", ".join(f"{name} {score['width']:.3f}" for name, score in result["strategies"].items())
@@ -171,7 +182,9 @@ def _simulate(laws: int, seed: int, scenarios: int, resamples: int, extension: f
     note(
         f"{summary['laws_used']} of {summary['laws']} simulated laws; first sweep 4 sizes x 5 budgets, noise "
         f"{options.noise:.0%} of the loss, extra compute {options.extra_compute:.0%} of the first sweep's, "
-        f"target 100x its largest run; interval: bootstrap 95% width of ln N_opt "
+        f"target 100x its largest run; candidates from 1/{options.below:g} of the smallest to "
+        f"{options.extension:g}x the largest N and D; interval: 95% width of ln N_opt "
+        f"after the refit, {options.resamples} bootstrap resamples as scale fit reports it "
         f"(before: {summary['mean_width_before']:.3f})"
     )
     out.print(table)
@@ -180,3 +193,4 @@ def _simulate(laws: int, seed: int, scenarios: int, resamples: int, extension: f
         f"(median per law {summary['ratio_median_per_law']:.2f}; design narrower in "
         f"{summary['design_narrower_in']} of {summary['laws_used']})"
     )
+    note("per law: " + " ".join(f"{r:.2f}" for r in summary["ratio_per_law"]))

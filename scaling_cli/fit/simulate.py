@@ -4,9 +4,10 @@ Each simulated law is drawn near the published Chinchilla fits (Hoffmann et al. 
 2024). A first sweep is a small grid (4 sizes x 5 token budgets) whose losses are the law's times
 exp(noise), noise ~ N(0, sigma). With extra compute equal to a fraction of that sweep's, each strategy picks
 new runs, they are "trained" by sampling the law the same way, and Approach 3 is refitted on everything.
-The score of a strategy is the bootstrap 95% interval of ln N_opt at a target 100x beyond the largest run,
-and its actual error against the true law. A run's noise depends only on (law, N, D), so two strategies that
-pick the same run see the same measurement.
+The score of a strategy is the 95% interval of ln N_opt at a target 100x beyond the largest run, as `scale
+fit` reports it (bootstrap over runs of the refit, fit.bootstrap.bootstrap_chinchilla), and its actual error
+against the true law. A run's noise depends only on (law, N, D), so two strategies that pick the same run see
+the same measurement.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import bootstrap, chinchilla
@@ -22,9 +24,8 @@ from scaling_cli.fit.design import (
     additive_cost,
     bootstrap_vectors,
     greedy_design,
-    grid_moves,
     identification_problem,
-    linearise,
+    linearisations,
     residual_sigma,
     target_values,
 )
@@ -44,10 +45,12 @@ class SimulationOptions:
     extra_compute: float = 0.5  # of the first sweep's compute
     target_factor: float = 100.0  # target compute / largest run's compute
     extension: float = 4.0  # candidates reach this factor beyond the largest N and D
+    below: float = 1.0  # and this factor below the smallest (a what-if: `scale suggest` proposes none below)
     resamples: int = 100  # bootstrap resamples for the interval
     scenarios: int = 30  # bootstrap refits of the first sweep that the design averages over
+    reweightings: int = 16  # bootstrap reweightings of the runs per linearisation (fit/design.py)
     weights: tuple[float, ...] = (1.0, 0.0)  # of ln N_opt and ln loss in the design's criterion
-    shape: str = "grid"  # "grid": the design is a sizes x budgets grid, as a spec writes it; "runs": any runs
+    strategies: tuple[str, ...] = STRATEGIES  # "design" and any of NAIVE
     grid: dict = field(default_factory=lambda: dict(chinchilla.CHINCHILLA_GRID))
 
 
@@ -87,10 +90,10 @@ def log_grid(low: float, high: float, step: float = np.sqrt(2.0)) -> np.ndarray:
 
 
 def candidate_grid(options: SimulationOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sizes and budgets on sqrt(2)-spaced log grids from the smallest to `extension` x the largest, and
+    """Sizes and budgets on sqrt(2)-spaced log grids from the smallest (/ `below`) to `extension` x the largest, and
     which (size, budget) pairs the first sweep already ran (len(sizes), len(budgets))."""
-    sizes = log_grid(min(options.sizes), options.extension * max(options.sizes))
-    budgets = log_grid(min(options.budgets), options.extension * max(options.budgets))
+    sizes = log_grid(min(options.sizes) / options.below, options.extension * max(options.sizes))
+    budgets = log_grid(min(options.budgets) / options.below, options.extension * max(options.budgets))
     known_n = np.isclose(np.log(sizes)[:, None], np.log(options.sizes)[None, :]).any(axis=1)
     known_d = np.isclose(np.log(budgets)[:, None], np.log(options.budgets)[None, :]).any(axis=1)
     return sizes, budgets, known_n[:, None] & known_d[None, :]
@@ -141,23 +144,19 @@ def compute_optimal(options: SimulationOptions, x: np.ndarray, budget: float):
 
 
 def suggested(options: SimulationOptions, x: np.ndarray, budget: float, n0, d0, loss0, target: float):
-    """The greedy c-optimal design of scaling_cli.fit.design on the candidate grid: single runs, or grid
-    moves (a size or a budget at a time) when options.shape is "grid", as a sweep spec can express."""
+    """The design `scale suggest` proposes (scaling_cli.fit.design): any runs of the candidate grid not run yet,
+    as its next spec can list them."""
     sizes, budgets, known = candidate_grid(options)
     n, d = (a.ravel() for a in np.meshgrid(sizes, budgets, indexing="ij"))
-    if options.shape == "grid":
-        moves = grid_moves(sizes, budgets, known)
-    else:
-        free = [(i,) for i in np.flatnonzero(~known.ravel())]
-        moves = lambda chosen: [m for m in free if m[0] not in chosen]  # noqa: E731
+    fresh = np.flatnonzero(~known.ravel())
     sigma = residual_sigma(x, n0, d0, loss0)
     vectors = [x, *bootstrap_vectors(n0, d0, loss0, x, options.scenarios, options.seed, options.grid)]
     design = greedy_design(
-        [linearise(v, n0, d0, n, d, sigma, target) for v in vectors],
+        linearisations(vectors, n0, d0, n, d, sigma, target, reweightings=options.reweightings, seed=options.seed),
         sigma,
         budget,
         additive_cost(6.0 * n * d),
-        moves=moves,
+        moves=lambda chosen: [(int(c),) for c in fresh if c not in chosen],
         weights=options.weights,
     )
     rows = design.rows
@@ -168,25 +167,13 @@ def suggested(options: SimulationOptions, x: np.ndarray, budget: float, n0, d0, 
 
 
 def interval_width(n, d, loss, fitted: dict, target: float, options: SimulationOptions, seed: int) -> float:
-    """Bootstrap 95% interval width of ln N_opt(target) (ln hi - ln lo), from refits of resampled runs.
-
-    Resamples without a compute-optimal allocation (an exponent <= 0) count as an infinitely wide answer:
-    they sit in the upper tail of the percentile interval instead of being dropped.
-    """
-    x = np.array(fitted["vector"])
+    """Width ln hi - ln lo of the 95% interval of N_opt(target) that `scale fit` reports for these runs: the
+    percentile interval of the bootstrap refits of resampled runs (bootstrap.bootstrap_chinchilla)."""
+    points = pd.DataFrame({"N": n, "D": d, "loss": loss})
     indices = bootstrap.resample_indices(len(loss), options.resamples, seed)
-    starts = np.vstack([x, bootstrap.nearest_grid_starts(x, options.grid)])
-    vectors = chinchilla.refit_resamples(n, d, loss, bootstrap.multiplicities(indices, len(loss)), starts, 1e-3)
-    values = np.array([_log_n_opt(v, target) for v in vectors])
-    values = np.where(np.isfinite(values), values, np.inf)
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(high - low)
-
-
-def _log_n_opt(vector: np.ndarray, target: float) -> float:
-    if not (np.all(np.isfinite(vector)) and vector[3] > 0 and vector[4] > 0):
-        return np.inf
-    return float(target_values(vector, target)[0])
+    result = bootstrap.bootstrap_chinchilla(points, fitted, indices, delta=1e-3, grid=options.grid, at_compute=target)
+    low, high = result["intervals"].get("N_opt") or (np.nan, np.nan)
+    return float(np.log(high) - np.log(low)) if low > 0 else np.inf
 
 
 def simulate_law(law: dict, index: int, options: SimulationOptions) -> dict:
@@ -205,7 +192,7 @@ def simulate_law(law: dict, index: int, options: SimulationOptions) -> dict:
         result["skipped"] = problem
         return result
     result["before"] = _score(n0, d0, loss0, target, truth, options, index)
-    for name in STRATEGIES:
+    for name in options.strategies:
         if name == "design":
             n1, d1 = suggested(options, x0, budget, n0, d0, loss0, target)
         else:
@@ -231,10 +218,11 @@ def _score(n, d, loss, target, truth, options, index) -> dict:
 def summarize(results: list[dict]) -> dict:
     """Per strategy the mean interval width and error over the laws, and the ratio best naive / design."""
     used = [r for r in results if "skipped" not in r]
-    widths = {s: np.array([r["strategies"][s]["width"] for r in used]) for s in STRATEGIES}
-    errors = {s: np.array([r["strategies"][s]["error"] for r in used]) for s in STRATEGIES}
+    names = list(used[0]["strategies"]) if used else []
+    widths = {s: np.array([r["strategies"][s]["width"] for r in used]) for s in names}
+    errors = {s: np.array([r["strategies"][s]["error"] for r in used]) for s in names}
     mean_width = {s: float(np.nanmean(w)) for s, w in widths.items()}
-    best_naive = min(NAIVE, key=lambda s: mean_width[s])
+    best_naive = min((s for s in names if s in NAIVE), key=lambda s: mean_width[s])
     per_law = widths[best_naive] / widths["design"]
     return {
         "laws": len(results),
@@ -242,11 +230,12 @@ def summarize(results: list[dict]) -> dict:
         "mean_width": mean_width,
         "mean_width_before": float(np.nanmean([r["before"]["width"] for r in used])),
         "rms_error": {s: float(np.sqrt(np.nanmean(e**2))) for s, e in errors.items()},
-        "mean_compute": {s: float(np.mean([r["strategies"][s]["extra_compute"] for r in used])) for s in STRATEGIES},
+        "mean_compute": {s: float(np.mean([r["strategies"][s]["extra_compute"] for r in used])) for s in names},
         "mean_budget": float(np.mean([r["budget"] for r in used])),
         "best_naive": best_naive,
         "ratio": mean_width[best_naive] / mean_width["design"],
         "ratio_median_per_law": float(np.nanmedian(per_law)),
+        "ratio_per_law": [float(r) for r in per_law],
         "design_narrower_in": int(np.sum(per_law > 1.0)),
     }
 
