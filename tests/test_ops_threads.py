@@ -47,11 +47,11 @@ def test_thread_rule_on_the_shapes_sweeps_train():
     runs = {(r.model.d_model, r.model.seq_len): r for r in load_sweep(REPO / "sweeps" / "demo.toml").runs()}
     tiny = {r.model.d_model: r for r in load_sweep(TINY).runs()}
     assert all(threads_for(run, 2) == 1 for run in tiny.values())  # 0.05-0.27 GFLOP steps
-    assert threads_for(runs[(32, 128)], 2) == 2  # 0.71 GFLOP: 1.7x faster on 2 threads (measured bare loop)
+    assert threads_for(runs[(32, 64)], 2) == 1  # the demo's base width, 0.30 GFLOP a step: one thread
     widest = runs[max(runs)]
     assert threads_for(widest, 2) == 2  # the demo's widest shape: every core it may have
     assert threads_for(widest, 1) == 1 and threads_for(widest, None) is None
-    assert FLOPS_PER_THREAD < 0.71e9 / 2
+    assert FLOPS_PER_THREAD < 0.71e9 / 2  # width 32 at seq 128 (0.71 GFLOP) gets 2 threads: 1.7x faster (measured bare loop)
 
 
 def test_cores_for_a_unit_follow_what_is_free():
