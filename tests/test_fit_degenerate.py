@@ -93,3 +93,20 @@ def test_a_real_markov_sweep_fits_and_predicts_without_a_traceback(tmp_path):
     predicted = run_scale("predict", out, "--compute", "1e14", "--params", "1e5", "--tokens", "1e6")
     assert predicted.returncode == 0 and "Traceback" not in predicted.stderr, predicted.stderr
     assert "warning:" in predicted.stderr  # 1e14 FLOPs is far beyond the tiny sweep
+
+
+def test_a_law_whose_irreducible_loss_resamples_to_zero_is_not_identified(tmp_path):
+    """The point estimate of E is right (0.19 of a true 0.2 nats), but bootstrap refits send it to zero: the runs cannot tell E
+    from a steeper power law (the demo's situation on Shakespeare), so no allocation is offered."""
+    sizes, tokens = [4e3, 9e3, 2e4, 4e4, 8e4, 1.7e5], [1.31e5, 2.6e5, 5.2e5, 1.05e6, 2.1e6]
+    noise = np.random.default_rng(1).normal(0.0, 0.01, len(sizes) * len(tokens))
+    table = grid_csv(
+        tmp_path / "far_above_e.csv", sizes, tokens, lambda n, d: (0.2 + 200 / n**0.8 + 30 / d**0.2) * np.exp(noise)
+    )
+    document = fit_all(table, COLUMNS, FitOptions(bootstrap=30))
+    law = document["groups"]["all"]["laws"]["chinchilla"]
+    low, high = law["intervals"]["E"]
+    assert law["params"]["E"] > 0.1 and low < 1e-3 and high > 0.2
+    assert law["status"] == "not_identified" and "at_compute" not in law
+    assert [p for p in law["problems"] if p.startswith("E's interval")], law["problems"]
+    assert not [p for p in law["problems"] if "ran off" in p]  # the point estimate alone would have passed

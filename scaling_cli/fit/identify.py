@@ -99,13 +99,19 @@ def remark_after_intervals(name: str, fitted: dict, points: pd.DataFrame) -> dic
 
     A point estimate with alpha = 0.35 says little when resampling the same runs moves alpha below zero: the
     runs then cannot tell that loss falls with N at all, and the allocation built on alpha is a guess (its
-    N_opt interval spans many decades). Such a law is not identified, and its allocation is dropped.
+    N_opt interval spans many decades). Likewise when resampling sends E to zero: the runs cannot tell the
+    irreducible loss from a steeper power law, and A, alpha, B and beta trade off against it. Such a law is
+    not identified, and its allocation is dropped.
     """
     if name not in ("chinchilla", "constrained"):
         return fitted
     fitted.pop("problems", None)
     mark(name, fitted, points)
-    found = fitted.get("problems", []) + _exponent_interval_problems(fitted)
+    found = [
+        *fitted.get("problems", []),
+        *_exponent_interval_problems(fitted),
+        *_irreducible_interval_problems(fitted, points),
+    ]
     if found:
         fitted["status"] = "not_identified"
         fitted["problems"] = found
@@ -127,3 +133,14 @@ def _exponent_interval_problems(fitted: dict) -> list[str]:
                 f"loss falling with {variable}; {remedy}"
             )
     return found
+
+
+def _irreducible_interval_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
+    low, high = ((fitted.get("intervals") or {}).get("E") or [np.nan, np.nan])[:2]
+    lowest = float(points["loss"].min())
+    if low is None or not np.isfinite(low) or low >= E_FLOOR * lowest:
+        return []
+    return [
+        f"E's interval [{low:.3g}, {high:.3g}] reaches 0: resampling the runs cannot tell the irreducible loss "
+        "from zero; add larger models and longer runs"
+    ]
