@@ -19,10 +19,10 @@ hidden matrices start from N(0, 1 / fan_in) (variance base_width / d_model times
 residual-stream writers again / sqrt(2 n_layer)), and the score scale is sqrt(32) / head_dim, SP's own at
 heads of 32 channels. GPT-2's 0.02 at a base width of 32 would be 9x below 1 / sqrt(32), and 1 / head_dim
 alone 5.7x below SP there: with them, muP widths 32-256 on Shakespeare (300 short steps, one lr) were no
-better than one another and width 256 worse than SP; with these, loss falls with width. With tied embeddings the one matrix is an
-input embedding (constant init and lr) and, through the logit multiplier, a muP readout at once, so no
-separate readout is needed. The default "sp" is the standard parametrization above, unchanged.
-Multipliers are not parameters: counts and FLOPs are the same.
+better than one another and width 256 worse than SP; with these, loss falls with width. With tied
+embeddings the one matrix is an input embedding (constant init and lr) and, through the logit multiplier,
+a muP readout at once, so no separate readout is needed. The default "sp" is the standard parametrization
+above, unchanged. Multipliers are not parameters: counts and FLOPs are the same.
 
 Accounting follows the literature: `count_params` gives every parameter and Kaplan's N (without
 token and position embeddings, and without an untied output head, which is a vocabulary embedding
@@ -43,6 +43,9 @@ from scaling_cli.validate import boolean, check_fields, integer
 MLP_EXPANSION = 4
 INIT_STD = 0.02
 PARAMETRIZATIONS = ("sp", "mup")
+# Bumped whenever muP's init or multipliers change, so runs trained under the old rule get new run ids
+# instead of being taken for finished runs of the new one. 2: hidden init N(0, 1/fan_in), scores sqrt(32)/head_dim.
+MUP_REVISION = 2
 RESIDUAL_WRITERS = ("attn.proj.weight", "mlp.down.weight")
 MUP_REFERENCE_HEAD_DIM = 32  # muP attention scale = sqrt(this) / head_dim: equal to SP at heads of 32 channels
 

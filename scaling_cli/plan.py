@@ -28,7 +28,7 @@ from pathlib import Path
 
 from scaling_cli.data.options import DataOptions, parse_data_options
 from scaling_cli.errors import DataError, SpecError
-from scaling_cli.model import ModelConfig, count_params, depth_for_width, flops_per_token, heads_for_width
+from scaling_cli.model import MUP_REVISION, ModelConfig, count_params, depth_for_width, flops_per_token, heads_for_width
 from scaling_cli.spec import Size, Spec, load_spec
 from scaling_cli.train.config import TrainConfig
 from scaling_cli.validate import Problems
@@ -301,7 +301,10 @@ def _train_identity(train: TrainConfig) -> dict:
 
 def _model_identity(shape: ModelConfig) -> dict:
     fields = dataclasses.asdict(shape)
-    return {k: v for k, v in fields.items() if k not in MODEL_LATER_DEFAULTS or v != MODEL_LATER_DEFAULTS[k]}
+    identity = {k: v for k, v in fields.items() if k not in MODEL_LATER_DEFAULTS or v != MODEL_LATER_DEFAULTS[k]}
+    if shape.parametrization == "mup":
+        identity["mup_revision"] = MUP_REVISION
+    return identity
 
 
 def _without_budget(identity: dict) -> dict:

@@ -9,6 +9,7 @@ from conftest import REPO, run_scale
 from scaling_cli.data import DataOptions, get_batch, prepare
 from scaling_cli.errors import SpecError
 from scaling_cli.model import GPT, ModelConfig, count_params, flops_per_token
+from scaling_cli import plan
 from scaling_cli.plan import load_sweep
 
 WIDTHS = (32, 64, 128, 256, 512)
@@ -158,6 +159,18 @@ def test_mup_spec_fields_reach_the_runs_and_their_ids(tmp_path):
     assert not {r.run_id for r in sp.runs()} & {r.run_id for r in mup.runs()}
     with pytest.raises(SpecError, match='model.base_width: only applies with parametrization = "mup"'):
         load_sweep(_write(tmp_path / "bad.toml", base.replace("seq_len = 32", "seq_len = 32\nbase_width = 16")))
+
+
+def test_a_change_of_the_mup_rule_renames_mup_runs_and_no_sp_run(tmp_path, monkeypatch):
+    """Runs trained under an older muP init are not taken for finished runs of the current one."""
+    base = (REPO / "sweeps" / "markov-tiny.toml").read_text()
+    sp_spec = _write(tmp_path / "sp.toml", base)
+    mup_spec = _write(tmp_path / "mup.toml", base.replace("seq_len = 32", 'seq_len = 32\nparametrization = "mup"'))
+    before = {path: {r.run_id for r in load_sweep(path).runs()} for path in (sp_spec, mup_spec)}
+    monkeypatch.setattr(plan, "MUP_REVISION", plan.MUP_REVISION + 1)
+    after = {path: {r.run_id for r in load_sweep(path).runs()} for path in (sp_spec, mup_spec)}
+    assert after[sp_spec] == before[sp_spec]
+    assert not after[mup_spec] & before[mup_spec]
 
 
 def _write(path, text: str):
