@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SCALE = str(Path(sys.executable).with_name("scale"))
+
+
+# The `scale` subprocesses write to pipes, as into a log file; a width inherited from the test runner (pytest-xdist
+# workers set COLUMNS) would make them fold lines at that width instead.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 def run_scale(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
@@ -28,3 +36,10 @@ def isolated_cache(tmp_path_factory):
     if "SCALE_CACHE" not in os.environ:
         os.environ["SCALE_CACHE"] = str(tmp_path_factory.mktemp("scale-cache"))
     yield Path(os.environ["SCALE_CACHE"])
+
+
+@pytest.fixture
+def one_ray_cluster_at_a_time():
+    """The suite runs in parallel workers (pytest-xdist); two local Ray clusters starting together can collide."""
+    with FileLock(Path(tempfile.gettempdir()) / "scale-tests-ray.lock"):
+        yield

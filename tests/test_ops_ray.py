@@ -32,7 +32,7 @@ def prepared_dirs(cache) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
 
 
-def test_two_node_cluster_with_separate_caches_matches_the_local_executor(tmp_path):
+def test_two_node_cluster_with_separate_caches_matches_the_local_executor(tmp_path, one_ray_cluster_at_a_time):
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 

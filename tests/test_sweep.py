@@ -225,7 +225,7 @@ def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
     assert status.returncode == 0 and "2 failed" in status.stdout and "injected failure" in status.stdout
 
 
-def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path):
+def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path, one_ray_cluster_at_a_time):
     ray = pytest.importorskip("ray")
     out, _, _ = baseline
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
