@@ -5,9 +5,9 @@ known-answer, markov-tiny, ...), so the table follows their grids. For each (sha
 step (forward, backward, gradient clipping, fused AdamW) is timed with 1..N threads, the thread counts
 alternating, best of `--rounds`; the table gives the step's Chinchilla FLOPs and each thread count's speed-up
 over one thread. `threads_for` gives a run a second thread from 2 x FLOPS_PER_THREAD FLOPs a step, so the
-suggested FLOPS_PER_THREAD is half the step size between the largest step that 2 threads did not speed up by
-`--min-gain` and the smallest that they did. Only a quiet machine gives a usable answer: the load average is
-printed before and after.
+suggested FLOPS_PER_THREAD is half the step size from which "2 threads speed it up by `--min-gain`" holds with
+the fewest exceptions among the measured shapes. Only a quiet machine gives a usable answer: the load average
+is printed before and after.
 
 Usage: python bench/bench_threads.py [--steps 20] [--rounds 3] [--max-threads 2] [--min-gain 1.05]
 """
@@ -67,15 +67,18 @@ def _train_step(model, optimizer, params, batch) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def suggested_flops_per_thread(gains: list[tuple[float, float]], min_gain: float) -> float | None:
-    """From (step FLOPs, 2-thread speed-up) pairs: half the step size where a second thread starts to pay."""
-    paying = [flops for flops, gain in gains if gain >= min_gain]
-    if not paying:
-        return None
-    smallest_paying = min(paying)
-    not_paying = [flops for flops, gain in gains if gain < min_gain and flops < smallest_paying]
-    boundary = (max(not_paying) + smallest_paying) / 2 if not_paying else smallest_paying
-    return boundary / 2
+def suggested_flops_per_thread(gains: list[tuple[float, float]], min_gain: float) -> tuple[float, int]:
+    """From (step FLOPs, 2-thread speed-up) pairs: the step size from which a second thread is given that
+    disagrees with the fewest measurements (the larger one on a tie), halved; and how many it disagrees with.
+    Noise makes single shapes disagree, so the fewest disagreements, not the first paying shape, decides."""
+    sizes = sorted({flops for flops, _ in gains})
+    candidates = [sizes[0] / 2] + [(a + b) / 2 for a, b in zip(sizes, sizes[1:])] + [sizes[-1] * 2]
+
+    def disagreements(boundary: float) -> int:
+        return sum((flops >= boundary) != (gain >= min_gain) for flops, gain in gains)
+
+    best = min(candidates, key=lambda boundary: (disagreements(boundary), -boundary))
+    return best / 2, disagreements(best)
 
 
 def main() -> None:
@@ -104,9 +107,14 @@ def main() -> None:
         shape = f"d{config.d_model} L{config.n_layer} H{config.n_head} T{config.seq_len} B{batch_size}"
         shape += " muP" if config.parametrization == "mup" else ""
         print(f"{shape:<28} {step_flops / 1e9:>10.3f} {rate:>15,.0f}  {speedups}  ({', '.join(sweeps)})", flush=True)
-    suggested = suggested_flops_per_thread(gains, args.min_gain)
-    shown = "none (2 threads paid on no shape)" if suggested is None else f"{suggested / 1e9:.2f} GFLOP"
-    print(f"suggested FLOPS_PER_THREAD: {shown}; load average {os.getloadavg()[0]:.1f} at the end", flush=True)
+    if gains:
+        suggested, misfits = suggested_flops_per_thread(gains, args.min_gain)
+        print(
+            f"suggested FLOPS_PER_THREAD: {suggested / 1e9:.2f} GFLOP (2 threads from {2 * suggested / 1e9:.2f} GFLOP "
+            f"a step; {misfits} of {len(gains)} shapes disagree at --min-gain {args.min_gain})",
+            flush=True,
+        )
+    print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)
 
 
 if __name__ == "__main__":

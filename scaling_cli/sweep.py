@@ -34,7 +34,14 @@ FAIL_RUNS_ENV = "SCALE_FAIL_RUNS"
 FALLBACK_FLOPS_PER_S = {"cpu_per_core": 25e9, "cuda": 50e12, "mps": 2e12}
 # Training FLOPs per step that each CPU thread needs to pay for itself. On a quiet 2-core machine a bare loop
 # at d_model 32, 2 layers, seq 128, batch 16 (0.71 GFLOP a step) ran 164k tokens/s with 2 threads against 97k
-# with 1, while a 48-wide model at seq 32 (0.27 GFLOP) was slower with 2; bench/bench_threads.py measures it.
+# with 1. Calibrated on the shapes the shipped sweeps train (`python bench/bench_threads.py --rounds 4 --steps 15`,
+# AVX512, 2026-11-29): at load average about 2, three runs found a second thread paying (>= 1.05x) on 14, 13
+# and 12 of the 14 shapes, 0.02-1.26 GFLOP a step (up to 1.74x; suggested 0.01-0.02e9); at load 2.5 on 5 of
+# 14, at load 7.6 on none (0.11-0.31x). The value
+# is kept this high on purpose: fp32 weights on a CPU differ in their last bits between thread counts, and a
+# run's thread count follows the machine's load and, mid-run, the cores other units free, so giving small
+# runs a second thread would make the small sweeps (markov-tiny, known-answer) differ bit for bit between
+# sweeps and executors (tests/test_ops_ray.py compares local and Ray results exactly). See docs/benchmarks.md.
 FLOPS_PER_THREAD = 0.35e9
 # In a running unit's directory: "<cores> <sweep pid>", the cores that sweep now lets the unit use (the pid, so
 # that a file left by a killed sweep is ignored).
