@@ -31,8 +31,8 @@ demo: install ## Sweep, fit, plot and report sweeps/demo.toml (Shakespeare), the
 	$(BIN)/scale fit $(KNOWN) --holdout 3 --backtest
 	$(BIN)/scale status $(KNOWN) --summary
 
-test: install ci-browser ## Run the test suite (no GPU needed; about 15 minutes on 2 busy cores).
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+test: install ci-browser ## Run the test suite in 2 workers (no GPU needed; about 9 minutes on 2 idle cores).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 ci-browser: # In CI only (CI=true): install Debian's chromium for the report's browser test when it is missing.
 	@if [ "$$CI" = "true" ]; then .ci/install-chromium; fi
