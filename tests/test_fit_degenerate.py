@@ -96,8 +96,8 @@ def test_a_real_markov_sweep_fits_and_predicts_without_a_traceback(tmp_path):
 
 
 def test_a_law_whose_irreducible_loss_resamples_to_zero_is_not_identified(tmp_path):
-    """The point estimate of E is right (0.19 of a true 0.2 nats), but bootstrap refits send it to zero: the runs cannot tell E
-    from a steeper power law (the demo's situation on Shakespeare), so no allocation is offered."""
+    """The point estimate of E is right (0.19 of a true 0.2 nats), but bootstrap refits send it to zero: the runs
+    cannot tell E from a steeper power law (the demo's situation on Shakespeare), so no allocation is offered."""
     sizes, tokens = [4e3, 9e3, 2e4, 4e4, 8e4, 1.7e5], [1.31e5, 2.6e5, 5.2e5, 1.05e6, 2.1e6]
     noise = np.random.default_rng(1).normal(0.0, 0.01, len(sizes) * len(tokens))
     table = grid_csv(
