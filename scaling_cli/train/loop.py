@@ -181,7 +181,7 @@ class Training:
         loss.backward()
         check = loss.detach()
         if self.train_cfg.grad_clip > 0:
-            check = check + clip_gradients(self.params, self.train_cfg.grad_clip)
+            check = check + torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.grad_clip)
         if not math.isfinite(check.item()):
             return False
         self.optimizer.step()
@@ -262,21 +262,6 @@ class Training:
             flops=float(tokens) * self.flops_per_token,
             flops_6nd=6.0 * nonembed * tokens,
         )
-
-
-def clip_gradients(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
-    """Scale the gradients so their global L2 norm is at most `max_norm`; returns the norm before scaling.
-
-    The ops and their order are torch.nn.utils.clip_grad_norm_'s for parameters on one device and dtype (ours
-    always are: fp32 master weights), so results are bit-identical; it skips that function's per-call grouping
-    of tensors by device and dtype, which took 85 us of a 15 ms d32 step against 49 us here.
-    """
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads or grads[0].device.type not in ("cpu", "cuda"):
-        return torch.nn.utils.clip_grad_norm_(params, max_norm)
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
-    return total
 
 
 def validation_windows(val_tokens: np.ndarray, seq_len: int, n_batches: int, where: str) -> list[tuple]:
