@@ -110,12 +110,10 @@ def _sizes(raw: dict, n_column: str, extension: float, path: Path, ran: pd.DataF
     columns = ["d_model", "n_layer", "n_head"]
     if "shapes" in model:  # a shape's own `tokens` (a spec written by suggest) are budgets, not part of the size
         written = [{k: shape[k] for k in columns} for shape in model["shapes"]]
-    else:
-        written = _as_list(model["d_model"])
-    if "shapes" in model:
         seen = [dict(zip(columns, map(int, row))) for row in ran[columns].drop_duplicates().to_numpy()]
         written += [s for s in seen if s not in written]
     else:
+        written = _as_list(model["d_model"])
         written += sorted({int(w) for w in ran["d_model"]} - {int(w) for w in written})
     largest = max(written, key=lambda s: _width(s))
     n_max = max(n for n in (_size_n(raw, s, path, n_column) for s in written) if n is not None)
