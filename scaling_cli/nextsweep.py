@@ -86,13 +86,15 @@ def read_spec_toml(results: Path) -> tuple[dict, str, Path]:
         raise SpecError(str(path), "toml", f"malformed TOML: {exc}") from None
 
 
-def candidate_grid(results: Path, n_column: str = "params", extension: float = 4.0) -> CandidateGrid:
+def candidate_grid(
+    results: Path, n_column: str = "params", extension: float = 4.0, below: float = 1.0
+) -> CandidateGrid:
     """The candidate grid of a results directory's sweep (see the module docstring)."""
     raw, text, path = read_spec_toml(results)
     source = plan_runs(parse_spec(raw, path=path, text=text))
     ran = _settled_runs(results)
-    sizes = _sizes(raw, n_column, extension, path, ran)
-    budgets = _budgets(source, extension, ran)
+    sizes = _sizes(raw, n_column, extension, path, ran, below)
+    budgets = _budgets(source, extension, ran, below)
     grid_raw = with_grid(raw, sizes, budgets)
     sweep = plan_runs(parse_spec(grid_raw, path=path, text=text))
     base_width = source.runs()[0].model.base_width
@@ -103,9 +105,10 @@ def _n_of(run, n_column: str) -> float:
     return float(run.params_nonembed if n_column == "params_nonembed" else run.params)
 
 
-def _sizes(raw: dict, n_column: str, extension: float, path: Path, ran: pd.DataFrame) -> list:
+def _sizes(raw: dict, n_column: str, extension: float, path: Path, ran: pd.DataFrame, below: float = 1.0) -> list:
     """The sizes of the spec and of the runs in the results (a merged sweep's spec.toml holds only the last
-    grid), then larger ones on the spec's rule up to `extension` x the largest N, >= sqrt(2) apart."""
+    grid), then larger ones on the spec's rule up to `extension` x the largest N, and smaller ones down to
+    the smallest N / `below`, >= sqrt(2) apart."""
     model = raw["model"]
     columns = ["d_model", "n_layer", "n_head"]
     if "shapes" in model:  # a shape's own `tokens` (a spec written by suggest) are budgets, not part of the size
@@ -131,7 +134,27 @@ def _sizes(raw: dict, n_column: str, extension: float, path: Path, ran: pd.DataF
         if n >= last_n * STEP * 0.97:
             sizes.append(entry)
             last_n = n
-    return sizes
+    return _smaller_sizes(raw, written, n_column, below, path, quantum) + sizes
+
+
+def _smaller_sizes(raw: dict, written: list, n_column: str, below: float, path: Path, quantum: int) -> list:
+    """Widths below the smallest on the same rule (at least one head), down to its N / `below`, smallest first."""
+    smallest = min(written, key=_width)
+    n_min = _size_n(raw, smallest, path, n_column)
+    if below <= 1.0 or n_min is None:
+        return []
+    found, last_n = [], n_min
+    for width in range(_width(smallest) - quantum, quantum - 1, -quantum):
+        entry = _scaled(smallest, width, quantum)
+        n = _size_n(raw, entry, path, n_column)
+        if n is None:
+            continue
+        if n < n_min / below / 1.0001:
+            break
+        if n <= last_n / STEP * 1.03:
+            found.append(entry)
+            last_n = n
+    return found[::-1]
 
 
 def _as_list(value) -> list:
@@ -169,9 +192,10 @@ def _size_n(raw: dict, entry, path: Path, n_column: str) -> float | None:
     return _n_of(run, n_column)
 
 
-def _budgets(source: Sweep, extension: float, ran: pd.DataFrame) -> list[int]:
-    """The token budgets of the spec and of the runs in the results, and sqrt(2) steps up to `extension` x
-    the largest, in whole optimiser steps."""
+def _budgets(source: Sweep, extension: float, ran: pd.DataFrame, below: float = 1.0) -> list[int]:
+    """The token budgets of the spec and of the runs in the results, sqrt(2) steps up to `extension` x the
+    largest and down to the smallest / `below` (no shorter than warmup and one step), in whole optimiser
+    steps."""
     planned = sorted({run.tokens for run in source.runs()})
     step = max(run.train.batch_size * run.model.seq_len for run in source.runs())
     # runs.parquet holds the tokens trained (whole optimiser steps), not the budget the spec asked for
@@ -179,7 +203,10 @@ def _budgets(source: Sweep, extension: float, ran: pd.DataFrame) -> list[int]:
     trained = sorted(set(planned) | others)
     largest = trained[-1]
     extra = [largest * STEP**k for k in range(1, int(round(math.log(extension) / math.log(STEP))) + 1)]
+    shortest = max(step, max(run.train.warmup_tokens for run in source.runs()) + step)
+    lower = [trained[0] / STEP**k for k in range(1, int(math.floor(math.log(below) / math.log(STEP) + 1e-9)) + 1)]
     rounded = [max(step, int(round(t / step)) * step) for t in extra]
+    rounded += [int(round(t / step)) * step for t in lower if int(round(t / step)) * step >= shortest]
     return sorted(set(trained) | set(rounded))
 
 

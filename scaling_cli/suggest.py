@@ -17,6 +17,7 @@ from scaling_cli.errors import FitError
 from scaling_cli.fit import FitOptions, TableOptions, fit_all
 from scaling_cli.fit.allocation import chinchilla_allocation, compute_of
 from scaling_cli.fit.design import (
+    low_edge_misfit,
     MIN_EXPONENT,
     Design,
     greedy_design,
@@ -30,8 +31,10 @@ from scaling_cli.fit.table import load_rows
 
 OBJECTIVES = {"n_opt": (1.0, 0.0), "loss": (0.0, 1.0), "both": (1.0, 1.0)}
 REWEIGHTINGS = 16  # bootstrap reweightings of the runs per linearisation (see fit/design.py)
+# Candidates reach this factor below the smallest size and budget when the runs there fit the law (see
+# design.low_edge_misfit): cheap runs that pin the exponents, at the risk that the law bends below the data.
+DEFAULT_BELOW = 2.0
 TARGET_FACTOR = 100.0  # default target compute: this many times the largest run's
-TABLE_STEPS = 9  # a table's candidate grid: this many sqrt(2) steps from the smallest N (D) to 4x the largest
 
 
 def parse_budget(text: str, where: str = "--budget") -> tuple[float | None, float | None]:
@@ -61,6 +64,7 @@ def suggest(
     scenarios: int = 30,
     seed: int = 0,
     extension: float = 4.0,
+    below: float = DEFAULT_BELOW,
     table: TableOptions | None = None,
     out: Path | None = None,
     command: str = "scale suggest",
@@ -73,6 +77,8 @@ def suggest(
         raise FitError("--target", str(target), "must be positive")
     if not 1.0 < extension <= 16.0:
         raise FitError("--extension", str(extension), "must be above 1 and at most 16")
+    if not 1.0 <= below <= 16.0:
+        raise FitError("--below", str(below), "must be at least 1 and at most 16")
     flops, fraction = parse_budget(budget)
     table = table or TableOptions()
     sweep_dir = _sweep_dir(source)
@@ -96,6 +102,8 @@ def suggest(
     convention = document.get("compute_convention") or {"kind": "6ND"}
     target = float(target or TARGET_FACTOR * c0.max())
     sigma, sigma_source = _noise(source, table, x, n0, d0, loss0)
+    below_note = low_edge_misfit(n0, d0, loss0, sigma) if below > 1.0 else None
+    reach_below = 1.0 if below_note else below
     vectors = [x, *_sample_vectors(law)]
 
     def allocation(params, c):
@@ -104,7 +112,7 @@ def suggest(
     if sweep_dir is not None:
         from scaling_cli import nextsweep
 
-        grid = nextsweep.candidate_grid(sweep_dir, document["columns"]["n"] or "params", extension)
+        grid = nextsweep.candidate_grid(sweep_dir, document["columns"]["n"] or "params", extension, reach_below)
         spend = flops if flops is not None else fraction * grid.spent
         n, d = grid.cells
         fresh = np.flatnonzero(~grid.known.ravel())
@@ -113,7 +121,7 @@ def suggest(
     else:
         grid = None
         spend = flops if flops is not None else fraction * float(c0.sum())
-        n, d = _table_candidates(n0, d0, extension)
+        n, d = _table_candidates(n0, d0, extension, reach_below)
         fresh = np.arange(len(n))
         costs = compute_of(convention, n, d)
         cost_of = lambda rows: float(costs[list(rows)].sum()) if rows else 0.0  # noqa: E731
@@ -138,6 +146,7 @@ def suggest(
         convention=convention.get("kind"),
         at_target=_at_target(law["params"], allocation, target),
         identified_note="; ".join(law.get("problems", [])) or None,
+        below={"asked": below, "used": reach_below, "why_not": below_note},
         refused=None,
     )
     result.update(_describe(design, n, d, grid))
@@ -187,15 +196,22 @@ def _sample_vectors(law: dict) -> list[np.ndarray]:
     return out
 
 
-def _table_candidates(n0, d0, extension: float) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) on sqrt(2)-spaced log grids from the table's smallest to `extension` x its largest, not yet run."""
-    step = np.sqrt(2.0)
-    sizes = np.min(n0) * step ** np.arange(int(np.log(extension * n0.max() / n0.min()) / np.log(step)) + 1)
-    budgets = np.min(d0) * step ** np.arange(int(np.log(extension * d0.max() / d0.min()) / np.log(step)) + 1)
+def _table_candidates(n0, d0, extension: float, below: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) on sqrt(2)-spaced log grids from the table's smallest / `below` to `extension` x its largest, not
+    yet run."""
+    sizes, budgets = (_log_range(v.min() / below, v.min(), extension * v.max()) for v in (n0, d0))
     n, d = (a.ravel() for a in np.meshgrid(sizes, budgets, indexing="ij"))
     measured = {(round(np.log(a), 3), round(np.log(b), 3)) for a, b in zip(n0, d0)}
     fresh = np.array([(round(np.log(a), 3), round(np.log(b), 3)) not in measured for a, b in zip(n, d)])
     return n[fresh], d[fresh]
+
+
+def _log_range(low: float, anchor: float, high: float) -> np.ndarray:
+    """sqrt(2) steps through `anchor` (a measured value), from `low` to `high`."""
+    step = np.sqrt(2.0)
+    first = -int(np.floor(np.log(anchor / low) / np.log(step) + 1e-9))
+    last = int(np.floor(np.log(high / anchor) / np.log(step) + 1e-9))
+    return anchor * step ** np.arange(first, last + 1)
 
 
 def _at_target(params: dict, allocation, target: float) -> dict:

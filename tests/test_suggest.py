@@ -110,8 +110,8 @@ def test_suggested_runs_narrow_n_opt_more_than_each_naive_way_to_spend_the_same_
     widths = simulated["mean_width"]
     assert simulated["laws_used"] == 5 and set(widths) == {"design", "extend_budget", "grid_extension"}
     assert simulated["mean_compute"]["design"] <= simulated["mean_budget"] * (1 + 1e-9)
-    for name in ("extend_budget", "grid_extension"):
-        assert widths["design"] * 1.2 < widths[name], simulated
+    for name in ("extend_budget", "grid_extension"):  # the issue's goal: 1.5x narrower than the best naive way
+        assert widths["design"] * 1.5 < widths[name], simulated
     assert widths["design"] < simulated["mean_width_before"]
 
 
@@ -221,9 +221,64 @@ def test_a_table_with_two_budgets_gets_a_refusal_and_exit_0(tmp_path):
     assert result.stdout.startswith("no runs proposed:") and "third" in result.stdout, result.stdout
 
 
+def grid_table(path, bump_smallest_size: float = 1.0):
+    """A 4 x 5 table from LAW with 1% noise; the smallest size's losses times `bump_smallest_size`."""
+    n, d = np.repeat([1e6, 2e6, 4e6, 8e6], 5), np.tile([2e7, 4e7, 8e7, 1.6e8, 3.2e8], 4)
+    loss = chinchilla_loss(LAW, n, d) * np.exp(np.random.default_rng(1).normal(0, 0.01, len(n)))
+    loss[n == n.min()] *= bump_smallest_size
+    pd.DataFrame({"N": n, "D": d, "loss": loss}).to_csv(path, index=False)
+    return path, n.min(), d.min()
+
+
+def proposed_runs(table, *extra):
+    args = ("--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--budget", "50%", "--scenarios", "8", "--json")
+    result = run_scale("suggest", table, *args, *extra)
+    assert result.returncode == 0, result.stderr
+    proposal = json.loads(result.stdout)
+    return proposal, [(run["N"], run["D"]) for step in proposal["steps"] for run in step["runs"]]
+
+
+def test_cheap_runs_below_the_data_are_proposed_only_where_the_law_fits_its_low_edge(tmp_path):
+    table, n_min, d_min = grid_table(tmp_path / "on-law.csv")
+    proposal, runs = proposed_runs(table)
+    assert proposal["below"] == {"asked": 2.0, "used": 2.0, "why_not": None}
+    assert any(n < n_min * 0.99 or d < d_min * 0.99 for n, d in runs), runs
+    assert all(n >= n_min / 2 * 0.99 and d >= d_min / 2 * 0.99 for n, d in runs), runs
+
+    _, kept_in = proposed_runs(table, "--below", "1")
+    assert kept_in and all(n >= n_min * 0.99 and d >= d_min * 0.99 for n, d in kept_in), kept_in
+
+    bent, n_min, d_min = grid_table(tmp_path / "bent.csv", bump_smallest_size=1.06)
+    proposal, runs = proposed_runs(bent)
+    assert proposal["below"]["used"] == 1.0 and "smallest size" in proposal["below"]["why_not"], proposal["below"]
+    assert runs and all(n >= n_min * 0.99 and d >= d_min * 0.99 for n, d in runs), runs
+
+
+def test_a_sweep_s_smaller_candidates_keep_its_shape_rule_and_stay_longer_than_warmup(tmp_path):
+    from scaling_cli import nextsweep
+
+    text = (REPO / "sweeps" / "markov-tiny.toml").read_text()
+    spec = text.replace(
+        "d_model = [16, 32, 48]\nn_layer = 2\nhead_dim = 16", "d_model = [32, 48, 64]\nn_layer = 2\nhead_dim = 8"
+    )
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "spec.toml").write_text(spec)
+    within = nextsweep.candidate_grid(results, below=1.0)
+    grid = nextsweep.candidate_grid(results, below=2.0)
+    assert [s["d_model"] for s in within.shapes][:3] == [32, 48, 64]
+    smaller = [s for s in grid.shapes if s["d_model"] < 32]
+    assert smaller and all(s["n_head"] == s["d_model"] // 8 and s["n_layer"] == 2 for s in smaller), grid.shapes
+    assert min(grid.n) >= min(within.n) / 2
+    low = grid.budgets[grid.budgets < within.budgets.min()]
+    assert len(low) and low.min() > 2_048 and all(b % 512 == 0 for b in low)  # warmup 2,048; 512-token steps
+    assert grid.known.sum() == within.known.sum()
+
+
 def test_bad_options_are_one_line_errors(tmp_path):
     results, _ = write_results(tmp_path / "demo")
     for args, fragment in (
+        (("--below", "0.5"), "--below"),
         (("--budget", "lots"), "--budget"),
         (("--objective", "speed"), "--objective"),
         (("--target", "-1"), "--target"),

@@ -20,7 +20,8 @@ with --objective both, of the loss there) for a FLOP budget.
 It fits Approach 3 with bootstrap refits, linearises the law at the fit and at each refit, and grows a
 design greedily by expected narrowing per FLOP over candidates on the sweep's own shapes (its widths and
 larger ones on its depth/head rule, up to --extension x its largest N; its token budgets and up to
---extension x the largest). Each step adds one (size, budget) cell; --out writes the chosen cells as a spec
+--extension x the largest; and, when the runs at the smallest size and budget sit on the fitted law, smaller
+ones down to the smallest / --below). Each step adds one (size, budget) cell; --out writes the chosen cells as a spec
 with the sweep's data, tokenizer and training settings (one explicit shape per size, with its own token
 budgets): sweep it into the same directory. For a table the candidates are a log grid of N and D.
 
@@ -57,7 +58,10 @@ def suggest_command(
     laws: int = typer.Option(20, "--laws", help="Laws to simulate with --simulate."),
     resamples: int = typer.Option(100, "--resamples", help="Bootstrap resamples per interval with --simulate."),
     below: float = typer.Option(
-        1.0, "--below", help="With --simulate: candidates also reach this factor below the smallest N and D."
+        2.0,
+        "--below",
+        help="Candidates also reach this factor below the smallest N and D, when the runs there fit the law "
+        "(1: none below).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -83,6 +87,7 @@ def suggest_command(
         scenarios=scenarios,
         seed=seed,
         extension=extension,
+        below=below,
         table=TableOptions(n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col, query=query, params=params),
         out=out_path,
         command=command,
@@ -107,6 +112,14 @@ def print_suggestion(result: dict) -> None:
     )
     if result.get("identified_note"):
         note(f"note: the current fit is not fully identified ({result['identified_note']}); the design aims at that")
+    below = result["below"]
+    if below["why_not"]:
+        note(f"no candidates below the data's smallest size or budget: {below['why_not']}")
+    elif below["used"] > 1.0:
+        note(
+            f"candidates reach {below['used']:g}x below the smallest size and budget (the runs there fit the law); "
+            "--below 1 keeps them within the data's range"
+        )
     if not result["steps"]:
         note("no affordable candidate narrows the interval: raise --budget or --extension")
         return
@@ -193,4 +206,9 @@ def _simulate(
         f"(median per law {summary['ratio_median_per_law']:.2f}; design narrower in "
         f"{summary['design_narrower_in']} of {summary['laws_used']})"
     )
+    if options.below > 1.0:
+        note(
+            f"candidates below the first sweep left out in {summary['below_refused_in']} of {summary['laws_used']} "
+            "laws (its smallest size or budget off the fitted law, as scale suggest checks)"
+        )
     note("per law: " + " ".join(f"{r:.2f}" for r in summary["ratio_per_law"]))

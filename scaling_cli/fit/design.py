@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import stats
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import bootstrap, chinchilla
@@ -39,6 +40,7 @@ MIN_SIGMA = 1e-3  # a fit that passes through every point still has noise; below
 WEAK_PRIOR_SD = np.array([10.0, 10.0, 10.0, 1.0, 1.0])
 MIN_EXPONENT = 0.02  # alpha or beta below this: no finite compute-optimal allocation to pin down
 FD_STEP = 1e-5
+EDGE_CONFIDENCE = 0.99  # a left-out low edge predicted worse than this quantile of chance allows: the law bends there
 
 
 # ---- the law, its Jacobian and the targets ----
@@ -140,6 +142,38 @@ def identification_problem(x: np.ndarray, n, d) -> str | None:
             return (
                 f"the fitted {name} is {value:.3g}: the loss does not fall with {what} over the data, so there is no "
                 f"compute-optimal allocation to pin down; widen the range of {what}s first"
+            )
+    return None
+
+
+def low_edge_misfit(n, d, loss, sigma: float, grid: dict | None = None) -> str | None:
+    """Why runs below the data's smallest size or budget should not be proposed, or None when they may be.
+
+    Candidates below the range are cheap and, where the law holds, pin the exponents; but they rest on the
+    law holding further down than anything measured. The check is the same extrapolation one step down
+    inside the data: the law refitted without the smallest size (then without the smallest budget) must
+    predict those runs within what noise and the refit's linearised uncertainty allow (a chi-square test of
+    the standardised log errors at EDGE_CONFIDENCE).
+    """
+    n, d, loss = (np.asarray(v, dtype=float) for v in (n, d, loss))
+    for name, values in (("size", n), ("token budget", d)):
+        edge = np.isclose(np.log(values), np.log(values.min()), atol=1e-9)
+        if len(np.unique(np.round(np.log(values[~edge]), 9))) < 3:
+            return f"checking the law below the data needs 4 distinct {name}s, the smallest left out"
+        try:
+            fitted = chinchilla.fit_chinchilla(n[~edge], d[~edge], loss[~edge], grid=grid or chinchilla.CHINCHILLA_GRID)
+        except FitError as exc:
+            return f"the law refitted without the smallest {name} fails: {exc.problem}"
+        x = np.array(fitted["vector"], dtype=float)
+        error = np.log(loss[edge]) - np.log(chinchilla_loss(fitted["params"], n[edge], d[edge]))
+        jac = log_loss_jacobian(x, n[edge], d[edge])
+        spread = sigma**2 + np.einsum("ki,ij,kj->k", jac, np.linalg.inv(information(x, n[~edge], d[~edge], sigma)), jac)
+        if np.mean(error**2 / spread) > stats.chi2.ppf(EDGE_CONFIDENCE, edge.sum()) / edge.sum():
+            rms = float(np.sqrt(np.mean(error**2)))
+            return (
+                f"fitted without the smallest {name}, the law misses those runs by {100 * rms:.2g}% (RMS), more than "
+                f"noise ({100 * sigma:.2g}% a run) and the refit's own uncertainty explain, so it is not trusted "
+                "below the data"
             )
     return None
 

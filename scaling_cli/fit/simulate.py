@@ -13,7 +13,7 @@ the same measurement.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from scaling_cli.fit.design import (
     greedy_design,
     identification_problem,
     linearisations,
+    low_edge_misfit,
     residual_sigma,
     target_values,
 )
@@ -45,7 +46,7 @@ class SimulationOptions:
     extra_compute: float = 0.5  # of the first sweep's compute
     target_factor: float = 100.0  # target compute / largest run's compute
     extension: float = 4.0  # candidates reach this factor beyond the largest N and D
-    below: float = 1.0  # and this factor below the smallest (a what-if: `scale suggest` proposes none below)
+    below: float = 2.0  # and this factor below the smallest, when the low edges fit the law (`scale suggest`'s rule)
     resamples: int = 100  # bootstrap resamples for the interval
     scenarios: int = 30  # bootstrap refits of the first sweep that the design averages over
     reweightings: int = 16  # bootstrap reweightings of the runs per linearisation (fit/design.py)
@@ -146,10 +147,10 @@ def compute_optimal(options: SimulationOptions, x: np.ndarray, budget: float):
 def suggested(options: SimulationOptions, x: np.ndarray, budget: float, n0, d0, loss0, target: float):
     """The design `scale suggest` proposes (scaling_cli.fit.design): any runs of the candidate grid not run yet,
     as its next spec can list them."""
+    sigma = residual_sigma(x, n0, d0, loss0)
     sizes, budgets, known = candidate_grid(options)
     n, d = (a.ravel() for a in np.meshgrid(sizes, budgets, indexing="ij"))
     fresh = np.flatnonzero(~known.ravel())
-    sigma = residual_sigma(x, n0, d0, loss0)
     vectors = [x, *bootstrap_vectors(n0, d0, loss0, x, options.scenarios, options.seed, options.grid)]
     design = greedy_design(
         linearisations(vectors, n0, d0, n, d, sigma, target, reweightings=options.reweightings, seed=options.seed),
@@ -192,9 +193,12 @@ def simulate_law(law: dict, index: int, options: SimulationOptions) -> dict:
         result["skipped"] = problem
         return result
     result["before"] = _score(n0, d0, loss0, target, truth, options, index)
+    # as `scale suggest` does: no candidates below the first sweep when its low edges leave the fitted law
+    result["below_refused"] = low_edge_misfit(n0, d0, loss0, residual_sigma(x0, n0, d0, loss0), options.grid)
+    design_options = replace(options, below=1.0) if result["below_refused"] else options
     for name in options.strategies:
         if name == "design":
-            n1, d1 = suggested(options, x0, budget, n0, d0, loss0, target)
+            n1, d1 = suggested(design_options, x0, budget, n0, d0, loss0, target)
         else:
             n1, d1 = globals()[name](options, x0, budget)
         loss1 = measure(law, index, n1, d1, options.noise, options.seed)
@@ -237,6 +241,7 @@ def summarize(results: list[dict]) -> dict:
         "ratio_median_per_law": float(np.nanmedian(per_law)),
         "ratio_per_law": [float(r) for r in per_law],
         "design_narrower_in": int(np.sum(per_law > 1.0)),
+        "below_refused_in": int(sum(bool(r.get("below_refused")) for r in used)),
     }
 
 
