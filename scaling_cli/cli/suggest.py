@@ -58,7 +58,7 @@ def suggest_command(
     laws: int = typer.Option(20, "--laws", help="Laws to simulate with --simulate."),
     resamples: int = typer.Option(100, "--resamples", help="Bootstrap resamples per interval with --simulate."),
     below: float = typer.Option(
-        2.0,
+        1.0,
         "--below",
         help="Candidates also reach this factor below the smallest N and D, when the runs there fit the law "
         "(1: none below).",

@@ -46,7 +46,7 @@ class SimulationOptions:
     extra_compute: float = 0.5  # of the first sweep's compute
     target_factor: float = 100.0  # target compute / largest run's compute
     extension: float = 4.0  # candidates reach this factor beyond the largest N and D
-    below: float = 2.0  # and this factor below the smallest, when the low edges fit the law (`scale suggest`'s rule)
+    below: float = 1.0  # and this factor below the smallest, when the low edges fit the law (`scale suggest --below`)
     resamples: int = 100  # bootstrap resamples for the interval
     scenarios: int = 30  # bootstrap refits of the first sweep that the design averages over
     reweightings: int = 16  # bootstrap reweightings of the runs per linearisation (fit/design.py)
