@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,11 @@ class CandidateGrid:
     wsd: bool
     cooldown_frac: float
     base_width: int | None  # muP: the results' base width, pinned in the next spec so its run ids match
+    unique_tokens: float | None = None  # the smallest training split among the results' data sets, if recorded
+
+    def epochs(self, tokens: float) -> float | None:
+        """Passes over the training data a run of `tokens` makes (on the smallest data set of the results)."""
+        return float(tokens) / self.unique_tokens if self.unique_tokens else None
 
     @property
     def spent(self) -> float:
@@ -98,7 +103,19 @@ def candidate_grid(
     grid_raw = with_grid(raw, sizes, budgets)
     sweep = plan_runs(parse_spec(grid_raw, path=path, text=text))
     base_width = source.runs()[0].model.base_width
-    return _grid(raw, sweep, sizes, budgets, set(ran["run_id"]), n_column, base_width)
+    grid = _grid(raw, sweep, sizes, budgets, set(ran["run_id"]), n_column, base_width)
+    return replace(grid, unique_tokens=_unique_tokens(results))
+
+
+def _unique_tokens(results: Path) -> float | None:
+    """The smallest `unique_tokens` recorded in runs.parquet (None for results written before it existed)."""
+    runs = Path(results) / "runs.parquet"
+    if not runs.is_file():
+        return None
+    frame = pd.read_parquet(runs)
+    if "unique_tokens" not in frame or not frame["unique_tokens"].notna().any():
+        return None
+    return float(frame["unique_tokens"].min())
 
 
 def _n_of(run, n_column: str) -> float:

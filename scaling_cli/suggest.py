@@ -254,6 +254,7 @@ def _cell(cell: int, n, d, grid) -> dict:
     if grid is not None:
         row["size"] = grid.labels[cell // len(grid.budgets)]
         row["tokens"] = int(grid.budgets[cell % len(grid.budgets)])
+        row["epochs"] = grid.epochs(row["tokens"])
     return row
 
 

@@ -162,6 +162,19 @@ def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path)
     assert not {tokens for _, tokens in proposed} & trained  # a finished run is never proposed again
 
 
+def test_runs_that_would_repeat_the_training_data_are_pointed_out(tmp_path):
+    results, _ = write_results(tmp_path / "demo")
+    runs = pd.read_parquet(results / "runs.parquet")
+    runs["unique_tokens"] = 1_000_000  # a small corpus: the demo's longer budgets pass over it twice
+    runs.to_parquet(results / "runs.parquet")
+    result = run_scale("suggest", results, "--budget", "50%", "--scenarios", "8", "--json")
+    proposed = [run for step in json.loads(result.stdout)["steps"] for run in step["runs"]]
+    repeating = [run for run in proposed if run["tokens"] > 1_000_000]
+    assert repeating and all(run["epochs"] == run["tokens"] / 1e6 for run in proposed)
+    printed = run_scale("suggest", results, "--budget", "50%", "--scenarios", "8").stdout
+    assert f"note: {len(repeating)} proposed runs pass over the training data more than once" in printed, printed
+
+
 def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     """The loop on real training: sweep, suggest, sweep the proposal into the same directory, refit."""
     tiny = (REPO / "sweeps" / "markov-tiny.toml").read_text()
@@ -174,6 +187,9 @@ def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     proposal = json.loads(result.stdout)
     assert proposal["refused"] is None and proposal["spec"]["runs"] > 0, proposal
+    unique = first["unique_tokens"].min()  # each proposed run says how often it would pass over the data
+    for run in (run for step in proposal["steps"] for run in step["runs"]):
+        assert run["epochs"] == pytest.approx(run["tokens"] / unique)
     swept = run_scale("sweep", following, "--out", results)
     assert swept.returncode == 0, swept.stderr
     merged = pd.read_parquet(results / "runs.parquet")

@@ -146,6 +146,13 @@ def print_suggestion(result: dict) -> None:
         f"x{n_opt['before']:.3g} -> x{n_opt['after']:.3g} wide, of the loss x{loss['before']:.4g} -> "
         f"x{loss['after']:.4g} (linearised at the current fit)"
     )
+    repeating = [run for step in result["steps"] for run in step["runs"] if (run.get("epochs") or 0) > 1.0]
+    if repeating:
+        most = max(run["epochs"] for run in repeating)
+        note(
+            f"note: {len(repeating)} proposed runs pass over the training data more than once (up to {most:.2g} "
+            "epochs); the fitted law does not model repetition, and repeated tokens are worth less than fresh ones"
+        )
     spec = result.get("spec")
     if spec:
         note(
