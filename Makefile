@@ -31,7 +31,7 @@ demo: install ## Sweep, fit, plot and report sweeps/demo.toml (Shakespeare), the
 	$(BIN)/scale fit $(KNOWN) --holdout 3 --backtest
 	$(BIN)/scale status $(KNOWN) --summary
 
-test: install ci-browser ## Run the test suite in 2 workers (no GPU needed; about 8.5 minutes on 2 idle cores).
+test: install ci-browser ## Run the test suite in 2 workers (no GPU needed; 8.5-9 minutes on 2 idle cores).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 ci-browser: # In CI only (CI=true): install Debian's chromium for the report's browser test when it is missing.
