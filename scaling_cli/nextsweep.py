@@ -3,7 +3,8 @@ costs, which are already done, and the spec that trains exactly a chosen set of 
 
 Candidates come from the sweep's spec.toml: its widths and the widths its depth and head rule gives beyond
 the largest (up to `extension` x its parameters, about sqrt(2) apart in N), times its token budgets and
-budgets up to `extension` x the largest. Every other setting (data, tokenizer, parametrisation, learning
+budgets up to `extension` x the largest; with `below` > 1 also smaller widths and shorter budgets down to
+the smallest / `below`. Every other setting (data, tokenizer, parametrisation, learning
 rates, seeds, schedule) is the sweep's own, so a candidate has the run id the sweep would give it: a cell
 whose runs are all in the results is known, and sweeping the next spec into the same directory is a merge.
 The next spec lists its sizes as explicit shapes, each with its own token budgets (`tokens` of a shape), so
