@@ -105,18 +105,8 @@ def candidate_grid(
     sweep = plan_runs(parse_spec(grid_raw, path=path, text=text))
     base_width = source.runs()[0].model.base_width
     grid = _grid(raw, sweep, sizes, budgets, set(ran["run_id"]), n_column, base_width)
-    return replace(grid, unique_tokens=_unique_tokens(results))
-
-
-def _unique_tokens(results: Path) -> float | None:
-    """The smallest `unique_tokens` recorded in runs.parquet (None for results written before it existed)."""
-    runs = Path(results) / "runs.parquet"
-    if not runs.is_file():
-        return None
-    frame = pd.read_parquet(runs)
-    if "unique_tokens" not in frame or not frame["unique_tokens"].notna().any():
-        return None
-    return float(frame["unique_tokens"].min())
+    unique = ran["unique_tokens"].dropna()  # absent from results written before it was recorded
+    return replace(grid, unique_tokens=float(unique.min()) if len(unique) else None)
 
 
 def _n_of(run, n_column: str) -> float:
@@ -157,9 +147,11 @@ def _sizes(raw: dict, n_column: str, extension: float, path: Path, ran: pd.DataF
 
 def _smaller_sizes(raw: dict, written: list, n_column: str, below: float, path: Path, quantum: int) -> list:
     """Widths below the smallest on the same rule (at least one head), down to its N / `below`, smallest first."""
+    if below <= 1.0:
+        return []
     smallest = min(written, key=_width)
     n_min = _size_n(raw, smallest, path, n_column)
-    if below <= 1.0 or n_min is None:
+    if n_min is None:
         return []
     found, last_n = [], n_min
     for width in range(_width(smallest) - quantum, quantum - 1, -quantum):
@@ -244,13 +236,13 @@ def with_grid(raw: dict, sizes, budgets) -> dict:
 
 
 def _settled_runs(results: Path) -> pd.DataFrame:
-    """run_id, d_model, n_layer, n_head and tokens of the settled runs in the results."""
-    columns = ["run_id", "d_model", "n_layer", "n_head", "tokens"]
+    """run_id, d_model, n_layer, n_head, tokens and unique_tokens (NaN where not recorded) of the settled runs."""
+    columns = ["run_id", "d_model", "n_layer", "n_head", "tokens", "unique_tokens"]
     runs = Path(results) / "runs.parquet"
     if not runs.is_file():
         return pd.DataFrame(columns=columns)
     frame = pd.read_parquet(runs)
-    return frame.loc[frame["status"].isin(SETTLED), columns]
+    return frame.loc[frame["status"].isin(SETTLED)].reindex(columns=columns)
 
 
 def _grid(

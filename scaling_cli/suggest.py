@@ -17,13 +17,13 @@ from scaling_cli.errors import FitError
 from scaling_cli.fit import FitOptions, TableOptions, fit_all
 from scaling_cli.fit.allocation import chinchilla_allocation, compute_of
 from scaling_cli.fit.design import (
-    low_edge_misfit,
     MIN_EXPONENT,
     Design,
     greedy_design,
     identification_problem,
     interval_factor,
     linearisations,
+    low_edge_misfit,
     residual_sigma,
     seed_sigma,
 )
@@ -36,6 +36,12 @@ REWEIGHTINGS = 16  # bootstrap reweightings of the runs per linearisation (see f
 # they are an option (--below, checked by design.low_edge_misfit), not the default.
 DEFAULT_BELOW = 1.0
 TARGET_FACTOR = 100.0  # default target compute: this many times the largest run's
+
+
+def check_below(below: float) -> None:
+    """FitError unless --below is a factor from 1 (nothing below the data) to 16."""
+    if not 1.0 <= below <= 16.0:
+        raise FitError("--below", str(below), "must be at least 1 and at most 16")
 
 
 def parse_budget(text: str, where: str = "--budget") -> tuple[float | None, float | None]:
@@ -78,8 +84,7 @@ def suggest(
         raise FitError("--target", str(target), "must be positive")
     if not 1.0 < extension <= 16.0:
         raise FitError("--extension", str(extension), "must be above 1 and at most 16")
-    if not 1.0 <= below <= 16.0:
-        raise FitError("--below", str(below), "must be at least 1 and at most 16")
+    check_below(below)
     flops, fraction = parse_budget(budget)
     table = table or TableOptions()
     sweep_dir = _sweep_dir(source)

@@ -171,11 +171,10 @@ def _simulate(
 ) -> None:
     import numpy as np
 
-    from scaling_cli.errors import FitError
     from scaling_cli.fit.simulate import NAIVE, SimulationOptions, simulate
+    from scaling_cli.suggest import check_below
 
-    if not 1.0 <= below <= 16.0:
-        raise FitError("--below", str(below), "must be at least 1 and at most 16")
+    check_below(below)
     options = SimulationOptions(
         laws=laws, seed=seed, scenarios=scenarios, resamples=resamples, extension=extension, below=below
     )
