@@ -308,3 +308,23 @@ def test_schedules_warm_up_then_follow_their_shape():
 def test_train_config_names_the_bad_field(overrides, field):
     with pytest.raises(ValueError, match=f"^{field}: "):
         TrainConfig(**{"tokens": 1000, **overrides})
+
+
+def test_reading_the_finiteness_checks_every_k_steps_changes_no_result(markov, tmp_path):
+    """The host reads the checks every k steps instead of every step: the curve is the same to the bit."""
+    config = tiny_config(20, eval_every=3)
+    every_step = train_run(TINY, config, markov, tmp_path / "k1", check_every=1)
+    deferred = train_run(TINY, config, markov, tmp_path / "k7", check_every=7)
+    assert without_clock(read_curve(tmp_path / "k7")) == without_clock(read_curve(tmp_path / "k1"))
+    assert (deferred.val_loss, deferred.train_loss) == (every_step.val_loss, every_step.train_loss)
+
+
+def test_a_nan_between_reads_is_found_at_its_own_step(markov, tmp_path):
+    """Steps queued after the NaN are thrown away: the run reports the NaN's step and keeps its last finite
+    checkpoint."""
+    config = tiny_config(40, nan_at_step=21, checkpoint_every=10, eval_every=0)
+    result = train_run(TINY, config, markov, tmp_path, check_every=16)
+    assert (result.status, result.diverged_step, result.steps) == ("diverged", 21, 21)
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert state["step"] == 20
+    assert all(torch.isfinite(t).all() for t in state["model"].values())

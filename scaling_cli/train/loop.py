@@ -2,8 +2,10 @@
 
 Step k trains on `get_batch(tokens, seq_len, batch_size, seed, k)` at `lr_at(k)`; after the steps that are
 due, the run is evaluated on fixed validation windows, checkpointed, and saved for cooldown branches.
-One host read per step checks the loss and the gradient norm before the optimizer may update (on a CPU it
-waits for nothing: the step's work is done when its last op returns).
+The loss and the gradient norm of each step stay on the device; the host reads whether they were finite
+every `check_every` steps and before anything is evaluated or saved (a read is a sync point on a GPU, as
+in nanoGPT). A step that was not finite ends the run as diverged at that step; the steps queued after it
+are thrown away with the model, so every state on disk was trained on finite steps only.
 A run may be told to use more CPU threads while it trains (`thread_allowance`); every curve point records the
 thread count in use, because fp32 results on a CPU differ in their last bits between thread counts.
 """
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from scaling_cli.data import PreparedData, get_batch
+from scaling_cli.divergence import blown_up
 from scaling_cli.errors import DataError, SpecError
 from scaling_cli.model import GPT, ModelConfig, count_params, flops_per_token
 from scaling_cli.train.checkpoint import (
@@ -36,6 +39,7 @@ from scaling_cli.train.runtime import Clock, Runtime, setup_runtime
 
 EVAL_BATCH_SIZE = 16  # fixed, so runs with different batch sizes are scored on the same text
 THREAD_CHECK_S = 1.0  # how often a run with a thread allowance looks at it (a file read, at a step boundary)
+FINITE_CHECK_EVERY = 16  # steps between host reads of the finiteness checks (each read waits for the device)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class RunResult:
     diverged_step: int | None = None
     flops: float = 0.0
     flops_6nd: float = 0.0
+    diverged_reason: str = ""  # why a diverged run stopped: a non-finite step, or a loss past divergence.loss_limit
 
 
 def train_run(
@@ -66,6 +71,7 @@ def train_run(
     start_from: Path | None = None,
     on_point: Callable[[dict], None] | None = None,
     thread_allowance: Callable[[], int | None] | None = None,
+    check_every: int = FINITE_CHECK_EVERY,
 ) -> RunResult:
     """Train one model on one budget; resume from run_dir/checkpoint.pt when it exists.
 
@@ -74,6 +80,7 @@ def train_run(
     ignored once the branch has a checkpoint of its own. The branch's curve starts with the trunk's points.
     `thread_allowance`: called about every THREAD_CHECK_S seconds between steps; a thread count it returns
     that differs from the current one is applied (a sweep gives a running unit the cores a finished one freed).
+    `check_every`: steps between host reads of the finiteness checks; results do not depend on it.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +106,7 @@ def train_run(
         run_dir=run_dir,
         trunk_saves=frozenset(trunk_saves),
         thread_allowance=thread_allowance,
+        check_every=check_every,
     )
     return run.result(run.train())
 
@@ -129,6 +137,8 @@ class Training:
     run_dir: Path
     trunk_saves: frozenset[int]
     thread_allowance: Callable[[], int | None] | None = None
+    check_every: int = FINITE_CHECK_EVERY
+    blown: str | None = None  # why an evaluated loss passed the divergence limit (the run stops there)
 
     def __post_init__(self) -> None:
         self.forward = torch.compile(self.model) if self.runtime.compile else self.model
@@ -138,6 +148,7 @@ class Training:
         self.clock = Clock(self.state.wall_s, self.state.train_s)
         self.lr_in_groups: float | None = None
         self.next_thread_check = time.perf_counter() + THREAD_CHECK_S
+        self.checks: list[torch.Tensor] = []  # per step since the last read: loss (+ grad norm), on the device
 
     def train(self) -> int | None:
         """Run the steps from state.step to the end; returns the step that diverged, or None."""
@@ -149,22 +160,35 @@ class Training:
         diverged_step = None
         while state.step < total:
             lr = lr_at(state.step, self.plan, self.train_cfg)
-            if not self.take_step(lr):
-                diverged_step = state.step
+            diverged_step = self.advance(lr)
+            if diverged_step is not None:
                 break
-            state.step += 1
-            self.after_step(lr)
-            if self.thread_allowance is not None:
-                self.follow_thread_allowance()
         if ran_steps:
             self.runtime.sync()
             state.wall_s, state.train_s = self.clock.wall(), self.clock.train()
         if diverged_step is None and (not state.curve or state.curve[-1]["step"] != state.step):
             self.record_point(lr)
+            diverged_step = state.step if self.blown else None
         return diverged_step
 
-    def take_step(self, lr: float) -> bool:
-        """One optimizer step at `lr`; False (and no update) when the loss or the gradient norm is not finite."""
+    def advance(self, lr: float) -> int | None:
+        """One step of the loop and what is due after it; returns the step that diverged, or None."""
+        self.take_step(lr)
+        self.state.step += 1
+        if len(self.checks) >= self.check_every or any(self.due_after(self.state.step)):
+            diverged_step = self.first_nonfinite_step()
+            if diverged_step is not None:
+                self.state.step = diverged_step
+                return diverged_step
+            self.after_step(lr)
+            if self.blown:
+                return self.state.step
+        if self.thread_allowance is not None:
+            self.follow_thread_allowance()
+        return None
+
+    def take_step(self, lr: float) -> None:
+        """One optimizer step at `lr`; its finiteness check is queued on the device, not read here."""
         if lr != self.lr_in_groups:  # constant for most steps of a WSD or warmup-free run
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)  # states saved before muP have no lr_scale
@@ -182,27 +206,44 @@ class Training:
         check = loss.detach()
         if self.train_cfg.grad_clip > 0:
             check = check + torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.grad_clip)
-        if not math.isfinite(check.item()):
-            return False
+        self.checks.append(check)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.loss_sum += loss.detach()
         self.state.loss_count += 1
-        return True
+
+    def first_nonfinite_step(self) -> int | None:
+        """Read the queued checks back (one host read); the first step whose loss or gradient norm was not
+        finite, or None."""
+        if not self.checks:
+            return None
+        finite = torch.isfinite(torch.stack(self.checks)).cpu()
+        first_step = self.state.step - len(self.checks)
+        self.checks.clear()
+        if bool(finite.all()):
+            return None
+        return first_step + int((~finite).nonzero()[0, 0])
+
+    def due_after(self, step: int) -> tuple[bool, bool, bool]:
+        """(evaluation, checkpoint, trunk state) due after `step`; each must see only finite steps."""
+        cfg = self.train_cfg
+        at_end = step == self.plan.total_steps
+        due_eval = at_end or bool(cfg.eval_every and step % cfg.eval_every == 0)
+        due_checkpoint = bool(cfg.checkpoint_every) and (at_end or step % cfg.checkpoint_every == 0)
+        return due_eval, due_checkpoint, step in self.trunk_saves
 
     def after_step(self, lr: float) -> None:
         """Evaluate, checkpoint and save trunk states when due; that time does not count as training."""
-        step, cfg = self.state.step, self.train_cfg
-        at_end = step == self.plan.total_steps
-        due_eval = at_end or (cfg.eval_every and step % cfg.eval_every == 0)
-        due_checkpoint = cfg.checkpoint_every and (at_end or step % cfg.checkpoint_every == 0)
-        due_trunk = step in self.trunk_saves
+        step = self.state.step
+        due_eval, due_checkpoint, due_trunk = self.due_after(step)
         if not (due_eval or due_checkpoint or due_trunk):
             return
         self.runtime.sync()
         with self.clock.aside():
             if due_eval:
                 self.record_point(lr)
+                if self.blown:  # final: no checkpoint to resume a blown-up run from
+                    return
             if due_checkpoint:
                 self.save(self.run_dir / CHECKPOINT_NAME)
             if due_trunk:
@@ -242,6 +283,8 @@ class Training:
         }
         state.curve.append(point)
         self.curve.write(point)
+        for what in ("val_loss", "train_loss"):
+            self.blown = self.blown or blown_up(point[what], self.model_cfg.vocab_size, f"{what} at step {state.step}")
 
     def result(self, diverged_step: int | None) -> RunResult:
         state = self.state
@@ -261,7 +304,13 @@ class Training:
             diverged_step=diverged_step,
             flops=float(tokens) * self.flops_per_token,
             flops_6nd=6.0 * nonembed * tokens,
+            diverged_reason=self.diverged_reason(diverged_step),
         )
+
+    def diverged_reason(self, diverged_step: int | None) -> str:
+        if diverged_step is None:
+            return ""
+        return self.blown or f"loss or gradient norm not finite at step {diverged_step}"
 
 
 def validation_windows(val_tokens: np.ndarray, seq_len: int, n_batches: int, where: str) -> list[tuple]:
