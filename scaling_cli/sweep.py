@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling_cli import atomic
-from scaling_cli.data.quality import repetition_fields
+from scaling_cli.data.repetition import repetition_fields
 from scaling_cli.errors import ScaleError, SpecError, StoreError
 from scaling_cli.plan import RunPlan, Sweep
 from scaling_cli.store import Store

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_scale
 from scaling_cli.data import prepare
 from scaling_cli.data.options import DataOptions
-from scaling_cli.data.quality import split_variant
+from scaling_cli.data.options import split_variant
 from scaling_cli.errors import DataError, SpecError
 from scaling_cli.plan import plan_runs
 from scaling_cli.spec import load_spec

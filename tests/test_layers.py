@@ -1,5 +1,6 @@
 """The layers documented in docs/internals.md hold: every import of every module (read with ast) points to its
-own package or a layer above; fit/ never imports torch; only cli/ prints or exits."""
+own package or a layer above, and inside a package with a documented order to an earlier group; fit/ never
+imports torch; only cli/ prints or exits."""
 
 from __future__ import annotations
 
@@ -81,6 +82,54 @@ def test_every_module_imports_only_its_own_package_or_layers_above():
             if other is None or index[other] >= index[home]:
                 upward.append(f"{module} imports {target}")
     assert not upward, "imports that break docs/internals.md's layers:\n" + "\n".join(sorted(upward))
+
+
+def documented_package_orders() -> dict[str, list[list[str]]]:
+    """'- `pkg/`: `a` `b` < `c`' lines under '### Inside packages': package -> its groups of module names."""
+    text = (REPO / "docs" / "internals.md").read_text()
+    section = text.split("### Inside packages", 1)[1].split("\n## ", 1)[0]
+    orders = {}
+    for line in section.splitlines():
+        if match := re.match(r"- `([\w/]+)/`: (.*)$", line):
+            groups = [re.findall(r"`(\w+)`", group) for group in match[2].split(" < ")]
+            orders["scaling_cli." + match[1].replace("/", ".")] = groups
+    return orders
+
+
+def backward_imports(package: str, groups: list[list[str]], trees: dict[str, ast.AST]) -> list[str]:
+    """Imports inside `package` that point to the same or a later group than the importing module's."""
+    position = {f"{package}.{name}": at for at, group in enumerate(groups) for name in group}
+    found = []
+    for module, tree in trees.items():
+        if module not in position:
+            continue
+        for target in imported_modules(tree):
+            inner = ".".join(target.split(".")[: package.count(".") + 2])
+            if inner in position and inner != module and position[inner] >= position[module]:
+                found.append(f"{module} imports {target}")
+    return found
+
+
+def test_inside_a_documented_package_modules_import_only_earlier_groups():
+    orders = documented_package_orders()
+    assert "scaling_cli.data" in orders
+    for package, groups in orders.items():
+        listed = [f"{package}.{name}" for group in groups for name in group]
+        present = [m for m in MODULES if m.startswith(package + ".") and m.count(".") == package.count(".") + 1]
+        assert sorted(listed) == sorted(present), f"{package}: the documented order lists {listed}, not {present}"
+        backward = backward_imports(package, groups, TREES)
+        assert not backward, f"imports against {package}'s documented order:\n" + "\n".join(sorted(backward))
+
+
+def test_the_package_order_check_sees_a_circle():
+    trees = {  # real module names, so that `from scaling_cli.data import prepared` is seen as a module
+        "scaling_cli.data.options": ast.parse("from scaling_cli.data import prepared\n"),
+        "scaling_cli.data.prepared": ast.parse("def f():\n    from scaling_cli.data.options import x\n"),
+    }
+    one_way = backward_imports("scaling_cli.data", [["options"], ["prepared"]], trees)
+    other_way = backward_imports("scaling_cli.data", [["prepared"], ["options"]], trees)
+    assert one_way == ["scaling_cli.data.options imports scaling_cli.data.prepared"]
+    assert other_way == ["scaling_cli.data.prepared imports scaling_cli.data.options"]
 
 
 def imports_torch(tree: ast.AST) -> bool:

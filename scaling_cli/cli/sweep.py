@@ -34,7 +34,7 @@ def sweep_command(
 
     Example: scale sweep sweeps/demo.toml --workers 2   (then: scale status results/demo)
     """
-    from scaling_cli.data.quality import repetition_warnings
+    from scaling_cli.data.repetition import repetition_warnings
     from scaling_cli.executors import make_executor
     from scaling_cli.plan import plan_runs
     from scaling_cli.spec import load_spec

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import tomllib
 from dataclasses import asdict, dataclass, fields
 
-from scaling_cli.errors import SpecError
+from scaling_cli.errors import DataError, SpecError
 from scaling_cli.validate import boolean, integer, number, one_of, optional, text, unknown_keys
 
 MARKOV_MAX_CONTEXTS = 1 << 22
@@ -13,6 +16,7 @@ MARKOV_MAX_ALPHABET = 94
 MARKOV_KINDS = ("sparse", "backoff")
 # A back-off chain holds a dense table of alphabet ** (order + 1) probabilities.
 MARKOV_MAX_BACKOFF_ENTRIES = 1 << 24
+_QUERY = re.compile(r"^[a-z_]+=[^&=]+(&[a-z_]+=[^&=]+)*$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class DataOptions:
     skip_bad_records: bool = False
     bpe_sample_bytes: int = 64 << 20
     # Quality and repetition of the training split only (see data/quality.py); validation text stays as cleaned.
+    # A data set name can set these, as any other key (split_variant).
     max_train_bytes: int | None = None  # cap on unique training bytes: U as a sweep axis
     noise_fraction: float = 0.0  # share of training documents whose characters are shuffled
     duplicate_fraction: float = 0.0  # share of training documents repeated duplicate_copies times in all
@@ -164,3 +169,29 @@ def parse_data_options(table: dict, where: str) -> DataOptions:
     except ValueError as exc:
         field, _, problem = str(exc).partition(": ")
         raise SpecError(where, f"data.{field}", problem) from None
+
+
+def split_variant(source: str, opts: DataOptions) -> tuple[str, DataOptions]:
+    """`source?key=value&...` as (source, opts with those keys set); any other name as it is."""
+    base, mark, query = source.rpartition("?")
+    if not mark or not base or not _QUERY.match(query):
+        return source, opts
+    known = {f.name for f in fields(DataOptions)}
+    changes = {}
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key not in known:
+            raise DataError(source, f"dataset.{key}", "not a [data] option")
+        changes[key] = _option_value(value)
+    try:
+        return base, dataclasses.replace(opts, **changes)
+    except ValueError as exc:
+        key, _, problem = str(exc).partition(": ")
+        raise DataError(source, f"dataset.{key}", problem) from None
+
+
+def _option_value(value: str):
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value  # a bare word, such as dedup=near

@@ -23,7 +23,7 @@ from filelock import FileLock
 from scaling_cli.data import sources, tokenfile
 from scaling_cli.data.build import FORMAT_VERSION, MANIFEST, build_dataset, default_budget
 from scaling_cli.data.options import DEFAULT_OPTIONS, DataOptions
-from scaling_cli.data.quality import split_variant
+from scaling_cli.data.options import split_variant
 from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer, check_tokenizer
 from scaling_cli.errors import DataError
 

@@ -15,59 +15,20 @@ Which documents are chosen depends only on the options (`quality_seed`) and the 
 is rebuilt byte for byte. Each step is written to the manifest's cleaning list with the documents and bytes
 it changed, and the unique training bytes and tokens (without the extra copies) go to `train_unique`.
 
-A variant can also be named inline as a data set, `"pystdlib?noise_fraction=0.3&duplicate_fraction=0.1"`,
-so one spec lists several quality levels of one corpus (each is its own data set in fits and figures).
+A variant can also be named inline as a data set, `"pystdlib?noise_fraction=0.3&duplicate_fraction=0.1"`
+(`options.split_variant`), so one spec lists several quality levels of one corpus (each is its own data set in
+fits and figures); how often runs pass over the unique tokens is `repetition.py`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import re
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from scaling_cli.data.options import DataOptions
-from scaling_cli.errors import DataError
 
-REPEATED_EPOCHS = 4  # Muennighoff et al. 2023: repeated data is worth about as much as fresh up to ~4 epochs
-_QUERY = re.compile(r"^[a-z_]+=[^&=]+(&[a-z_]+=[^&=]+)*$")
 _NOISE_STREAM, _DUPLICATE_STREAM = 1, 2
-
-
-# ---- data set names that carry options ----
-
-
-def split_variant(source: str, opts: DataOptions) -> tuple[str, DataOptions]:
-    """`source?key=value&...` as (source, opts with those keys set); any other name as it is."""
-    base, mark, query = source.rpartition("?")
-    if not mark or not base or not _QUERY.match(query):
-        return source, opts
-    known = {f.name for f in dataclasses.fields(DataOptions)}
-    changes = {}
-    for pair in query.split("&"):
-        key, _, text = pair.partition("=")
-        if key not in known:
-            raise DataError(source, f"dataset.{key}", "not a [data] option")
-        changes[key] = _option_value(source, key, text)
-    try:
-        return base, dataclasses.replace(opts, **changes)
-    except ValueError as exc:
-        key, _, problem = str(exc).partition(": ")
-        raise DataError(source, f"dataset.{key}", problem) from None
-
-
-def _option_value(source: str, key: str, text: str):
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word, such as dedup=near
-
-
-# ---- the training split's transform ----
 
 
 @dataclass
@@ -208,59 +169,6 @@ def cut_at_character(data: memoryview, size: int) -> int:
     while size > 0 and size < len(data) and 0x80 <= data[size] < 0xC0:
         size -= 1
     return size
-
-
-# ---- repetition, for the plan and the results ----
-
-
-def unique_train_tokens(manifest: dict) -> int:
-    """Unique tokens of a prepared training split (without duplicated copies)."""
-    unique = manifest.get("train_unique")
-    return int(unique["tokens"]) if unique else int(manifest["tokens"]["train"])
-
-
-def repetition_fields(tokens: float, manifest: dict) -> dict:
-    """The `unique_tokens` and `epochs` (training tokens over unique training tokens) of a run's row."""
-    unique = unique_train_tokens(manifest)
-    return {"unique_tokens": unique, "epochs": tokens / unique if unique else math.nan}
-
-
-def known_unique_tokens(dataset: str, opts: DataOptions, tokenizer: str, vocab: int, cache: Path) -> int | None:
-    """Unique training tokens of a data set without preparing it: from its manifest when it is prepared,
-    else (byte tokens) at most `max_train_bytes`; None when unknown."""
-    import json
-
-    from scaling_cli.data.prepared import dataset_dirname, prepared_root
-
-    try:
-        manifest = prepared_root(cache) / dataset_dirname(dataset, opts, tokenizer, vocab) / "manifest.json"
-        return unique_train_tokens(json.loads(manifest.read_text()))
-    except (OSError, ValueError, KeyError, DataError):
-        pass
-    _, variant = split_variant(dataset, opts)
-    return variant.max_train_bytes if tokenizer == "bytes" else None
-
-
-def repetition_warnings(runs, cache: Path | None = None) -> list[str]:
-    """One line per data set whose runs exceed REPEATED_EPOCHS passes over the unique training tokens."""
-    from scaling_cli.data.sources import cache_root
-
-    cache = Path(cache) if cache is not None else cache_root()
-    most: dict[str, object] = {}
-    for run in runs:
-        if run.dataset not in most or run.tokens > most[run.dataset].tokens:
-            most[run.dataset] = run
-    lines = []
-    for dataset, run in most.items():
-        unique = known_unique_tokens(dataset, run.data_options, run.tokenizer, run.vocab_size, cache)
-        if unique and run.tokens / unique > REPEATED_EPOCHS:
-            over = sum(1 for r in runs if r.dataset == dataset and r.tokens / unique > REPEATED_EPOCHS)
-            lines.append(
-                f"{dataset}: {over} run(s) exceed {REPEATED_EPOCHS} epochs (up to {run.tokens / unique:.1f} passes "
-                f"over {unique:,} unique training tokens); past about {REPEATED_EPOCHS} epochs repeated data is "
-                "worth less than fresh (Muennighoff et al. 2023): fit them with --law constrained"
-            )
-    return lines
 
 
 def _entry(step: str, enabled: bool, details) -> dict:

@@ -12,6 +12,7 @@ import math
 
 import pandas as pd
 
+from scaling_cli.data.repetition import REPEATED_EPOCHS
 from scaling_cli.report.gather import DataSet, Prediction, ReportInputs, largest_compute
 from scaling_cli.report.markup import (
     esc,
@@ -32,7 +33,6 @@ MANIFEST = "manifest.json"
 PREDICT = "predict"
 
 SETTLED_STATES = ("done", "diverged", "failed")
-REPEATED_EPOCHS = 4  # Muennighoff et al. 2023: up to about 4 epochs repeated data is worth nearly as much as fresh
 UNSETTLED_STATES = ("running", "pending")
 RUN_COLUMNS = ("dataset", "params", "tokens", "epochs", "flops", "lr", "seed", "val_loss", "val_bpb", "wall_s")
 LAW_TITLES = {
