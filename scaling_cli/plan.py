@@ -28,7 +28,16 @@ from pathlib import Path
 
 from scaling_cli.data.options import DataOptions, parse_data_options
 from scaling_cli.errors import DataError, SpecError
-from scaling_cli.model import MUP_REVISION, ModelConfig, count_params, depth_for_width, flops_per_token, heads_for_width
+from scaling_cli.model import (
+    LLAMA_FIELDS,
+    MUP_REVISION,
+    ModelConfig,
+    count_params,
+    depth_for_width,
+    flops_per_token,
+    heads_for_width,
+)
+from scaling_cli.model.plugin import check_plugin, plugin_identity
 from scaling_cli.spec import Size, Spec, load_spec
 from scaling_cli.train.config import TrainConfig
 from scaling_cli.validate import Problems
@@ -49,7 +58,14 @@ BF16_MAX_SLOWDOWN = 3.0
 Devices = frozenset[str] | Callable[[], frozenset[str]] | None
 # ModelConfig fields added after runs were first named: left out of the run id while at their default, so the
 # runs of existing specs keep their ids (and their finished results).
-MODEL_LATER_DEFAULTS = {"parametrization": "sp", "base_width": None}
+MODEL_LATER_DEFAULTS = {
+    "parametrization": "sp",
+    "base_width": None,
+    "architecture": "gpt2",
+    **{name: ModelConfig.__dataclass_fields__[name].default for name in LLAMA_FIELDS},
+}
+# runs.parquet columns naming the architecture and its options (empty where they do not apply).
+ARCHITECTURE_COLUMNS = ("architecture", "n_kv_head", "ffn_size", "rope_theta", "qk_norm", "z_loss", "tie_embeddings")
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class RunPlan:
         return {
             **_pick(self, ("run_id", "sweep", "dataset", "tokenizer", "vocab_size")),
             **_pick(self.model, ("n_layer", "d_model", "n_head", "seq_len", "parametrization", "base_width")),
+            **_pick(self.model, ARCHITECTURE_COLUMNS),
             **_pick(self, ("params", "params_nonembed", "tokens", "flops", "flops_6nd", "tokens_per_param")),
             **_pick(self.train, ("lr", "batch_size", "schedule", "seed")),
         }
@@ -207,6 +224,8 @@ def _shapes(spec: Spec) -> tuple[ModelConfig, ...]:
     for size in spec.model.sizes:
         try:
             shapes.append(_model_config(spec, size))
+            if shapes[-1].architecture not in ("gpt2", "llama"):
+                check_plugin(shapes[-1])  # a plug-in that breaks the contract fails here, before anything trains
         except (ValueError, TypeError) as exc:
             problems.add(size.field, str(exc))
     if len(set(shapes)) != len(shapes):
@@ -234,6 +253,8 @@ def _model_config(spec: Spec, size: Size) -> ModelConfig:
         gpt2=spec.model.gpt2,
         parametrization=spec.model.parametrization,
         base_width=_base_width(spec),
+        architecture=spec.model.architecture,
+        **{name: getattr(spec.model, name) for name in LLAMA_FIELDS},
     )
 
 
@@ -304,6 +325,9 @@ def _model_identity(shape: ModelConfig) -> dict:
     identity = {k: v for k, v in fields.items() if k not in MODEL_LATER_DEFAULTS or v != MODEL_LATER_DEFAULTS[k]}
     if shape.parametrization == "mup":
         identity["mup_revision"] = MUP_REVISION
+    source = plugin_identity(shape)
+    if source is not None:  # a plug-in's code is part of what it trains
+        identity["architecture_source"] = source
     return identity
 
 

@@ -60,6 +60,14 @@ MODEL_KEYS = {
     "gpt2",
     "parametrization",
     "base_width",
+    "architecture",
+    "n_kv_head",
+    "ffn_size",
+    "mlp_ratio",
+    "ffn_multiple",
+    "rope_theta",
+    "qk_norm",
+    "z_loss",
 }
 PARAMETRIZATIONS = ("sp", "mup")
 SHAPE_KEYS = {"d_model", "n_layer", "n_head", "tokens"}
@@ -89,6 +97,15 @@ MODEL_SHARED_CHECKS: dict[str, tuple[Callable, object]] = {
     "gpt2": (boolean, False),
     "parametrization": (one_of(PARAMETRIZATIONS), "sp"),
     "base_width": (integer(1, 1 << 16), None),
+    # architecture: "gpt2", "llama" or "module:function"; the model layer checks the name and the llama options
+    "architecture": (non_empty_text, "gpt2"),
+    "n_kv_head": (integer(1, 4096), None),
+    "ffn_size": (integer(1, 1 << 20), None),
+    "mlp_ratio": (number(0.0, 64.0, low_open=True), None),
+    "ffn_multiple": (integer(1, 1 << 16), None),
+    "rope_theta": (number(1.0, 1e12), None),
+    "qk_norm": (boolean, False),
+    "z_loss": (number(0.0, 1.0), 0.0),
 }
 # [train] keys shared by every run, with their checks (the grid axes tokens, lr and batch_size are read apart).
 TRAIN_CHECKS: dict[str, Callable] = {
@@ -129,6 +146,14 @@ class ModelGrid:
     gpt2: bool = False
     parametrization: str = "sp"  # or "mup"
     base_width: int | None = None  # muP: the width whose learning rate the others scale from (default: smallest)
+    architecture: str = "gpt2"  # or "llama", or a plug-in "module:function"
+    n_kv_head: int | None = None  # llama options (model.config.ModelConfig says what each does)
+    ffn_size: int | None = None
+    mlp_ratio: float | None = None
+    ffn_multiple: int | None = None
+    rope_theta: float | None = None
+    qk_norm: bool = False
+    z_loss: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 from scaling_cli.data import PreparedData, get_batch
 from scaling_cli.divergence import blown_up
 from scaling_cli.errors import DataError, SpecError
-from scaling_cli.model import GPT, ModelConfig, count_params, flops_per_token
+from scaling_cli.model import ModelConfig, build_model, count_params, flops_per_token
 from scaling_cli.train.checkpoint import (
     CHECKPOINT_NAME,
     CURVE_NAME,
@@ -88,7 +88,7 @@ def train_run(
         raise SpecError(data.name, "model.vocab_size", f"{model_cfg.vocab_size} < the data's {data.vocab_size}")
     runtime = setup_runtime(train_cfg)
     torch.manual_seed(train_cfg.seed)
-    model = GPT(model_cfg).to(runtime.device)
+    model = build_model(model_cfg).to(runtime.device)
     optimizer = build_optimizer(model, train_cfg, runtime.device)
     state = initial_state(run_dir, start_from, model, optimizer, runtime.device, model_cfg, train_cfg)
     windows = validation_windows(data.val_tokens(), model_cfg.seq_len, train_cfg.eval_batches, data.name)
@@ -111,10 +111,18 @@ def train_run(
     return run.result(run.train())
 
 
-def build_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with the model's parameter groups (weight decay on matrices and embeddings only; under muP the
-    hidden matrices' lr scale); fused kernels where torch has them."""
-    groups = model.optimizer_groups(cfg.lr, cfg.weight_decay)
+    hidden matrices' lr scale); fused kernels where torch has them. A plug-in model without `optimizer_groups`
+    gets the same two groups by parameter shape."""
+    if hasattr(model, "optimizer_groups"):
+        groups = model.optimizer_groups(cfg.lr, cfg.weight_decay)
+    else:
+        params = list(model.parameters())
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr_scale": 1.0},
+        ]
     if device.type in ("cuda", "cpu"):
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
@@ -124,7 +132,7 @@ def build_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch
 class Training:
     """One call of train_run: the model, its optimizer and state, and what the steps read and write."""
 
-    model: GPT
+    model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     state: TrainState
     plan: StepPlan

@@ -1,0 +1,249 @@
+"""The Llama-style architecture: counts against transformers, its options, muP (with width-coupled weight decay),
+a spec that plans it, and a run that trains and resumes bit-identically after kill -9."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from scaling_cli.data import DataOptions, prepare
+from scaling_cli.errors import SpecError
+from scaling_cli.model import ModelConfig, build_model, count_params, flops_per_token
+from scaling_cli.plan import load_sweep
+from scaling_cli.train import CHECKPOINT_NAME, CURVE_NAME, TrainConfig
+
+transformers = pytest.importorskip("transformers")
+
+LLAMA = {"architecture": "llama", "seq_len": 32}
+SHAPES = [
+    ModelConfig(d_model=64, n_layer=2, n_head=4, **LLAMA),  # full attention, tied
+    ModelConfig(d_model=96, n_layer=3, n_head=6, n_kv_head=2, tie_embeddings=False, vocab_size=1000, **LLAMA),
+    ModelConfig(d_model=128, n_layer=2, n_head=8, n_kv_head=1, ffn_size=300, **LLAMA),  # multi-query
+    ModelConfig(d_model=4096, n_layer=32, n_head=32, ffn_size=11008, vocab_size=32000, tie_embeddings=False,
+                architecture="llama", seq_len=4096),  # Llama 2 7B's shape
+]  # fmt: skip
+
+
+def hf_config(config: ModelConfig):
+    return transformers.LlamaConfig(
+        vocab_size=config.vocab_size,
+        hidden_size=config.d_model,
+        intermediate_size=config.d_ff,
+        num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_kv_head,
+        max_position_embeddings=config.seq_len,
+        tie_word_embeddings=config.tie_embeddings,
+    )
+
+
+@pytest.mark.parametrize("config", SHAPES, ids=lambda c: f"d{c.d_model}-kv{c.n_kv_head}-tied{c.tie_embeddings}")
+def test_parameter_counts_equal_transformers_llama(config):
+    total, nonembed = count_params(config)
+    if config.d_model <= 128:  # building 7B parameters would take minutes: the small ones are built and counted
+        hf = transformers.LlamaForCausalLM(hf_config(config))
+        assert total == hf.num_parameters()
+        assert total == sum(p.numel() for p in build_model(config).parameters())
+        untied_head = 0 if config.tie_embeddings else config.vocab_size * config.d_model  # an embedding too (Kaplan)
+        assert nonembed == hf.num_parameters(exclude_embeddings=True) - untied_head
+    else:
+        assert total == 6_738_415_616  # Llama 2 7B's published count
+
+
+def test_llama_defaults_and_ffn_rule():
+    config = ModelConfig(d_model=64, n_layer=2, n_head=4, **LLAMA)
+    assert (config.n_kv_head, config.ffn_size, config.rope_theta) == (4, 192, 10000.0)  # 8/3 x 64 = 170.7 -> 192
+    assert ModelConfig(d_model=4096, n_layer=1, n_head=32, ffn_multiple=256, **LLAMA).d_ff == 11008  # Llama 2
+    assert ModelConfig(d_model=64, n_layer=2, n_head=4, mlp_ratio=4.0, **LLAMA).d_ff == 256
+    with pytest.raises(ValueError, match="n_kv_head: n_head 4 is not divisible by n_kv_head 3"):
+        ModelConfig(d_model=64, n_layer=2, n_head=4, n_kv_head=3, **LLAMA)
+    with pytest.raises(ValueError, match="qk_norm: applies only to architecture = 'llama'"):
+        ModelConfig(d_model=64, n_layer=2, n_head=4, seq_len=32, qk_norm=True)
+
+
+def test_appendix_f_flops_extend_to_gqa_and_swiglu():
+    config = ModelConfig(d_model=64, n_layer=2, n_head=4, n_kv_head=2, **LLAMA)
+    seq, d, vocab, kv, ffn = 32, 64, 256, 32, 192
+    attention = 2 * seq * d * (d + 2 * kv) + 2 * 2 * seq * seq * d + 3 * 4 * seq * seq + 2 * seq * d * d
+    forward = 2 * seq * vocab * d + 2 * (attention + 2 * seq * 3 * d * ffn) + 2 * seq * d * vocab
+    assert flops_per_token(config) == {"chinchilla": 3 * forward // seq, "kaplan": 6 * count_params(config)[1]}
+
+
+def test_options_change_the_model_as_documented():
+    base = ModelConfig(d_model=64, n_layer=2, n_head=4, **LLAMA)
+    idx = torch.randint(0, 256, (2, 32))
+    torch.manual_seed(0)
+    model = build_model(base)
+    logits, _ = model(idx)
+    assert not any(name.endswith("bias") for name, _ in model.named_parameters())
+    # causal: changing a later token leaves earlier logits alone
+    changed = idx.clone()
+    changed[:, 20] = (changed[:, 20] + 1) % 256
+    assert torch.equal(model(changed)[0][:, :20], logits[:, :20])
+    qk = build_model(replace(base, qk_norm=True))
+    assert count_params(replace(base, qk_norm=True))[0] == count_params(base)[0] + 2 * 2 * 16
+    assert sum(p.numel() for p in qk.parameters()) == count_params(replace(base, qk_norm=True))[0]
+    torch.manual_seed(0)
+    z = build_model(replace(base, z_loss=1e-2))
+    _, ce_only = z.eval()(idx, idx)
+    _, with_z = z.train()(idx, idx)
+    lse = torch.logsumexp(z(idx)[0].float(), dim=-1)
+    assert with_z.item() == pytest.approx(ce_only.item() + 1e-2 * lse.pow(2).mean().item(), rel=1e-5)
+
+
+def test_mup_applies_to_llama_and_couples_weight_decay_to_width():
+    narrow = ModelConfig(d_model=64, n_layer=2, n_head=2, parametrization="mup", base_width=64, **LLAMA)
+    wide = replace(narrow, d_model=256, n_head=8)
+    for config, ratio in ((narrow, 1.0), (wide, 0.25)):
+        groups = build_model(config).optimizer_groups(1e-2, 0.1)
+        hidden = groups[-1]
+        assert hidden["lr_scale"] == ratio and hidden["lr"] == pytest.approx(1e-2 * ratio)
+        # torch's AdamW decays by lr x weight_decay: that product is the base width's at every width
+        assert hidden["lr"] * hidden["weight_decay"] == pytest.approx(1e-2 * 0.1)
+        assert groups[0]["weight_decay"] == 0.1  # embeddings keep the base lr and decay
+    model = build_model(wide)
+    assert model.blocks[0].attn.score_scale == pytest.approx(math.sqrt(32) / 32)
+    assert model.blocks[0].mlp.up.weight.std().item() == pytest.approx(1 / math.sqrt(256), rel=0.1)
+
+
+def test_mup_weight_decay_is_applied_by_the_optimizer_as_lr_times_decay(tmp_path):
+    """One AdamW step with zero gradients only decays: the hidden matrices of a 4x wider muP model shrink by the
+    same factor 1 - lr x decay as the base width's, not 4x less."""
+    from scaling_cli.train.loop import build_optimizer
+
+    shrink = {}
+    for width in (64, 256):
+        config = ModelConfig(d_model=width, n_layer=1, n_head=2, parametrization="mup", base_width=64, **LLAMA)
+        model = build_model(config)
+        optimizer = build_optimizer(model, TrainConfig(tokens=1, lr=0.05, weight_decay=0.5), torch.device("cpu"))
+        before = model.blocks[0].mlp.up.weight.detach().clone()
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        shrink[width] = (model.blocks[0].mlp.up.weight / before).mean().item()
+    assert shrink[64] == pytest.approx(1 - 0.05 * 0.5, rel=1e-5)
+    assert shrink[256] == pytest.approx(shrink[64], rel=1e-5)
+
+
+SPEC = """
+name = "llama-ids"
+dataset = "markov"
+device = "cpu"
+[data]
+markov_bytes = 100000
+[model]
+architecture = "{architecture}"
+d_model = [32, 64]
+head_dim = 16
+seq_len = 32
+{extra}
+[train]
+tokens = 4096
+lr = 0.003
+batch_size = 8
+"""
+
+
+def write_spec(tmp_path, architecture="llama", extra="") -> Path:
+    path = tmp_path / f"{architecture}{len(extra)}.toml"
+    path.write_text(SPEC.format(architecture=architecture, extra=extra))
+    return path
+
+
+def test_architecture_and_options_are_in_the_run_id_and_row(tmp_path):
+    gpt2 = load_sweep(write_spec(tmp_path, "gpt2")).runs()
+    llama = load_sweep(write_spec(tmp_path)).runs()
+    gqa = load_sweep(write_spec(tmp_path, extra="n_kv_head = 1\nqk_norm = true")).runs()
+    ids = [{r.run_id for r in runs} for runs in (gpt2, llama, gqa)]
+    assert not (ids[0] & ids[1]) and not (ids[1] & ids[2])
+    row = gqa[1].describe()
+    assert (row["architecture"], row["n_kv_head"], row["qk_norm"], row["ffn_size"]) == ("llama", 1, True, 192)
+    assert row["params"] == count_params(gqa[1].model)[0]
+    assert gpt2[0].describe()["architecture"] == "gpt2" and gpt2[0].describe()["n_kv_head"] is None
+    # gpt2's identity holds none of the new fields, so its run ids are the released ones (test_spec pins them)
+    from scaling_cli.plan import _model_identity
+
+    assert "architecture" not in _model_identity(gpt2[0].model) and "z_loss" not in _model_identity(gpt2[0].model)
+
+
+def test_a_bad_llama_option_is_a_spec_error(tmp_path):
+    with pytest.raises(SpecError, match="n_kv_head: n_head 2 is not divisible by n_kv_head 3"):
+        load_sweep(write_spec(tmp_path, extra="n_kv_head = 3"))
+    with pytest.raises(SpecError, match="architecture: must be one of gpt2, llama or 'module:function'"):
+        load_sweep(write_spec(tmp_path, architecture="lama"))
+
+
+@pytest.fixture(scope="module")
+def markov(tmp_path_factory):
+    options = DataOptions(markov_bytes=200_000, markov_alphabet=16, markov_order=1)
+    return prepare("markov", options, cache_dir=tmp_path_factory.mktemp("data"))
+
+
+TINY_LLAMA = ModelConfig(d_model=32, n_layer=2, n_head=4, n_kv_head=2, qk_norm=True, z_loss=1e-4, **LLAMA)
+DRIVER = """
+import json, sys
+from pathlib import Path
+from dataclasses import asdict
+from scaling_cli.data import open_prepared
+from scaling_cli.model import ModelConfig
+from scaling_cli.train import TrainConfig, train_run
+
+args = json.loads(sys.argv[1])
+result = train_run(ModelConfig(**args["model"]), TrainConfig(**args["train"]), open_prepared(args["data"]),
+                   Path(args["run_dir"]))
+Path(args["run_dir"], "result.json").write_text(json.dumps(asdict(result)))
+"""
+
+
+def read_curve(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "wall_s"} for line in (run_dir / CURVE_NAME).open()]
+
+
+def test_a_llama_run_learns_and_resumes_bit_identically_after_kill_minus_nine(markov, tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    train = TrainConfig(tokens=200 * 256, batch_size=8, lr=3e-3, eval_every=5, eval_batches=2,
+                        checkpoint_every=10, device="cpu", dtype="fp32", threads=1)  # fmt: skip
+    args = {"model": asdict(TINY_LLAMA), "train": asdict(train), "data": str(markov.path)}
+
+    def driver(run_dir: Path) -> subprocess.Popen:
+        full = {**args, "run_dir": str(run_dir)}
+        return subprocess.Popen([sys.executable, str(script), json.dumps(full)], stderr=subprocess.PIPE)
+
+    reference = driver(tmp_path / "reference")
+    assert reference.wait(timeout=120) == 0, reference.stderr.read().decode()
+    victim_dir = tmp_path / "interrupted"
+    victim = driver(victim_dir)
+    deadline = time.monotonic() + 120
+    while not ((victim_dir / CHECKPOINT_NAME).exists() and len(_lines(victim_dir)) >= 3):
+        assert victim.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait(timeout=30) == -signal.SIGKILL
+    assert 10 <= torch.load(victim_dir / CHECKPOINT_NAME, weights_only=True)["step"] < 200
+    resumed = driver(victim_dir)
+    assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()
+
+    expected = json.loads((tmp_path / "reference" / "result.json").read_text())
+    got = json.loads((victim_dir / "result.json").read_text())
+    for key in ("status", "steps", "tokens", "train_loss", "val_loss", "val_bpb", "flops", "flops_6nd"):
+        assert got[key] == expected[key], key
+    assert read_curve(victim_dir) == read_curve(tmp_path / "reference")
+    assert got["val_loss"] < math.log(16) - 0.3  # it learned: below the 16-symbol uniform loss
+    assert got["flops"] == got["tokens"] * flops_per_token(TINY_LLAMA)["chinchilla"]
+
+
+def _lines(run_dir: Path) -> list[str]:
+    path = run_dir / CURVE_NAME
+    return path.read_text().splitlines() if path.exists() else []
