@@ -381,7 +381,7 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         **repetition_fields(_trained(run, result).get("tokens", run.tokens), data.manifest),
         "branch_of": branch_of,
         "attempts": len(store.attempts(run.run_id)),
-        "error": "",
+        "error": result.diverged_reason,  # why a diverged run stopped; empty for a done run
         "finished_at": time.time(),
     }
     store.write_row(run.run_id, row)

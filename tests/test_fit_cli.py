@@ -91,7 +91,7 @@ def test_fit_of_a_parquet_table_by_group(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "group markov" in result.stdout and "group prose" in result.stdout
-    assert set(json.loads((tmp_path / "fit.json").read_text())["groups"]) == {"markov", "prose"}
+    assert set(json.loads((tmp_path / "grid.fit.json").read_text())["groups"]) == {"markov", "prose"}
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, sweep_dir):

@@ -9,7 +9,7 @@ import typer
 
 from rich.table import Table
 
-from scaling_cli.cli.render import interval, note, number, out, print_json_text
+from scaling_cli.cli.render import interval, note, number, out, output_file, print_json_text
 
 HELP = """Fit scaling laws to a results directory or a .parquet/.csv table and write fit.json.
 
@@ -77,7 +77,13 @@ def fit_command(
         None, "--backtest-cut", help="Compute cut of --backtest (default: hold out the top budgets, 15% of runs)."
     ),
     out_path: Path | None = typer.Option(
-        None, "--out", help="Where to write fit.json, a file or a directory (default: beside the runs or table)."
+        None,
+        "--out",
+        help="A directory for the fit (created when missing), or a file name ending in .json "
+        "(default: RESULTS/fit.json, or <table stem>.fit.json beside a table).",
+    ),
+    skip_bad_rows: bool = typer.Option(
+        False, "--skip-bad-rows", help="Leave out table rows whose N, D, C or loss is not a positive number."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the fit.json document instead of the table."),
 ) -> None:
@@ -94,6 +100,7 @@ def fit_command(
         flops=flops,
         by=by,
         drop_highest_loss=drop_highest_loss,
+        skip_bad_rows=skip_bad_rows,
     )
     options = FitOptions(
         laws=parse_laws(law),
@@ -107,15 +114,18 @@ def fit_command(
         backtest=backtest or backtest_cut is not None,
         backtest_cut=backtest_cut,
     )
+    target = output_file(out_path, default_fit_path(source), ".json")  # a bad --out fails before the fit
     document = fit_all(source, table, options)
-    target = out_path or (source / "fit.json" if source.is_dir() else source.with_name("fit.json"))
-    if target.is_dir():  # --out DIR writes DIR/fit.json
-        target = target / "fit.json"
     write_fit(document, target)
     if as_json:
         print_json_text(json.dumps(document, indent=1))
     else:
         print_fit(document, target)
+
+
+def default_fit_path(source: Path) -> Path:
+    """RESULTS/fit.json, or <table stem>.fit.json beside a table (two tables in one folder keep their own)."""
+    return source / "fit.json" if source.is_dir() else source.with_name(f"{source.stem}.fit.json")
 
 
 def _law_rows(name: str, law: dict) -> list[tuple[str, str, str, str]]:
@@ -187,6 +197,11 @@ def print_fit(document: dict, path) -> None:
     rows = document["rows"]
     excluded = ", ".join(f"{k} {v}" for k, v in rows["excluded"].items() if v) or "none"
     note(f"{document['source']}: {rows['used']} of {rows['total']} rows used (excluded: {excluded})")
+    bad = rows.get("bad_rows") or []
+    for line in bad[:5]:
+        note(f"  left out {line}")
+    if rows["excluded"].get("non_finite", 0) > len(bad[:5]):
+        note(f"  ... {rows['excluded']['non_finite'] - len(bad[:5])} more bad values (fit.json rows.bad_rows)")
     note(f"conventions: N = {document['conventions']['n']}; C = {document['conventions']['c'].removeprefix('C = ')}")
     note(f"compute convention: {document['compute_convention']['description']}")
     grouping = document.get("grouping") or {}

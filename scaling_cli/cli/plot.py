@@ -15,7 +15,7 @@ def plot_command(
         None, "--fit", help="fit.json to draw (default: SOURCE/fit.json; fitted now when there is none)."
     ),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="Folder for the figures (default: SOURCE/figures, or figures/ next to a table)."
+        None, "--out", help="Directory for the figures (default: SOURCE/figures, or figures/ next to a table)."
     ),
     fmt: str = typer.Option("png", "--format", help="png (200 dpi), pdf or svg."),
     only: str | None = typer.Option(None, "--only", help="Make just this figure (for example isoflop)."),
@@ -25,6 +25,9 @@ def plot_command(
     loss_col: str | None = typer.Option(None, "--loss-col", help="Table column of loss (default val_loss)."),
     query: str | None = typer.Option(None, "--query", help="Keep only table rows matching this pandas query."),
     drop_highest_loss: int = typer.Option(0, "--drop-highest-loss", help="Leave out the k highest-loss rows."),
+    skip_bad_rows: bool = typer.Option(
+        False, "--skip-bad-rows", help="Leave out table rows whose N, D, C or loss is not a positive number."
+    ),
 ) -> None:
     """Draw the figures of a scaling study: loss_vs_compute, isoflop, optimal_allocation, parametric_fit,
     extrapolation, compression, data_axis. A figure the data cannot support is skipped with its reason.
@@ -42,7 +45,13 @@ def plot_command(
     from scaling_cli.plot import make_figures
 
     table = TableOptions(
-        n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col, query=query, drop_highest_loss=drop_highest_loss
+        n_col=n_col,
+        d_col=d_col,
+        c_col=c_col,
+        loss_col=loss_col,
+        query=query,
+        drop_highest_loss=drop_highest_loss,
+        skip_bad_rows=skip_bad_rows,
     )
     made = make_figures(source, fit_path=fit_file, out_dir=out_dir, fmt=fmt, only=only, table=table)
     for name, path, reason in made:

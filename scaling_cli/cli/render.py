@@ -9,20 +9,49 @@ import math
 from collections.abc import Callable
 import os
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from scaling_cli.errors import StoreError
+
 # Off a terminal (a log file, a pipe, CI) rich would fold every line at 80 columns and split error and
-# summary lines mid-sentence; there lines are printed whole and tables take the width they need.
-LOG_WIDTH = 100_000
+# summary lines mid-sentence; there lines are printed whole, and tables wrap their cells to LOG_WIDTH.
+LOG_WIDTH = 120
+
+
+class _LogConsole(Console):
+    """A console for logs: text lines whole (soft wrap), tables folded to the console width."""
+
+    def print(self, *objects, **kwargs) -> None:
+        if any(isinstance(item, Table) for item in objects):
+            kwargs["soft_wrap"] = False
+        super().print(*objects, **kwargs)
 
 
 def _console(stderr: bool = False) -> Console:
     console = Console(stderr=stderr, highlight=False)
     if console.is_terminal or "COLUMNS" in os.environ:
         return console
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH)
+    return _LogConsole(stderr=stderr, highlight=False, soft_wrap=True, width=LOG_WIDTH)
+
+
+def output_file(given: Path | None, default: Path, suffix: str) -> Path:
+    """Where a command writes its one file. `--out` names that file when it ends in `suffix` (.json, .html,
+    .toml), and otherwise a directory (created when missing) that gets `default`'s name; no `--out`: `default`.
+    The same rule for every command, so `--out DIR` never writes a file called DIR."""
+    if given is None:
+        return default
+    if given.suffix.lower() == suffix:
+        return given
+    if given.exists() and not given.is_dir():
+        raise StoreError(str(given), "--out", f"not a directory; give a directory or a file name ending in {suffix}")
+    try:
+        given.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(str(given), "--out", f"cannot create the directory: {exc.strerror}") from None
+    return given / default.name
 
 
 out = _console()
@@ -162,23 +191,44 @@ def learning_rate_cost_line(plan) -> str:
     )
 
 
-def run_line(row: dict) -> str:
-    """One settled run in one line: state, id, size, budget, loss (or error) and time."""
+# The grid axes a run line names when the sweep varies them (d_model, n_layer and tokens always).
+LINE_AXES = ("dataset", "tokenizer", "vocab_size", "n_head", "seq_len", "parametrization", "lr", "batch_size")
+LINE_AXES += ("schedule", "seed")
+
+
+def varying_axes(records: list[dict]) -> tuple[str, ...]:
+    """The LINE_AXES that take more than one value among the planned runs' describe() records."""
+    return tuple(axis for axis in LINE_AXES if len({str(r.get(axis)) for r in records}) > 1)
+
+
+def axes_label(record: dict, axes: tuple[str, ...] = ()) -> str:
+    """'d_model=32 n_layer=2 lr=0.01 dataset=kjv': the size and every varying axis of one run."""
+    parts = [f"d_model={record.get('d_model')}", f"n_layer={record.get('n_layer')}"]
+    parts += [f"{axis}={_axis_value(record.get(axis))}" for axis in axes]
+    return " ".join(parts)
+
+
+def _axis_value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def run_line(row: dict, axes: tuple[str, ...] = ()) -> str:
+    """One settled run in one line: state, id, size, every axis the sweep varies, budget, loss (or the reason
+    it failed or diverged) and time."""
     loss = row.get("val_loss")
     detail = f"val_loss={loss:.4f}" if isinstance(loss, float) and not math.isnan(loss) else row.get("error", "")
     wall = row.get("wall_s")
     timing = f" {wall:.1f}s" if isinstance(wall, (int, float)) and not math.isnan(wall) else ""
-    return (
-        f"{row['status']:<8} {row['run_id']} d_model={row.get('d_model')} n_layer={row.get('n_layer')} "
-        f"tokens={si(row.get('tokens'))} {detail}{timing}"
-    )
+    return f"{row['status']:<8} {row['run_id']} {axes_label(row, axes)} tokens={si(row.get('tokens'))} {detail}{timing}"
 
 
-def progress_line(active: dict, progress) -> str:
-    """One running run's progress and the sweep's, for logs: step, tokens, loss, tokens/s, ETAs."""
+def progress_line(active: dict, progress, label: str | None = None) -> str:
+    """One running run's progress and the sweep's, for logs: step, tokens, loss, tokens/s, ETAs. `label` names
+    the run's size and varying axes (default: its size)."""
     loss = active["loss"]
+    label = label or axes_label(active)
     return (
-        f"progress {active['run_id']} d_model={active['d_model']} n_layer={active['n_layer']} "
+        f"progress {active['run_id']} {label} "
         f"step {active['step']} tokens {si(active['seen'])}/{si(active['tokens'])} "
         f"loss {loss:.3f} {si(active['tok_s'])} tok/s ETA {duration(active['eta_s'])}"
         if isinstance(loss, float)
@@ -199,16 +249,21 @@ class SweepDisplay:
         self.progress = None
         self.log_every_s = log_every_s
         self.logged: dict[str, tuple[float, object]] = {}  # run id -> (time, step) of its last progress line
+        self.axes: tuple[str, ...] = ()  # the grid axes the plan varies, named in every run line
+        self.labels: dict[str, str] = {}  # run id -> its size and varying axes
 
     def __call__(self, kind: str, payload) -> None:
         if kind == "plan":
+            records = [planned.run.describe() for planned in payload.runs]
+            self.axes = varying_axes(records)
+            self.labels = {record["run_id"]: axes_label(record, self.axes) for record in records}
             counts = payload.counts()
             say(
                 f"sweep {payload.spec.name}: {len(payload.runs)} runs ({counts['done'] + counts['diverged']} "
                 f"already settled), {si(payload.remaining_flops, 'FLOP')} to train -> {payload.out_dir}"
             )
         elif kind == "run":
-            self._print(run_line(payload))
+            self._print(run_line(payload, self.axes))
         elif kind == "retry":
             self._print(f"retry    unit {payload['unit']} (attempt {payload['attempt']} failed: {payload['error']})")
         elif kind == "grid_changed":
@@ -234,7 +289,7 @@ class SweepDisplay:
             if last is not None and (last[1] == active["step"] or now - last[0] < self.log_every_s):
                 continue
             self.logged[active["run_id"]] = (now, active["step"])
-            self._print(progress_line(active, progress))
+            self._print(progress_line(active, progress, self.labels.get(active["run_id"])))
 
     def _print(self, line: str) -> None:
         (self.live.console if self.live is not None else out).print(line, markup=False, soft_wrap=True)

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
-from scaling_cli.cli.render import say
+from scaling_cli.cli.render import output_file, say
 
 
 def report_command(
     results: Path = typer.Argument(..., help="A results directory (runs.parquet, fit.json, spec.toml)."),
-    out_file: Path | None = typer.Option(None, "--out", help="Where to write the page (default RESULTS/report.html)."),
+    out_file: Path | None = typer.Option(
+        None, "--out", help="A directory for report.html, or a file name ending in .html (default RESULTS/)."
+    ),
 ) -> None:
     """Write one self-contained HTML page of a sweep: what was run, the fitted laws with intervals and backtest
     errors, compute-optimal N and D at 10x and 100x the largest run, the data, failures, and every figure.
@@ -21,6 +23,6 @@ def report_command(
 
     Example: scale report results/demo
     """
-    from scaling_cli.report import write_report
+    from scaling_cli.report import REPORT_NAME, write_report
 
-    say(str(write_report(results, out_file)))
+    say(str(write_report(results, output_file(out_file, results / REPORT_NAME, ".html"))))

@@ -12,7 +12,7 @@ import typer
 
 from rich.table import Table
 
-from scaling_cli.cli.render import note, out, print_json_text, print_result, si, warn
+from scaling_cli.cli.render import note, out, output_file, print_json_text, print_result, si, warn
 
 HELP = """Propose the next runs: those that most narrow the interval of ln N_opt at a target compute (and,
 with --objective both, of the loss there) for a FLOP budget.
@@ -43,7 +43,9 @@ def suggest_command(
         None, "--target", help="Target compute C for N_opt and the loss (default 100x the largest run)."
     ),
     objective: str = typer.Option("n_opt", "--objective", help="What to narrow: n_opt, loss or both."),
-    out_path: Path | None = typer.Option(None, "--out", help="Write the proposal as a sweep spec (results dirs)."),
+    out_path: Path | None = typer.Option(
+        None, "--out", help="Write the proposal as a sweep spec: a file ending in .toml, or a directory (next.toml)."
+    ),
     group: str | None = typer.Option(None, "--group", help="The group of a fit with several (see scale fit --by)."),
     scenarios: int = typer.Option(30, "--scenarios", help="Bootstrap refits the design averages over."),
     extension: float = typer.Option(4.0, "--extension", help="Candidates reach this factor beyond the largest N, D."),
@@ -89,7 +91,7 @@ def suggest_command(
         extension=extension,
         below=below,
         table=TableOptions(n_col=n_col, d_col=d_col, c_col=c_col, loss_col=loss_col, query=query, params=params),
-        out=out_path,
+        out=output_file(out_path, source / "next.toml", ".toml") if out_path is not None else None,
         command=command,
     )
     print_result(result, as_json, print_suggestion)

@@ -73,7 +73,8 @@ def fit_all(source, table: TableOptions | None = None, options: FitOptions | Non
     points, runs, info = load_rows(source, table)
     where = info["table"]
     if points.empty:
-        raise FitError(where, "rows", f"no usable rows left (excluded: {info['rows']['excluded']})")
+        reasons = ", ".join(f"{why} {count}" for why, count in info["rows"]["excluded"].items() if count)
+        raise FitError(where, "rows", f"no usable rows left (excluded: {reasons or 'none'})")
     convention = compute_convention(runs, info)
     groups = {}
     # Wild starts and resamples overflow on the way; such values are dropped or written as null, not warned.

@@ -1,11 +1,11 @@
 """Load the rows a fit uses: read a results directory or a table, name N, D, C and loss, and select rows.
 
-Selection, in order: `--query`, run status (diverged and failed runs out), non-finite or non-positive
-values out, the k highest losses out (when asked). Then runs are grouped honestly: only seeds are ever
-averaged. A configuration axis (batch size, data set, tokenizer, schedule, ...) that takes several values
-for the same (N, D) splits the table into groups; the learning rate and the model shape at equal N are
-selected (the best seed-mean loss per (group, N, D)), and every choice is reported.
-"""
+Selection, in order: `--query`, run status (diverged and failed runs out, and done runs whose loss is past
+the divergence limit for their vocabulary), bad values (not a positive finite number: an error naming the
+row and column, unless `skip_bad_rows`), the k highest losses out (when asked). Then runs are grouped
+honestly: only seeds are ever averaged. A configuration axis (batch size, data set, tokenizer, schedule,
+...) that takes several values for the same (N, D) splits the table into groups; the learning rate and the
+model shape at equal N are selected (the best seed-mean loss per (group, N, D)), and every choice is reported."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scaling_cli.divergence import loss_limit
 from scaling_cli.errors import FitError
 
 PARAM_CHOICES = {
@@ -44,6 +45,7 @@ class TableOptions:
     flops: str = "flops"
     by: str | None = None
     drop_highest_loss: int = 0
+    skip_bad_rows: bool = False  # drop rows with a bad N, D, C or loss instead of refusing the table
 
 
 TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".txt")  # .txt is read as CSV
@@ -96,9 +98,10 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
     options = options or TableOptions()
     _check_choices(options)
     table_path, curves_path = resolve_source(source)
-    raw = read_table(table_path)
+    raw = read_table(table_path).reset_index(drop=True)  # row k of the messages is position k - 1
     columns = resolve_columns(raw.columns, options, str(table_path))
     selected, excluded = select_rows(raw, columns, options, str(table_path))
+    bad_rows = excluded.pop("bad_rows")
     frame = _standard_frame(selected, columns, options)
     frame, grouping = _split_groups(frame, options.by)
     lr_by_group = lr_by_size(frame, _diverged_runs(raw, columns, options, grouping))
@@ -112,7 +115,7 @@ def load_rows(source, options: TableOptions | None = None) -> tuple[pd.DataFrame
         "curves": str(curves_path) if curves_path else None,
         "columns": {key: columns[key] for key in ("n", "d", "c", "loss", "u") if key != "u" or columns["u"]},
         "conventions": _conventions(columns, options),
-        "rows": {"total": len(raw), "used": len(frame), "excluded": excluded},
+        "rows": {"total": len(raw), "used": len(frame), "excluded": excluded, "bad_rows": bad_rows},
         "seeds_averaged": int(len(frame) - len(points)),
         "lr_choices": lr_choices,
         "lr_by_group": lr_by_group,
@@ -172,8 +175,9 @@ def resolve_columns(table_columns, options: TableOptions | None, where: str) -> 
 
 
 def select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where: str) -> tuple[pd.DataFrame, dict]:
-    """(rows kept, {reason: count excluded}): --query, diverged/failed status, non-finite or non-positive
-    N, D, C or loss, and the k highest losses (--drop-highest-loss), in that order."""
+    """(rows kept, {reason: count excluded}): --query, diverged/failed status (and losses past the divergence
+    limit), bad N, D, C or loss values (FitError naming the first, unless skip_bad_rows), and the k highest
+    losses (--drop-highest-loss), in that order. `bad_rows` lists the skipped values' messages."""
     excluded = {"query": 0, "diverged": 0, "failed": 0, "non_finite": 0, "highest_loss": 0}
     rows = raw
     if options.query:
@@ -187,22 +191,71 @@ def select_rows(raw: pd.DataFrame, columns: dict, options: TableOptions, where: 
         for bad in BAD_STATUS:
             excluded[bad] = int((status == bad).sum())
         rows = rows[~status.isin(BAD_STATUS)]
-    numeric = [
-        rows[c].pipe(pd.to_numeric, errors="coerce")
-        for c in (columns["n"], columns["d"], columns["c"], columns["loss"])
-        if c
-    ]
-    good = np.ones(len(rows), dtype=bool)
-    for values in numeric:
-        array = values.to_numpy(dtype=float)
-        good &= np.isfinite(array) & (array > 0)
+        blown = _past_divergence_limit(rows, columns["loss"])
+        excluded["diverged"] += int(blown.sum())
+        rows = rows[~blown]
+    good, problems = _bad_values(rows, columns)
+    if problems and not options.skip_bad_rows:
+        raise FitError(where, *_first_problem(problems))
     excluded["non_finite"] = int((~good).sum())
+    excluded["bad_rows"] = [f"{field}: {problem}" for field, problem in problems[:BAD_ROWS_KEPT]]
     rows = rows[good]
     if options.drop_highest_loss:
         keep = rows[columns["loss"]].astype(float).rank(method="first", ascending=False) > options.drop_highest_loss
         excluded["highest_loss"] = int((~keep).sum())
         rows = rows[keep]
     return rows, excluded
+
+
+BAD_ROWS_KEPT = 20  # skipped bad values named in fit.json; the count covers the rest
+
+
+def _past_divergence_limit(rows: pd.DataFrame, loss_column: str) -> np.ndarray:
+    """Rows of a results directory recorded done whose loss (nats) is past the divergence limit for their
+    vocabulary: runs that blew up before the trainer judged losses."""
+    if loss_column not in ("val_loss", "train_loss") or "vocab_size" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    vocab = pd.to_numeric(rows["vocab_size"], errors="coerce").to_numpy(dtype=float)
+    loss = pd.to_numeric(rows[loss_column], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(vocab) & (vocab > 1)
+    limit = np.where(ok, [loss_limit(int(v)) if good else np.inf for v, good in zip(vocab, ok)], np.inf)
+    return loss > limit
+
+
+def _bad_values(rows: pd.DataFrame, columns: dict) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """(mask of rows whose N, D, C and loss are positive finite numbers, [(field, problem)] for the others)
+    with fields 'row k, <column>' (k counts data rows from 1, the header not counted)."""
+    good = np.ones(len(rows), dtype=bool)
+    problems = []
+    for column in dict.fromkeys(c for c in (columns["n"], columns["d"], columns["c"], columns["loss"]) if c):
+        values = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+        bad = ~(np.isfinite(values) & (values > 0))
+        good &= ~bad
+        for position in np.flatnonzero(bad):
+            label, value = rows.index[position], rows[column].iloc[position]
+            problems.append((f"row {label + 1}, {column}", _value_problem(value, values[position])))
+    problems.sort(key=lambda item: int(item[0].split(",")[0].removeprefix("row ")))
+    return good, problems
+
+
+def _value_problem(raw_value, number: float) -> str:
+    """Why one cell is not usable, in words a reader of the table recognises."""
+    if pd.isna(raw_value) or (isinstance(raw_value, str) and not raw_value.strip()):
+        return "empty; need a positive number"
+    shown = raw_value.strip() if isinstance(raw_value, str) else f"{number:g}"
+    if np.isnan(number):
+        return f"{shown!r} is not a number"
+    if not np.isfinite(number):
+        return f"{shown} is not a finite number"
+    return f"{shown} is not a positive number"
+
+
+def _first_problem(problems: list[tuple[str, str]]) -> tuple[str, str]:
+    """The first bad value as (field, problem); how many more, and the way past them, in the problem."""
+    field, problem = problems[0]
+    more = len(problems) - 1
+    extra = f" ({more} more bad value{'s' * (more != 1)})" if more else ""
+    return field, f"{problem}{extra}; fix the table or pass --skip-bad-rows to leave such rows out"
 
 
 def _standard_frame(rows: pd.DataFrame, columns: dict, options: TableOptions) -> pd.DataFrame:

@@ -51,7 +51,7 @@ def load_inputs(
     `fit_options`, when there is none)."""
     source = Path(source)
     table = table or TableOptions()
-    fit_file = fit_path or (source / "fit.json" if source.is_dir() else None)
+    fit_file = fit_path or (source / "fit.json" if source.is_dir() else source.with_name(f"{source.stem}.fit.json"))
     fit, problem = _existing_fit(fit_file, required=fit_path is not None)
     if fit is None and fit_if_missing:
         fit, problem = _fit_now(source, _per_data_set(source, table), fit_options)
@@ -90,6 +90,7 @@ def _options_of_fit(table: TableOptions, fit: dict) -> TableOptions:
         query=table.query if table.query is not None else fit.get("query"),
         by=table.by if table.by is not None else fit.get("by"),
         drop_highest_loss=table.drop_highest_loss or int(dropped),
+        skip_bad_rows=table.skip_bad_rows or bool(((fit.get("rows") or {}).get("excluded") or {}).get("non_finite")),
     )
 
 
