@@ -12,7 +12,7 @@ from conftest import REPO, SCALE, run_scale
 
 from scaling_cli import __version__
 
-COMMANDS = {"sweep", "fit", "predict", "plot", "report", "suggest", "data", "status"}
+COMMANDS = {"sweep", "fit", "predict", "plot", "report", "suggest", "data", "status", "export"}
 
 
 def listed_commands(help_text: str) -> set[str]:

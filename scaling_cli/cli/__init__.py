@@ -13,7 +13,7 @@ import sys
 import typer
 
 from scaling_cli import __version__
-from scaling_cli.cli import data, fit, plot, predict, report, status, sweep
+from scaling_cli.cli import data, export, fit, plot, predict, report, status, sweep
 from scaling_cli.cli import suggest as suggest_cli
 from scaling_cli.cli.render import err, out
 from scaling_cli.errors import ScaleError
@@ -37,6 +37,7 @@ app.command("fit", help=fit.HELP)(fit.fit_command)
 app.command("predict", help=predict.HELP)(predict.predict_command)
 app.command("plot")(plot.plot_command)
 app.command("report")(report.report_command)
+app.command("export")(export.export_command)
 app.command("suggest", help=suggest_cli.HELP)(suggest_cli.suggest_command)
 
 

@@ -29,6 +29,9 @@ def sweep_command(
         help="Keep finished runs' checkpoint.pt and WSD trunks' saved states (deleted by default once not needed).",
     ),
     force: bool = typer.Option(False, "--force", help="Train runs whose memory estimate exceeds what is free."),
+    keep_final: bool = typer.Option(
+        False, "--keep-final", help="Keep each finished run's final checkpoint.pt, for `scale export` (off: smaller)."
+    ),
 ) -> int:
     """Train every run of a sweep spec, resuming whatever is unfinished; rerunning trains nothing new.
 
@@ -60,8 +63,9 @@ def sweep_command(
     try:
         with SweepDisplay(live=out.is_terminal) as display:
             outcome = run_sweep(
-                spec, target, pool, retries=retries, on_event=display, keep_checkpoints=keep_checkpoints, force=force
-            )
+                spec, target, pool, retries=retries, on_event=display, keep_checkpoints=keep_checkpoints, force=force,
+                keep_final=keep_final,
+            )  # fmt: skip
     except KeyboardInterrupt:  # say what was kept; the exit code, 130, comes from typer and main() as for any command
         warn(
             f"interrupted: finished runs are saved in {target}; rerun the same command to resume "

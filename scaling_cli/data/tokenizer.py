@@ -114,3 +114,26 @@ def check_tokenizer(kind: str, vocab_size: int | None, where: str = "tokenizer")
     if not isinstance(vocab_size, int) or not 257 <= vocab_size <= 1_000_000:
         raise DataError(where, "vocab_size", f"must be an integer between 257 and 1000000, got {vocab_size!r}")
     return vocab_size
+
+
+def byte_tokenizer_json() -> str:
+    """A Hugging Face `tokenizer.json` whose token i is byte i of the UTF-8 text (ByteTokenizer, for exports)."""
+    lib = _tokenizers_lib()
+    vocab = {symbol: byte for byte, symbol in enumerate(_byte_symbols())}
+    tok = lib.Tokenizer(lib.models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = lib.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = lib.decoders.ByteLevel()
+    return tok.to_str()
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-in for each byte (byte-level BPE's alphabet), in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols, shifted = [], 0
+    for byte in range(BYTE_VOCAB):
+        if byte in printable:
+            symbols.append(chr(byte))
+        else:
+            symbols.append(chr(256 + shifted))
+            shifted += 1
+    return symbols
