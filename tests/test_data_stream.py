@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_scale
+from conftest import run_scale, scale_in_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -242,7 +242,7 @@ def test_a_corpus_too_small_to_split_says_how_to_give_more(tmp_path):
     with pytest.raises(DataError) as info:
         prepare(str(tmp_path / "one.txt"), DataOptions(), cache_dir=tmp_path / "c")
     assert info.value.problem.startswith("1 document(s) left after cleaning, even cut at lines into pieces of 8192")
-    result = run_scale("data", "prepare", tmp_path / "one.txt", env={"SCALE_CACHE": str(tmp_path / "c")})
+    result = scale_in_process("data", "prepare", tmp_path / "one.txt", env={"SCALE_CACHE": str(tmp_path / "c")})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "need at least 2 to split (give more text, or a smaller doc_bytes)" in result.stderr

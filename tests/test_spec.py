@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from conftest import REPO, run_scale
+from conftest import REPO
 
 from scaling_cli.errors import SpecError
 from scaling_cli.plan import load_sweep, plan_runs
@@ -164,25 +164,6 @@ def test_parse_spec_in_memory():
     raw = tomllib.loads(TINY.read_text())
     spec = parse_spec(raw, path=Path("memory.toml"))
     assert spec.name == "markov-tiny" and len(plan_runs(spec).runs()) == 6
-
-
-@pytest.mark.parametrize("case", ["missing", "unknown_key", "wrong_type", "malformed"])
-def test_cli_reports_spec_errors_in_one_line(tmp_path, case):
-    if case == "missing":
-        path, field = Path("sweeps/nope.toml"), "file"
-    elif case == "unknown_key":
-        path, field = write_variant(tmp_path, "lr = 1e-2", "lrr = 1e-2"), "train.lrr"
-    elif case == "wrong_type":
-        path, field = write_variant(tmp_path, "d_model = [16, 32, 48]", 'd_model = "big"'), "model.d_model"
-    else:
-        path, field = tmp_path / "broken.toml", "toml"
-        path.write_text("name = \n")
-    result = run_scale("sweep", path, "--out", tmp_path / "out")
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert lines[0].startswith(f"error: {path}: {field}: ")
-    assert not (tmp_path / "out").exists()
 
 
 def test_spec_is_plain_data_and_data_options_are_checked_when_planning(tmp_path):
