@@ -49,7 +49,11 @@ def test_the_backtest_chooses_a_filter_that_predicts_the_largest_runs_within_one
     assert everything["laws"]["chinchilla"]["mape"] > 1.0  # under-trained points pull the law off
     chosen = backtest["recommended"]
     assert chosen["law"] == "chinchilla" and chosen["min_tokens_per_param"] >= 5
-    assert chosen["expected_error"] < 1.0 and chosen["max_error"] < 1.0
+    assert chosen["selection_error"] < 1.0  # the best candidate at the cut, chosen on the runs it is scored on
+    procedure = backtest["procedure"]
+    assert chosen["expected_error"] == procedure["mape"] and chosen["scored"] == procedure["scored"] >= 5
+    assert len(procedure["cuts"]) >= 2 and not chosen["weak"]
+    assert procedure["mape"] < 3.0 and procedure["max_error"] >= procedure["mape"]
     assert backtest["scored"] >= 0.5 * backtest["held_out"]  # every filter is scored on these same runs
     assert chosen["fit"]["params"]["alpha"] == pytest.approx(LAW["alpha"], abs=0.03)
 
@@ -94,6 +98,7 @@ def test_cli_backtest_and_predict_warning(tmp_path):
     )
     predicted = run_scale("predict", out, "--compute", "1e24")
     assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.startswith("verdict: group all: train N = ")
     assert "recommended law chinchilla" in predicted.stdout and "expected error" in predicted.stdout
     assert "warning:" in predicted.stderr and "beyond the largest fitted run" in predicted.stderr
 

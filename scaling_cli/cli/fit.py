@@ -9,7 +9,7 @@ import typer
 
 from rich.table import Table
 
-from scaling_cli.cli.render import interval, note, number, out, output_file, print_json_text
+from scaling_cli.cli.render import interval, note, number, out, output_file, print_json_text, warn
 
 HELP = """Fit scaling laws to a results directory or a .parquet/.csv table and write fit.json.
 
@@ -218,6 +218,7 @@ def print_fit(document: dict, path) -> None:
     for name, group in document["groups"].items():
         _print_group(name, group)
     note(f"wrote {path}")
+    print_verdicts(document)
 
 
 def _print_group(name: str, group: dict) -> None:
@@ -274,12 +275,36 @@ def _print_backtest(backtest: dict) -> None:
             table.add_row(candidate["filter"], str(candidate["fitted_on"]), law, "skipped", why)
     out.print(table)
     chosen = backtest.get("recommended")
-    if chosen:
+    if not chosen:
+        note("backtest's choice: none (no law could be scored)")
+        return
+    if (chosen.get("fit") or {}).get("status", "ok") != "ok":
         note(
-            f"recommended for predict: {chosen['law']} on {chosen['filter']} "
-            f"(expected extrapolation error {chosen['expected_error']:.2f}%, max {chosen['max_error']:.2f}%)"
+            f"backtest's choice {chosen['law']} on {chosen['filter']} is withheld from predict: "
+            + "; ".join(chosen["fit"].get("problems", ["not identified"]))
         )
-        if (chosen.get("fit") or {}).get("status", "ok") != "ok":
-            note("  withheld: " + "; ".join(chosen["fit"].get("problems", ["not identified"])))
-    else:
-        note("recommended for predict: none (no law could be scored)")
+        return
+    note(f"recommended for predict: {chosen['law']} on {chosen['filter']} ({_procedure_error(chosen)})")
+
+
+def _procedure_error(chosen: dict) -> str:
+    """The selection procedure's error on runs it never saw, and how many runs that rests on."""
+    if chosen.get("expected_error") is None:
+        return "expected extrapolation error unknown: too few runs for a rolling backtest of the choice"
+    weak = "; weak evidence: fewer than 5 runs" if chosen.get("weak") else ""
+    return (
+        f"expected extrapolation error {chosen['expected_error']:.2f}%, max {chosen['max_error']:.2f}%, "
+        f"over {chosen['scored']} runs above rolling cuts{weak}"
+    )
+
+
+def print_verdicts(document: dict, compute: float | None = None) -> None:
+    """The one-line answer per group that `scale predict` opens with, at 10x the largest compute by default."""
+    from scaling_cli.fit.predict import predict
+
+    for name, group in document["groups"].items():
+        at = compute or 10.0 * float(group["range"]["C"][1])
+        answer = predict(document, compute=at, group=name)["groups"][name]
+        note(f"verdict: {answer['verdict']}")
+        for warning in answer["warnings"]:
+            warn(f"warning: group {name}: {warning}")

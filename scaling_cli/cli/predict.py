@@ -12,9 +12,13 @@ from scaling_cli.cli.render import interval, note, number, out, print_result, wa
 
 HELP = """Predict from a fit.json: the compute-optimal N and D for a FLOP budget, or the loss of a run.
 
-Intervals are bootstrap percentiles from the samples stored in fit.json. The recommended law (the one
-`scale fit --backtest` chose, else the first identified law) comes first with its expected error; every
-answer says how far it lies beyond the fitted runs, with a warning past 10x their largest compute.
+The first line is the verdict: what to train (or the run's loss), the loss to expect, their 95% prediction
+intervals, how far past the data and how much to trust it. Intervals combine the bootstrap's parameter
+uncertainty, the noise of one run and an extrapolation term that grows with distance past the largest fitted
+compute, estimated from rolling backtests (see fit.json's `calibration`). The recommended law is the one
+`scale fit --backtest` chose, else the first identified law; warnings say when identified approaches
+disagree beyond their intervals and when D_opt would repeat the training data. Every allocation spends
+exactly the compute asked for under the fit's FLOP convention.
 
 Example: scale predict results/demo/fit.json --compute 1e18
 
@@ -68,24 +72,33 @@ def _law_cells(row: dict, keys) -> list[str]:
     return [_cell(row, key) for key in keys] + [_reach(row) or row.get("note", "")]
 
 
-def _recommended_line(name: str, choice: dict | None) -> None:
-    if not choice:
-        note(f"group {name}: no identified law to recommend")
-        return
-    error = choice["expected_error"]
-    expected = f"expected error {error:.2f}% (backtest)" if error is not None else choice["source"]
-    note(f"group {name}: recommended law {choice['law']} on {choice['filter']}, {expected}")
-    for kind in ("compute", "run"):
-        row = choice.get(kind)
-        if row and (row.get("extrapolation") or {}).get("warning"):
-            warn(f"warning: group {name}: {row['extrapolation']['warning']}")
+def _recommended_line(name: str, entry: dict) -> None:
+    """The verdict, then the recommendation's evidence and every warning."""
+    note(f"verdict: {entry['verdict']}")
+    choice = entry.get("recommended")
+    if choice:
+        error = choice["expected_error"]
+        expected = (
+            f"expected error {error:.2f}% over {choice['scored']} backtest runs" + (" (weak)" if choice["weak"] else "")
+            if error is not None
+            else "expected error unknown: too few runs for a rolling backtest"
+            if choice["source"] == "backtest"
+            else choice["source"]
+        )
+        note(f"group {name}: recommended law {choice['law']} on {choice['filter']}, {expected}")
+        for kind in ("compute", "run"):
+            row = choice.get(kind)
+            if row and (row.get("extrapolation") or {}).get("warning"):
+                warn(f"warning: group {name}: {row['extrapolation']['warning']}")
+    for warning in entry.get("warnings", []):
+        warn(f"warning: group {name}: {warning}")
 
 
 def print_predictions(result: dict) -> None:
     """Per group: the recommendation, then every law's split of the budget and/or loss of the run."""
     for name, entry in result["groups"].items():
         choice = entry.get("recommended")
-        _recommended_line(name, choice)
+        _recommended_line(name, entry)
         if "compute" in entry:
             title = f"group {name}: compute-optimal split of C = {result['compute']:.3g} FLOPs"
             keys = ("N_opt", "D_opt", "tokens_per_param", "loss")

@@ -2,9 +2,14 @@
 
 Each law is tried with every point filter (all points, or only runs trained on at least t tokens per
 parameter: under-trained runs follow a different curve and pull a law off). The law and filter with the
-lowest error on the held-out runs is `recommended`; its error is the expected extrapolation error that
-`scale predict` quotes, and the law refitted with that filter on every point is what predict uses.
-The linear baseline is scored for comparison and never recommended.
+lowest error on the held-out runs is `recommended`, and the law refitted with that filter on every point
+is what predict uses. The linear baseline is scored for comparison and never recommended.
+
+The lowest of many errors scored on the same few runs is a winner's-curse estimate, so the expected error
+that predict quotes is the error of the whole selection procedure (`procedure`): below each of several
+rolling compute cuts, the selection is run again on those runs alone (with its own inner cut), and the law
+and filter it picks are scored on the runs above the cut, which it never saw. The count of runs scored that
+way is reported, and fewer than MIN_SCORED makes the estimate weak.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from scaling_cli.errors import FitError
+from scaling_cli.fit import law as registry
+from scaling_cli.fit.calibration import MIN_SCORED, rolling_cuts
 from scaling_cli.fit.holdout import predict_runs
 from scaling_cli.fit.isoflop import budget_labels
 
-LOSS_LAWS = ("chinchilla", "kaplan", "linear", "constrained")
-RECOMMENDABLE = ("chinchilla", "kaplan", "constrained")
 MIN_TOKENS_PER_PARAM = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # candidate filters
 HELD_OUT_SHARE = 0.15  # the default cut holds out the top compute budgets until this share of points
 MIN_COVERAGE = 0.6  # a filter must keep at least this share of the held-out runs to be scored
@@ -83,9 +88,19 @@ def run_backtest(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None,
     that pass the strictest filter still keeping MIN_COVERAGE of them (the well-trained large runs a law
     is used to predict). Stricter filters are skipped.
     """
+    result = select(points, fit_law, laws, cut, tolerance, where)
+    best = result.pop("best")
+    result["procedure"] = procedure_error(points, fit_law, laws, tolerance, where)
+    if best is not None:
+        result["recommended"] = _recommend(points, best, fit_law, result["procedure"])
+    return result
+
+
+def select(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None, tolerance: float, where: str) -> dict:
+    """Every law x filter scored at one cut, and the best (candidate, law, score) under "best"."""
     cut = default_cut(points, tolerance) if cut is None else float(cut)
     below, above = split(points, cut, where)
-    laws = [law for law in laws if law in LOSS_LAWS]
+    laws = [law for law in laws if registry.get(law).predicts_loss]
     filters = candidate_filters(below)
     covered = [t for t in filters if passes(above, t).sum() >= MIN_COVERAGE * len(above)]
     strictest = max(covered, key=lambda t: -np.inf if t is None else t)
@@ -109,11 +124,44 @@ def run_backtest(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None,
         "C_ratio": float(above["C"].max() / below["C"].max()),
         "candidates": candidates,
         "recommended": None,
+        "best": _best(candidates),
     }
-    best = _best(candidates)
-    if best is not None:
-        result["recommended"] = _recommend(points, best, fit_law)
     return result
+
+
+def procedure_error(points: pd.DataFrame, fit_law: FitLaw, laws, tolerance: float, where: str) -> dict:
+    """The selection procedure's own error: selected below each rolling cut, scored on the runs above it."""
+    runs, cuts = [], []
+    for cut in rolling_cuts(points, tolerance):
+        below = points[points["C"] < cut].reset_index(drop=True)
+        above = points[points["C"] >= cut].reset_index(drop=True)
+        try:
+            inner = select(below, fit_law, laws, None, tolerance, where)
+        except FitError:
+            continue
+        if inner["best"] is None:
+            continue
+        candidate, law, _ = inner["best"]
+        threshold = candidate["min_tokens_per_param"]
+        try:
+            fitted = fit_law(law, below[passes(below, threshold)].reset_index(drop=True))
+        except FitError:
+            continue
+        test = above[passes(above, threshold)] if passes(above, threshold).sum() >= MIN_COVERAGE * len(above) else above
+        predicted = np.asarray(predict_runs(law, fitted, test.reset_index(drop=True)), dtype=float)
+        errors = 100.0 * np.abs(predicted - test["loss"].to_numpy(dtype=float)) / test["loss"].to_numpy(dtype=float)
+        cuts.append({"cut": cut, "law": law, "filter": candidate["filter"], "scored": len(test), "mape": float(np.mean(errors))})
+        runs += [float(e) for e in errors]
+    finite = [e for e in runs if np.isfinite(e)]
+    return {
+        "rule": "below each rolling cut, select the law and filter as the backtest does (with an inner cut); "
+        "score that choice on the runs above the cut",
+        "cuts": cuts,
+        "scored": len(finite),
+        "mape": float(np.mean(finite)) if finite else None,
+        "max_error": float(np.max(finite)) if finite else None,
+        "weak": len(finite) < MIN_SCORED,
+    }
 
 
 def _filter_entry(below, threshold) -> dict:
@@ -163,14 +211,15 @@ def _best(candidates: list[dict]) -> dict | None:
     best = None
     for candidate in candidates:
         for law, scored in candidate["laws"].items():
-            if law not in RECOMMENDABLE or scored["status"] != "ok" or not np.isfinite(scored["mape"]):
+            recommendable = registry.get(law).recommendable
+            if not recommendable or scored["status"] != "ok" or not np.isfinite(scored["mape"]):
                 continue
             if best is None or scored["mape"] < best[2]["mape"]:
                 best = (candidate, law, scored)
     return best
 
 
-def _recommend(points: pd.DataFrame, best, fit_law: FitLaw) -> dict:
+def _recommend(points: pd.DataFrame, best, fit_law: FitLaw, procedure: dict) -> dict:
     candidate, law, scored = best
     threshold = candidate["min_tokens_per_param"]
     kept = points[passes(points, threshold)].reset_index(drop=True)
@@ -178,8 +227,13 @@ def _recommend(points: pd.DataFrame, best, fit_law: FitLaw) -> dict:
         "law": law,
         "filter": candidate["filter"],
         "min_tokens_per_param": threshold,
-        "expected_error": scored["mape"],
-        "max_error": scored["max_error"],
+        "expected_error": procedure["mape"],
+        "max_error": procedure["max_error"],
+        "scored": procedure["scored"],
+        "weak": procedure["weak"],
+        "selection_error": scored["mape"],
+        "selection_note": "the lowest error among the candidates at the cut (optimistic: chosen on the runs it is "
+        "scored on); expected_error is the procedure's error on runs it never saw",
         "fitted_on": len(kept),
     }
     try:

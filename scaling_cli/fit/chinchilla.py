@@ -18,6 +18,7 @@ from scaling_cli.errors import FitError
 from scaling_cli.fit.batched import BatchResult, minimize_batched
 from scaling_cli.fit.laws import chinchilla_loss
 from scaling_cli.fit.powerlaw import add_more, r2
+from scaling_cli.fit.law import Law, register
 
 ORDER = ("e", "a", "b", "alpha", "beta")  # internal parameter vector order
 MIN_POINTS = 6
@@ -192,3 +193,42 @@ def refit_resamples(n, d, loss, weights: np.ndarray, starts: np.ndarray, delta: 
     x = batch.x.reshape(b, s, 5)[np.arange(b), best]
     x[~np.isfinite(f[np.arange(b), best])] = np.nan
     return x
+
+
+@register
+class ChinchillaLaw(Law):
+    """Approach 3: L(N, D) = E + A/N^alpha + B/D^beta, and the allocation that minimises it on a budget."""
+
+    name = "chinchilla"
+    predicts_loss = allocates = recommendable = True
+
+    def fit(self, points, options, where: str) -> dict:
+        from scaling_cli.fit.laws import chinchilla_derived
+
+        result = fit_chinchilla(
+            points["N"], points["D"], points["loss"], delta=options.delta, grid=options.grid, where=where
+        )
+        result["derived_6ND"] = chinchilla_derived(result["params"])
+        return result
+
+    def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
+        from scaling_cli.fit.bootstrap import bootstrap_chinchilla
+
+        options = context["options"]
+        return bootstrap_chinchilla(
+            points,
+            fitted,
+            indices,
+            delta=options.delta,
+            grid=options.grid,
+            at_compute=context["at_compute"],
+            convention=context["convention"],
+        )
+
+    def loss(self, params, n, d, c=None, u=None):
+        return chinchilla_loss(params, n, d)
+
+    def allocate(self, params, convention: dict, c):
+        from scaling_cli.fit.allocation import chinchilla_allocation
+
+        return chinchilla_allocation(params, convention, c)

@@ -20,6 +20,7 @@ from scaling_cli.fit.batched import minimize_batched
 from scaling_cli.fit.chinchilla import MIN_DISTINCT, MIN_POINTS, POLISH_ITERATIONS, check_points, starts_reaching
 from scaling_cli.fit.laws import log_sum_exp
 from scaling_cli.fit.powerlaw import r2
+from scaling_cli.fit.law import Law, register
 
 ORDER = ("e", "a", "b", "alpha", "beta", "r")
 # Coarser than Chinchilla's 4,500 starts in the five shared axes, times three values of R*: 2,916 starts.
@@ -209,3 +210,32 @@ def refit_resamples(n, d, u, loss, weights: np.ndarray, starts: np.ndarray, delt
     x = batch.x.reshape(b, s, len(ORDER))[np.arange(b), pick]
     x[~np.isfinite(f[np.arange(b), pick])] = np.nan
     return x
+
+
+@register
+class ConstrainedLaw(Law):
+    """The data-constrained law: Approach 3 with repeated tokens worth less (Muennighoff et al. 2023).
+
+    Fitted by default only where some run repeats its data (it needs unique-token counts).
+    """
+
+    name = "constrained"
+    predicts_loss = recommendable = True
+
+    def applies_to(self, points) -> bool:
+        return "U" in points and bool((points["D"] > points["U"]).any())
+
+    def fit(self, points, options, where: str) -> dict:
+        if "U" not in points:
+            raise FitError(
+                where, "constrained", "needs unique training tokens per run: a unique_tokens column (--u-col)"
+            )
+        return fit_constrained(points["N"], points["D"], points["U"], points["loss"], delta=options.delta, where=where)
+
+    def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
+        from scaling_cli.fit.bootstrap import bootstrap_constrained
+
+        return bootstrap_constrained(points, fitted, indices, delta=context["options"].delta)
+
+    def loss(self, params, n, d, c=None, u=None):
+        return constrained_loss(params, n, d, d if u is None else u)

@@ -12,10 +12,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_cli.errors import FitError
-from scaling_cli.fit.constrained import constrained_loss
-from scaling_cli.fit.laws import chinchilla_loss, kaplan_loss, linear_loss
-
-SCORED_LAWS = ("chinchilla", "kaplan", "linear", "constrained")
+from scaling_cli.fit import law as registry
 MAX_COUNT = 10_000
 
 
@@ -50,13 +47,15 @@ def split(points: pd.DataFrame, rule: tuple[str, float], where: str = "--holdout
 
 def predict_runs(law: str, fitted: dict, runs: pd.DataFrame) -> np.ndarray:
     """Each run's loss as predicted by one fitted law."""
-    if law == "chinchilla":
-        return chinchilla_loss(fitted["params"], runs["N"], runs["D"])
-    if law == "kaplan":
-        return kaplan_loss(fitted, runs["N"], runs["D"])
-    if law == "constrained":
-        return constrained_loss(fitted["params"], runs["N"], runs["D"], runs["U"])
-    return linear_loss(fitted["params"], runs["N"], runs["D"], runs["C"])
+    predictor = registry.get(law)
+    unique = runs["U"].to_numpy(dtype=float) if "U" in runs else None
+    columns = (runs[k].to_numpy(dtype=float) for k in ("N", "D", "C"))
+    return np.asarray(predictor.loss(predictor.params_of(fitted), *columns, unique), dtype=float)
+
+
+def scored_laws() -> tuple[str, ...]:
+    """The registered laws that predict a run's loss (Approaches 1 and 2 predict allocations only)."""
+    return tuple(name for name, law in registry.registered().items() if law.predicts_loss)
 
 
 def score(held: pd.DataFrame, fits: dict[str, dict], rule: tuple[str, float], kept: int, skipped: dict) -> dict:

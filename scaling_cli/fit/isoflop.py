@@ -18,6 +18,8 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.powerlaw import allocation_params
+from scaling_cli.fit.law import Law, register
+from scaling_cli.fit.allocation import split_from_size
 
 BUDGET_TOLERANCE = 0.1
 MIN_SIZES = 3
@@ -160,3 +162,34 @@ def fit_isoflop(points: pd.DataFrame, *, where: str, tolerance: float = BUDGET_T
             "excluded_budgets": [{"C": b["C"], "reason": b["reason"]} for b in budgets if not b["used_in_law"]],
         },
     }
+
+
+@register
+class IsoflopLaw(Law):
+    """Approach 2: N_opt(C) = N0 C^a through the minima of each budget's parabola.
+
+    D_opt follows from the budget: C / (k(N_opt) N_opt), so the allocation spends exactly C (the fitted
+    D_opt(C) = D0 C^b is kept in fit.json for comparison only).
+    """
+
+    name = "isoflop"
+    allocates = True
+
+    def fit(self, points, options, where: str) -> dict:
+        return fit_isoflop(points, where=where, tolerance=options.budget_tolerance)
+
+    def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
+        from scaling_cli.fit.bootstrap import bootstrap_isoflop
+
+        options = context["options"]
+        return bootstrap_isoflop(
+            points,
+            options.bootstrap,
+            options.seed,
+            tolerance=options.budget_tolerance,
+            at_compute=context["at_compute"],
+            where=context["where"],
+        )
+
+    def allocate(self, params, convention: dict, c):
+        return split_from_size(params, convention, c)

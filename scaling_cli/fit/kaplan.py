@@ -16,6 +16,8 @@ from scipy.optimize import least_squares
 from scaling_cli.errors import FitError
 from scaling_cli.fit.laws import kaplan_loss
 from scaling_cli.fit.powerlaw import add_more, r2
+from scaling_cli.fit.law import Law, register
+from scaling_cli.fit.laws import kaplan_term
 
 VARIABLES = {"L_N": ("N", "N_c", "alpha_N"), "L_D": ("D", "D_c", "alpha_D"), "L_C": ("C", "C_c", "alpha_C")}
 E_FRACTIONS = (0.0, 0.5, 0.9)  # starting E as fractions of the lowest loss
@@ -127,3 +129,53 @@ def _with_irreducible(irreducible: bool | dict, name: str, x) -> bool:
     if isinstance(irreducible, dict):
         return bool(irreducible[name])
     return bool(irreducible) and len(np.unique(np.round(np.log(np.asarray(x, dtype=float)), 12))) >= 4
+
+
+@register
+class KaplanLaw(Law):
+    """Kaplan et al. 2020: L(N), L(D) and L(C) on the frontier; a run's loss from eq. 1.5, no allocation."""
+
+    name = "kaplan"
+    predicts_loss = recommendable = True
+
+    def fit(self, points, options, where: str) -> dict:
+        from scaling_cli.fit.envelope import final_point_frontier
+
+        return fit_kaplan(points, final_point_frontier(points), irreducible=options.irreducible, where=where)
+
+    def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
+        from scaling_cli.fit.bootstrap import bootstrap_kaplan
+
+        extra = bootstrap_kaplan(points, fitted, indices, at_compute=context["at_compute"], where=context["where"])
+        intervals = extra.pop("intervals")
+        for law in VARIABLES:
+            fitted[law]["intervals"] = intervals.pop(law)
+        fitted["intervals"] = intervals
+        return extra
+
+    def params_of(self, fitted: dict):
+        return fitted
+
+    def samples_of(self, fitted: dict):
+        """The samples as one Kaplan law whose parameters are arrays (L_N, L_D, L_C in stored order)."""
+        from scaling_cli.fit.law import _complete_samples
+
+        rows = np.asarray(_complete_samples(fitted), dtype=float)
+        if rows.ndim != 2 or not len(rows):
+            return None
+        law, position = {}, 0
+        for name in VARIABLES:
+            keys = list(fitted[name]["params"])
+            law[name] = {"params": {key: rows[:, position + i] for i, key in enumerate(keys)}}
+            position += len(keys)
+        return law if position == rows.shape[1] else None
+
+    def loss(self, params, n, d, c=None, u=None):
+        return kaplan_loss(params, n, d)
+
+    def loss_at_compute(self, params, convention: dict, c):
+        law = params["L_C"]["params"]
+        return kaplan_term(c, law["C_c"], law["alpha_C"], law["E"])
+
+    def at_compute(self, fitted: dict, convention: dict, c: float) -> dict:
+        return {"C": c, "loss": float(self.loss_at_compute(fitted, convention, c))}

@@ -12,6 +12,7 @@ import pandas as pd
 from scaling_cli.errors import FitError
 from scaling_cli.fit.laws import linear_loss
 from scaling_cli.fit.powerlaw import add_more, r2
+from scaling_cli.fit.law import Law, register
 
 MIN_POINTS = 5
 NAMES = ("w0", "wN", "wD", "wC")
@@ -35,3 +36,22 @@ def fit_linear(points: pd.DataFrame, *, where: str) -> dict:
         "r2": r2(points["loss"], predicted),
         "settings": {"loss": "squared residuals of loss"},
     }
+
+
+@register
+class LinearLaw(Law):
+    """The baseline L = w0 + wN N + wD D + wC C: scored for comparison, valid only inside its fitted range."""
+
+    name = "linear"
+    predicts_loss = True
+
+    def fit(self, points, options, where: str) -> dict:
+        return fit_linear(points, where=where)
+
+    def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
+        from scaling_cli.fit.bootstrap import bootstrap_linear
+
+        return bootstrap_linear(points, indices, where=context["where"])
+
+    def loss(self, params, n, d, c=None, u=None):
+        return linear_loss(params, n, d, c)

@@ -18,24 +18,12 @@ import pandas as pd
 
 from scaling_cli import atomic
 from scaling_cli.errors import FitError
-from scaling_cli.fit import (
-    backtest,
-    bootstrap,
-    chinchilla,
-    constrained,
-    envelope,
-    holdout,
-    identify,
-    isoflop,
-    kaplan,
-    linear,
-)
-from scaling_cli.fit.allocation import chinchilla_allocation, compute_convention
-from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, kaplan_term, power_law
+from scaling_cli.fit import backtest, bootstrap, calibration, chinchilla, envelope, holdout, identify, isoflop
+from scaling_cli.fit import law as registry
+from scaling_cli.fit.allocation import compute_convention
 from scaling_cli.fit.table import TableOptions, load_rows
 
-ALL_LAWS = ("chinchilla", "kaplan", "envelope", "isoflop", "linear")
-KNOWN_LAWS = (*ALL_LAWS, "constrained")  # constrained: by default only where runs repeat their data
+ALL_LAWS = ("chinchilla", "kaplan", "envelope", "isoflop", "linear")  # the built-in laws every table may get
 VERSION = 1
 
 
@@ -60,8 +48,7 @@ def parse_laws(values) -> tuple[str, ...] | None:
     """Laws from repeated and comma-separated --law values; None when none given."""
     names = [name.strip() for value in values or () for name in str(value).split(",") if name.strip()]
     for name in names:
-        if name not in KNOWN_LAWS:
-            raise FitError("--law", name, f"unknown law; choose from {', '.join(KNOWN_LAWS)}")
+        registry.get(name)  # FitError naming the registered laws when unknown
     return tuple(dict.fromkeys(names)) or None
 
 
@@ -138,6 +125,8 @@ def fit_group(points: pd.DataFrame, options: FitOptions, where: str, convention:
         _add_intervals(laws, points, options, where, at_compute, convention)
         for name, fitted in laws.items():
             identify.remark_after_intervals(name, fitted, points)
+        for name, fitted in laws.items():
+            _add_calibration(name, fitted, points, options, where, convention)
     group = {
         "n_points": len(points),
         "points": points[["run_id", "N", "D", "C", "loss", "n_runs", *(["U"] if "U" in points else [])]].to_dict(
@@ -169,9 +158,8 @@ def _withhold_unidentified_recommendation(group: dict) -> None:
 
 
 def default_laws(points: pd.DataFrame) -> tuple[str, ...]:
-    """Every law, plus the data-constrained one when the table has unique-token counts and some run repeats."""
-    repeats = "U" in points and bool((points["D"] > points["U"]).any())
-    return (*ALL_LAWS, "constrained") if repeats else ALL_LAWS
+    """Every registered law that applies to these points (the data-constrained one only where runs repeat)."""
+    return tuple(name for name, law in registry.registered().items() if law.applies_to(points))
 
 
 def fitted_range(points: pd.DataFrame) -> dict:
@@ -201,99 +189,81 @@ def fit_law(name: str, points: pd.DataFrame, options: FitOptions, where: str) ->
 
 
 def _fit_one(name: str, points, options: FitOptions, where: str) -> dict:
-    if name == "chinchilla":
-        result = chinchilla.fit_chinchilla(
-            points["N"], points["D"], points["loss"], delta=options.delta, grid=options.grid, where=where
-        )
-        result["derived"] = chinchilla_derived(result["params"])
-        return result
-    if name == "kaplan":
-        return kaplan.fit_kaplan(
-            points, envelope.final_point_frontier(points), irreducible=options.irreducible, where=where
-        )
-    if name == "envelope":
-        return envelope.fit_envelope(points, where=where)
-    if name == "constrained":
-        if "U" not in points:
-            raise FitError(
-                where, "constrained", "needs unique training tokens per run: a unique_tokens column (--u-col)"
-            )
-        return constrained.fit_constrained(
-            points["N"], points["D"], points["U"], points["loss"], delta=options.delta, where=where
-        )
-    if name == "isoflop":
-        return isoflop.fit_isoflop(points, where=where, tolerance=options.budget_tolerance)
-    return linear.fit_linear(points, where=where)
+    return registry.get(name).fit(points, options, where)
 
 
 def _add_at_compute(name: str, fitted: dict, at_compute: float, convention: dict) -> None:
-    """The allocation (and loss, for Approach 3) each identified law predicts at the reference compute."""
+    """The allocation (and loss, for laws that predict one) each identified law gives at the reference
+    compute, and the local exponents of its allocation under the document's convention."""
     if fitted["status"] != "ok":
         return
-    if name == "chinchilla":
-        n_opt, d_opt = chinchilla_allocation(fitted["params"], convention, at_compute)
-        fitted["at_compute"] = {
+    law = registry.get(name)
+    entry = law.at_compute(fitted, convention, at_compute)
+    if entry is not None:
+        fitted["at_compute"] = entry
+    if law.allocates:
+        a, b = allocation_exponents(law, law.params_of(fitted), convention, at_compute)
+        fitted["allocation_exponents"] = {
             "C": at_compute,
-            "N_opt": float(n_opt),
-            "D_opt": float(d_opt),
-            "loss_opt": float(chinchilla_loss(fitted["params"], n_opt, d_opt)),
+            "a": float(a),
+            "b": float(b),
             "convention": convention["kind"],
+            "relation": "D_opt = C / (k(N_opt) N_opt): a + b = 1 - d ln k / d ln C (exactly 1 under 6ND)",
         }
-    elif name == "kaplan":
-        c_law = fitted["L_C"]["params"]
-        loss = float(kaplan_term(at_compute, c_law["C_c"], c_law["alpha_C"], c_law["E"]))
-        fitted["at_compute"] = {"C": at_compute, "loss": loss}
-    elif name in ("envelope", "isoflop"):
-        p = fitted["params"]
-        fitted["at_compute"] = {
-            "C": at_compute,
-            "N_opt": float(power_law(at_compute, p["N0"], p["a"])),
-            "D_opt": float(power_law(at_compute, p["D0"], p["b"])),
-        }
+    if "derived_6ND" in fitted:
+        # N_opt = G (C/6)^a holds only under 6ND; under another convention a and b are the local exponents.
+        six_nd = convention["kind"] == "6ND"
+        local = fitted["allocation_exponents"]
+        fitted["derived"] = {"a": local["a"], "b": local["b"], **({"G": fitted["derived_6ND"]["G"]} if six_nd else {})}
+
+
+def allocation_exponents(law, params, convention: dict, c: float):
+    """(a, b) = d ln N_opt / d ln C and d ln D_opt / d ln C at C under the convention; params may be samples."""
+    step = 0.05  # central difference over C x e^(+-0.05)
+    with np.errstate(all="ignore"):
+        (n_lo, d_lo), (n_hi, d_hi) = (law.allocate(params, convention, c * np.exp(s)) for s in (-step, step))
+        return (np.log(n_hi) - np.log(n_lo)) / (2 * step), (np.log(d_hi) - np.log(d_lo)) / (2 * step)
 
 
 def _add_intervals(laws: dict, points, options: FitOptions, where: str, at_compute: float, convention: dict) -> None:
     indices = bootstrap.resample_indices(len(points), options.bootstrap, options.seed)
+    context = {"options": options, "where": where, "at_compute": at_compute, "convention": convention}
     for name, fitted in laws.items():
-        if name == "chinchilla":
-            extra = bootstrap.bootstrap_chinchilla(
-                points,
-                fitted,
-                indices,
-                delta=options.delta,
-                grid=options.grid,
-                at_compute=at_compute,
-                convention=convention,
-            )
-        elif name == "kaplan":
-            extra = bootstrap.bootstrap_kaplan(points, fitted, indices, at_compute=at_compute, where=where)
-            intervals = extra.pop("intervals")
-            for law in kaplan.VARIABLES:
-                fitted[law]["intervals"] = intervals.pop(law)
-            fitted["intervals"] = intervals
-        elif name == "envelope":
-            extra = bootstrap.bootstrap_envelope(points, indices, at_compute=at_compute, where=where)
-        elif name == "constrained":
-            extra = bootstrap.bootstrap_constrained(points, fitted, indices, delta=options.delta)
-        elif name == "isoflop":
-            extra = bootstrap.bootstrap_isoflop(
-                points,
-                options.bootstrap,
-                options.seed,
-                tolerance=options.budget_tolerance,
-                at_compute=at_compute,
-                where=where,
-            )
-        else:
-            extra = bootstrap.bootstrap_linear(points, indices, where=where)
-        fitted.update(extra)
+        law = registry.get(name)
+        fitted.update(law.bootstrap(points, fitted, indices, context))
         fitted["bootstrap"]["seed"] = options.seed
+        samples = law.samples_of(fitted)
+        if law.allocates and "derived" in fitted and samples:
+            a, b = allocation_exponents(law, samples, convention, at_compute)
+            fitted["intervals"].update(a=bootstrap.interval(a), b=bootstrap.interval(b))
+
+
+def _add_calibration(name: str, fitted: dict, points, options: FitOptions, where: str, convention: dict) -> None:
+    """The error model of an identified law that predicts losses or allocations (calibration.py)."""
+    law = registry.get(name)
+    if fitted.get("status", "ok") != "ok" or not (law.recommendable or law.allocates):
+        return
+    fitted["calibration"] = calibration.calibrate(
+        law,
+        fitted,
+        points,
+        lambda subset: fit_law(name, subset, options, where),
+        lambda subset, at_cut: _with_inner_bootstrap(law, subset, at_cut, options, where, convention),
+        options.budget_tolerance,
+    )
+
+
+def _with_inner_bootstrap(law, points, fitted: dict, options: FitOptions, where: str, convention: dict) -> dict:
+    """A cut's refit with a small bootstrap of its own, for the parameter uncertainty of the runs it predicts."""
+    indices = bootstrap.resample_indices(len(points), calibration.INNER_RESAMPLES, options.seed)
+    context = {"options": options, "where": where, "at_compute": float(points["C"].max()), "convention": convention}
+    return {**fitted, **law.bootstrap(points, fitted, indices, context)}
 
 
 def _holdout(points, options: FitOptions, where: str) -> dict:
     rule = holdout.parse_holdout(options.holdout)
     kept, held = holdout.split(points, rule)
-    scored = [law for law in (options.laws or default_laws(points)) if law in holdout.SCORED_LAWS]
+    scored = [law for law in (options.laws or default_laws(points)) if law in holdout.scored_laws()]
     skipped: dict[str, str] = {}
     fits = {}
     for name in scored:
@@ -320,7 +290,12 @@ def _backtest(points, options: FitOptions, where: str, convention: dict) -> dict
         return {"skipped": exc.problem}
     recommended = result["recommended"]
     if recommended and recommended.get("fit"):
-        _add_at_compute(recommended["law"], recommended["fit"], at_compute, convention)
+        name, fitted = recommended["law"], recommended["fit"]
+        _add_at_compute(name, fitted, at_compute, convention)
+        kept = points[backtest.passes(points, recommended["min_tokens_per_param"])].reset_index(drop=True)
+        if options.bootstrap and fitted.get("status") == "ok":
+            _add_intervals({name: fitted}, kept, options, where, at_compute, convention)
+            _add_calibration(name, fitted, kept, options, where, convention)
     return result
 
 

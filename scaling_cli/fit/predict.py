@@ -1,29 +1,27 @@
 """Predictions from a fit.json: the compute-optimal split of a budget, or the loss of a given run.
 
-Every answer says how far it lies beyond the fitted runs (x C, x N, x D) and warns past 10x the largest
-compute. The recommended law (the backtest's choice when `scale fit --backtest` ran, else the first
-identified law) is reported with its expected extrapolation error. A law that was not identified gives
-its reasons instead of numbers, and no law ever answers with a negative or non-finite loss: the linear
-baseline is omitted outside the range it was fitted on. Intervals come from the bootstrap samples stored
-with each law, so any compute or run gets its own percentile interval without refitting.
+Every law is asked through the `Law` registry, so a new law answers here without a change to this file.
+Each answer says how far it lies beyond the fitted runs and carries a 95% prediction interval from the
+law's error model (calibration.py: bootstrap, the noise of one run and an extrapolation term that grows
+with distance); a law fitted without that model (no bootstrap) gives percentile intervals of its samples
+and says so. The recommended answer (the backtest's choice, else the first identified law) comes first
+with its expected error and the count of runs that estimate rests on, and `verdict` says it in one line.
+Warnings name identified approaches that disagree beyond their intervals, and a D_opt that repeats the
+training data. A law that was not identified gives its reasons instead of numbers, and no law answers
+with a negative or non-finite loss: the linear baseline is omitted outside the range it was fitted on.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from scaling_cli.errors import FitError
-from scaling_cli.fit.allocation import chinchilla_allocation, compute_of, optimal_allocation
+from scaling_cli.fit import calibration
+from scaling_cli.fit import law as registry
+from scaling_cli.fit.allocation import compute_of, ratio_of
 from scaling_cli.fit.bootstrap import interval
-from scaling_cli.fit.constrained import constrained_loss
-from scaling_cli.fit.laws import chinchilla_loss, kaplan_loss, kaplan_term, linear_loss, power_law
+from scaling_cli.fit.fitdoc import load_fit  # noqa: F401  (the reader of fit.json; re-exported for callers)
 
-CHINCHILLA_KEYS = ("E", "A", "B", "alpha", "beta")
-CONSTRAINED_KEYS = ("E", "A", "B", "alpha", "beta", "R_star")
-ALLOCATION_KEYS = ("a", "N0", "b", "D0")
 WARN_COMPUTE_RATIO = 10.0
 COMPUTE_PREFERENCE = ("chinchilla", "isoflop", "envelope")  # the default law without a backtest
 RUN_PREFERENCE = ("chinchilla", "kaplan")
@@ -38,22 +36,10 @@ def predict(
     group: str | None = None,
     unique_tokens: float | None = None,
 ) -> dict:
-    """{"groups": {name: {"compute": {law: ...}, "run": {law: ...}, "recommended": {...}}}} per group.
-
-    Each law's row carries `extrapolation` {C_ratio, N_ratio, D_ratio, warning}; `recommended` has the
-    recommended law's row for the compute query (`compute`) and the run (`run`) with its expected error.
-    """
-    wants_run = params is not None or tokens is not None
-    if compute is None and not wants_run:
-        raise FitError("predict", "--compute", "give --compute C, or --params N with --tokens D")
-    if wants_run and (params is None or tokens is None):
-        raise FitError(
-            "predict", "--params" if params is None else "--tokens", "a run needs both --params and --tokens"
-        )
-    checked = (("--compute", compute), ("--params", params), ("--tokens", tokens), ("--unique-tokens", unique_tokens))
-    for option, value in checked:
-        if value is not None and not value > 0:
-            raise FitError("predict", option, f"must be positive, got {value:g}")
+    """{"groups": {name: {"compute": {law: ...}, "run": {law: ...}, "recommended": {...}, "verdict": str,
+    "warnings": [...]}}} per group."""
+    _check_query(compute, params, tokens, unique_tokens)
+    wants_run = params is not None
     groups = fit_json.get("groups", {})
     names = [group] if group is not None else sorted(groups)
     if group is not None and group not in groups:
@@ -65,13 +51,30 @@ def predict(
         for name in names:
             entry = {}
             span = groups[name].get("range") or _range_of(groups[name])
+            laws = groups[name].get("laws", {})
             if compute is not None:
                 entry["compute"] = allocation(fit_json, name, compute, span)
             if wants_run:
-                entry["run"] = run_loss(groups[name].get("laws", {}), params, tokens, convention, span, unique_tokens)
+                entry["run"] = run_loss(laws, params, tokens, convention, span, unique_tokens)
             entry["recommended"] = recommended(fit_json, name, compute, params, tokens, span, unique_tokens)
+            entry["warnings"] = warnings(groups[name], entry, unique_tokens)
+            entry["verdict"] = verdict(name, entry, compute, params, tokens)
             result["groups"][name] = entry
     return result
+
+
+def _check_query(compute, params, tokens, unique_tokens) -> None:
+    wants_run = params is not None or tokens is not None
+    if compute is None and not wants_run:
+        raise FitError("predict", "--compute", "give --compute C, or --params N with --tokens D")
+    if wants_run and (params is None or tokens is None):
+        raise FitError(
+            "predict", "--params" if params is None else "--tokens", "a run needs both --params and --tokens"
+        )
+    checked = (("--compute", compute), ("--params", params), ("--tokens", tokens), ("--unique-tokens", unique_tokens))
+    for option, value in checked:
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise FitError("predict", option, f"must be a positive number, got {value:g}")
 
 
 def _range_of(group: dict) -> dict:
@@ -97,82 +100,96 @@ def extrapolation(span: dict, c: float, n: float | None = None, d: float | None 
     return {**ratios, "warning": warning}
 
 
-def _samples(law: dict) -> list:
-    """The law's bootstrap samples that are complete (a value written as null is an overflow)."""
-    samples = (law.get("bootstrap") or {}).get("samples") or []
-    return [s for s in samples if all(v is not None for v in s)]
+def _reach(span: dict, c: float) -> float:
+    """e-folds of compute past the largest fitted run (0 inside the data)."""
+    return max(0.0, float(np.log(c / span["C"][1])))
 
 
-def _not_identified(law: dict) -> dict | None:
-    if law.get("status", "ok") == "ok":
+def _not_identified(fitted: dict) -> dict | None:
+    if fitted.get("status", "ok") == "ok":
         return None
-    return {"status": law["status"], "problems": law.get("problems", []), "note": "not identified: no prediction"}
+    return {"status": fitted["status"], "problems": fitted.get("problems", []), "note": "not identified: no prediction"}
 
 
 def allocation(fit_json: dict, group: str, compute: float, span: dict | None = None) -> dict:
-    """N_opt, D_opt, tokens per parameter (and loss for Approach 3) at `compute`, per law."""
-    laws = fit_json["groups"][group].get("laws", {})
-    span = span or fit_json["groups"][group].get("range") or _range_of(fit_json["groups"][group])
+    """Per law: N_opt, D_opt, tokens per parameter and the loss to expect at `compute`, with intervals."""
+    entry = fit_json["groups"][group]
+    span = span or entry.get("range") or _range_of(entry)
     convention = fit_json.get("compute_convention") or {"kind": "6ND"}
     out = {}
-    if "chinchilla" in laws:
-        fitted = laws["chinchilla"]
-        out["chinchilla"] = _not_identified(fitted) or _chinchilla_split(fitted, fit_json, group, compute, convention)
-    if "kaplan" in laws:
-        out["kaplan"] = _not_identified(laws["kaplan"]) or _kaplan_compute(laws["kaplan"], compute)
-    for name in ("envelope", "isoflop"):
-        if name in laws:
-            out[name] = _not_identified(laws[name]) or _power_split(laws[name], fit_json, group, name, compute)
-    for row in out.values():
-        if row.get("status", "ok") == "ok":
-            row["extrapolation"] = extrapolation(span, compute, row.get("N_opt"), row.get("D_opt"))
+    for name, fitted in entry.get("laws", {}).items():
+        law = _known(name)
+        if law is None or not (law.allocates or type(law).loss_at_compute is not registry.Law.loss_at_compute):
+            continue
+        out[name] = _not_identified(fitted) or compute_answer(law, fitted, convention, compute, span)
     return out
 
 
-def _chinchilla_split(fitted: dict, fit_json: dict, group: str, compute: float, convention: dict) -> dict:
-    n, d = optimal_allocation(fit_json, group, "chinchilla", compute)
-    stacked = _stacked(fitted)
-    n_s, d_s = chinchilla_allocation(stacked, convention, compute) if stacked else ([], [])
-    loss_s = chinchilla_loss(stacked, n_s, d_s) if stacked else []
-    return _allocation_entry(n, d, n_s, d_s, loss=float(chinchilla_loss(fitted["params"], n, d)), loss_samples=loss_s)
+def _known(name: str):
+    return registry.registered().get(name)
 
 
-def _stacked(fitted: dict) -> dict | None:
-    samples = np.asarray(_samples(fitted), dtype=float).reshape(-1, 5)
-    return {key: samples[:, i] for i, key in enumerate(CHINCHILLA_KEYS)} if len(samples) else None
-
-
-def _kaplan_compute(fitted: dict, compute: float) -> dict:
-    c_law = fitted["L_C"]["params"]
-    samples = np.asarray(_samples(fitted), dtype=float).reshape(-1, 9)
-    return {
-        "loss": _finite(kaplan_term(compute, c_law["C_c"], c_law["alpha_C"], c_law["E"])),
-        "loss_interval": interval(kaplan_term(compute, *samples[:, -3:].T)),
-        "note": "L(C) on the compute-efficient frontier; no allocation",
-    }
-
-
-def _power_split(fitted: dict, fit_json: dict, group: str, name: str, compute: float) -> dict:
-    n, d = optimal_allocation(fit_json, group, name, compute)
-    samples = np.asarray(_samples(fitted), dtype=float).reshape(-1, 4)
-    a, n0, b, d0 = samples.T
-    return _allocation_entry(n, d, power_law(compute, n0, a), power_law(compute, d0, b))
-
-
-def _allocation_entry(n, d, n_samples, d_samples, loss=None, loss_samples=()) -> dict:
-    n_samples, d_samples = np.asarray(n_samples, dtype=float), np.asarray(d_samples, dtype=float)
-    entry = {
-        "status": "ok",
-        "N_opt": float(n),
-        "N_opt_interval": interval(n_samples),
-        "D_opt": float(d),
-        "D_opt_interval": interval(d_samples),
-        "tokens_per_param": float(d / n),
-        "tokens_per_param_interval": interval(d_samples / n_samples) if n_samples.size else None,
-    }
+def compute_answer(law, fitted: dict, convention: dict, compute: float, span: dict) -> dict:
+    """One law's answer at `compute`: the allocation when it gives one, the loss when it predicts one."""
+    params, samples = law.params_of(fitted), law.samples_of(fitted)
+    cal = fitted.get("calibration")
+    reach = _reach(span, compute)
+    row = {"status": "ok"}
+    n_s = d_s = None
+    if law.allocates:
+        n, d = (float(v) for v in law.allocate(params, convention, compute))
+        n_s, d_s = law.allocate(samples, convention, compute) if samples else (np.array([]), np.array([]))
+        row.update(_allocation_cells(n, d, np.asarray(n_s, dtype=float), cal, convention, compute, reach))
+    loss = law.loss_at_compute(params, convention, compute)
     if loss is not None:
-        entry.update(loss=_finite(loss), loss_interval=interval(loss_samples))
-    return entry
+        loss_s = law.loss_at_compute(samples, convention, compute) if samples else []
+        row["loss"] = _finite(loss)
+        row.update(_loss_interval(cal, row["loss"], loss_s, reach))
+    if not law.allocates:
+        row["note"] = "L(C) on the compute-efficient frontier; no allocation"
+    row["extrapolation"] = extrapolation(span, compute, row.get("N_opt"), row.get("D_opt"))
+    return row
+
+
+def _allocation_cells(n: float, d: float, n_samples, cal: dict | None, convention: dict, c: float, reach: float) -> dict:
+    """N_opt, D_opt (spending exactly C), their 95% intervals and the FLOPs per parameter-token they imply."""
+    n_interval = calibration.size_interval(cal, n, n_samples, reach)
+    kind = "prediction" if n_interval is not None else "bootstrap percentile (no error model: fit with --bootstrap)"
+    if n_interval is None:
+        n_interval = interval(n_samples)
+    cells = {
+        "N_opt": n,
+        "N_opt_interval": n_interval,
+        "D_opt": d,
+        "D_opt_interval": _tokens_interval(n_interval, convention, c),
+        "tokens_per_param": d / n,
+        "flops_per_param_token": float(c / (n * d)),
+        "model_flops_per_param_token": float(ratio_of(convention, n)),
+        "interval_kind": kind,
+    }
+    low, high = cells["D_opt_interval"] or (None, None)
+    cells["tokens_per_param_interval"] = [low / n_interval[1], high / n_interval[0]] if low else None
+    return cells
+
+
+def _tokens_interval(n_interval, convention: dict, c: float) -> list[float] | None:
+    """D_opt's interval follows from N_opt's: the budget fixes D once N is chosen (larger N, fewer tokens)."""
+    if not n_interval:
+        return None
+    low_n, high_n = n_interval
+    return [float(c / (ratio_of(convention, high_n) * high_n)), float(c / (ratio_of(convention, low_n) * low_n))]
+
+
+def _loss_interval(cal: dict | None, loss: float | None, loss_samples, reach: float) -> dict:
+    if loss is None:
+        return {"loss_interval": None}
+    predicted = calibration.loss_interval(cal, loss, np.ravel(np.asarray(loss_samples, dtype=float)), reach)
+    if predicted is not None:
+        return {"loss_interval": predicted, "interval_kind": "prediction"}
+    return {
+        "loss_interval": interval(loss_samples),
+        "interval_kind": "bootstrap percentile (no error model: fit with --bootstrap)",
+    }
 
 
 def _finite(value) -> float | None:
@@ -194,46 +211,39 @@ def run_loss(
     convention = convention or {"kind": "6ND"}
     compute = float(compute_of(convention, params, tokens))
     out = {}
-    if "chinchilla" in laws:
-        fitted = laws["chinchilla"]
-        stacked = _stacked(fitted)
-        out["chinchilla"] = _not_identified(fitted) or {
-            "loss": _finite(chinchilla_loss(fitted["params"], params, tokens)),
-            "loss_interval": interval(chinchilla_loss(stacked, params, tokens)) if stacked else None,
-        }
-    if "kaplan" in laws:
-        fitted = laws["kaplan"]
-        samples = [_kaplan_from_vector(fitted, s) for s in _samples(fitted)]
-        out["kaplan"] = _not_identified(fitted) or {
-            "loss": _finite(kaplan_loss(fitted, params, tokens)),
-            "loss_interval": interval([float(kaplan_loss(s, params, tokens)) for s in samples]),
-        }
-    if "constrained" in laws:
-        out["constrained"] = _not_identified(laws["constrained"]) or _constrained_run(
-            laws["constrained"], params, tokens, unique_tokens
-        )
-    if "linear" in laws:
-        out["linear"] = _linear_run(laws["linear"], params, tokens, compute, span)
+    for name, fitted in laws.items():
+        law = _known(name)
+        if law is None or not law.predicts_loss:
+            continue
+        if _not_identified(fitted) and law.recommendable:
+            out[name] = _not_identified(fitted)
+            continue
+        if not law.recommendable:
+            out[name] = _baseline_run(law, fitted, params, tokens, compute, span)
+            continue
+        out[name] = _law_run(law, fitted, params, tokens, compute, span, unique_tokens)
     for row in out.values():
         if span and row.get("status", "ok") == "ok":
             row["extrapolation"] = extrapolation(span, compute, params, tokens)
     return out
 
 
-def _constrained_run(fitted: dict, params: float, tokens: float, unique_tokens: float | None) -> dict:
+def _law_run(law, fitted: dict, params, tokens, compute, span, unique_tokens) -> dict:
+    samples = law.samples_of(fitted)
     unique = tokens if unique_tokens is None else unique_tokens
-    samples = np.asarray(_samples(fitted), dtype=float).reshape(-1, 6)
-    stacked = {key: samples[:, i] for i, key in enumerate(CONSTRAINED_KEYS)}
-    return {
-        "loss": _finite(constrained_loss(fitted["params"], params, tokens, unique)),
-        "loss_interval": interval(constrained_loss(stacked, params, tokens, unique)) if len(samples) else None,
-        "note": f"U = {unique:.3g} unique tokens, {tokens / unique:.3g} epochs"
-        + (" (fresh data; give --unique-tokens)" if unique_tokens is None else ""),
-    }
+    loss = _finite(law.loss(law.params_of(fitted), params, tokens, compute, unique))
+    loss_s = law.loss(samples, params, tokens, compute, unique) if samples else []
+    reach = _reach(span, compute) if span else 0.0
+    row = {"status": "ok", "loss": loss, **_loss_interval(fitted.get("calibration"), loss, loss_s, reach)}
+    if law.name == "constrained":
+        row["note"] = f"U = {unique:.3g} unique tokens, {tokens / unique:.3g} epochs" + (
+            " (fresh data; give --unique-tokens)" if unique_tokens is None else ""
+        )
+    return row
 
 
-def _linear_run(fitted: dict, params: float, tokens: float, compute: float, span: dict | None) -> dict:
-    """The baseline's loss, only inside the fitted range of N, D and C, and only when positive."""
+def _baseline_run(law, fitted: dict, params, tokens, compute, span: dict | None) -> dict:
+    """A baseline's loss, only inside the fitted range of N, D and C, and only when positive."""
     query = {"N": params, "D": tokens, "C": compute}
     outside = [key for key, value in query.items() if span and not span[key][0] <= value <= span[key][1]]
     if outside:
@@ -242,11 +252,11 @@ def _linear_run(fitted: dict, params: float, tokens: float, compute: float, span
             "loss_interval": None,
             "note": f"omitted: {', '.join(outside)} outside the fitted range; the linear baseline does not extrapolate",
         }
-    samples = [dict(zip(("w0", "wN", "wD", "wC"), s)) for s in _samples(fitted)]
-    loss = _finite(linear_loss(fitted["params"], params, tokens, compute))
+    samples = law.samples_of(fitted)
+    loss = _finite(law.loss(law.params_of(fitted), params, tokens, compute))
     return {
         "loss": loss,
-        "loss_interval": interval([float(linear_loss(s, params, tokens, compute)) for s in samples]),
+        "loss_interval": interval(law.loss(samples, params, tokens, compute)) if samples else None,
         "note": "baseline; valid only inside the fitted range" if loss is not None else "omitted: not a positive loss",
     }
 
@@ -261,7 +271,9 @@ def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict,
         answer = {
             "law": choice["law"],
             "filter": choice["filter"],
-            "expected_error": choice["expected_error"],
+            "expected_error": choice.get("expected_error"),
+            "scored": choice.get("scored"),
+            "weak": choice.get("weak", True),
             "source": "backtest",
         }
     else:
@@ -272,53 +284,106 @@ def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict,
             return None
         laws = {name: laws[name]}
         source = "backtest's choice not identified" if choice else "no backtest (scale fit --backtest)"
-        answer = {"law": name, "filter": "all", "expected_error": None, "source": source}
+        answer = {"law": name, "filter": "all", "expected_error": None, "scored": 0, "weak": True, "source": source}
     name = answer["law"]
-    if compute is not None:
-        answer["compute"] = _recommended_split(laws, name, compute, convention, span)
+    law = _known(name)
+    if law is None:
+        return None
+    fitted = laws[name]
+    answer["calibration"] = _calibration_summary(fitted.get("calibration"))
+    if compute is not None and (law.allocates or law.predicts_loss):
+        answer["compute"] = compute_answer(law, fitted, convention, compute, span)
     if params is not None and tokens is not None:
         answer["run"] = run_loss(laws, params, tokens, convention, span, unique_tokens).get(name)
     return answer
 
 
-def _recommended_split(laws: dict, name: str, compute: float, convention: dict, span: dict) -> dict | None:
-    fitted = laws[name]
-    if name == "chinchilla":
-        n, d = chinchilla_allocation(fitted["params"], convention, compute)
-        row = {"N_opt": float(n), "D_opt": float(d), "loss": _finite(chinchilla_loss(fitted["params"], n, d))}
-    elif name in ("envelope", "isoflop"):
-        p = fitted["params"]
-        row = {"N_opt": float(power_law(compute, p["N0"], p["a"])), "D_opt": float(power_law(compute, p["D0"], p["b"]))}
-    elif name == "kaplan":
-        return {**_kaplan_compute(fitted, compute), "extrapolation": extrapolation(span, compute)}
-    else:
+def _calibration_summary(cal: dict | None) -> dict | None:
+    if not cal:
         return None
-    row["tokens_per_param"] = row["D_opt"] / row["N_opt"]
-    row["extrapolation"] = extrapolation(span, compute, row["N_opt"], row["D_opt"])
-    return row
+    keep = ("model", "s", "s_N", "sigma_run", "scored", "backtest_coverage", "weak")
+    return {key: cal.get(key) for key in keep if key in cal}
 
 
-def _kaplan_from_vector(fitted: dict, vector) -> dict:
-    """A bootstrap sample (L_N, L_D, L_C parameters in stored order) as a kaplan law dict."""
-    law, position = {}, 0
-    for name in ("L_N", "L_D", "L_C"):
-        keys = list(fitted[name]["params"])
-        law[name] = {"params": dict(zip(keys, np.asarray(vector[position : position + len(keys)], dtype=float)))}
-        position += len(keys)
-    return law
+def warnings(group: dict, entry: dict, unique_tokens: float | None) -> list[str]:
+    """Identified approaches that disagree beyond their intervals, and an allocation that repeats the data."""
+    found = []
+    rows = {name: row for name, row in (entry.get("compute") or {}).items() if row.get("N_opt_interval")}
+    names = sorted(rows)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = rows[first], rows[second]
+            if a["N_opt_interval"][1] < b["N_opt_interval"][0] or b["N_opt_interval"][1] < a["N_opt_interval"][0]:
+                found.append(
+                    f"approaches disagree: {first} N_opt {a['N_opt']:.3g} {_fmt(a['N_opt_interval'])} "
+                    f"({a['tokens_per_param']:.3g} tokens/param), {second} {b['N_opt']:.3g} "
+                    f"{_fmt(b['N_opt_interval'])} ({b['tokens_per_param']:.3g}): their intervals do not overlap"
+                )
+    found += _repetition_warnings(group, entry, unique_tokens)
+    return found
 
 
-def load_fit(path) -> dict:
-    """Read a fit.json (or the fit.json of a results directory); FitError when missing or unreadable."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "fit.json"
-    if not path.is_file():
-        raise FitError(str(path), "", "no such fit file; run `scale fit` first")
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise FitError(str(path), "", f"cannot read fit file: {exc}") from None
-    if not isinstance(document, dict) or "groups" not in document:
-        raise FitError(str(path), "groups", "not a fit.json written by `scale fit`")
-    return document
+def _repetition_warnings(group: dict, entry: dict, unique_tokens: float | None) -> list[str]:
+    unique = unique_tokens or _unique_tokens(group)
+    choice = (entry.get("recommended") or {}).get("compute") or {}
+    d_opt = choice.get("D_opt")
+    if not unique or not d_opt or d_opt <= unique:
+        return []
+    return [
+        f"D_opt {d_opt:.3g} tokens is {d_opt / unique:.3g} epochs of the {unique:.3g} unique training tokens: "
+        "repeated tokens are worth less than fresh ones (more data, or fit the constrained law)"
+    ]
+
+
+def _unique_tokens(group: dict) -> float | None:
+    """The unique training tokens of the fitted runs (largest U), when the table had them."""
+    values = [p.get("U") for p in group.get("points") or [] if p.get("U")]
+    return float(max(values)) if values else None
+
+
+def verdict(group: str, entry: dict, compute, params, tokens) -> str:
+    """One line: what to train (or the loss of the run asked about), the loss to expect, their intervals,
+    how far past the data, and how much to trust it."""
+    choice = entry.get("recommended")
+    if not choice:
+        return f"group {group}: no identified law: no prediction (see `scale fit` for what to add)"
+    row = choice.get("compute") if compute is not None else choice.get("run")
+    if not row or row.get("status", "ok") != "ok":
+        return f"group {group}: {choice['law']} gives no answer to this query"
+    what = (
+        f"train N = {row['N_opt']:.3g} {_fmt(row.get('N_opt_interval'))} on D = {row['D_opt']:.3g} "
+        f"{_fmt(row.get('D_opt_interval'))} tokens ({row['tokens_per_param']:.3g} tokens/param) at C = {compute:.3g}"
+        if compute is not None and "N_opt" in row
+        else f"N = {params:.3g} on D = {tokens:.3g} tokens"
+        if compute is None
+        else f"at C = {compute:.3g}"
+    )
+    loss = f"expect loss {row['loss']:.4g} {_fmt(row.get('loss_interval'))}" if row.get("loss") else "no loss law"
+    ratio = (row.get("extrapolation") or {}).get("C_ratio")
+    reach = f"{ratio:,.3g}x the largest fitted compute" if ratio else ""
+    return f"group {group}: {what}; {loss} (95%); {reach}; trust: {_trust(choice, ratio, entry)} [{choice['law']}]"
+
+
+def _trust(choice: dict, ratio: float | None, entry: dict) -> str:
+    """low / moderate / high with the reason, from the backtest's evidence, the reach and agreement."""
+    reasons = []
+    if choice.get("expected_error") is None:
+        reasons.append("no backtest")
+    else:
+        reasons.append(f"backtest error {choice['expected_error']:.2g}% on {choice.get('scored', 0)} runs")
+        if choice.get("weak"):
+            reasons.append("weak: fewer than 5 scored runs")
+    if ratio and ratio > 100:
+        reasons.append("more than 100x past the data")
+    if any(w.startswith("approaches disagree") for w in entry.get("warnings", [])):
+        reasons.append("approaches disagree")
+    if choice.get("calibration") is None:
+        reasons.append("no error model")
+    level = "low" if len(reasons) > 1 or choice.get("expected_error") is None else "moderate"
+    if level == "moderate" and ratio is not None and ratio <= 10 and (choice.get("expected_error") or 99) < 2:
+        level = "high"
+    return f"{level} ({'; '.join(reasons)})"
+
+
+def _fmt(bounds) -> str:
+    return f"[{bounds[0]:.3g}, {bounds[1]:.3g}]" if bounds else "[no interval]"
