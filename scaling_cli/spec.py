@@ -35,6 +35,8 @@ from scaling_cli.validate import (
     whole_number,
 )
 
+TRACKERS = ("wandb", "tensorboard", "mlflow")  # `track = [...]` and `scale sweep --track`
+
 TOP_KEYS = {
     "name",
     "description",
@@ -43,6 +45,7 @@ TOP_KEYS = {
     "vocab_size",
     "seeds",
     "device",
+    "track",
     "data",
     "model",
     "train",
@@ -176,6 +179,7 @@ class Spec:
     batch_sizes: tuple[int, ...]
     train_fields: dict  # TrainConfig keyword arguments shared by every run
     device: str
+    track: tuple[str, ...] = ()  # experiment trackers each finished run is logged to (TRACKERS); not in run ids
 
     @property
     def isoflop(self) -> bool:
@@ -221,6 +225,7 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
         problems.add("vocab_size", "required with tokenizer = 'bpe'")
     seeds = _axis(raw, "seeds", "seeds", integer(0, 2**31 - 1), problems, default=[0])
     device = _get(raw, "device", "device", one_of(DEVICES), problems, default="auto")
+    track = _axis(raw, "track", "track", one_of(TRACKERS), problems, default=[])
 
     grid = _model_grid(model, problems)
     lrs = _axis(train, "lr", "train.lr", number(0.0, 10.0, low_open=True), problems, required=True)
@@ -248,6 +253,7 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
         batch_sizes=tuple(batch_sizes),
         train_fields=train_fields,
         device=device,
+        track=tuple(track or ()),
     )
     _check_budgets(spec)
     return spec

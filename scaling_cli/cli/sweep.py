@@ -29,6 +29,11 @@ def sweep_command(
         help="Keep finished runs' checkpoint.pt and WSD trunks' saved states (deleted by default once not needed).",
     ),
     force: bool = typer.Option(False, "--force", help="Train runs whose memory estimate exceeds what is free."),
+    track: list[str] | None = typer.Option(
+        None,
+        "--track",
+        help="Also log each run to wandb, tensorboard or mlflow (repeatable; adds to the spec's track = [...]).",
+    ),
     keep_final: bool = typer.Option(
         False, "--keep-final", help="Keep each finished run's final checkpoint.pt, for `scale export` (off: smaller)."
     ),
@@ -42,6 +47,7 @@ def sweep_command(
     from scaling_cli.plan import plan_runs
     from scaling_cli.spec import load_spec
     from scaling_cli.sweep import check_memory, plan_sweep, run_sweep
+    from scaling_cli.tracking import Tracker, chosen_trackers
 
     if retries < 0:
         raise SpecError("--retries", "value", f"must be 0 or more, got {retries}")
@@ -57,13 +63,16 @@ def sweep_command(
         if not force:
             check_memory(plan, workers or 1)
         return 0
+    trackers = chosen_trackers(track, raw.track)
     pool = make_executor(executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=raw.device)
     spec = plan_runs(raw, devices=lambda: pool.device_types, check_hardware=True)
     target = out_dir if out_dir is not None else Path("results") / spec.name
+    tracker = Tracker(trackers, target, spec.name, on_problem=warn)
     try:
         with SweepDisplay(live=out.is_terminal) as display:
             outcome = run_sweep(
-                spec, target, pool, retries=retries, on_event=display, keep_checkpoints=keep_checkpoints, force=force,
+                spec, target, pool, retries=retries, on_event=tracker.wrap(display), keep_checkpoints=keep_checkpoints,
+                force=force,
                 keep_final=keep_final,
             )  # fmt: skip
     except KeyboardInterrupt:  # say what was kept; the exit code, 130, comes from typer and main() as for any command
@@ -77,4 +86,6 @@ def sweep_command(
     )
     for failed in outcome.failed:
         warn(f"failed {failed['run_id']}: {failed['error']}")
+    for line in tracker.summary():
+        warn(line)
     return 1 if outcome.failed else 0
