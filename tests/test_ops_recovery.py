@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, copy_results, run_scale
 
 from scaling_cli.store import Store, status
 
@@ -78,10 +78,8 @@ def test_an_empty_new_store_has_no_table_problem(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp("recovery")
-    result = run_scale("sweep", TINY, "--out", out, "--workers", "2")
-    assert result.returncode == 0, result.stderr
+def finished(tiny_sweep, tmp_path_factory):
+    out = copy_results(tiny_sweep[0], tmp_path_factory.mktemp("recovery") / "out")
     return out, tables(Store(out))
 
 

@@ -275,14 +275,11 @@ def test_chinchilla_table_is_fitted_and_drawn(tmp_path):
     assert not (CHINCHILLA_CSV.parent / "figures").exists()
 
 
-def test_a_trained_markov_sweep_fits_and_plots_without_a_traceback(tmp_path):
-    from conftest import REPO
-
+def test_a_trained_markov_sweep_fits_and_plots_without_a_traceback(tiny_results):
     from scaling_cli.plot.axes import figure_notes
     from scaling_cli.plot.figures import isoflop, make_context
 
-    out = tmp_path / "markov"
-    assert run_scale("sweep", REPO / "sweeps" / "markov-tiny.toml", "--out", out).returncode == 0
+    out = tiny_results
     assert run_scale("fit", out, "--bootstrap", "8", "--backtest").returncode == 0
     result = run_scale("plot", out)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, SCALE, run_scale
+from conftest import REPO, SCALE, copy_results, run_scale
 
 from scaling_cli.plan import load_sweep
 from scaling_cli.store import Store
@@ -79,16 +79,14 @@ def start_sweep(out: Path, *extra: str, env: dict | None = None) -> subprocess.P
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    """One complete sweep of markov-tiny with the local executor, shared by the tests that only read it."""
-    out = tmp_path_factory.mktemp("baseline")
-    started = time.time()
-    result = run_scale("sweep", TINY, "--out", out, "--workers", "2")
-    return out, result, time.time() - started
+def baseline(tiny_sweep, tmp_path_factory):
+    """One complete sweep of markov-tiny with the local executor (the session's, copied), and its output."""
+    trained, result = tiny_sweep
+    return copy_results(trained, tmp_path_factory.mktemp("baseline") / "out"), result
 
 
 def test_sweep_writes_both_tables_with_one_row_per_run(baseline):
-    out, result, _ = baseline
+    out, result = baseline
     assert result.returncode == 0, result.stderr
     runs = pd.read_parquet(out / "runs.parquet")
     curves = pd.read_parquet(out / "curves.parquet")
@@ -106,7 +104,7 @@ def test_sweep_writes_both_tables_with_one_row_per_run(baseline):
 
 def test_rerun_trains_nothing(baseline):
     # Speed is a benchmark's business (shared machines are noisy); what users rely on is that nothing retrains.
-    out, _, _ = baseline
+    out, _ = baseline
     rows_before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")}
     curves_before = {p: p.read_bytes() for p in out.glob("runs/*/curve.jsonl")}
     result = run_scale("sweep", TINY, "--out", out)
@@ -120,7 +118,7 @@ def test_rerun_trains_nothing(baseline):
 
 
 def test_dry_run_shows_states_and_saved_compute(baseline):
-    out, _, _ = baseline
+    out, _ = baseline
     result = run_scale("sweep", TINY, "--out", out, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(" done ") == 6
@@ -227,7 +225,7 @@ def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
 
 def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path, one_ray_cluster_at_a_time):
     ray = pytest.importorskip("ray")
-    out, _, _ = baseline
+    out, _ = baseline
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         address = ray.get_runtime_context().gcs_address
