@@ -153,6 +153,7 @@ def plan_runs(spec: Spec, devices: Devices = None, check_hardware: bool = False)
     """
     where = str(spec.path)
     data_options = parse_data_options(spec.data, where=where)
+    spec = _with_pretrained_vocab(spec)
     shapes = _shapes(spec)
     runtime = _runtime(spec, devices, check_hardware)
     data_keys = {dataset: _data_key(spec, dataset, data_options) for dataset in spec.datasets}
@@ -161,6 +162,18 @@ def plan_runs(spec: Spec, devices: Devices = None, check_hardware: bool = False)
     except ValueError as exc:
         raise SpecError(where, "train", str(exc)) from None
     return Sweep(spec=spec, data_options=data_options, run_plans=runs)
+
+
+def _with_pretrained_vocab(spec: Spec) -> Spec:
+    """A pretrained tokenizer's (hf:, tiktoken:) vocabulary is its own: the spec takes it from the tokenizer file."""
+    from scaling_cli.data.tokenizer import check_tokenizer, is_pretrained
+
+    if not is_pretrained(spec.tokenizer):
+        return spec
+    try:
+        return dataclasses.replace(spec, vocab_size=check_tokenizer(spec.tokenizer, None))
+    except DataError as exc:
+        raise SpecError(str(spec.path), "tokenizer", exc.problem) from None
 
 
 def _runtime(spec: Spec, devices: Devices, check_hardware: bool) -> dict:

@@ -23,6 +23,7 @@ from scaling_cli.validate import (
     COOLDOWN_SHAPES,
     DEVICES,
     DTYPES,
+    PRETRAINED_TOKENIZERS,
     SCHEDULES,
     TOKENIZERS,
     Problems,
@@ -217,10 +218,12 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
     name = _get(raw, "name", "name", _directory_name, problems, required=True)
     description = _get(raw, "description", "description", non_empty_text, problems, default="")
     datasets = _axis(raw, "dataset", "dataset", non_empty_text, problems, required=True)
-    tokenizer = _get(raw, "tokenizer", "tokenizer", one_of(TOKENIZERS), problems, default="bytes")
+    tokenizer = _get(raw, "tokenizer", "tokenizer", _tokenizer_name, problems, default="bytes")
     vocab_size = _get(raw, "vocab_size", "vocab_size", integer(2, 65536), problems, default=None)
     if tokenizer == "bytes" and vocab_size not in (None, 256):
         problems.add("vocab_size", "the bytes tokenizer has a vocabulary of 256; leave vocab_size out")
+    if tokenizer.startswith(PRETRAINED_TOKENIZERS) and vocab_size is not None:
+        problems.add("vocab_size", "a pretrained tokenizer brings its own vocabulary; leave vocab_size out")
     if tokenizer == "bpe" and vocab_size is None:
         problems.add("vocab_size", "required with tokenizer = 'bpe'")
     seeds = _axis(raw, "seeds", "seeds", integer(0, 2**31 - 1), problems, default=[0])
@@ -415,6 +418,13 @@ def _directory_name(value: Any) -> str:
     if not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ValueError(f"must be letters, digits, '-', '_' or '.' (it names a directory), got {name!r}")
     return name
+
+
+def _tokenizer_name(value: Any) -> str:
+    """bytes, bpe, or a pretrained tokenizer (hf:PATH, tiktoken:ENCODING; the data layer finds it when planning)."""
+    if isinstance(value, str) and value.startswith(PRETRAINED_TOKENIZERS) and value.partition(":")[2]:
+        return value
+    return one_of(TOKENIZERS)(value)
 
 
 def _int_or_auto(value: Any) -> int | str:

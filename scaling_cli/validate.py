@@ -23,6 +23,7 @@ COOLDOWN_SHAPES = ("linear", "1-sqrt")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "bf16")
 TOKENIZERS = ("bytes", "bpe")
+PRETRAINED_TOKENIZERS = ("hf:", "tiktoken:")  # prefixes of a pretrained tokenizer: hf:PATH, tiktoken:ENCODING
 
 Check = Callable[[Any], Any]
 

@@ -30,7 +30,9 @@ from scaling_cli.data import baselines, clean, quality, sources, split
 from scaling_cli.data.cutting import MAX_BLOCK_CHARS
 from scaling_cli.data.options import DataOptions
 from scaling_cli.data.shards import ShardWriter
-from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer
+from scaling_cli.data import pretrained
+from scaling_cli.data.pretrained import PretrainedTokenizer
+from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer, is_pretrained
 from scaling_cli.errors import DataError
 
 FORMAT_VERSION = 1
@@ -187,6 +189,10 @@ def _bpe_sample(spool: Spool, val: np.ndarray, sample_bytes: int, chunk_bytes: i
 def _tokenizer(kind: str, vocab: int, spool: Spool, val: np.ndarray, opts: DataOptions, budget: Budget, folder: Path):
     if kind == "bytes":
         return ByteTokenizer()
+    if is_pretrained(kind):
+        tok = PretrainedTokenizer.open(kind)
+        tok.save(folder)
+        return tok
     sample = _bpe_sample(spool, val, opts.bpe_sample_bytes, budget.chunk_bytes)
     tok = BpeTokenizer.train(sample, vocab)
     tok.save(folder / BPE_FILE)
@@ -270,12 +276,7 @@ def build_dataset(
         "source": source,
         "source_detail": stream.detail,
         "options": opts.to_dict(),
-        "tokenizer": {
-            "kind": kind,
-            "vocab_size": int(tok.vocab_size),
-            "requested_vocab_size": vocab,
-            "file": BPE_FILE if kind == "bpe" else None,
-        },
+        "tokenizer": _tokenizer_facts(kind, tok, vocab),
         "text_sha256": spool.text_digest.hexdigest(),
         "documents": {
             "files": cleaner.units,
@@ -295,6 +296,15 @@ def build_dataset(
     if source == "markov":
         manifest["markov"] = stream.detail
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _tokenizer_facts(kind: str, tok, vocab: int) -> dict:
+    """The manifest's tokenizer: kind, vocabulary, file; a pretrained one also its name and file's sha256."""
+    facts = {"kind": kind, "vocab_size": int(tok.vocab_size), "requested_vocab_size": vocab}
+    facts["file"] = BPE_FILE if kind == "bpe" else None
+    if is_pretrained(kind):
+        facts.update(pretrained.identity(kind), name=kind, file=tok.file_name)
+    return facts
 
 
 def _sizes(train_w: SplitWriter, val_w: SplitWriter, opts: DataOptions, raw_bytes: int) -> dict:

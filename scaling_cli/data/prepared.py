@@ -24,7 +24,8 @@ from scaling_cli.data import sources, tokenfile
 from scaling_cli.data.build import FORMAT_VERSION, MANIFEST, build_dataset, default_budget
 from scaling_cli.data.options import DEFAULT_OPTIONS, DataOptions
 from scaling_cli.data.options import split_variant
-from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer, check_tokenizer
+from scaling_cli.data import pretrained
+from scaling_cli.data.tokenizer import BPE_FILE, BpeTokenizer, ByteTokenizer, check_tokenizer, is_pretrained
 from scaling_cli.errors import DataError
 
 
@@ -39,7 +40,7 @@ def dataset_key(source: str, opts: DataOptions, tokenizer: str, vocab_size: int)
         "format": FORMAT_VERSION,
         "source": sources.source_identity(source, opts),
         "options": opts.pipeline_dict(),
-        "tokenizer": tokenizer,
+        "tokenizer": pretrained.identity(tokenizer) if is_pretrained(tokenizer) else tokenizer,
         "vocab_size": vocab_size,
     }
 
@@ -50,7 +51,7 @@ def dataset_dirname(source: str, opts: DataOptions, tokenizer: str, vocab_size: 
     source, opts = split_variant(source, opts)
     builtin, _ = sources.resolve(source)
     label = builtin.name if builtin else sources.local_label(source)
-    suffix = "" if tokenizer == "bytes" else f"-bpe{vocab_size}"
+    suffix = "" if tokenizer == "bytes" else f"-{tokenizer.split(':')[0]}{vocab_size}"
     return f"{label}{suffix}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -95,10 +96,14 @@ class PreparedData:
     def val_tokens(self) -> np.ndarray:
         return self._split("val")
 
-    def tokenizer(self) -> ByteTokenizer | BpeTokenizer:
+    def tokenizer(self) -> ByteTokenizer | BpeTokenizer | pretrained.PretrainedTokenizer:
         """The tokenizer that made the shards (to decode tokens back to text)."""
-        if self.manifest["tokenizer"]["kind"] == "bytes":
+        kind = self.manifest["tokenizer"]["kind"]
+        if kind == "bytes":
             return ByteTokenizer()
+        if kind in ("hf", "tiktoken"):  # its file was copied in when the data set was built
+            file = self.path / self.manifest["tokenizer"]["file"]
+            return pretrained.PretrainedTokenizer(f"{kind}:{file}", file)
         return BpeTokenizer.load(self.path / BPE_FILE)
 
 

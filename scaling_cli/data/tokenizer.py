@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from scaling_cli.errors import DataError
-from scaling_cli.validate import TOKENIZERS
+from scaling_cli.validate import PRETRAINED_TOKENIZERS, TOKENIZERS
 
 BYTE_VOCAB = 256
 BPE_FILE = "tokenizer.json"
@@ -101,8 +101,17 @@ def _tokenizers_lib():
     return tokenizers
 
 
+def is_pretrained(kind: str) -> bool:
+    """hf:PATH or tiktoken:ENCODING (data/pretrained.py), as opposed to bytes or a BPE trained here."""
+    return isinstance(kind, str) and kind.startswith(PRETRAINED_TOKENIZERS)
+
+
 def check_tokenizer(kind: str, vocab_size: int | None, where: str = "tokenizer") -> int:
     """The vocabulary size a tokenizer request resolves to; DataError for an unknown kind or bad size."""
+    if is_pretrained(kind):
+        from scaling_cli.data.pretrained import PretrainedTokenizer
+
+        return PretrainedTokenizer.open(kind).vocab_size  # vocab_size is the tokenizer's own (the spec leaves it out)
     if kind not in TOKENIZERS:
         raise DataError(where, "tokenizer", f"unknown tokenizer {kind!r} (choose from {', '.join(TOKENIZERS)})")
     if kind == "bytes":
