@@ -108,7 +108,9 @@ def tiny_sweep(tmp_path_factory, isolated_cache) -> tuple[Path, Ran]:
     """sweeps/markov-tiny.toml trained once for the whole session (pytest-xdist workers share it through a
     file lock in their common temporary directory) and the output of that `scale sweep --workers 2`.
     Read-only: tests that change a results directory take `tiny_results`, a copy."""
-    root = tmp_path_factory.getbasetemp().parent
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's directory, above each worker's own
     out, record = root / "markov-tiny-trained", root / "markov-tiny-trained.json"
     with FileLock(str(root / "markov-tiny-trained.lock")):
         if not record.is_file():
