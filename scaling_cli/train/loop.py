@@ -82,6 +82,24 @@ def train_run(
     that differs from the current one is applied (a sweep gives a running unit the cores a finished one freed).
     `check_every`: steps between host reads of the finiteness checks; results do not depend on it.
     """
+    run = start_training(
+        model_cfg, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from, on_point=on_point
+    )
+    run.thread_allowance, run.check_every = thread_allowance, check_every
+    return run.result(run.train())
+
+
+def start_training(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: PreparedData,
+    run_dir: Path,
+    *,
+    trunk_saves: Sequence[int] = (),
+    start_from: Path | None = None,
+    on_point: Callable[[dict], None] | None = None,
+) -> Training:
+    """Everything train_run sets up before its first step: runtime, model, optimizer, state, evaluation set."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if model_cfg.vocab_size < data.vocab_size:
@@ -92,7 +110,7 @@ def train_run(
     optimizer = build_optimizer(model, train_cfg, runtime.device)
     state = initial_state(run_dir, start_from, model, optimizer, runtime.device, model_cfg, train_cfg)
     windows = validation_windows(data.val_tokens(), model_cfg.seq_len, train_cfg.eval_batches, data.name)
-    run = Training(
+    return Training(
         model=model,
         optimizer=optimizer,
         state=state,
@@ -105,10 +123,7 @@ def train_run(
         curve=CurveWriter(run_dir / CURVE_NAME, state.curve, on_point),
         run_dir=run_dir,
         trunk_saves=frozenset(trunk_saves),
-        thread_allowance=thread_allowance,
-        check_every=check_every,
     )
-    return run.result(run.train())
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
