@@ -73,10 +73,12 @@ def _print_summary(info: dict) -> None:
 
 def _fitted_law_line(fit_path: Path) -> str | None:
     """The Chinchilla law of the first group of a fit.json in one line, or None when there is none."""
+    from scaling_cli.errors import ScaleError
+    from scaling_cli.fit.fitdoc import load_fit
+
     try:
-        groups = json.loads(fit_path.read_text())["groups"]
-        name, group = next(iter(groups.items()))
-    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        name, group = next(iter(load_fit(fit_path)["groups"].items()))
+    except (ScaleError, StopIteration):
         return None
     law = (group.get("laws") or {}).get("chinchilla")
     if not law or "params" not in law:

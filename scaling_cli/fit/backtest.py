@@ -150,7 +150,9 @@ def procedure_error(points: pd.DataFrame, fit_law: FitLaw, laws, tolerance: floa
         test = above[passes(above, threshold)] if passes(above, threshold).sum() >= MIN_COVERAGE * len(above) else above
         predicted = np.asarray(predict_runs(law, fitted, test.reset_index(drop=True)), dtype=float)
         errors = 100.0 * np.abs(predicted - test["loss"].to_numpy(dtype=float)) / test["loss"].to_numpy(dtype=float)
-        cuts.append({"cut": cut, "law": law, "filter": candidate["filter"], "scored": len(test), "mape": float(np.mean(errors))})
+        cuts.append(
+            {"cut": cut, "law": law, "filter": candidate["filter"], "scored": len(test), "mape": float(np.mean(errors))}
+        )
         runs += [float(e) for e in errors]
     finite = [e for e in runs if np.isfinite(e)]
     return {

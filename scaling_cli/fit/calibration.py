@@ -133,7 +133,9 @@ def _loss(law, params, runs: pd.DataFrame, samples: bool = False) -> np.ndarray:
 
 def _column_params(tree):
     """Sample arrays as (samples, 1) columns, so they broadcast against a row of runs."""
-    return {k: _column_params(v) if isinstance(v, dict) else np.asarray(v, dtype=float)[:, None] for k, v in tree.items()}
+    return {
+        k: _column_params(v) if isinstance(v, dict) else np.asarray(v, dtype=float)[:, None] for k, v in tree.items()
+    }
 
 
 def _log_n_opt(law, fitted: dict, c: float) -> float:

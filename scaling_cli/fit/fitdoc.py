@@ -74,4 +74,12 @@ def _kind(value) -> str:
 
 
 def _shown(value) -> str:
-    return "nothing" if value is None else f"'{value}'" if isinstance(value, str) else _kind(value) if isinstance(value, (dict, list)) else str(value)
+    return (
+        "nothing"
+        if value is None
+        else f"'{value}'"
+        if isinstance(value, str)
+        else _kind(value)
+        if isinstance(value, (dict, list))
+        else str(value)
+    )

@@ -151,7 +151,9 @@ def compute_answer(law, fitted: dict, convention: dict, compute: float, span: di
     return row
 
 
-def _allocation_cells(n: float, d: float, n_samples, cal: dict | None, convention: dict, c: float, reach: float) -> dict:
+def _allocation_cells(
+    n: float, d: float, n_samples, cal: dict | None, convention: dict, c: float, reach: float
+) -> dict:
     """N_opt, D_opt (spending exactly C), their 95% intervals and the FLOPs per parameter-token they imply."""
     n_interval = calibration.size_interval(cal, n, n_samples, reach)
     kind = "prediction" if n_interval is not None else "bootstrap percentile (no error model: fit with --bootstrap)"

@@ -7,7 +7,6 @@ uses, so a figure shows exactly the rows the fit saw. Plot adds only measurement
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -120,17 +119,13 @@ def _sorted(curves: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def _existing_fit(path: Path | None, required: bool) -> tuple[dict | None, str]:
+    from scaling_cli.fit.fitdoc import load_fit  # the one reader of fit.json
+
     if path is None or not Path(path).is_file():
         if required:
             raise StoreError(str(path), "", "no such fit file")
         return None, ""
-    try:
-        fit = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise StoreError(str(path), "", f"not a readable fit.json: {exc}") from None
-    if not isinstance(fit, dict) or not isinstance(fit.get("groups"), dict):
-        raise StoreError(str(path), "groups", "missing; not a fit.json written by `scale fit`")
-    return fit, ""
+    return load_fit(path), ""
 
 
 def _fit_now(source: Path, table: TableOptions, options: FitOptions | None) -> tuple[dict | None, str]:
