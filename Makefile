@@ -41,6 +41,7 @@ bench: install ## Benchmarks: trainer vs a bare PyTorch loop, fitting vs a plain
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_fit.py --baseline-starts 300
 	$(BIN)/python bench/bench_data.py
+	$(BIN)/python bench/bench_calibration.py
 
 lint: install ## Static checks with ruff.
 	$(BIN)/ruff check scaling_cli tests bench

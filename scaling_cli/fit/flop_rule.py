@@ -39,7 +39,8 @@ def model_formula_table(results_dir: Path, runs: pd.DataFrame, n_column: str) ->
     head_dim = template["d_model"] // template["n_head"]
 
     def config_at(width: int):
-        shape = {**template, "d_model": width, "n_layer": rule(width), "n_head": heads_for_width(width, head_dim)}
+        width = int(width)
+        shape = {**template, "d_model": width, "n_layer": int(rule(width)), "n_head": heads_for_width(width, head_dim)}
         return ModelConfig(**shape)
 
     def k_of(config) -> tuple[float, float]:
@@ -62,13 +63,17 @@ def model_formula_table(results_dir: Path, runs: pd.DataFrame, n_column: str) ->
 
 
 def _template_config(results_dir: Path) -> dict | None:
-    """The model config of one run (the fields every shape of the sweep shares)."""
-    for config_path in sorted(Path(results_dir, "runs").glob("*/config.json"))[:1]:
+    """The model config of the widest run: the fields every shape shares, and the head width of the rule
+    (a run narrower than one head has a single narrower head)."""
+    widest = None
+    for config_path in Path(results_dir, "runs").glob("*/config.json"):
         try:
-            return json.loads(config_path.read_text()).get("model")
+            model = json.loads(config_path.read_text()).get("model")
         except (OSError, ValueError):
             return None
-    return None
+        if isinstance(model, dict) and (widest is None or model.get("d_model", 0) > widest.get("d_model", 0)):
+            widest = model
+    return widest
 
 
 def _shape_rule(runs: pd.DataFrame, template: dict, depth_for_width):
@@ -104,5 +109,5 @@ def _widths(smallest: int, head_dim: int, config_at, k_of) -> list[int]:
     while k_of(config_at(largest))[0] < MAX_PARAMS:
         largest *= 2
     grid = np.unique(np.round(np.geomspace(smallest, largest, TABLE_STEPS)).astype(int))
-    snapped = [w if w <= head_dim else int(round(w / head_dim)) * head_dim for w in grid]
+    snapped = [int(w) if w <= head_dim else int(round(w / head_dim)) * head_dim for w in grid]
     return sorted({smallest, *snapped})
