@@ -18,7 +18,8 @@ from scaling_cli.fit.allocation import chinchilla_allocation
 from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, kaplan_term, power_law
 
 LEVEL = 0.95
-NEIGHBOURS = 4  # grid starts nearest the full-data optimum that each resample also starts from
+NEIGHBOURS = 2  # grid starts nearest the full-data optimum that each resample also starts from
+SEARCHED = 4  # each resample's own best-scoring grid starts and full-data local optima
 
 
 def resample_indices(n: int, b: int, seed: int) -> np.ndarray:
@@ -33,22 +34,44 @@ def multiplicities(indices: np.ndarray, n: int) -> np.ndarray:
     return counts
 
 
-def interval(samples, level: float = LEVEL) -> list[float] | None:
-    """Percentile interval of the finite samples; None when there are none."""
+def interval(samples, level: float = LEVEL, point: float | None = None) -> list[float] | None:
+    """Percentile interval of the finite samples; None when there are none. Given the `point` estimate, the
+    interval is widened to contain it: where the resamples all fall to one side of the estimate (a
+    parameter at a bound), the estimate is still a value the data allow."""
     values = np.asarray(samples, dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return None
     tail = 50.0 * (1.0 - level)
-    return [float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))]
+    low, high = float(np.percentile(values, tail)), float(np.percentile(values, 100.0 - tail))
+    if point is not None and np.isfinite(point):
+        low, high = min(low, float(point)), max(high, float(point))
+    return [low, high]
 
 
 def nearest_grid_starts(x: np.ndarray, grid: dict, count: int = NEIGHBOURS) -> np.ndarray:
     """The `count` grid starts closest to x, distances measured in grid steps of each axis."""
     starts = chinchilla.grid_starts(grid)
-    steps = np.array([np.ptp(grid[name]) / max(len(grid[name]) - 1, 1) or 1.0 for name in chinchilla.ORDER])
-    distance = (((starts - x) / steps) ** 2).sum(axis=1)
+    distance = (((starts - x) / chinchilla.grid_steps(grid)) ** 2).sum(axis=1)
     return starts[np.argsort(distance)[:count]]
+
+
+def resample_starts(points, fitted: dict, weights: np.ndarray, *, delta: float, grid: dict) -> np.ndarray:
+    """(B, 1 + NEIGHBOURS + SEARCHED, 5) starts: the full-data optimum and its nearest grid starts for
+    every resample, then each resample's own SEARCHED best candidates, scored by that resample's objective.
+
+    Candidates are every grid start and the distinct local optima the full-data grid search ended in, so a
+    resample whose best basin is another one than the full data's starts there too.
+    """
+    best = np.asarray(fitted["vector"], dtype=float)
+    shared = np.vstack([best, nearest_grid_starts(best, grid)])
+    optima = np.asarray((fitted.get("diagnostics") or {}).get("local_optima") or np.empty((0, 5)), dtype=float)
+    candidates = np.vstack([optima.reshape(-1, 5), chinchilla.grid_starts(grid)])
+    objective = chinchilla.HuberLogObjective(points["N"], points["D"], points["loss"], delta)
+    with np.errstate(all="ignore"):
+        scores = np.nan_to_num(objective.pointwise(candidates) @ weights.T, nan=np.inf)  # (candidates, B)
+    picked = np.argsort(scores, axis=0)[:SEARCHED].T  # (B, SEARCHED)
+    return np.concatenate([np.broadcast_to(shared, (len(weights), *shared.shape)), candidates[picked]], axis=1)
 
 
 def stratified_indices(labels, b: int, seed: int) -> np.ndarray:
@@ -75,9 +98,8 @@ def bootstrap_chinchilla(
     """Intervals of E, A, B, alpha, beta, a, b, G and of N_opt, D_opt, loss at `at_compute` (C = 6 N D unless
     another compute `convention` is given)."""
     convention = convention or {"kind": "6ND"}
-    best = np.array(fitted["vector"])
-    starts = np.vstack([best, nearest_grid_starts(best, grid)])
     weights = multiplicities(indices, len(points))
+    starts = resample_starts(points, fitted, weights, delta=delta, grid=grid)
     vectors = chinchilla.refit_resamples(points["N"], points["D"], points["loss"], weights, starts, delta)
     with np.errstate(over="ignore"):
         finite = np.all(np.isfinite(vectors), axis=1) & np.all(np.isfinite(np.exp(vectors[:, :3])), axis=1)
@@ -165,25 +187,32 @@ def _vector(params: dict, keys) -> list[float]:
 
 
 def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where: str) -> dict:
-    """Every Kaplan law refitted from its full-data optimum on resampled runs; L(C) also at `at_compute`."""
+    """Every Kaplan law refitted on resampled runs from the full fit's starts and its optimum, in the full
+    fit's conventions; L(C) also at `at_compute`. Each interval contains its point estimate."""
     starts = {name: fitted[name]["vector"] for name in kaplan.VARIABLES}
     choices = {name: fitted[name]["irreducible"] for name in kaplan.VARIABLES}
+    converted = "Kaplan" in fitted["settings"]["conventions"]["C"]
 
     def refit(rows):
         sample = points.iloc[rows]
+        frontier = None if converted else envelope.final_point_frontier(sample)
         result = kaplan.fit_kaplan(
-            sample, envelope.final_point_frontier(sample), irreducible=choices, where=where, starts=starts
+            sample, frontier, irreducible=choices, where=where, starts=starts, kaplan_conventions=converted
         )
         return [v for name in kaplan.VARIABLES for v in result[name]["params"].values()]
 
     vectors, finite = _refit_each(indices, refit)
     intervals, position = {}, 0
     for name in kaplan.VARIABLES:
-        keys = list(fitted[name]["params"])
-        intervals[name] = {key: interval(vectors[finite, position + i]) for i, key in enumerate(keys)}
-        position += len(keys)
+        params = fitted[name]["params"]
+        intervals[name] = {
+            key: interval(vectors[finite, position + i], point=params[key]) for i, key in enumerate(params)
+        }
+        position += len(params)
     critical, exponent, irreducible = vectors[finite, -3:].T  # L_C's C_c, alpha_C, E
-    intervals["loss_at_C"] = interval(kaplan_term(at_compute, critical, exponent, irreducible))
+    c_law = fitted["L_C"]["params"]
+    point = kaplan_term(at_compute, c_law["C_c"], c_law["alpha_C"], c_law["E"])
+    intervals["loss_at_C"] = interval(kaplan_term(at_compute, critical, exponent, irreducible), point=point)
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
 
 

@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.batched import BatchResult, minimize_batched
-from scaling_cli.fit.laws import chinchilla_loss
+from scaling_cli.fit.laws import chinchilla_loss, log_sum_exp
 from scaling_cli.fit.powerlaw import add_more, r2
 from scaling_cli.fit.law import Law, register
 
@@ -25,6 +25,7 @@ MIN_POINTS = 6
 MIN_DISTINCT = 3
 # Enough for a true minimum; where E -> 0 the objective keeps falling along e -> -inf and this stops it.
 POLISH_ITERATIONS = 300
+LOCAL_OPTIMA = 8  # distinct end points of the grid kept in diagnostics, as bootstrap starts
 
 # Chinchilla's grid (Hoffmann et al. 2022, Appendix D.2): 5 * 6 * 6 * 5 * 5 = 4,500 starts.
 CHINCHILLA_GRID = {
@@ -86,6 +87,15 @@ class HuberLogObjective:
         f, g = self(np.asarray(x, dtype=float)[None, :], np.zeros(1, dtype=int))
         return float(f[0]), g[0]
 
+    def pointwise(self, x: np.ndarray) -> np.ndarray:
+        """(k, n) unweighted Huber loss of every point at each of the k vectors; a resample's objective at
+        them is this times its multiplicities, so many resamples are scored with one matrix product."""
+        e, a, b, alpha, beta = (x[:, i : i + 1] for i in range(5))
+        term_e = np.broadcast_to(e, (len(x), self.log_n.size))
+        predicted = log_sum_exp(term_e, a - alpha * self.log_n, b - beta * self.log_d)
+        size = np.abs(predicted - self.log_loss)
+        return np.where(size <= self.delta, 0.5 * size * size, self.delta * (size - 0.5 * self.delta))
+
 
 def to_params(x: np.ndarray) -> dict[str, float]:
     """The fitted vector (e, a, b, alpha, beta) as the published parameters E, A, B, alpha, beta."""
@@ -137,6 +147,7 @@ def fit_chinchilla(n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, whe
             "starts_converged": int(batch.converged.sum()),
             "starts_at_optimum": starts_reaching(batch, best_f),
             "grid_edge": on_grid_edge(best_x, grid),
+            "local_optima": local_optima(batch, grid),
         },
     }
 
@@ -169,6 +180,25 @@ def starts_reaching(batch: BatchResult, best_f: float, rel: float = 1e-4) -> int
     return int((batch.converged & (batch.f <= best_f + rel * abs(best_f))).sum())
 
 
+def local_optima(batch: BatchResult, grid: dict, count: int = LOCAL_OPTIMA) -> list[list[float]]:
+    """The `count` lowest distinct end points of the grid's starts (vectors, best first): the basins a
+    bootstrap resample may fall into. Distinct means half a grid step apart in some axis."""
+    steps = grid_steps(grid)
+    order = np.flatnonzero(batch.converged & np.isfinite(batch.f))
+    kept: list[np.ndarray] = []
+    for i in order[np.argsort(batch.f[order])]:
+        if all(np.abs((batch.x[i] - x) / steps).max() > 0.5 for x in kept):
+            kept.append(batch.x[i])
+            if len(kept) == count:
+                break
+    return [[float(v) for v in x] for x in kept]
+
+
+def grid_steps(grid: dict) -> np.ndarray:
+    """Each axis's grid spacing (1 where an axis has one value): the unit distances are measured in."""
+    return np.array([np.ptp(grid[name]) / max(len(grid[name]) - 1, 1) or 1.0 for name in ORDER])
+
+
 def on_grid_edge(x: np.ndarray, grid: dict[str, list[float]]) -> list[str]:
     """Names of parameters that lie at or beyond the outermost values of the grid."""
     return [name for name, value in zip(ORDER, x) if value <= min(grid[name]) or value >= max(grid[name])]
@@ -180,14 +210,17 @@ def log_r2(params: dict, n, d, loss) -> float:
 
 
 def refit_resamples(n, d, loss, weights: np.ndarray, starts: np.ndarray, delta: float) -> np.ndarray:
-    """Refit every resample (rows of `weights`, multiplicities of each point) from each of `starts`.
+    """Refit every resample (rows of `weights`, multiplicities of each point) from each of `starts`:
+    (S, 5) shared by every resample, or (B, S, 5) each resample's own.
 
     Returns (B, 5) vectors: per resample the best of its starts. Resamples where no start converged get NaN.
     """
-    b, s = len(weights), len(starts)
+    b = len(weights)
+    starts = np.broadcast_to(np.asarray(starts, dtype=float), (b, *np.shape(starts)[-2:]))
+    s = starts.shape[1]
     owner = np.repeat(np.arange(b), s)
     objective = HuberLogObjective(n, d, loss, delta, weights=weights[owner])
-    batch = minimize_batched(objective, np.tile(starts, (b, 1)), ftol=1e-12, gtol=1e-7)
+    batch = minimize_batched(objective, starts.reshape(b * s, 5), ftol=1e-12, gtol=1e-7)
     f = np.where(batch.converged, batch.f, np.inf).reshape(b, s)
     best = np.argmin(f, axis=1)
     x = batch.x.reshape(b, s, 5)[np.arange(b), best]

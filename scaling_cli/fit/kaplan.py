@@ -1,10 +1,14 @@
-"""Kaplan et al. 2020 single-variable laws: L(N), L(D) and L(C), each E + (X_c / X)^alpha_X.
+"""Kaplan et al. 2020 single-variable laws: L(N), L(D) and L(C), each E + (X_c / X)^alpha_X, in Kaplan's conventions.
 
-L(N) uses the largest-budget run of each model size, L(D) the largest model at each token budget, and
-L(C) the compute-efficient frontier (from curves when present, else final points). Fits minimise squared
-log-loss residuals; with the irreducible term E (default, in each law with 4+ distinct points) E is
-bounded to [0, 0.99 min loss), without it the law is a straight line in log-log space.
-Runs are predicted by Kaplan's eq. 1.5 (see laws.kaplan_loss).
+Kaplan counts N without embeddings and C = 6 N D, whatever the other laws use: N is the table's
+params_nonembed where it has one (else N as given, said in fit.json) and C is recomputed as 6 N D.
+L(N) is fitted on each size's converged run (its loss no longer falls with more data; Kaplan's early-stopped
+runs), or on the compute-efficient frontier when too few sizes converged; never on each size's largest-budget
+run, which for the largest models is the least trained. L(D) uses the largest model at each token budget,
+L(C) the frontier in Kaplan's C. Fits minimise squared log-loss residuals; with the irreducible term E
+(default, in each law with 4+ distinct points) E is bounded to [0, 0.99 min loss), without it the law is a
+straight line in log-log space. Runs are predicted by the "Kaplan-form" of eq. 1.5 (laws.kaplan_loss):
+eq. 1.5 plus an E that the paper's equation does not have.
 """
 
 from __future__ import annotations
@@ -22,11 +26,50 @@ from scaling_cli.fit.laws import kaplan_term
 VARIABLES = {"L_N": ("N", "N_c", "alpha_N"), "L_D": ("D", "D_c", "alpha_D"), "L_C": ("C", "C_c", "alpha_C")}
 E_FRACTIONS = (0.0, 0.5, 0.9)  # starting E as fractions of the lowest loss
 KINDS = {"L_N": "model size", "L_D": "token budget", "L_C": "frontier run"}  # what to add when a law has too few
+CONVERGED_DROP = 0.01  # a size's loss has converged when doubling its tokens lowered it by less than 1%
 
 
 def largest_budget_per_size(points: pd.DataFrame) -> pd.DataFrame:
-    """For L(N): the run with the most tokens at each model size."""
+    """The run with the most tokens at each model size."""
     return points.sort_values("D").groupby("N", sort=True).tail(1).sort_values("N")
+
+
+def kaplan_points(points: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The points in Kaplan's conventions (non-embedding N where known, C = 6 N D) and a note of each."""
+    frame = points.copy()
+    nonembed = frame["N_nonembed"].to_numpy(dtype=float) if "N_nonembed" in frame else np.array([np.nan])
+    if np.all(np.isfinite(nonembed) & (nonembed > 0)):
+        frame["N"] = nonembed
+        n_note = "non-embedding parameters (params_nonembed), as Kaplan et al. 2020 count N"
+    else:
+        n_note = "N as the table gives it: it has no params_nonembed column, so N may include embeddings"
+    frame["C"] = 6.0 * frame["N"] * frame["D"]
+    return frame, {"N": n_note, "C": "C = 6 N D (Kaplan et al. 2020), whatever the other laws use"}
+
+
+def converged_per_size(points: pd.DataFrame, drop: float = CONVERGED_DROP) -> pd.DataFrame:
+    """Each size's largest-budget run where its last doubling of tokens lowered the loss by less than `drop`
+    (relative): the loss has stopped falling with data, as in Kaplan's early-stopped L(N) runs."""
+    rows = []
+    for _, runs in points.drop_duplicates(["N", "D"]).sort_values("D").groupby("N", sort=True):
+        if len(runs) < 2:
+            continue
+        last, before = runs.iloc[-1], runs.iloc[-2]
+        per_doubling = (before["loss"] - last["loss"]) / last["loss"] / np.log2(last["D"] / before["D"])
+        if per_doubling < drop:
+            rows.append(last)
+    return pd.DataFrame(rows, columns=points.columns)
+
+
+def size_law_points(points: pd.DataFrame, frontier: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """L(N)'s points and which they are: converged sizes when 4+ sizes converged, else the frontier's runs
+    (the lowest-loss frontier run of each size)."""
+    converged = converged_per_size(points)
+    if converged["N"].nunique() >= 4:
+        rule = f"converged runs: the last doubling of D lowered the loss < {CONVERGED_DROP:.0%}"
+        return converged.sort_values("N"), rule
+    lowest = frontier.sort_values("loss").groupby("N", sort=True).head(1).sort_values("N")
+    return lowest, "compute-efficient frontier runs (fewer than 4 sizes converged in D), lowest loss per size"
 
 
 def largest_model_per_budget(points: pd.DataFrame) -> pd.DataFrame:
@@ -37,8 +80,8 @@ def largest_model_per_budget(points: pd.DataFrame) -> pd.DataFrame:
 def fit_term(x, loss, *, irreducible: bool, where: str, what: str, starts=()) -> tuple[float, float, float]:
     """(k, alpha, E) of loss = E + exp(k - alpha ln x), by least squares on log loss.
 
-    `starts`, when given, replaces the default starting points (k, alpha, E) (bootstrap refits start
-    from the full-data optimum).
+    `starts`, when given, are tried besides the default starting points (k, alpha, E): a bootstrap refit
+    searches as the full fit did, and from the full-data optimum too.
     """
     needed = 4 if irreducible else 3
     log_x = np.log(np.asarray(x, dtype=float))
@@ -57,7 +100,7 @@ def fit_term(x, loss, *, irreducible: bool, where: str, what: str, starts=()) ->
         return np.log(e + np.exp(np.minimum(k - alpha * log_x, 700.0))) - np.log(loss)
 
     best = None
-    for start in list(starts) or list(_default_starts(log_x, loss, ceiling)):
+    for start in [*_default_starts(log_x, loss, ceiling), *starts]:
         start = np.clip(start, [-np.inf, 1e-6, 0.0], [np.inf, 10.0, ceiling])
         result = least_squares(residual, start, bounds=([-np.inf, 0.0, 0.0], [np.inf, 10.0, ceiling]))
         if best is None or result.cost < best.cost:
@@ -84,45 +127,60 @@ def term_params(k: float, alpha: float, e: float, variable: str) -> dict[str, fl
 
 
 def fit_kaplan(
-    points: pd.DataFrame, frontier: pd.DataFrame, *, irreducible: bool | dict, where: str, starts=None
+    points: pd.DataFrame,
+    frontier: pd.DataFrame | None = None,
+    *,
+    irreducible: bool | dict,
+    where: str,
+    starts=None,
+    kaplan_conventions: bool = True,
 ) -> dict:
-    """All three laws; `starts` maps each law to a (k, alpha, E) vector to start from (bootstrap).
+    """All three laws; `starts` maps each law to a (k, alpha, E) vector tried besides the default starts.
 
+    With `kaplan_conventions` (default) the points are put in Kaplan's N and C first and the frontier is
+    found again in them (a given `frontier` is then not used); without, `frontier` (or the points' own) is used.
     irreducible=True fits E in every law that has at least 4 distinct points and leaves it out (E = 0)
     in a law with only 3, recording the choice per law; a dict {law: bool} fixes the choice per law.
     """
-    subsets = {
-        "L_N": largest_budget_per_size(points),
-        "L_D": largest_model_per_budget(points),
-        "L_C": frontier,
-    }
-    result = {}
-    for name, subset in subsets.items():
-        variable = VARIABLES[name][0]
-        extra = [starts[name]] if starts else []
-        with_e = _with_irreducible(irreducible, name, subset[variable])
-        k, alpha, e = fit_term(
-            subset[variable], subset["loss"], irreducible=with_e, where=where, what=name, starts=extra
-        )
-        params = term_params(k, alpha, e, name)
-        predicted = e + np.exp(k - alpha * np.log(subset[variable].to_numpy(dtype=float)))
-        result[name] = {
-            "params": params,
-            "vector": [k, alpha, e],
-            "irreducible": with_e,
-            "r2": r2(np.log(subset["loss"]), np.log(predicted)),
-            "points": len(subset),
-        }
+    conventions = {"N": "N as the table gives it", "C": "the table's C"}
+    if kaplan_conventions:
+        points, conventions = kaplan_points(points)
+        frontier = None
+    if frontier is None:
+        from scaling_cli.fit.envelope import final_point_frontier
+
+        frontier = final_point_frontier(points)
+    size_points, size_rule = size_law_points(points, frontier)
+    subsets = {"L_N": size_points, "L_D": largest_model_per_budget(points), "L_C": frontier}
+    result = {name: _fit_law(name, subset, irreducible, where, starts) for name, subset in subsets.items()}
     result["r2"] = r2(np.log(points["loss"]), np.log(kaplan_loss(result, points["N"], points["D"])))
     result["settings"] = {
         "irreducible": irreducible if isinstance(irreducible, bool) else "per law",
         "loss": "squared residuals of log loss",
-        "L_N": "largest-budget run of each model size",
+        "conventions": conventions,
+        "L_N": size_rule,
+        "L_N_sizes": [float(v) for v in size_points["N"]],
         "L_D": "largest model at each token budget",
-        "L_C": "compute-efficient frontier",
-        "run_prediction": "Kaplan eq. 1.5 from L_N and L_D, E the mean of their E",
+        "L_C": "compute-efficient frontier, in Kaplan's C",
+        "run_prediction": "Kaplan-form: eq. 1.5 from L_N and L_D plus an E, the mean of their E "
+        "(Kaplan's eq. 1.5 has no E)",
     }
     return result
+
+
+def _fit_law(name: str, subset: pd.DataFrame, irreducible, where: str, starts) -> dict:
+    variable = VARIABLES[name][0]
+    with_e = _with_irreducible(irreducible, name, subset[variable])
+    extra = [starts[name]] if starts else []
+    k, alpha, e = fit_term(subset[variable], subset["loss"], irreducible=with_e, where=where, what=name, starts=extra)
+    predicted = e + np.exp(k - alpha * np.log(subset[variable].to_numpy(dtype=float)))
+    return {
+        "params": term_params(k, alpha, e, name),
+        "vector": [k, alpha, e],
+        "irreducible": with_e,
+        "r2": r2(np.log(subset["loss"]), np.log(predicted)),
+        "points": len(subset),
+    }
 
 
 def _with_irreducible(irreducible: bool | dict, name: str, x) -> bool:

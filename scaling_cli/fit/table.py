@@ -279,6 +279,8 @@ def _standard_frame(rows: pd.DataFrame, columns: dict, options: TableOptions) ->
         # No (or no positive) unique-token count means the run saw fresh data: U = D, no repetition.
         unique = pd.to_numeric(rows[columns["u"]], errors="coerce").to_numpy(dtype=float)
         frame["U"] = np.where(np.isfinite(unique) & (unique > 0), unique, frame["D"])
+    if "params_nonembed" in rows.columns:  # Kaplan's N, kept beside whichever N the other laws use
+        frame["N_nonembed"] = pd.to_numeric(rows["params_nonembed"], errors="coerce").to_numpy(dtype=float)
     for extra in ("seed", *GROUP_AXES, *SELECT_AXES):
         if extra in rows.columns and extra != options.by:
             frame[extra] = rows[extra].to_numpy()
@@ -469,7 +471,10 @@ def _average_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     keys = cell_keys(frame)
     grouped = frame.groupby(keys, sort=True)
     points = grouped.agg(run_id=("run_id", "first"), C=("C", "mean"), loss=("loss", "mean"), n_runs=("loss", "size"))
-    return points.reset_index()[["run_id", *keys[:3], "C", "loss", "n_runs", *keys[3:]]]
+    extra = ["N_nonembed"] if "N_nonembed" in frame.columns else []
+    if extra:
+        points["N_nonembed"] = grouped["N_nonembed"].first()
+    return points.reset_index()[["run_id", *keys[:3], "C", "loss", "n_runs", *keys[3:], *extra]]
 
 
 def _conventions(columns: dict, options: TableOptions) -> dict:
