@@ -162,17 +162,19 @@ def _write_weights(path: Path, tensors: dict) -> None:
 
 
 def _write_tokenizer(config_doc: dict, out_dir: Path) -> list[str]:
-    """tokenizer.json (the data set's own, or a byte-level one for bytes) and tokenizer_config.json."""
+    """tokenizer.json (the data set's own, or a byte-level one for bytes; tokenizer.tiktoken for tiktoken:, which
+    transformers does not read) and tokenizer_config.json."""
     from scaling_cli.data import DataOptions, prepare
     from scaling_cli.data.tokenizer import byte_tokenizer_json
 
     kind = config_doc["tokenizer"]
     if kind == "bytes":
-        text = byte_tokenizer_json()
-    else:
+        name, data = "tokenizer.json", byte_tokenizer_json().encode()
+    else:  # the data set's own file: a BPE trained here, an hf: tokenizer.json, or a tiktoken: rank file
         vocab = config_doc["vocab_size"] if kind == "bpe" else None
         prepared = prepare(config_doc["dataset"], DataOptions(**config_doc["data"]), kind, vocab)
-        text = (prepared.path / "tokenizer.json").read_text()
-    atomic.write_text(out_dir / "tokenizer.json", text)
+        name = prepared.manifest["tokenizer"]["file"]
+        data = (prepared.path / name).read_bytes()
+    atomic.write_bytes(out_dir / name, data)
     atomic.write_json(out_dir / "tokenizer_config.json", TOKENIZER_CONFIG)
-    return ["tokenizer.json", "tokenizer_config.json"]
+    return [name, "tokenizer_config.json"]
