@@ -18,14 +18,22 @@ sum of bare loops.
    from the trunk's saved state), and for every run trained on its own from scratch, at the best thread count
    for each shape (each step time measured here, in the same run); and the size of its results directory.
 
-Usage: python bench/bench_train.py [--rounds 3] [--no-sweep]
+3. Steady state (per shape, 2 threads): median seconds per step after warm-up, the trainer's own loop body
+   (`Training.advance`: lr schedule, seeded batch, forward, backward, clipping, AdamW, finiteness checks
+   read every 16 steps) against the bare loop, in one process. Blocks of steps alternate between the two so
+   that other work on the machine slows both alike; whole-run times above include start-up, this does not.
+   `--profile` adds cProfile's top functions for each side.
+
+Usage: python bench/bench_train.py [--rounds 3] [--no-sweep] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import multiprocessing as mp
 import os
+import pstats
 import statistics
 import tempfile
 import time
@@ -39,6 +47,9 @@ from scaling_cli.model import GPT, ModelConfig
 from scaling_cli.plan import load_sweep
 from scaling_cli.store import Store
 from scaling_cli.sweep import plan_sweep, run_sweep
+from scaling_cli.train import TrainConfig
+from scaling_cli.train.config import lr_at
+from scaling_cli.train.loop import start_training
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZE = 16
@@ -148,6 +159,86 @@ def compare_shape(label: str, config: ModelConfig, steps: int, rounds: int, work
     return ratio
 
 
+class BareLoop:
+    """bare_loop_step_s's loop, one step per call."""
+
+    def __init__(self, config: ModelConfig, tokens: torch.Tensor, seed: int):
+        torch.manual_seed(seed)
+        self.config, self.tokens = config, tokens
+        self.model = GPT(config)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.window = torch.arange(config.seq_len + 1)
+
+    def step(self) -> None:
+        high = len(self.tokens) - self.config.seq_len - 1
+        starts = torch.randint(0, high, (BATCH_SIZE, 1), generator=self.generator)
+        batch = self.tokens[starts + self.window]
+        _, loss = self.model(batch[:, :-1], batch[:, 1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class TrainerLoop:
+    """The trainer's loop body (what `Training.train` repeats), one step per call, on the markov data."""
+
+    def __init__(self, config: ModelConfig, steps: int, threads: int, work: Path):
+        train_cfg = TrainConfig(
+            tokens=steps * BATCH_SIZE * config.seq_len, batch_size=BATCH_SIZE, lr=LR, schedule="cosine",
+            eval_every=0, checkpoint_every=0, eval_batches=1, device="cpu", dtype="fp32", threads=threads,
+        )  # fmt: skip
+        self.run = start_training(config, train_cfg, prepare("markov"), work)
+
+    def step(self) -> None:
+        run = self.run
+        run.advance(lr_at(run.state.step, run.plan, run.train_cfg))
+
+
+def steady_state(label: str, config: ModelConfig, steps: int, work: Path, profile: bool) -> float:
+    """Median step time after warm-up, trainer against bare loop, alternating blocks of steps in one process."""
+    threads = min(2, usable_cores())
+    warmup, block = 10, 8
+    trainer = TrainerLoop(config, warmup + steps + 1, threads, work / f"steady-{label}")
+    torch.set_num_threads(threads)
+    tokens = torch.from_numpy(prepare("markov").train_tokens().astype("int64"))
+    bare = BareLoop(config, tokens, seed=0)
+    times: dict[str, list[float]] = {"trainer": [], "bare": []}
+    for loop in (trainer, bare):
+        for _ in range(warmup):
+            loop.step()
+    for start in range(0, steps, block):
+        for name, loop in (("trainer", trainer), ("bare", bare)):
+            for _ in range(min(block, steps - start)):
+                began = time.perf_counter()
+                loop.step()
+                times[name].append(time.perf_counter() - began)
+    trainer_s, bare_s = statistics.median(times["trainer"]), statistics.median(times["bare"])
+    ratio = bare_s / trainer_s
+    print(
+        f"{label} steady state ({threads} threads, median of {steps} steps each after {warmup} warm-up, "
+        f"alternating blocks of {block}): trainer {trainer_s * 1e3:.2f} ms/step, bare loop {bare_s * 1e3:.2f} "
+        f"ms/step, trainer speed / bare = {ratio:.3f} (target >= 0.98)",
+        flush=True,
+    )
+    if profile:
+        profile_steps(label, {"trainer": trainer, "bare": bare}, max(block, steps // 2))
+    return ratio
+
+
+def profile_steps(label: str, loops: dict, steps: int) -> None:
+    """cProfile's top functions by own time for each loop's next `steps` steps."""
+    for name, loop in loops.items():
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(steps):
+            loop.step()
+        profiler.disable()
+        print(f"--- {label} {name}: {steps} steps, top functions by own time", flush=True)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+
+
 def sweep_level(tokens: torch.Tensor, work: Path) -> None:
     """The demo grid's wall time against the sum of bare-loop times for its runs at their best thread counts."""
     sweep = load_sweep(REPO / "sweeps" / "demo.toml")
@@ -186,6 +277,8 @@ def main() -> None:
     parser.add_argument("--no-sweep", action="store_true", help="skip the demo-grid comparison (minutes)")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the timed steps per round")
     parser.add_argument("--only", choices=[*sorted(SHAPES), "sweep"], help="one shape only, or the sweep level only")
+    parser.add_argument("--no-whole-run", action="store_true", help="skip the whole-run rounds (steady state only)")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions per steady shape")
     args = parser.parse_args()
     print(
         f"CPU {torch.backends.cpu.get_cpu_capability()}, {usable_cores()} usable cores, load average "
@@ -198,7 +291,10 @@ def main() -> None:
         for label, (config, steps) in SHAPES.items():
             if args.only and args.only != label:
                 continue
-            compare_shape(label, config, max(2, round(steps * args.steps_scale)), args.rounds, Path(work))
+            scaled = max(2, round(steps * args.steps_scale))
+            if not args.no_whole_run:
+                compare_shape(label, config, scaled, args.rounds, Path(work))
+            steady_state(label, config, scaled * args.rounds, Path(work), args.profile)
         if not args.no_sweep and args.only in (None, "sweep"):
             sweep_level(tokens, Path(work))
     print(f"load average {os.getloadavg()[0]:.1f} at the end", flush=True)

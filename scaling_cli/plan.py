@@ -44,7 +44,9 @@ from scaling_cli.validate import Problems
 
 # TrainConfig fields that change only what is logged or how fast it runs, never the trained model:
 # they are left out of the run id so that changing them reuses finished runs.
+# data_parallel, sharding and micro_batch_size change only the order of float sums, not the data or the schedule.
 NOT_IN_RUN_ID = ("eval_every", "checkpoint_every", "threads", "compile")
+NOT_IN_RUN_ID += ("data_parallel", "sharding", "micro_batch_size")
 # Schedule options that a schedule never reads: editing them must not retrain its runs.
 UNUSED_BY_SCHEDULE = {
     "cosine": ("cooldown_frac", "cooldown_shape"),

@@ -25,6 +25,7 @@ from scaling_cli.validate import (
     DTYPES,
     PRETRAINED_TOKENIZERS,
     SCHEDULES,
+    SHARDINGS,
     TOKENIZERS,
     Problems,
     boolean,
@@ -125,6 +126,9 @@ TRAIN_CHECKS: dict[str, Callable] = {
     "checkpoint_every": integer(1, 1 << 31),
     "dtype": one_of(DTYPES),
     "compile": boolean,
+    "data_parallel": integer(1, 4096),
+    "sharding": one_of(SHARDINGS),
+    "micro_batch_size": integer(1, 1 << 31),
 }
 
 

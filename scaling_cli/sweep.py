@@ -501,6 +501,7 @@ def _result_fields(result: Any) -> dict:
         "device": result.device,
         "steps": result.steps,
         "diverged_step": result.diverged_step,
+        "data_parallel": result.data_parallel,
     }
 
 

@@ -22,6 +22,7 @@ SCHEDULES = ("cosine", "constant", "wsd")
 COOLDOWN_SHAPES = ("linear", "1-sqrt")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "bf16")
+SHARDINGS = ("ddp", "fsdp")  # how a data-parallel run holds its model: replicated, or FSDP2-sharded
 TOKENIZERS = ("bytes", "bpe")
 PRETRAINED_TOKENIZERS = ("hf:", "tiktoken:")  # prefixes of a pretrained tokenizer: hf:PATH, tiktoken:ENCODING
 

@@ -25,7 +25,18 @@ TRUNK_DIR = "trunk"
 STATE_FORMAT = 1
 
 # Fields that may differ between a checkpoint and the run resuming it without changing the weights.
-RESUME_FREE_FIELDS = frozenset({"device", "compile", "threads", "checkpoint_every", "eval_every", "nan_at_step"})
+RESUME_FREE_FIELDS = frozenset(
+    {
+        "device",
+        "compile",
+        "threads",
+        "checkpoint_every",
+        "eval_every",
+        "nan_at_step",
+        "data_parallel",
+        "micro_batch_size",
+    }
+)
 # Fields a cooldown branch must share with its trunk so its first steps are the trunk's steps.
 TRUNK_SHARED_FIELDS = (
     "batch_size",
@@ -177,13 +188,15 @@ def _check_branch_schedule(
 class CurveWriter:
     """Streams evaluation points to curve.jsonl and to an optional callback."""
 
-    def __init__(self, path: Path, prefix: list[dict], on_point: Callable[[dict], None] | None):
-        self.path = path
+    def __init__(self, path: Path | None, prefix: list[dict], on_point: Callable[[dict], None] | None):
+        self.path = path  # None: write nothing (a data-parallel rank other than 0)
         self.on_point = on_point
-        # Rewriting the file drops points written after the state we resume from.
-        atomic.write_text(path, "".join(json.dumps(point) + "\n" for point in prefix))
+        if path is not None:  # rewriting the file drops points written after the state we resume from
+            atomic.write_text(path, "".join(json.dumps(point) + "\n" for point in prefix))
 
     def write(self, point: dict) -> None:
+        if self.path is None:
+            return
         with open(self.path, "a") as handle:
             handle.write(json.dumps(point) + "\n")
         if self.on_point is not None:

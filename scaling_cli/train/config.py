@@ -16,6 +16,7 @@ from scaling_cli.validate import (
     DTYPES,
     REQUIRED,
     SCHEDULES,
+    SHARDINGS,
     boolean,
     check_fields,
     checked,
@@ -54,9 +55,25 @@ class TrainConfig:
     compile: bool | None = checked(None, optional(boolean))
     threads: int | None = checked(None, optional(integer(1)))
     nan_at_step: int | None = checked(None, optional(integer(0)))
+    data_parallel: int = checked(1, integer(1))  # ranks one run trains on; batch_size is split across them
+    sharding: str = checked("ddp", one_of(SHARDINGS))  # ddp: whole model per rank; fsdp: FSDP2 fully_shard
+    micro_batch_size: int | None = checked(None, optional(integer(1)))  # rows per forward; None: a rank's share
 
     def __post_init__(self) -> None:
         check_fields(self)
+        share, rest = divmod(self.batch_size, self.data_parallel)
+        if rest:
+            raise ValueError(
+                f"batch_size: {self.batch_size} does not split evenly over data_parallel = {self.data_parallel}"
+            )
+        if self.micro_batch_size is not None and share % self.micro_batch_size:
+            raise ValueError(f"micro_batch_size: {self.micro_batch_size} does not divide a rank's {share} rows")
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Forward/backward passes per optimizer step on each rank (gradient accumulation)."""
+        share = self.batch_size // self.data_parallel
+        return share // (self.micro_batch_size or share)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,6 +12,7 @@ thread count in use, because fp32 results on a CPU differ in their last bits bet
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from scaling_cli.train.checkpoint import (
     trunk_state_path,
 )
 from scaling_cli.train.config import StepPlan, TrainConfig, lr_at, plan_steps
+from scaling_cli.train.distributed import SINGLE, Ranks, all_finite, gradient_sync, rank_mean, rank_rows, wrap_model
 from scaling_cli.train.runtime import Clock, Runtime, setup_runtime
 
 EVAL_BATCH_SIZE = 16  # fixed, so runs with different batch sizes are scored on the same text
@@ -58,6 +60,7 @@ class RunResult:
     diverged_step: int | None = None
     flops: float = 0.0
     flops_6nd: float = 0.0
+    data_parallel: int = 1  # ranks that trained it
     diverged_reason: str = ""  # why a diverged run stopped: a non-finite step, or a loss past divergence.loss_limit
 
 
@@ -72,6 +75,7 @@ def train_run(
     on_point: Callable[[dict], None] | None = None,
     thread_allowance: Callable[[], int | None] | None = None,
     check_every: int = FINITE_CHECK_EVERY,
+    ranks: Ranks = SINGLE,
 ) -> RunResult:
     """Train one model on one budget; resume from run_dir/checkpoint.pt when it exists.
 
@@ -81,10 +85,16 @@ def train_run(
     `thread_allowance`: called about every THREAD_CHECK_S seconds between steps; a thread count it returns
     that differs from the current one is applied (a sweep gives a running unit the cores a finished one freed).
     `check_every`: steps between host reads of the finiteness checks; results do not depend on it.
+    `ranks`: this process's rank in a data-parallel run (`train_data_parallel` launches them).
     """
+    if train_cfg.data_parallel > 1 and ranks.world == 1:
+        from scaling_cli.train.launch import train_data_parallel
+
+        return train_data_parallel(model_cfg, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
     run = start_training(
-        model_cfg, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from, on_point=on_point
-    )
+        model_cfg, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from, on_point=on_point,
+        ranks=ranks,
+    )  # fmt: skip
     run.thread_allowance, run.check_every = thread_allowance, check_every
     return run.result(run.train())
 
@@ -98,6 +108,7 @@ def start_training(
     trunk_saves: Sequence[int] = (),
     start_from: Path | None = None,
     on_point: Callable[[dict], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> Training:
     """Everything train_run sets up before its first step: runtime, model, optimizer, state, evaluation set."""
     run_dir = Path(run_dir)
@@ -107,6 +118,7 @@ def start_training(
     runtime = setup_runtime(train_cfg)
     torch.manual_seed(train_cfg.seed)
     model = build_model(model_cfg).to(runtime.device)
+    wrapped = wrap_model(model, train_cfg, ranks, runtime.device)  # before the optimizer: FSDP2 swaps parameters
     optimizer = build_optimizer(model, train_cfg, runtime.device)
     state = initial_state(run_dir, start_from, model, optimizer, runtime.device, model_cfg, train_cfg)
     windows = validation_windows(data.val_tokens(), model_cfg.seq_len, train_cfg.eval_batches, data.name)
@@ -120,9 +132,11 @@ def start_training(
         train_cfg=train_cfg,
         data=data,
         windows=windows,
-        curve=CurveWriter(run_dir / CURVE_NAME, state.curve, on_point),
+        curve=CurveWriter(run_dir / CURVE_NAME if ranks.writer else None, state.curve, on_point),
         run_dir=run_dir,
         trunk_saves=frozenset(trunk_saves),
+        ranks=ranks,
+        wrapped=wrapped,
     )
 
 
@@ -162,9 +176,12 @@ class Training:
     thread_allowance: Callable[[], int | None] | None = None
     check_every: int = FINITE_CHECK_EVERY
     blown: str | None = None  # why an evaluated loss passed the divergence limit (the run stops there)
+    ranks: Ranks = SINGLE
+    wrapped: torch.nn.Module | None = None  # the model under DDP or FSDP2 in a data-parallel run
 
     def __post_init__(self) -> None:
-        self.forward = torch.compile(self.model) if self.runtime.compile else self.model
+        trained = self.wrapped if self.wrapped is not None else self.model
+        self.forward = torch.compile(trained) if self.runtime.compile else trained
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.tokens = self.data.train_tokens()
         self.flops_per_token = flops_per_token(self.model_cfg)["chinchilla"]
@@ -216,8 +233,28 @@ class Training:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)  # states saved before muP have no lr_scale
             self.lr_in_groups = lr
-        step, device = self.state.step, self.runtime.device
+        step = self.state.step
         x, y = get_batch(self.tokens, self.model_cfg.seq_len, self.train_cfg.batch_size, self.train_cfg.seed, step)
+        if self.ranks.world > 1:
+            x, y = rank_rows(x, self.ranks), rank_rows(y, self.ranks)
+        passes = self.train_cfg.accumulation_steps
+        step_loss = None
+        for index, (x_part, y_part) in enumerate(zip(x.chunk(passes), y.chunk(passes), strict=True)):
+            with gradient_sync(self.forward, index == passes - 1):
+                loss = self.forward_backward(x_part, y_part, step, passes)
+            step_loss = loss if step_loss is None else step_loss + loss
+        check = step_loss
+        if self.train_cfg.grad_clip > 0:
+            check = check + torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.grad_clip)
+        self.checks.append(check)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.loss_sum += step_loss
+        self.state.loss_count += 1
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, step: int, passes: int) -> torch.Tensor:
+        """Forward and backward of one (micro-)batch; its loss, detached, as a share of the step's loss."""
+        device = self.runtime.device
         if device.type == "cuda":
             x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -225,22 +262,17 @@ class Training:
             _, loss = self.forward(x, y)
         if step == self.train_cfg.nan_at_step:
             loss = loss * float("nan")
+        if passes > 1:  # gradients add up over the passes: each is a mean over 1/passes of the rows
+            loss = loss / passes
         loss.backward()
-        check = loss.detach()
-        if self.train_cfg.grad_clip > 0:
-            check = check + torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.grad_clip)
-        self.checks.append(check)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.state.loss_sum += loss.detach()
-        self.state.loss_count += 1
+        return loss.detach()
 
     def first_nonfinite_step(self) -> int | None:
         """Read the queued checks back (one host read); the first step whose loss or gradient norm was not
         finite, or None."""
         if not self.checks:
             return None
-        finite = torch.isfinite(torch.stack(self.checks)).cpu()
+        finite = all_finite(torch.isfinite(torch.stack(self.checks)), self.ranks).cpu()
         first_step = self.state.step - len(self.checks)
         self.checks.clear()
         if bool(finite.all()):
@@ -282,13 +314,19 @@ class Training:
             torch.set_num_threads(threads)
 
     def save(self, path: Path) -> None:
+        """Rank 0 writes the state; the running train-loss sum saved is the mean over ranks."""
         self.state.wall_s, self.state.train_s = self.clock.wall(), self.clock.train()
-        save_state(path, self.model, self.optimizer, self.state, self.model_cfg, self.train_cfg, self.plan)
+        state = self.state
+        if self.ranks.world > 1:
+            state = dataclasses.replace(state, loss_sum=rank_mean(state.loss_sum, self.ranks))
+        if self.ranks.writer:
+            save_state(path, self.model, self.optimizer, state, self.model_cfg, self.train_cfg, self.plan)
 
     def record_point(self, lr: float) -> None:
         """Evaluate and append one curve point; resets the running train-loss mean."""
         state = self.state
-        train_loss = state.loss_sum.item() / state.loss_count if state.loss_count else math.nan
+        loss_sum = rank_mean(state.loss_sum, self.ranks)
+        train_loss = loss_sum.item() / state.loss_count if state.loss_count else math.nan
         state.loss_sum.zero_()
         state.loss_count = 0
         val_loss = evaluate(self.model, self.windows, self.runtime)
@@ -327,6 +365,7 @@ class Training:
             diverged_step=diverged_step,
             flops=float(tokens) * self.flops_per_token,
             flops_6nd=6.0 * nonembed * tokens,
+            data_parallel=self.ranks.world,
             diverged_reason=self.diverged_reason(diverged_step),
         )
 

@@ -1,0 +1,126 @@
+"""Data-parallel runs: launch a run's ranks on this machine, join their process group, wrap the model
+(DDP or FSDP2), and give each rank its rows of the global batch.
+
+Every rank draws the whole global batch of a step from (seed, step) and keeps its own rows, so the data a
+run sees, and its run id, do not depend on how many ranks train it. Rank 0 writes the curve and the
+checkpoints; every rank reads the same checkpoint to resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from scaling_cli.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in its run: rank `rank` of `world`."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def writer(self) -> bool:
+        """Whether this rank writes the run's files (curve, checkpoints, trunk states)."""
+        return self.rank == 0
+
+
+SINGLE = Ranks()
+
+
+def rank_rows(batch: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """This rank's contiguous share of the global batch's rows."""
+    share = batch.shape[0] // ranks.world
+    return batch[ranks.rank * share : (ranks.rank + 1) * share]
+
+
+def wrap_model(model: torch.nn.Module, cfg: TrainConfig, ranks: Ranks, device: torch.device) -> torch.nn.Module:
+    """The module the steps run forward through: the model itself on one rank, else DDP or FSDP2 over it."""
+    if ranks.world == 1:
+        return model
+    if cfg.sharding == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in getattr(model, "blocks", []):
+            fully_shard(block)
+        return fully_shard(model)
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+@contextlib.contextmanager
+def gradient_sync(module: torch.nn.Module, enabled: bool):
+    """Within the block, backward passes reduce gradients across ranks only when `enabled` (the last pass of
+    an accumulated step); a model on one rank has nothing to reduce."""
+    if enabled or not (hasattr(module, "no_sync") or hasattr(module, "set_requires_gradient_sync")):
+        yield
+        return
+    if hasattr(module, "no_sync"):  # DDP
+        with module.no_sync():
+            yield
+        return
+    module.set_requires_gradient_sync(False)  # FSDP2
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
+
+
+def all_finite(finite: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """Per-step finiteness agreed by every rank (a step is finite only where it was finite on all of them)."""
+    if ranks.world == 1:
+        return finite
+    flags = finite.to(torch.int32)
+    dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+    return flags.bool()
+
+
+def rank_mean(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """The mean of `value` over ranks (a new tensor; `value` is left alone)."""
+    if ranks.world == 1:
+        return value
+    total = value.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / ranks.world
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(world: int, target: Callable, args: tuple, run_dir: Path) -> None:
+    """Run `target(ranks, *args)` in `world` fresh processes joined in one process group; rank 0's return
+    value is written by the target itself. If any rank dies, the others are stopped and this raises."""
+    import torch.multiprocessing as mp
+
+    port = free_port()
+    context = mp.start_processes(
+        _rank_main, args=(world, port, target, args), nprocs=world, join=False, start_method="spawn"
+    )
+    (Path(run_dir) / "ranks.pids").write_text("".join(f"{pid}\n" for pid in context.pids()))
+    while not context.join():
+        pass
+
+
+def _rank_main(rank: int, world: int, port: int, target: Callable, args: tuple) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+    dist.init_process_group(backend, rank=rank, world_size=world)
+    try:
+        target(Ranks(rank, world), *args)
+    finally:
+        dist.destroy_process_group()
