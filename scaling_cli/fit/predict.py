@@ -360,17 +360,21 @@ def verdict(group: str, entry: dict, compute, params, tokens) -> str:
         if compute is None
         else f"at C = {compute:.3g}"
     )
-    loss = f"expect loss {row['loss']:.4g} {_fmt(row.get('loss_interval'))}" if row.get("loss") else "no loss law"
+    loss = (
+        f"expect loss {row['loss']:.4g} {_fmt(row.get('loss_interval'))} (95%)"
+        if row.get("loss")
+        else f"no loss prediction ({choice['law']} gives allocations only)"
+    )
     ratio = (row.get("extrapolation") or {}).get("C_ratio")
     reach = f"{ratio:,.3g}x the largest fitted compute" if ratio else ""
-    return f"group {group}: {what}; {loss} (95%); {reach}; trust: {_trust(choice, ratio, entry)} [{choice['law']}]"
+    return f"group {group}: {what}; {loss}; {reach}; trust: {_trust(choice, ratio, entry)} [{choice['law']}]"
 
 
 def _trust(choice: dict, ratio: float | None, entry: dict) -> str:
     """low / moderate / high with the reason, from the backtest's evidence, the reach and agreement."""
     reasons = []
     if choice.get("expected_error") is None:
-        reasons.append("no backtest")
+        reasons.append(_no_backtest_reason(choice))
     else:
         reasons.append(f"backtest error {choice['expected_error']:.2g}% on {choice.get('scored', 0)} runs")
         if choice.get("weak"):
@@ -385,6 +389,14 @@ def _trust(choice: dict, ratio: float | None, entry: dict) -> str:
     if level == "moderate" and ratio is not None and ratio <= 10 and (choice.get("expected_error") or 99) < 2:
         level = "high"
     return f"{level} ({'; '.join(reasons)})"
+
+
+def _no_backtest_reason(choice: dict) -> str:
+    if choice["source"] == "backtest":
+        return "too few runs for a rolling backtest"
+    if choice["source"] == "backtest's choice not identified":
+        return f"the backtest's choice was withheld; {choice['law']} has no backtest error of its own"
+    return "no backtest (scale fit --backtest)"
 
 
 def _fmt(bounds) -> str:
