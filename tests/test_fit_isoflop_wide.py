@@ -72,7 +72,9 @@ def test_windowed_parabola_recovers_the_exponent_where_a_global_parabola_does_no
     assert result["diagnostics"]["used_budgets"] == len(BUDGETS)
     for budget in result["budgets"]:
         used = [p for p in budget["points"] if p["used"]]
-        assert 3 <= len(used) <= 2 * isoflop.WINDOW_SIDE + 1
+        # the far, under-trained sizes leave the parabola: the window chosen from the data stops short of them
+        assert 3 <= len(used) < SIZES_PER_BUDGET
+        assert "leaves the parabola" in budget["window_reason"]
         assert budget["window"][0] <= budget["N_opt"] <= budget["window"][1]
 
 

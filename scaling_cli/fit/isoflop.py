@@ -1,14 +1,16 @@
 """Approach 2 of Chinchilla: per FLOP budget the loss minimum over model size, then power laws through them.
 
 Runs are grouped into budgets by compute: sorted by C, a run joins the current budget while its C is
-within a factor (1 + tolerance) of the budget's smallest C. Real slices span 100-1000x in N, and far from
-the minimum the loss is shaped by under-training, not by the bowl around the optimum, so one parabola over
-a whole slice puts the vertex in the wrong place. Per budget we therefore fit a parabola of loss in ln N
-only through the WINDOW_SIDE sizes on either side of the size with the lowest measured loss (a local
-quadratic around the minimum). A budget whose lowest loss is at its smallest or largest size, whose
-parabola opens downward, or whose vertex leaves the window has no measured minimum: it is listed with the
-reason and left out of the power laws. Coefficients are stored highest power first (numpy.polyval order)
-in the variable ln N.
+within a factor (1 + tolerance) of the budget's smallest C. Per budget a parabola of loss in ln N is fitted
+through a window of sizes around the lowest measured loss, and the window is chosen from the data: it
+starts at the lowest-loss size and WINDOW_SIDE sizes on either side, then grows one size at a time (the
+neighbour with the lower loss first) for as long as a parabola still describes every point within noise
+(a cubic term is not significant at LACK_OF_FIT_P). Wide slices (100-1000x in N, the far sizes shaped by
+under-training, not by the bowl) stop near the minimum; narrow, dense slices whose points all lie on the
+bowl use all of them, where a fixed small window would be needlessly noisy. A budget whose lowest loss is
+at its smallest or largest size, whose parabola opens downward, or whose vertex leaves the window has no
+measured minimum: it is listed with the reason and left out of the power laws. Coefficients are stored
+highest power first (numpy.polyval order) in the variable ln N.
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scipy.stats import f as f_dist
+
 from scaling_cli.errors import FitError
 from scaling_cli.fit.powerlaw import allocation_params
-from scaling_cli.fit.law import Law, register
-from scaling_cli.fit.allocation import split_from_size
+from scaling_cli.fit.law import SizeRuleLaw, register
 
 BUDGET_TOLERANCE = 0.1
 MIN_SIZES = 3
 MIN_BUDGETS = 3
-WINDOW_SIDE = 2  # sizes on each side of the lowest measured loss that the parabola goes through
-METHOD = f"parabola of loss in ln N through the lowest-loss size and up to {WINDOW_SIDE} sizes on each side"
+WINDOW_SIDE = 2  # sizes on each side of the lowest measured loss in the starting window
+LACK_OF_FIT_P = 0.01  # a window stops growing when a cubic term is significant at this level
+METHOD = (
+    f"parabola of loss in ln N through a window grown from the lowest-loss size and {WINDOW_SIDE} sizes on each "
+    f"side while the parabola describes every point within noise (cubic term not significant at p = {LACK_OF_FIT_P})"
+)
 
 
 def budget_labels(c, tolerance: float = BUDGET_TOLERANCE) -> np.ndarray:
@@ -51,8 +58,7 @@ def fit_budget(n, d, c, loss, weights=None) -> dict | None:
         return None
     mean_loss = np.array([np.average(loss[log_n == s], weights=weights[log_n == s]) for s in sizes])
     lowest = int(np.argmin(mean_loss))
-    first = min(max(lowest - WINDOW_SIDE, 0), len(sizes) - MIN_SIZES)
-    last = max(min(lowest + WINDOW_SIDE, len(sizes) - 1), MIN_SIZES - 1)
+    (first, last), why = choose_window(log_n, loss, weights, sizes, mean_loss, lowest)
     used = (log_n >= sizes[first]) & (log_n <= sizes[last])
     coef = np.polyfit(log_n[used], loss[used], 2, w=np.sqrt(weights[used]))
     result = {
@@ -65,6 +71,7 @@ def fit_budget(n, d, c, loss, weights=None) -> dict | None:
         "convex": bool(coef[0] > 0),
         "window": [float(np.exp(sizes[first])), float(np.exp(sizes[last]))],
         "method": "window",
+        "window_reason": why,
         "used": used,
     }
     if result["convex"]:
@@ -81,6 +88,36 @@ def fit_budget(n, d, c, loss, weights=None) -> dict | None:
     result["reason"] = _exclusion(result, lowest == 0)
     result["used_in_law"] = result["reason"] is None
     return result
+
+
+def choose_window(log_n, loss, weights, sizes, mean_loss, lowest: int) -> tuple[tuple[int, int], str]:
+    """(first, last) size indices of the parabola's window and why it ends there (see the module docstring)."""
+    first = min(max(lowest - WINDOW_SIDE, 0), max(len(sizes) - MIN_SIZES, 0))
+    last = max(min(lowest + WINDOW_SIDE, len(sizes) - 1), MIN_SIZES - 1)
+    while first > 0 or last < len(sizes) - 1:
+        grow_left = last == len(sizes) - 1 or (first > 0 and mean_loss[first - 1] <= mean_loss[last + 1])
+        trial = (first - 1, last) if grow_left else (first, last + 1)
+        p = _cubic_p(log_n, loss, weights, sizes[trial[0]], sizes[trial[1]])
+        if p < LACK_OF_FIT_P:
+            added = np.exp(sizes[trial[0] if grow_left else trial[1]])
+            return (first, last), f"adding N = {added:.3g} leaves the parabola (cubic term p = {p:.2g})"
+        first, last = trial
+    return (first, last), "every size: the parabola describes the whole budget within noise"
+
+
+def _cubic_p(log_n, loss, weights, low: float, high: float) -> float:
+    """p-value of a cubic term in a weighted polynomial fit of loss in ln N over [low, high] (F test)."""
+    inside = (log_n >= low) & (log_n <= high) & (weights > 0)
+    count = int(inside.sum())
+    if count <= 4:
+        return 1.0
+    x, y, w = log_n[inside], loss[inside], weights[inside]
+    centre = x - x.mean()  # conditioning: ln N spans a narrow range far from 0
+    rss = [float(np.sum(w * (y - np.polyval(np.polyfit(centre, y, k, w=np.sqrt(w)), centre)) ** 2)) for k in (2, 3)]
+    dof = float(w.sum()) - 4.0
+    if dof <= 0 or rss[1] <= 0:
+        return 0.0 if rss[0] > rss[1] else 1.0
+    return float(f_dist.sf((rss[0] - rss[1]) / (rss[1] / dof), 1, dof))
 
 
 def _exclusion(budget: dict, lowest_at_smallest: bool) -> str | None:
@@ -150,6 +187,7 @@ def fit_isoflop(points: pd.DataFrame, *, where: str, tolerance: float = BUDGET_T
             "parabola": "loss = c2 (ln N)^2 + c1 ln N + c0",
             "method": METHOD,
             "window_side": WINDOW_SIDE,
+            "lack_of_fit_p": LACK_OF_FIT_P,
             "excluded": "budgets with the lowest loss at an edge size, a parabola opening downward, or the vertex "
             "outside the window",
             "bootstrap": "points resampled within each budget",
@@ -165,15 +203,10 @@ def fit_isoflop(points: pd.DataFrame, *, where: str, tolerance: float = BUDGET_T
 
 
 @register
-class IsoflopLaw(Law):
-    """Approach 2: N_opt(C) = N0 C^a through the minima of each budget's parabola.
-
-    D_opt follows from the budget: C / (k(N_opt) N_opt), so the allocation spends exactly C (the fitted
-    D_opt(C) = D0 C^b is kept in fit.json for comparison only).
-    """
+class IsoflopLaw(SizeRuleLaw):
+    """Approach 2: N_opt(C) = N0 C^a through the minima of each budget's parabola."""
 
     name = "isoflop"
-    allocates = True
 
     def fit(self, points, options, where: str) -> dict:
         return fit_isoflop(points, where=where, tolerance=options.budget_tolerance)
@@ -190,6 +223,3 @@ class IsoflopLaw(Law):
             at_compute=context["at_compute"],
             where=context["where"],
         )
-
-    def allocate(self, params, convention: dict, c):
-        return split_from_size(params, convention, c)
