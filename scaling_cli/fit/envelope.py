@@ -14,8 +14,7 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.powerlaw import allocation_params
-from scaling_cli.fit.law import Law, register
-from scaling_cli.fit.allocation import split_from_size
+from scaling_cli.fit.law import SizeRuleLaw, register
 
 MIN_FRONTIER = 3
 ELIGIBLE = "finished runs only: each run's final point (WSD cooldown-branch and trunk endpoints, cosine final points)"
@@ -58,15 +57,10 @@ def fit_envelope(points: pd.DataFrame, *, where: str) -> dict:
 
 
 @register
-class EnvelopeLaw(Law):
-    """Approach 1: N_opt(C) = N0 C^a through the compute-efficient frontier of the runs.
-
-    D_opt follows from the budget: C / (k(N_opt) N_opt), so the allocation spends exactly C (the fitted
-    D_opt(C) = D0 C^b is kept in fit.json for comparison only).
-    """
+class EnvelopeLaw(SizeRuleLaw):
+    """Approach 1: N_opt(C) = N0 C^a through the compute-efficient frontier of the runs."""
 
     name = "envelope"
-    allocates = True
 
     def fit(self, points, options, where: str) -> dict:
         return fit_envelope(points, where=where)
@@ -75,6 +69,3 @@ class EnvelopeLaw(Law):
         from scaling_cli.fit.bootstrap import bootstrap_envelope
 
         return bootstrap_envelope(points, indices, at_compute=context["at_compute"], where=context["where"])
-
-    def allocate(self, params, convention: dict, c):
-        return split_from_size(params, convention, c)

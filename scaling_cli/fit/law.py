@@ -93,6 +93,18 @@ class Law:
         return self.loss(params, n, d, c)
 
 
+class SizeRuleLaw(Law):
+    """A law fitted as N_opt(C) = N0 C^a (Approaches 1 and 2). D_opt follows from the budget,
+    C / (k(N_opt) N_opt), so the allocation spends exactly C; a fitted D_opt(C) = D0 C^b is for comparison."""
+
+    allocates = True
+
+    def allocate(self, params, convention: dict, c):
+        from scaling_cli.fit.allocation import split_from_size  # allocation imports the law modules' helpers
+
+        return split_from_size(params, convention, c)
+
+
 def register(law_class: type[Law]) -> type[Law]:
     """Class decorator: make one instance of `law_class` available under its `name`."""
     if not law_class.name:
