@@ -1,6 +1,7 @@
 """The results directory of one sweep: run claims (file locks), atomic row files, compaction to parquet, status.
 
-Layout (see docs/internals.md): `spec.toml`, `plan.json` (every planned run, written by the sweep),
+Layout (see docs/internals.md): `spec.toml` (the spec last run), `specs/` (every spec run here, oldest first,
+so a directory that merged grids remembers each), `plan.json` (every planned run, written by the sweep),
 `runs/<run_id>/` with `config.json` (the run's full configuration), `row.json` (its final row, written
 once it is done, diverged or failed), `attempts.jsonl` (one line per start of the run), `curve.jsonl`
 and checkpoints (written by the trainer),
@@ -12,6 +13,7 @@ new, never partial, and a crash loses at most the run in progress.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -71,6 +73,7 @@ RUNS_COLUMNS = [
 ]
 CURVES_COLUMNS = ["run_id", "step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s"]
 FINAL_STATES = ("done", "diverged", "failed")
+SPECS = "specs"  # every spec run in the directory, as `<NNN>-<sha256 prefix>.toml` in the order first run
 
 
 class Store:
@@ -102,8 +105,24 @@ class Store:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(str(self.root), "directory", f"cannot create it: {exc.strerror}") from None
+        self.keep_spec(spec_text)
         atomic.write_text(self.root / "spec.toml", spec_text)
         atomic.write_json(self.root / "plan.json", {"version": 1, "runs": plan})
+
+    def keep_spec(self, spec_text: str) -> None:
+        """Add the spec to specs/ unless it is there, after the spec.toml it replaces (a directory from
+        before specs/ existed holds only that one)."""
+        kept = self.specs()
+        saved = self.root / "spec.toml"
+        for text in ([saved.read_text()] if saved.is_file() else []) + [spec_text]:
+            if text not in kept:
+                digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+                atomic.write_text(self.root / SPECS / f"{len(kept) + 1:03d}-{digest}.toml", text)
+                kept.append(text)
+
+    def specs(self) -> list[str]:
+        """The text of every spec run in this directory, oldest first."""
+        return [path.read_text() for path in sorted((self.root / SPECS).glob("*.toml"))]
 
     def check_writable(self) -> None:
         """StoreError unless this process can create the directory and files in it (read-only storage, a
