@@ -280,6 +280,7 @@ class UnitTask:
     final_attempt: bool
     sweep_pid: int
     keep_checkpoints: bool = False  # else a settled run's checkpoint and a finished trunk's states are deleted
+    keep_final: bool = False  # keep finished (done) runs' final checkpoint.pt, for `scale export`
 
 
 @dataclass(frozen=True)
@@ -322,18 +323,19 @@ def run_unit(task: UnitTask) -> UnitReport:
             start = saved if saved.exists() else None
             outcomes.append(_train_one(store, task, run, trunk_saves=(), start_from=start, branch_of=unit.trunk.run_id))
         if not task.keep_checkpoints:
-            remove_training_states(store, unit)
+            remove_training_states(store, unit, keep_final=task.keep_final)
         return UnitReport(unit.unit_id, outcomes=tuple(outcomes))
 
 
-def remove_training_states(store: Store, unit: Unit) -> None:
+def remove_training_states(store: Store, unit: Unit, keep_final: bool = False) -> None:
     """Delete what only an unsettled run needs: settled runs' checkpoints, and the trunk's saved states once
     every branch is settled (they are the bulk of a results directory: model plus two optimizer moments)."""
     from scaling_cli.train import CHECKPOINT_NAME
 
     settled = [run for run in unit.runs if store.state(run.run_id) in SETTLED]
     for run in settled:
-        (store.run_dir(run.run_id) / CHECKPOINT_NAME).unlink(missing_ok=True)
+        if not (keep_final and store.state(run.run_id) == "done"):
+            (store.run_dir(run.run_id) / CHECKPOINT_NAME).unlink(missing_ok=True)
     trunk_states = store.run_dir(unit.trunk.run_id) / "trunk"
     if len(settled) == len(unit.runs) and trunk_states.is_dir():
         shutil.rmtree(trunk_states, ignore_errors=True)
@@ -381,7 +383,7 @@ def _train_one(store: Store, task: UnitTask, run: RunPlan, trunk_saves, start_fr
         **repetition_fields(_trained(run, result).get("tokens", run.tokens), data.manifest),
         "branch_of": branch_of,
         "attempts": len(store.attempts(run.run_id)),
-        "error": "",
+        "error": result.diverged_reason,  # why a diverged run stopped; empty for a done run
         "finished_at": time.time(),
     }
     store.write_row(run.run_id, row)
@@ -499,6 +501,7 @@ def _result_fields(result: Any) -> dict:
         "device": result.device,
         "steps": result.steps,
         "diverged_step": result.diverged_step,
+        "data_parallel": result.data_parallel,
     }
 
 
@@ -563,6 +566,7 @@ def run_sweep(
     poll_s: float = 0.5,
     keep_checkpoints: bool = False,
     force: bool = False,
+    keep_final: bool = False,
 ) -> SweepOutcome:
     """Train every unsettled run of the spec through `executor`; return the final counts.
 
@@ -585,6 +589,7 @@ def run_sweep(
     repair_tables(store, emit)
     runner = _Runner(plan, store, executor, data, retries, emit, started)
     runner.keep_checkpoints = keep_checkpoints
+    runner.keep_final = keep_final
     runner.loop(poll_s)
     final = plan_sweep(spec, out_dir, workers=executor.slots)
     failed = [
@@ -621,6 +626,7 @@ class _Runner:
         self.reported = {p.run.run_id for p in plan.runs if p.state in SETTLED}
         self.flops_done_here = 0.0
         self.keep_checkpoints = False
+        self.keep_final = False
         self.cores_inflight: dict[str, int] = {}  # unit id -> cores it was given
 
     def _unit_settled(self, unit: Unit) -> bool:
@@ -668,6 +674,7 @@ class _Runner:
                 final_attempt=final,
                 sweep_pid=os.getpid(),
                 keep_checkpoints=self.keep_checkpoints,
+                keep_final=self.keep_final,
             )
             self.inflight[self.executor.submit(run_unit, task)] = unit
             self.cores_inflight[unit.unit_id] = task.threads or 0
@@ -803,8 +810,9 @@ def check_out_dir(out_dir: Path, spec: Sweep, plan: SweepPlan | None = None) -> 
 
     try:
         name = tomllib.loads(saved.read_text()).get("name")
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        problem = f"unreadable, so it cannot tell which sweep this directory holds ({exc}); use another --out"
+        raise StoreError(str(out_dir), "spec.toml", problem) from None
     if name != spec.name:
         raise StoreError(str(out_dir), "spec.toml", f"holds sweep '{name}', not '{spec.name}'; use another --out")
     if plan is None:
