@@ -115,3 +115,19 @@ def test_a_run_whose_rank_was_killed_resumes_exactly(markov, two_ranks, tmp_path
     resumed = train_run(TINY, cfg, markov, run_dir)
     assert without_clock(curve(run_dir)) == without_clock(curve(reference_dir))
     assert (resumed.val_loss, resumed.steps, resumed.data_parallel) == (reference.val_loss, STEPS, 2)
+
+
+def test_fsdp_trains_the_same_curve_and_resumes_from_its_gathered_state(markov, tmp_path):
+    """FSDP2 on two ranks: the curve of one rank (to reduction noise); its saved state is whole (gathered on
+    rank 0), and a run continued from the state saved at step 4 retraces the uninterrupted run exactly."""
+    cfg = config(12, data_parallel=2, sharding="fsdp")
+    one = train_run(TINY, replace(cfg, data_parallel=1, checkpoint_every=12), markov, tmp_path / "k1")
+    sharded = train_run(TINY, cfg, markov, tmp_path / "fsdp", trunk_saves=[4])
+    assert max_loss_difference(curve(tmp_path / "k1"), curve(tmp_path / "fsdp")) < REDUCTION_NOISE
+    state = tmp_path / "fsdp" / "trunk" / "step_4.pt"
+    saved = torch.load(state, weights_only=True)["model"]
+    whole = torch.load(tmp_path / "k1" / CHECKPOINT_NAME, weights_only=True)["model"]
+    assert {name: t.shape for name, t in saved.items()} == {name: t.shape for name, t in whole.items()}
+    continued = train_run(TINY, cfg, markov, tmp_path / "continued", start_from=state)
+    assert without_clock(curve(tmp_path / "continued")) == without_clock(curve(tmp_path / "fsdp"))
+    assert (continued.val_loss, sharded.steps) == (sharded.val_loss, one.steps)

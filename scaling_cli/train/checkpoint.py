@@ -77,16 +77,19 @@ def save_state(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     plan: StepPlan,
+    states: tuple[dict, dict] | None = None,
 ) -> None:
-    """Write the whole training state atomically; the previous file stays whole until this one is complete."""
+    """Write the whole training state atomically; the previous file stays whole until this one is complete.
+    `states`: the model's and optimizer's state dicts when they are not the objects' own (gathered FSDP2 ones)."""
+    model_state, optimizer_state = states or (model.state_dict(), optimizer.state_dict())
     payload = {
         "format": STATE_FORMAT,
         "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
         "schedule": asdict(plan),
         "step": state.step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model_state,
+        "optimizer": optimizer_state,
         "loss_sum": state.loss_sum,
         "loss_count": state.loss_count,
         "curve": state.curve,
@@ -115,18 +118,19 @@ def initial_state(
     device: torch.device,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
+    load: Callable[[dict, dict], None] | None = None,
 ) -> TrainState:
-    """The run's own checkpoint if it has one, else the trunk state it branches from, else a fresh start."""
+    """The run's own checkpoint if it has one, else the trunk state it branches from, else a fresh start.
+    `load(model_state, optimizer_state)` puts saved states in place (default: the objects' load_state_dict)."""
     checkpoint = run_dir / CHECKPOINT_NAME
     if checkpoint.exists():
-        return restore(
-            checkpoint, load_payload(checkpoint), model, optimizer, device, model_cfg, train_cfg, branch=False
-        )
+        payload = load_payload(checkpoint)
+        return restore(checkpoint, payload, model, optimizer, device, model_cfg, train_cfg, branch=False, load=load)
     if start_from is None:
         return TrainState(loss_sum=torch.zeros((), device=device))
     start_from = Path(start_from)
     payload = load_payload(start_from)
-    state = restore(start_from, payload, model, optimizer, device, model_cfg, train_cfg, branch=True)
+    state = restore(start_from, payload, model, optimizer, device, model_cfg, train_cfg, branch=True, load=load)
     _check_branch_schedule(start_from, TrainConfig(**payload["train_config"]), train_cfg, model_cfg, state.step)
     return state
 
@@ -141,14 +145,18 @@ def restore(
     train_cfg: TrainConfig,
     *,
     branch: bool,
+    load: Callable[[dict, dict], None] | None = None,
 ) -> TrainState:
     """Load a state into the model and optimizer after checking it belongs to this run (or to its trunk)."""
     _require_same(path, "model", payload["model_config"], model_cfg.to_dict(), [f.name for f in fields(model_cfg)])
     current = train_cfg.to_dict()
     shared = TRUNK_SHARED_FIELDS if branch else [name for name in current if name not in RESUME_FREE_FIELDS]
     _require_same(path, "train", payload["train_config"], current, shared)
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
+    if load is not None:
+        load(payload["model"], payload["optimizer"])
+    else:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
     return TrainState(
         step=payload["step"],
         curve=list(payload["curve"]),

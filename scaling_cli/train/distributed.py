@@ -76,6 +76,30 @@ def gradient_sync(module: torch.nn.Module, enabled: bool):
         module.set_requires_gradient_sync(True)
 
 
+def full_states(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> tuple[dict, dict]:
+    """The model's and optimizer's whole state dicts (under FSDP2 a collective that gathers them on rank 0)."""
+    if cfg.sharding != "fsdp":
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def state_loader(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig, ranks: Ranks
+) -> Callable[[dict, dict], None] | None:
+    """How saved whole states go into a sharded model and its optimizer (None: their own load_state_dict)."""
+    if ranks.world == 1 or cfg.sharding != "fsdp":
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    def load(model_state: dict, optimizer_state: dict) -> None:
+        whole = StateDictOptions(full_state_dict=True)
+        set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state, options=whole)
+
+    return load
+
+
 def all_finite(finite: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """Per-step finiteness agreed by every rank (a step is finite only where it was finite on all of them)."""
     if ranks.world == 1:

@@ -36,7 +36,17 @@ from scaling_cli.train.checkpoint import (
     trunk_state_path,
 )
 from scaling_cli.train.config import StepPlan, TrainConfig, lr_at, plan_steps
-from scaling_cli.train.distributed import SINGLE, Ranks, all_finite, gradient_sync, rank_mean, rank_rows, wrap_model
+from scaling_cli.train.distributed import (
+    SINGLE,
+    Ranks,
+    all_finite,
+    full_states,
+    gradient_sync,
+    rank_mean,
+    rank_rows,
+    state_loader,
+    wrap_model,
+)
 from scaling_cli.train.runtime import Clock, Runtime, setup_runtime
 
 EVAL_BATCH_SIZE = 16  # fixed, so runs with different batch sizes are scored on the same text
@@ -120,7 +130,8 @@ def start_training(
     model = build_model(model_cfg).to(runtime.device)
     wrapped = wrap_model(model, train_cfg, ranks, runtime.device)  # before the optimizer: FSDP2 swaps parameters
     optimizer = build_optimizer(model, train_cfg, runtime.device)
-    state = initial_state(run_dir, start_from, model, optimizer, runtime.device, model_cfg, train_cfg)
+    load = state_loader(model, optimizer, train_cfg, ranks)
+    state = initial_state(run_dir, start_from, model, optimizer, runtime.device, model_cfg, train_cfg, load)
     windows = validation_windows(data.val_tokens(), model_cfg.seq_len, train_cfg.eval_batches, data.name)
     return Training(
         model=model,
@@ -245,7 +256,8 @@ class Training:
             step_loss = loss if step_loss is None else step_loss + loss
         check = step_loss
         if self.train_cfg.grad_clip > 0:
-            check = check + torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.train_cfg.grad_clip)
+            check = check + (norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP2: a DTensor
         self.checks.append(check)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -316,11 +328,12 @@ class Training:
     def save(self, path: Path) -> None:
         """Rank 0 writes the state; the running train-loss sum saved is the mean over ranks."""
         self.state.wall_s, self.state.train_s = self.clock.wall(), self.clock.train()
-        state = self.state
+        state, states = self.state, None
         if self.ranks.world > 1:
             state = dataclasses.replace(state, loss_sum=rank_mean(state.loss_sum, self.ranks))
+            states = full_states(self.model, self.optimizer, self.train_cfg)
         if self.ranks.writer:
-            save_state(path, self.model, self.optimizer, state, self.model_cfg, self.train_cfg, self.plan)
+            save_state(path, self.model, self.optimizer, state, self.model_cfg, self.train_cfg, self.plan, states)
 
     def record_point(self, lr: float) -> None:
         """Evaluate and append one curve point; resets the running train-loss mean."""
