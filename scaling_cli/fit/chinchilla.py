@@ -26,6 +26,7 @@ MIN_DISTINCT = 3
 # Enough for a true minimum; where E -> 0 the objective keeps falling along e -> -inf and this stops it.
 POLISH_ITERATIONS = 300
 LOCAL_OPTIMA = 8  # distinct end points of the grid kept in diagnostics, as bootstrap starts
+DISTINCT_STEPS = 0.5  # end points this many grid steps apart (in some axis) count as distinct local optima
 
 # Chinchilla's grid (Hoffmann et al. 2022, Appendix D.2): 5 * 6 * 6 * 5 * 5 = 4,500 starts.
 CHINCHILLA_GRID = {
@@ -182,12 +183,12 @@ def starts_reaching(batch: BatchResult, best_f: float, rel: float = 1e-4) -> int
 
 def local_optima(batch: BatchResult, grid: dict, count: int = LOCAL_OPTIMA) -> list[list[float]]:
     """The `count` lowest distinct end points of the grid's starts (vectors, best first): the basins a
-    bootstrap resample may fall into. Distinct means half a grid step apart in some axis."""
+    bootstrap resample may fall into. Distinct means DISTINCT_STEPS grid steps apart in some axis."""
     steps = grid_steps(grid)
     order = np.flatnonzero(batch.converged & np.isfinite(batch.f))
     kept: list[np.ndarray] = []
     for i in order[np.argsort(batch.f[order])]:
-        if all(np.abs((batch.x[i] - x) / steps).max() > 0.5 for x in kept):
+        if all(np.abs((batch.x[i] - x) / steps).max() > DISTINCT_STEPS for x in kept):
             kept.append(batch.x[i])
             if len(kept) == count:
                 break
