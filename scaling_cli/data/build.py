@@ -85,12 +85,8 @@ def default_budget(max_memory: int | None = None, chunk_bytes: int | None = None
     return Budget(max_memory, max(int(chunk), 1))
 
 
-def unigram_entropy_bits(tokens: np.ndarray, vocab: int) -> float:
-    """Entropy of the token frequencies in bits per token: the loss of a model that ignores context."""
-    return entropy_of_counts(np.bincount(tokens, minlength=vocab))
-
-
 def entropy_of_counts(counts: np.ndarray) -> float:
+    """Entropy of token frequencies in bits per token: the loss of a model that ignores context."""
     counts = counts.astype(np.float64)
     p = counts[counts > 0] / counts.sum() if counts.sum() else counts[:0]
     return float(-(p * np.log2(p)).sum()) if len(p) else 0.0

@@ -107,10 +107,6 @@ def _clean_bytes(data: bytes, at_start: bool, normalize: bool) -> tuple[bytes, i
     return b"".join(out), raw_bytes, changed
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def key64(text: str | bytes) -> int:
     """A 64-bit key of the text (or its UTF-8 bytes) for exact-duplicate sets."""
     data = text.encode("utf-8") if isinstance(text, str) else text

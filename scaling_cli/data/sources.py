@@ -288,20 +288,6 @@ def stream_local(spec: str, files: list[Path], opts: DataOptions, chunk_bytes: i
     return RawStream(local_label(spec), units(), detail)
 
 
-def load_local(spec: str, files: list[Path], opts: DataOptions | None = None) -> RawCorpus:
-    """Read local files whole into memory (the stream, collected); for small corpora and tests."""
-    stream = stream_local(spec, files, opts or DataOptions(), 1 << 20)
-    units = [(unit.name, _joined(unit.pieces)) for unit in stream.units]
-    return RawCorpus(stream.label, units, stream.detail)
-
-
-def _joined(pieces) -> str:
-    pieces = list(pieces)
-    if pieces and isinstance(pieces[0], bytes):
-        return b"".join(pieces).decode("utf-8", errors="replace")
-    return "".join(pieces)
-
-
 def resolve(source: str) -> tuple[Source | None, list[Path] | None]:
     """The built-in source or the local files a name refers to; DataError when it is neither."""
     if source in SOURCES:
@@ -312,14 +298,6 @@ def resolve(source: str) -> tuple[Source | None, list[Path] | None]:
             source, "dataset", f"unknown data set: not one of {', '.join(SOURCES)} and no such file, directory or glob"
         )
     return None, files
-
-
-def load_raw(source: str, opts: DataOptions, cache: Path) -> RawCorpus:
-    """Fetch (if needed) and read a source's raw text."""
-    builtin, files = resolve(source)
-    if builtin is not None:
-        return builtin.load(opts, cache)
-    return load_local(source, files, opts)
 
 
 def open_stream(source: str, opts: DataOptions, cache: Path, chunk_bytes: int) -> RawStream:

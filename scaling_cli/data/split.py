@@ -18,7 +18,6 @@ import hashlib
 
 import numpy as np
 
-from scaling_cli.data.cutting import Document
 from scaling_cli.data.options import DataOptions
 
 MAX_VAL_SHARE = 0.25
@@ -56,15 +55,6 @@ def validation_mask(keys: np.ndarray, sizes: np.ndarray, opts: DataOptions) -> n
     count = min(int(stops[0]) if len(stops) else n - 1, n - 1)
     mask[order[:count]] = True
     return mask
-
-
-def split_documents(docs: list[Document], opts: DataOptions) -> tuple[list[Document], list[Document]]:
-    """(train, validation), each in corpus order; validation gets at least one document when there are two."""
-    data = [d.text.encode("utf-8") for d in docs]
-    keys = np.array([hash_key(b) for b in data], dtype=np.uint64)
-    sizes = np.array([len(b) for b in data], dtype=np.int64)
-    val = validation_mask(keys, sizes, opts)
-    return [d for d, v in zip(docs, val) if not v], [d for d, v in zip(docs, val) if v]
 
 
 def describe(opts: DataOptions) -> str:

@@ -32,7 +32,6 @@ from scaling_cli.fit import bootstrap, chinchilla
 from scaling_cli.fit.chinchilla import to_params
 from scaling_cli.fit.laws import chinchilla_loss, chinchilla_optimum
 
-TARGETS = ("ln N_opt", "ln loss")
 Z95 = 1.959963984540054
 MIN_SIGMA = 1e-3  # a fit that passes through every point still has noise; below 0.1% of the loss nothing is measured
 # A weak prior (standard deviations in the fitter's units) keeps the information matrix invertible when the
@@ -108,16 +107,6 @@ def information(x: np.ndarray, n, d, sigma: float) -> np.ndarray:
     """Gauss-Newton information matrix of the measured points, plus the weak prior."""
     jac = log_loss_jacobian(x, n, d)
     return jac.T @ jac / sigma**2 + np.diag(1.0 / WEAK_PRIOR_SD**2)
-
-
-def information_from_samples(samples: np.ndarray) -> np.ndarray:
-    """Inverse covariance of bootstrap vectors (rows e, a, b, alpha, beta), plus the weak prior."""
-    samples = np.asarray(samples, dtype=float)
-    samples = samples[np.all(np.isfinite(samples), axis=1)]
-    if len(samples) < 10:
-        raise FitError("bootstrap", "samples", f"needs at least 10 finite bootstrap samples, got {len(samples)}")
-    covariance = np.cov(samples, rowvar=False) + np.diag(np.full(5, 1e-12))
-    return np.linalg.inv(covariance) + np.diag(1.0 / WEAK_PRIOR_SD**2)
 
 
 def bootstrap_vectors(n, d, loss, x: np.ndarray, count: int, seed: int, grid: dict, delta: float = 1e-3) -> np.ndarray:
