@@ -124,6 +124,17 @@ class Store:
         """The text of every spec run in this directory, oldest first."""
         return [path.read_text() for path in sorted((self.root / SPECS).glob("*.toml"))]
 
+    def check_could_write(self) -> None:
+        """StoreError where check_writable would fail, found without creating anything (for a dry run): the
+        nearest existing ancestor must be a directory this process may write in."""
+        existing = self.root.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise StoreError(str(self.root), "directory", f"not writable: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreError(str(self.root), "directory", f"not writable: no write permission in {existing}")
+
     def check_writable(self) -> None:
         """StoreError unless this process can create the directory and files in it (read-only storage, a
         path under a file, missing permissions), checked before a sweep changes anything."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -21,6 +22,9 @@ def sweep_command(
     executor: str = typer.Option("local", "--executor", help="Where runs train: local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
     runs_per_gpu: int = typer.Option(1, "--runs-per-gpu", help="Small runs packed onto each GPU."),
+    gpus_per_run: int | None = typer.Option(
+        None, "--gpus-per-run", help="Data-parallel ranks (GPUs) per run; overrides the spec's [train] data_parallel."
+    ),
     retries: int = typer.Option(2, "--retries", help="Retries of a failing run before it is recorded as failed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the estimate; train nothing."),
     keep_checkpoints: bool = typer.Option(
@@ -43,7 +47,7 @@ def sweep_command(
     Example: scale sweep sweeps/demo.toml --workers 2   (then: scale status results/demo)
     """
     from scaling_cli.data.repetition import repetition_warnings
-    from scaling_cli.executors import make_executor
+    from scaling_cli.executors import check_executor_options, make_executor
     from scaling_cli.plan import plan_runs
     from scaling_cli.spec import load_spec
     from scaling_cli.sweep import check_memory, plan_sweep, run_sweep
@@ -53,10 +57,17 @@ def sweep_command(
         raise SpecError("--retries", "value", f"must be 0 or more, got {retries}")
     if workers is not None and workers < 1:
         raise SpecError("--workers", "value", f"must be at least 1, got {workers}")
+    from scaling_cli.store import Store
+
+    check_executor_options(executor, workers, address, runs_per_gpu, 1 if gpus_per_run is None else gpus_per_run)
     raw = load_spec(spec_path)
+    if gpus_per_run is not None:
+        raw = dataclasses.replace(raw, train_fields={**raw.train_fields, "data_parallel": gpus_per_run})
     if dry_run:
         spec = plan_runs(raw, check_hardware=True)
-        plan = plan_sweep(spec, out_dir if out_dir is not None else Path("results") / spec.name, workers=workers or 1)
+        target = out_dir if out_dir is not None else Path("results") / spec.name
+        Store(target).check_could_write()
+        plan = plan_sweep(spec, target, workers=workers or 1)
         print_plan(plan)
         for line in repetition_warnings(spec.runs()):
             warn(f"warning: {line}")
@@ -64,7 +75,10 @@ def sweep_command(
             check_memory(plan, workers or 1)
         return 0
     trackers = chosen_trackers(track, raw.track)
-    pool = make_executor(executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=raw.device)
+    pool = make_executor(
+        executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=raw.device,
+        gpus_per_run=gpus_per_run or 1,
+    )  # fmt: skip
     spec = plan_runs(raw, devices=lambda: pool.device_types, check_hardware=True)
     target = out_dir if out_dir is not None else Path("results") / spec.name
     tracker = Tracker(trackers, target, spec.name, on_problem=warn)

@@ -33,9 +33,28 @@ class Executor(Protocol):
 
 
 def make_executor(
-    kind: str, workers: int | None = None, address: str | None = None, runs_per_gpu: int = 1, device: str = "auto"
+    kind: str,
+    workers: int | None = None,
+    address: str | None = None,
+    runs_per_gpu: int = 1,
+    device: str = "auto",
+    gpus_per_run: int = 1,
 ) -> Executor:
     """Build the executor a `scale sweep` command line asks for; option problems raise SpecError."""
+    check_executor_options(kind, workers, address, runs_per_gpu, gpus_per_run)
+    if kind == "ray":
+        from scaling_cli.executors.ray_executor import RayExecutor
+
+        return RayExecutor(address=address, workers=workers, runs_per_gpu=runs_per_gpu, device=device)
+    from scaling_cli.executors.local import LocalExecutor
+
+    return LocalExecutor(workers=workers, runs_per_gpu=runs_per_gpu, device=device, gpus_per_run=gpus_per_run)
+
+
+def check_executor_options(
+    kind: str, workers: int | None, address: str | None, runs_per_gpu: int, gpus_per_run: int = 1
+) -> None:
+    """SpecError for executor options a sweep would refuse (its dry run checks the same)."""
     if kind not in EXECUTORS:
         raise SpecError("--executor", "value", f"expected one of {', '.join(EXECUTORS)}, got {kind!r}")
     if workers is not None and workers < 1:
@@ -44,13 +63,10 @@ def make_executor(
         raise SpecError("--runs-per-gpu", "value", f"must be at least 1, got {runs_per_gpu}")
     if address is not None and kind != "ray":
         raise SpecError("--address", "value", "only used with --executor ray")
-    if kind == "ray":
-        from scaling_cli.executors.ray_executor import RayExecutor
-
-        return RayExecutor(address=address, workers=workers, runs_per_gpu=runs_per_gpu, device=device)
-    from scaling_cli.executors.local import LocalExecutor
-
-    return LocalExecutor(workers=workers, runs_per_gpu=runs_per_gpu, device=device)
+    if gpus_per_run < 1:
+        raise SpecError("--gpus-per-run", "value", f"must be at least 1, got {gpus_per_run}")
+    if gpus_per_run > 1 and kind == "ray":
+        raise SpecError("--gpus-per-run", "value", "data-parallel runs train on the local executor only (no Ray gangs)")
 
 
 def usable_cores() -> int:

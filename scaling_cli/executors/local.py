@@ -26,13 +26,18 @@ PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 class LocalExecutor:
     """A pool of `slots` worker processes on this machine."""
 
-    def __init__(self, workers: int | None = None, runs_per_gpu: int = 1, device: str = "auto"):
+    def __init__(self, workers: int | None = None, runs_per_gpu: int = 1, device: str = "auto", gpus_per_run: int = 1):
         gpus = _cuda_device_count() if uses_cuda(device) else 0
-        self.slots = workers or (gpus * runs_per_gpu if gpus else 1)
+        if gpus and gpus_per_run > 1:  # a data-parallel run's ranks each take one of its worker's GPUs
+            self.slots = workers or max(1, gpus // gpus_per_run)
+            self._gpu_ids = [
+                ",".join(str((i * gpus_per_run + k) % gpus) for k in range(gpus_per_run)) for i in range(self.slots)
+            ]
+        else:  # worker i runs on GPU i // runs_per_gpu (round robin over the GPUs there are)
+            self.slots = workers or (gpus * runs_per_gpu if gpus else 1)
+            self._gpu_ids = [str((i // runs_per_gpu) % gpus) for i in range(self.slots)] if gpus else []
         self.cores = self.max_unit_cores = usable_cores()
         self.rebalances_threads = True  # units share this machine's cores: a running one may take freed cores
-        # Worker i runs on GPU i // runs_per_gpu (round robin over the GPUs there are).
-        self._gpu_ids = [(i // runs_per_gpu) % gpus for i in range(self.slots)] if gpus else []
         self._context = mp.get_context("spawn")
         self._pool = self._new_pool()
 
@@ -114,7 +119,7 @@ def _init_worker(parent_pid: int, gpu_queue: Any) -> None:
     """Ignore Ctrl-C (the sweep process stops workers itself), take a GPU, and die with the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(queue.Empty):  # empty: a CPU run, or a replacement worker keeps the default
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get_nowait())
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get_nowait()
     _kill_me_with_parent()
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
