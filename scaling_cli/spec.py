@@ -92,6 +92,9 @@ TRAIN_KEYS = {
     "checkpoint_every",
     "dtype",
     "compile",
+    "data_parallel",
+    "sharding",
+    "micro_batch_size",
 }
 EVAL_KEYS = {"every", "batches"}
 ISOFLOP_KEYS = {"flops"}

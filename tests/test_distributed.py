@@ -131,3 +131,43 @@ def test_fsdp_trains_the_same_curve_and_resumes_from_its_gathered_state(markov, 
     continued = train_run(TINY, cfg, markov, tmp_path / "continued", start_from=state)
     assert without_clock(curve(tmp_path / "continued")) == without_clock(curve(tmp_path / "fsdp"))
     assert (continued.val_loss, sharded.steps) == (sharded.val_loss, one.steps)
+
+
+SPEC = """name = "dp"
+dataset = "markov"
+device = "cpu"
+seeds = [0]
+[data]
+markov_bytes = 100000
+markov_alphabet = 16
+markov_order = 1
+[model]
+shapes = [{d_model = 32, n_layer = 2, n_head = 2}]
+seq_len = 32
+[train]
+tokens = [2048]
+lr = 0.003
+batch_size = 8
+data_parallel = 2
+[eval]
+every = 4
+batches = 2
+"""
+
+
+def test_a_sweep_trains_a_data_parallel_run_and_records_its_ranks(tmp_path):
+    """The local executor's worker launches the run's ranks; runs.parquet records K, the run id leaves it out."""
+    from scaling_cli.executors.local import LocalExecutor
+    from scaling_cli.plan import load_sweep
+    from scaling_cli.store import Store
+    from scaling_cli.sweep import run_sweep
+
+    spec = tmp_path / "dp.toml"
+    spec.write_text(SPEC)
+    outcome = run_sweep(load_sweep(spec), tmp_path / "out", LocalExecutor(workers=1), retries=0)
+    assert outcome.counts["done"] == 1, outcome
+    (row,) = Store(tmp_path / "out").rows()
+    assert (row["data_parallel"], row["steps"], row["status"]) == (2, 8, "done")
+    single = tmp_path / "single.toml"
+    single.write_text(SPEC.replace("data_parallel = 2", "data_parallel = 1"))
+    assert [r.run_id for r in load_sweep(single).runs()] == [row["run_id"]]
