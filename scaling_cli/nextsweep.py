@@ -25,9 +25,9 @@ import pandas as pd
 from scaling_cli.errors import FitError, SpecError
 from scaling_cli.plan import Sweep, plan_runs
 from scaling_cli.spec import parse_spec, tomllib
+from scaling_cli.store import NOT_RETRAINED
 
 STEP = math.sqrt(2.0)  # spacing of candidate sizes (in N) and budgets (in D)
-SETTLED = ("done", "diverged")
 DEFAULT_HEAD_DIM = 64  # heads_for_width's default: widths must be multiples of it when the spec gives no head rule
 
 
@@ -236,13 +236,14 @@ def with_grid(raw: dict, sizes, budgets) -> dict:
 
 
 def _settled_runs(results: Path) -> pd.DataFrame:
-    """run_id, d_model, n_layer, n_head, tokens and unique_tokens (NaN where not recorded) of the settled runs."""
+    """run_id, d_model, n_layer, n_head, tokens and unique_tokens (NaN where not recorded) of the runs done or
+    diverged (NOT_RETRAINED: a failed run may still train)."""
     columns = ["run_id", "d_model", "n_layer", "n_head", "tokens", "unique_tokens"]
     runs = Path(results) / "runs.parquet"
     if not runs.is_file():
         return pd.DataFrame(columns=columns)
     frame = pd.read_parquet(runs)
-    return frame.loc[frame["status"].isin(SETTLED)].reindex(columns=columns)
+    return frame.loc[frame["status"].isin(NOT_RETRAINED)].reindex(columns=columns)
 
 
 def _grid(

@@ -72,7 +72,8 @@ RUNS_COLUMNS = [
     "finished_at",
 ]
 CURVES_COLUMNS = ["run_id", "step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s"]
-FINAL_STATES = ("done", "diverged", "failed")
+RECORDED_STATES = ("done", "diverged", "failed")  # a run that ended: it has a row, runs.parquet holds it
+NOT_RETRAINED = ("done", "diverged")  # recorded states no sweep trains again (a failed run is retried)
 SPECS = "specs"  # every spec run in the directory, as `<NNN>-<sha256 prefix>.toml` in the order first run
 
 
@@ -200,7 +201,7 @@ class Store:
 
     def write_row(self, run_id: str, row: dict) -> None:
         missing = [c for c in ("run_id", "status") if c not in row]
-        if missing or row["status"] not in FINAL_STATES:
+        if missing or row["status"] not in RECORDED_STATES:
             raise StoreError(str(self.run_dir(run_id)), "row", f"incomplete row (missing {missing})")
         atomic.write_json(self.run_dir(run_id) / "row.json", row)
 

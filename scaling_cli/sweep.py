@@ -24,9 +24,8 @@ from scaling_cli import atomic
 from scaling_cli.data.repetition import repetition_fields
 from scaling_cli.errors import ScaleError, SpecError, StoreError
 from scaling_cli.plan import RunPlan, Sweep
-from scaling_cli.store import Store
+from scaling_cli.store import NOT_RETRAINED, Store
 
-SETTLED = ("done", "diverged")  # states a run never leaves; `failed` runs are retried by the next sweep
 # Test hook: comma-separated run ids (or prefixes of them) whose training raises every time it starts.
 FAIL_RUNS_ENV = "SCALE_FAIL_RUNS"
 # Conservative training FLOP rates for the wall-time estimate when the store has no measured runs yet:
@@ -113,7 +112,7 @@ class SweepPlan:
 
     @property
     def remaining_flops(self) -> float:
-        return sum(p.cost_flops for p in self.runs if p.state not in SETTLED)
+        return sum(p.cost_flops for p in self.runs if p.state not in NOT_RETRAINED)
 
     def counts(self) -> dict[str, int]:
         counts = {state: 0 for state in ("done", "diverged", "failed", "running", "pending")}
@@ -122,7 +121,7 @@ class SweepPlan:
         return counts
 
     def estimated_wall_s(self) -> float:
-        pending = [p for p in self.runs if p.state not in SETTLED]
+        pending = [p for p in self.runs if p.state not in NOT_RETRAINED]
         overhead = PER_RUN_OVERHEAD_S * len(pending) / max(1, self.workers)
         return self.remaining_flops / self.flops_rate + overhead
 
@@ -215,7 +214,7 @@ def check_memory(plan: SweepPlan, workers: int) -> None:
     if available is None:
         return
     share = available / max(1, min(workers, len(plan.units)))
-    too_big = [p for p in plan.runs if p.state not in SETTLED and p.memory_bytes > share]
+    too_big = [p for p in plan.runs if p.state not in NOT_RETRAINED and p.memory_bytes > share]
     if too_big:
         worst = max(too_big, key=lambda p: p.memory_bytes)
         run = worst.run
@@ -306,8 +305,8 @@ def run_unit(task: UnitTask) -> UnitReport:
         if not mine:
             return UnitReport(unit.unit_id, busy=True)
         outcomes = []
-        pending = [(run, step) for run, step in unit.branches if store.state(run.run_id) not in SETTLED]
-        if store.state(unit.trunk.run_id) in SETTLED:
+        pending = [(run, step) for run, step in unit.branches if store.state(run.run_id) not in NOT_RETRAINED]
+        if store.state(unit.trunk.run_id) in NOT_RETRAINED:
             outcomes.append(RunOutcome(unit.trunk.run_id, "skipped"))
         else:
             saves = sorted({step for _, step in pending if step > 0})
@@ -332,7 +331,7 @@ def remove_training_states(store: Store, unit: Unit, keep_final: bool = False) -
     every branch is settled (they are the bulk of a results directory: model plus two optimizer moments)."""
     from scaling_cli.train import CHECKPOINT_NAME
 
-    settled = [run for run in unit.runs if store.state(run.run_id) in SETTLED]
+    settled = [run for run in unit.runs if store.state(run.run_id) in NOT_RETRAINED]
     for run in settled:
         if not (keep_final and store.state(run.run_id) == "done"):
             (store.run_dir(run.run_id) / CHECKPOINT_NAME).unlink(missing_ok=True)
@@ -623,14 +622,14 @@ class _Runner:
         self.inflight: dict[cf.Future, Unit] = {}
         self.failures: dict[str, int] = defaultdict(int)
         self.given_up: set[str] = set()
-        self.reported = {p.run.run_id for p in plan.runs if p.state in SETTLED}
+        self.reported = {p.run.run_id for p in plan.runs if p.state in NOT_RETRAINED}
         self.flops_done_here = 0.0
         self.keep_checkpoints = False
         self.keep_final = False
         self.cores_inflight: dict[str, int] = {}  # unit id -> cores it was given
 
     def _unit_settled(self, unit: Unit) -> bool:
-        return all(self.store.state(run.run_id) in SETTLED for run in unit.runs)
+        return all(self.store.state(run.run_id) in NOT_RETRAINED for run in unit.runs)
 
     def loop(self, poll_s: float) -> None:
         try:
@@ -719,7 +718,7 @@ class _Runner:
                 outcomes=tuple(
                     RunOutcome(run.run_id, "error", f"worker died: {type(exc).__name__}: {exc}")
                     for run in unit.runs
-                    if self.store.state(run.run_id) not in SETTLED
+                    if self.store.state(run.run_id) not in NOT_RETRAINED
                 ),
             )
         if report.busy:
@@ -748,7 +747,7 @@ class _Runner:
             if run_id in self.reported:
                 continue
             row = self.store.read_row(run_id)
-            if row is not None and (row["status"] in SETTLED or planned.unit_id in self.given_up):
+            if row is not None and (row["status"] in NOT_RETRAINED or planned.unit_id in self.given_up):
                 self.reported.add(run_id)
                 self.flops_done_here += self.cost[run_id]
                 self.emit("run", row)

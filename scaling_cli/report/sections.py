@@ -13,6 +13,7 @@ import math
 import pandas as pd
 
 from scaling_cli.data.repetition import REPEATED_EPOCHS
+from scaling_cli.store import RECORDED_STATES
 from scaling_cli.report.gather import DataSet, Prediction, ReportInputs, largest_compute
 from scaling_cli.report.markup import (
     esc,
@@ -32,8 +33,7 @@ STATUS = "status"
 MANIFEST = "manifest.json"
 PREDICT = "predict"
 
-SETTLED_STATES = ("done", "diverged", "failed")
-UNSETTLED_STATES = ("running", "pending")
+UNFINISHED_STATES = ("running", "pending")  # planned runs without a row yet
 RUN_COLUMNS = ("dataset", "params", "tokens", "epochs", "flops", "lr", "seed", "val_loss", "val_bpb", "wall_s")
 LAW_TITLES = {
     "chinchilla": "Chinchilla parametric law (Approach 3): L = E + A/N^α + B/D^β",
@@ -103,10 +103,10 @@ def _states(inputs: ReportInputs) -> str:
     rows = []
     if inputs.runs.ok and "status" in inputs.runs.value.columns:
         runs = inputs.runs.value
-        for state in SETTLED_STATES:
+        for state in RECORDED_STATES:
             rows.append([esc(state), num(_count(runs, status=state), RUNS, ["count", None, {"status": state}])])
     counts = (inputs.status.value or {}).get("counts") or {}
-    for state in UNSETTLED_STATES:
+    for state in UNFINISHED_STATES:
         if state in counts:
             rows.append([esc(state), num(counts[state], STATUS, ["counts", state])])
     body = table(["state", "runs"], rows, numeric=[False, True]) if rows else unavailable(inputs.runs.problem)
