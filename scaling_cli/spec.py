@@ -23,6 +23,7 @@ from scaling_cli.validate import (
     COOLDOWN_SHAPES,
     DEVICES,
     DTYPES,
+    PARAMETRIZATIONS,
     PRETRAINED_TOKENIZERS,
     SCHEDULES,
     SHARDINGS,
@@ -74,7 +75,6 @@ MODEL_KEYS = {
     "qk_norm",
     "z_loss",
 }
-PARAMETRIZATIONS = ("sp", "mup")
 SHAPE_KEYS = {"d_model", "n_layer", "n_head", "tokens"}
 TRAIN_KEYS = {
     "tokens",

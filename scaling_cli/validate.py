@@ -24,6 +24,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "bf16")
 SHARDINGS = ("ddp", "fsdp")  # how a data-parallel run holds its model: replicated, or FSDP2-sharded
 TOKENIZERS = ("bytes", "bpe")
+PARAMETRIZATIONS = ("sp", "mup")
 PRETRAINED_TOKENIZERS = ("hf:", "tiktoken:")  # prefixes of a pretrained tokenizer: hf:PATH, tiktoken:ENCODING
 
 Check = Callable[[Any], Any]

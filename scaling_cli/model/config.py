@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from scaling_cli.validate import boolean, check_fields, integer, number, optional
+from scaling_cli.validate import PARAMETRIZATIONS, boolean, check_fields, integer, number, optional
 
-PARAMETRIZATIONS = ("sp", "mup")
 BUILT_IN = ("gpt2", "llama")
 MLP_EXPANSION = 4  # gpt2's MLP width over d_model
 LLAMA_MLP_RATIO = 8 / 3  # SwiGLU's three matrices at 8/3 d cost what a 4x two-matrix MLP costs
