@@ -244,25 +244,15 @@ def _flops_rate(store: Store, device: str) -> tuple[float, str]:
     if rows:
         flops = sum(r["tokens_per_s"] * r["flops"] / r["tokens"] for r in rows)
         return flops / len(rows), f"measured: mean of {len(rows)} finished runs in this directory"
-    resolved = _resolve_device(device)
+    from scaling_cli.train import resolve_device
+
+    resolved = device if device != "auto" else resolve_device("auto").type
     if resolved == "cpu":
         cores = os.cpu_count() or 1
         rate = FALLBACK_FLOPS_PER_S["cpu_per_core"] * cores
         return rate, f"conservative constant: {rate / 1e9:.0f} GFLOP/s ({cores} CPU cores)"
     rate = FALLBACK_FLOPS_PER_S[resolved]
     return rate, f"conservative constant: {rate / 1e12:.0f} TFLOP/s per {resolved} device"
-
-
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 # ---- the work a worker process does ----

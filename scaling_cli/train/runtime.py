@@ -28,14 +28,10 @@ class Runtime:
 
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must be present."""
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-        "cpu": True,
-    }
+    available = available_device_types()
     if name == "auto":
-        return torch.device(next(kind for kind in ("cuda", "mps", "cpu") if available[kind]))
-    if not available[name]:
+        return torch.device(next(kind for kind in ("cuda", "mps", "cpu") if kind in available))
+    if name not in available:
         raise SpecError("device", "train.device", f"{name} is not available on this machine")
     return torch.device(name)
 
