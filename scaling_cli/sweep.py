@@ -491,6 +491,9 @@ def _result_fields(result: Any) -> dict:
         "steps": result.steps,
         "diverged_step": result.diverged_step,
         "data_parallel": result.data_parallel,
+        "flops_per_s": result.flops_per_s,
+        "peak_flops": result.peak_flops,
+        "mfu": result.mfu,
     }
 
 

@@ -168,6 +168,7 @@ def test_a_sweep_trains_a_data_parallel_run_and_records_its_ranks(tmp_path):
     assert outcome.counts["done"] == 1, outcome
     (row,) = Store(tmp_path / "out").rows()
     assert (row["data_parallel"], row["steps"], row["status"]) == (2, 8, "done")
+    assert row["flops_per_s"] > 0 and "mfu" in row and "peak_flops" in row  # NaN on a CPU without SCALE_PEAK_FLOPS
     single = tmp_path / "single.toml"
     single.write_text(SPEC.replace("data_parallel = 2", "data_parallel = 1"))
     assert [r.run_id for r in load_sweep(single).runs()] == [row["run_id"]]

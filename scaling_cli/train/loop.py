@@ -47,7 +47,8 @@ from scaling_cli.train.distributed import (
     state_loader,
     wrap_model,
 )
-from scaling_cli.train.runtime import Clock, Runtime, setup_runtime
+from scaling_cli.train.mfu import device_name, peak_flops, utilisation
+from scaling_cli.train.runtime import Clock, Runtime, resolve_dtype, setup_runtime
 
 EVAL_BATCH_SIZE = 16  # fixed, so runs with different batch sizes are scored on the same text
 THREAD_CHECK_S = 1.0  # how often a run with a thread allowance looks at it (a file read, at a step boundary)
@@ -71,6 +72,9 @@ class RunResult:
     flops: float = 0.0
     flops_6nd: float = 0.0
     data_parallel: int = 1  # ranks that trained it
+    flops_per_s: float = math.nan  # Appendix F FLOPs trained per second of training time, all ranks together
+    peak_flops: float = math.nan  # one device's peak for the run's dtype (train.mfu)
+    mfu: float = math.nan  # flops_per_s / (peak_flops x data_parallel)
     diverged_reason: str = ""  # why a diverged run stopped: a non-finite step, or a loss past divergence.loss_limit
 
 
@@ -365,6 +369,11 @@ class Training:
         tokens = state.step * self.plan.tokens_per_step
         _, nonembed = count_params(self.model_cfg)
         last = state.curve[-1] if state.curve and diverged_step is None else None
+        tokens_per_s = tokens / state.train_s if state.train_s > 0 else math.nan
+        flops_per_s = tokens_per_s * self.flops_per_token
+        peak = peak_flops(
+            device_name(self.runtime.device), resolve_dtype(self.train_cfg.dtype, self.runtime.device.type)
+        )
         return RunResult(
             status="done" if diverged_step is None else "diverged",
             steps=state.step,
@@ -373,12 +382,15 @@ class Training:
             val_loss=last["val_loss"] if last else math.nan,
             val_bpb=last["val_bpb"] if last else math.nan,
             wall_s=state.wall_s,
-            tokens_per_s=tokens / state.train_s if state.train_s > 0 else math.nan,
+            tokens_per_s=tokens_per_s,
             device=self.runtime.device.type,
             diverged_step=diverged_step,
             flops=float(tokens) * self.flops_per_token,
             flops_6nd=6.0 * nonembed * tokens,
             data_parallel=self.ranks.world,
+            flops_per_s=flops_per_s,
+            peak_flops=peak,
+            mfu=utilisation(flops_per_s, peak, self.ranks.world),
             diverged_reason=self.diverged_reason(diverged_step),
         )
 
