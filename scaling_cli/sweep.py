@@ -31,13 +31,9 @@ FAIL_RUNS_ENV = "SCALE_FAIL_RUNS"
 # Conservative training FLOP rates for the wall-time estimate when the store has no measured runs yet:
 # small models reach a fraction of the matmul peak (design notes: ~190 GFLOP/s fp32 on 2 cores).
 FALLBACK_FLOPS_PER_S = {"cpu_per_core": 25e9, "cuda": 50e12, "mps": 2e12}
-# Training FLOPs per step that each CPU thread needs to pay for itself. On a quiet 2-core machine a bare loop
-# at d_model 32, 2 layers, seq 128, batch 16 (0.71 GFLOP a step) ran 164k tokens/s with 2 threads against 97k
-# with 1. Calibrated on the shapes the shipped sweeps train (`python bench/bench_threads.py --rounds 4 --steps 15`,
-# AVX512, 2026-11-29): at load average about 2, three runs found a second thread paying (>= 1.05x) on 14, 13
-# and 12 of the 14 shapes, 0.02-1.26 GFLOP a step (up to 1.74x; suggested 0.01-0.02e9); at load 2.5 on 5 of
-# 14, at load 7.6 on none (0.11-0.31x). The value
-# is kept this high on purpose: fp32 weights on a CPU differ in their last bits between thread counts, and a
+# Training FLOPs per step that each CPU thread needs to pay for itself (calibrated with bench/bench_threads.py;
+# the figures are in docs/benchmarks.md, "Threads"). The value is kept higher than the calibration suggests
+# on purpose: fp32 weights on a CPU differ in their last bits between thread counts, and a
 # run's thread count follows the machine's load and, mid-run, the cores other units free, so giving small
 # runs a second thread would make the small sweeps (markov-tiny, known-answer) differ bit for bit between
 # sweeps and executors (tests/test_ops_ray.py compares local and Ray results exactly). See docs/benchmarks.md.

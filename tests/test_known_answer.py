@@ -1,7 +1,7 @@
 """End to end against a known answer: the shipped known-answer sweep's fitted E is its source's entropy rate.
 
 This trains `sweeps/known-answer.toml` as shipped (20 runs of 3.9k-117k parameters on the back-off Markov
-source; a reduced grid recovers E only to 7-15%, measured), so it is the slowest test of the suite.
+source; a reduced grid recovers E less well, see docs/benchmarks.md), so it is the slowest test of the suite.
 """
 
 from __future__ import annotations
