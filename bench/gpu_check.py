@@ -7,7 +7,11 @@ On a CUDA device this script, in one run:
    few hundred steps, after a short warm-up run that pays for compilation, and reports tokens/s and
    model-FLOP utilisation (Appendix F FLOPs per token x tokens/s / the measured matmul rate; the 6N count
    is shown as well);
-3. does the same for a ~1M-parameter model (4 layers, d_model 128, byte vocabulary, context 256).
+3. does the same for a ~1M-parameter model (4 layers, d_model 128, byte vocabulary, context 256);
+4. trains a small sweep (three shapes on the markov data set) through `scale sweep`'s machinery with
+   `runs_per_gpu = 2` (two runs packed on each GPU), and, when the machine has 2 or more GPUs, one run with
+   `data_parallel = 2` (DDP over two GPUs); prints each run's MFU as runs.parquet records it (Appendix F
+   FLOP/s over the data-sheet peak of `scaling_cli.train.mfu`, per device).
 It prints a markdown section for docs/benchmarks.md and, with --out, writes it to that file.
 
 Tokens are uniform random ids: the check is about throughput, not loss, so no corpus is needed.
@@ -36,7 +40,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from scaling_cli.executors.local import LocalExecutor
 from scaling_cli.model import ModelConfig, count_params, flops_per_token
+from scaling_cli.plan import load_sweep
+from scaling_cli.store import Store
+from scaling_cli.sweep import run_sweep
 from scaling_cli.train import TrainConfig, train_run
 
 GPT2_SMALL = ModelConfig(d_model=768, n_layer=12, n_head=12, seq_len=1024, vocab_size=50257)
@@ -145,6 +153,67 @@ def report(peak: float, rows: list[tuple[str, ModelConfig, int, int, dict]], dev
     return "\n".join(lines)
 
 
+SWEEP_SPEC = """name = "gpu-check-{label}"
+dataset = "markov"
+device = "{device}"
+seeds = [0]
+[model]
+shapes = [{shapes}]
+seq_len = {seq_len}
+[train]
+tokens = [{tokens}]
+lr = 1e-3
+batch_size = {batch_size}
+data_parallel = {ranks}
+checkpoint_every = 1000000
+dtype = "{dtype}"
+[eval]
+every = 1000000
+batches = 1
+"""
+SWEEP_SHAPES = [(128, 4, 4), (256, 4, 4), (512, 8, 8)]  # (d_model, n_layer, n_head)
+SMOKE_SHAPES = [(32, 2, 2), (64, 2, 2)]
+
+
+def shapes_toml(shapes: list[tuple[int, int, int]]) -> str:
+    return ", ".join(f"{{d_model = {d}, n_layer = {n}, n_head = {h}}}" for d, n, h in shapes)
+
+
+def sweep_check(device: str, smoke: bool, work: Path) -> list[str]:
+    """A small sweep with two runs packed per GPU, and a two-rank run where two GPUs exist: MFU per run."""
+    gpus = torch.cuda.device_count() if device == "cuda" else 0
+    seq_len, batch, steps = (64, 4, 4) if smoke else (256, 64, 200)
+    shapes = SMOKE_SHAPES if smoke else SWEEP_SHAPES
+    cases = [("packed", shapes_toml(shapes), 1, LocalExecutor(runs_per_gpu=2, device=device))]
+    if gpus >= 2 or smoke:  # the smoke test runs the two ranks with gloo on the CPU
+        cases.append(("2 ranks", shapes_toml(shapes[:1]), 2, LocalExecutor(workers=1, device=device, gpus_per_run=2)))
+    else:
+        print(f"sweep check: {gpus} GPU(s), no 2-rank run", flush=True)
+    lines = [
+        "| sweep | shape | params | ranks | tokens/s | TFLOP/s | peak TFLOP/s | MFU |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, case_shapes, ranks, pool in cases:
+        spec = work / f"{label.replace(' ', '-')}.toml"
+        spec.write_text(SWEEP_SPEC.format(
+            label=label.replace(" ", "-"), device=device, shapes=case_shapes, seq_len=seq_len,
+            tokens=steps * batch * seq_len, batch_size=batch, ranks=ranks, dtype="fp32" if smoke else "bf16",
+        ))  # fmt: skip
+        out = work / spec.stem
+        try:
+            outcome = run_sweep(load_sweep(spec), out, pool, retries=0)
+        finally:
+            pool.shutdown()
+        print(f"sweep check {label}: {outcome.counts}", flush=True)
+        for row in Store(out).rows():
+            lines.append(
+                f"| {label} | d{row['d_model']}/L{row['n_layer']} | {row['params']:,} | {row['data_parallel']} | "
+                f"{row['tokens_per_s']:,.0f} | {row['flops_per_s'] / 1e12:.2f} | {row['peak_flops'] / 1e12:.1f} | "
+                f"{row['mfu']:.1%} |"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
@@ -184,6 +253,16 @@ def main() -> None:
         print(f"{label}: {measured}", flush=True)
         rows.append((label, cfg, batch_size, steps, measured))
     text = report(peak, rows, device_name)
+    with tempfile.TemporaryDirectory() as work:
+        text += "\n".join(
+            [
+                "",
+                "### A small sweep (packed 2 per GPU) and a data-parallel run",
+                "",
+                *sweep_check(device, args.cpu_smoke, Path(work)),
+                "",
+            ]
+        )
     print(text)
     if args.out is not None:
         args.out.write_text(text)
