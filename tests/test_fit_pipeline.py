@@ -136,7 +136,9 @@ def test_holdout_scores_the_highest_compute_runs(sweep_fit):
 def test_predict_splits_a_budget_and_predicts_a_run(sweep_fit):
     result = predict(sweep_fit, compute=1e18, params=1e7, tokens=1e9)["groups"]["all"]
     split = result["compute"]["chinchilla"]
-    assert sweep_fit["compute_convention"]["kind"] == "model_formula"  # a results dir; its flops are 6.3 N D
+    # a results dir without run configs (no shape rule to take k from): k fitted to its flops, 6.3 N D
+    assert sweep_fit["compute_convention"]["kind"] == "ratio_fit"
+    assert sweep_fit["compute_convention"]["limit"] == pytest.approx(6.3)
     assert 6.3 * split["N_opt"] * split["D_opt"] == pytest.approx(1e18, rel=1e-6)
     assert split["N_opt_interval"][0] <= split["N_opt"] <= split["N_opt_interval"][1]
     assert split["tokens_per_param"] == pytest.approx(split["D_opt"] / split["N_opt"])
