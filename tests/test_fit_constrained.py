@@ -12,9 +12,15 @@ from conftest import run_scale
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import FitOptions, TableOptions, fit_all, predict
-from scaling_cli.fit.constrained import ConstrainedObjective, constrained_loss, effective_tokens
+from scaling_cli.fit.constrained import (
+    ConstrainedObjective,
+    constrained_loss,
+    effective_params,
+    effective_tokens,
+    log_unique_params,
+)
 
-LAW = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36, "R_star": 15.0}
+LAW = {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36, "R_D_star": 15.0, "R_N_star": 5.3}
 COLUMNS = TableOptions(n_col="N", d_col="D", loss_col="loss")
 
 
@@ -40,9 +46,10 @@ def test_effective_tokens_are_fresh_up_to_one_epoch_and_saturate_at_u_times_one_
 def test_the_analytic_gradient_matches_finite_differences():
     n, u, epochs = (a.ravel() for a in np.meshgrid([1e6, 1e7], [1e8, 1e9], [0.5, 4, 40]))
     objective = ConstrainedObjective(n, u * epochs, u, np.full(n.size, 3.0), delta=0.05)
-    x = np.array([0.5, 6.0, 7.5, 0.3, 0.35, np.log(10.0)])
+    x = np.array([0.5, 6.0, 7.5, 0.3, 0.35, np.log(10.0), np.log(4.0)])
+    assert (objective.n > np.exp(log_unique_params(*x[1:5], objective.log_u))).any()  # the N' term is exercised
     _, gradient = objective.scalar(x)
-    steps = np.eye(6) * 1e-6
+    steps = np.eye(7) * 1e-6
     numeric = [(objective.scalar(x + h)[0] - objective.scalar(x - h)[0]) / 2e-6 for h in steps]
     assert np.allclose(gradient, numeric, rtol=1e-4, atol=1e-9)
 
@@ -56,10 +63,10 @@ def document(tmp_path_factory):
 def test_r_star_is_recovered_with_an_interval(document):
     law = document["groups"]["all"]["laws"]["constrained"]
     assert law["status"] == "ok"
-    assert law["params"]["R_star"] == pytest.approx(LAW["R_star"], rel=0.15)
+    assert law["params"]["R_D_star"] == pytest.approx(LAW["R_D_star"], rel=0.15)
     assert law["params"]["beta"] == pytest.approx(LAW["beta"], abs=0.03)
-    low, high = law["intervals"]["R_star"]
-    assert low < LAW["R_star"] < high and high / low < 2.0
+    low, high = law["intervals"]["R_D_star"]
+    assert low < LAW["R_D_star"] < high and high / low < 2.0
     assert document["columns"]["u"] == "unique_tokens"
 
 
@@ -85,7 +92,7 @@ def test_cli_fits_the_constrained_law_and_reports_r_star(tmp_path):
     table = repeated_table(tmp_path / "repeat.csv", sizes=(1e6, 1e7, 1e8), caps=(1e8, 1e9), epochs=(1, 4, 16, 64))
     result = run_scale("fit", table, *args, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert "constrained: R* = " in result.stdout
+    assert "constrained: R_D* = " in result.stdout
     assert json.loads(out.read_text())["groups"]["all"]["laws"]["constrained"]["status"] == "ok"
 
 
@@ -93,10 +100,33 @@ def test_a_repetition_cost_the_runs_cannot_measure_is_not_identified(tmp_path):
     # Repeating costs nothing in this table (R* = 1e6): no run's repetitions can bound R*.
     table = repeated_table(tmp_path / "free.csv", sizes=(1e6, 1e7, 1e8), caps=(1e8, 1e9), epochs=(1, 4, 16, 64))
     frame = pd.read_csv(table)
-    frame["loss"] = constrained_loss({**LAW, "R_star": 1e6}, frame["N"], frame["D"], frame["unique_tokens"])
+    frame["loss"] = constrained_loss({**LAW, "R_D_star": 1e6}, frame["N"], frame["D"], frame["unique_tokens"])
     frame.to_csv(table, index=False)
     law = fit_all(table, COLUMNS, FitOptions(laws=("constrained",), bootstrap=10))["groups"]["all"]["laws"][
         "constrained"
     ]
     assert law["status"] == "not_identified"
     assert any("beyond 10x the most repetitions run" in problem for problem in law["problems"])
+
+
+def test_excess_parameters_count_less_and_small_models_are_untouched():
+    u = 1e8
+    u_n = float(np.exp(log_unique_params(np.log(LAW["A"]), np.log(LAW["B"]), LAW["alpha"], LAW["beta"], np.log(u))))
+    assert effective_params(0.5 * u_n, u, LAW) == pytest.approx(0.5 * u_n)
+    assert effective_params(1e4 * u_n, u, LAW) == pytest.approx(u_n * (1 + LAW["R_N_star"]), rel=1e-6)
+
+
+def test_fixed_parameters_are_held_reported_and_not_bootstrapped(tmp_path):
+    table = repeated_table(tmp_path / "repeat.csv", sizes=(1e6, 1e7, 1e8), caps=(1e8, 1e9), epochs=(1, 4, 16, 64))
+    fixed = {key: LAW[key] for key in ("E", "A", "B", "alpha", "beta")}
+    law = fit_all(table, COLUMNS, FitOptions(laws=("constrained",), bootstrap=8, fixed=fixed))["groups"]["all"]["laws"][
+        "constrained"
+    ]
+    assert law["fixed"] == fixed
+    for key, value in fixed.items():
+        assert law["params"][key] == pytest.approx(value)
+        assert law["intervals"][key] is None
+        column = list(law["params"]).index(key)
+        assert all(sample[column] == pytest.approx(value) for sample in law["bootstrap"]["samples"])
+    assert law["params"]["R_D_star"] == pytest.approx(LAW["R_D_star"], rel=0.1)
+    assert law["intervals"]["R_D_star"] is not None

@@ -73,6 +73,9 @@ def fit_command(
     backtest: bool = typer.Option(
         False, "--backtest", help="Fit below a compute cut, predict the runs above; choose the law predict uses."
     ),
+    fix: list[str] = typer.Option(
+        None, "--fix", help="Hold a law parameter at a value (repeatable): --fix alpha=0.34 (constrained law)."
+    ),
     backtest_cut: float | None = typer.Option(
         None, "--backtest-cut", help="Compute cut of --backtest (default: hold out the top budgets, 15% of runs)."
     ),
@@ -88,6 +91,7 @@ def fit_command(
     as_json: bool = typer.Option(False, "--json", help="Print the fit.json document instead of the table."),
 ) -> None:
     from scaling_cli.fit import FitOptions, TableOptions, fit_all, parse_laws, write_fit
+    from scaling_cli.fit.pipeline import parse_fixed
 
     table = TableOptions(
         n_col=n_col,
@@ -113,6 +117,7 @@ def fit_command(
         budget_tolerance=budget_tolerance,
         backtest=backtest or backtest_cut is not None,
         backtest_cut=backtest_cut,
+        fixed=parse_fixed(fix),
     )
     target = output_file(out_path, default_fit_path(source), ".json")  # a bad --out fails before the fit
     document = fit_all(source, table, options)
@@ -176,10 +181,11 @@ def _law_note(name: str, law: dict) -> str:
     if name == "envelope":
         return f"{diagnostics['frontier_points']} frontier points from {law['settings']['source']}"
     if name == "constrained":
-        r_star = law["params"]["R_star"]
-        span = interval(law.get("intervals", {}).get("R_star"))
+        r_star = law["params"]["R_D_star"]
+        span = interval(law.get("intervals", {}).get("R_D_star"))
         return (
-            f"R* = {r_star:.3g} {span}: one more epoch is worth half a fresh one after {r_star * 0.693:.2g} repeats; "
+            f"R_D* = {r_star:.3g} {span}: one more epoch is worth half a fresh one after {r_star * 0.693:.2g} repeats; "
+            f"R_N* = {law['params']['R_N_star']:.3g}; "
             f"r2(log) {law['r2']:.4f}; {diagnostics['repeated_runs']} runs repeat their data"
         )
     return f"r2 {number(law['r2'])} (baseline only)"

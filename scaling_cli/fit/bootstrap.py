@@ -225,17 +225,22 @@ def bootstrap_linear(points, indices, *, where: str) -> dict:
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
 
 
-def bootstrap_constrained(points: pd.DataFrame, fitted: dict, indices: np.ndarray, *, delta: float) -> dict:
-    """Intervals of E, A, B, alpha, beta and R* of the data-constrained law, refitted from its optimum."""
+def bootstrap_constrained(
+    points: pd.DataFrame, fitted: dict, indices: np.ndarray, *, delta: float, fixed: dict | None = None
+) -> dict:
+    """Intervals of the data-constrained law's parameters, refitted from its optimum and a few nearby starts
+    with the `fixed` parameters held: those have no interval (null), their samples repeat the held value."""
     best = np.array(fitted["vector"])
-    steps = np.array([0.5, 2.0, 2.0, 0.1, 0.1, 0.7])  # a few nearby starts, as for Approach 3
-    starts = np.vstack([best, best + steps * np.array([[1, 0, 0, 0, 0, 1], [-1, 0, 0, 0, 0, -1]])])
+    steps = np.array([0.5, 2.0, 2.0, 0.1, 0.1, 0.7, 0.7])  # a few nearby starts, as for Approach 3
+    starts = np.vstack([best, best + steps * np.array([[1, 0, 0, 0, 0, 1, 1], [-1, 0, 0, 0, 0, -1, -1]])])
     weights = multiplicities(indices, len(points))
-    vectors = constrained.refit_resamples(points["N"], points["D"], points["U"], points["loss"], weights, starts, delta)
+    n, d, u, loss = (points[k] for k in ("N", "D", "U", "loss"))
+    vectors = constrained.refit_resamples(n, d, u, loss, weights, starts, delta, fixed=fixed)
     finite = np.all(np.isfinite(vectors), axis=1)
     samples = [constrained.to_params(v) for v in vectors[finite]]
-    keys = ("E", "A", "B", "alpha", "beta", "R_star")
+    keys = constrained.NAMES
+    held = set(fixed or ())
     return {
-        "intervals": {key: interval([s[key] for s in samples]) for key in keys},
+        "intervals": {key: None if key in held else interval([s[key] for s in samples]) for key in keys},
         "bootstrap": _summary(indices, vectors, finite, [[s[k] for k in keys] for s in samples]),
     }

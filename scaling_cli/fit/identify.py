@@ -83,8 +83,8 @@ def _repetition_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
     """R* must lie inside the repetitions the runs made, and so must its interval's upper end once the
     bootstrap has run: beyond them it is a guess, not a measurement."""
     most = float((points["D"] / points["U"] - 1.0).max())
-    r_star = fitted["params"]["R_star"]
-    upper = ((fitted.get("intervals") or {}).get("R_star") or [r_star, r_star])[1]
+    r_star = fitted["params"]["R_D_star"]
+    upper = ((fitted.get("intervals") or {}).get("R_D_star") or [r_star, r_star])[1]
     for what, value in (("R*", r_star), ("the upper end of R*'s interval", upper)):
         if not np.isfinite(value) or value > 10 * most:
             return [

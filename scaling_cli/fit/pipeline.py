@@ -42,6 +42,21 @@ class FitOptions:
     grid: dict = field(default_factory=lambda: dict(chinchilla.CHINCHILLA_GRID))
     backtest: bool = False
     backtest_cut: float | None = None  # None = hold out the top budgets holding 15% of the points
+    fixed: dict = field(default_factory=dict)  # {parameter: value} held (not fitted, not bootstrapped): --fix
+
+
+def parse_fixed(values) -> dict[str, float]:
+    """{name: value} from repeated --fix NAME=VALUE options."""
+    fixed = {}
+    for value in values or ():
+        name, sep, number = str(value).partition("=")
+        try:
+            fixed[name.strip()] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise FitError("--fix", str(value), "must be NAME=VALUE with a number, e.g. --fix alpha=0.34")
+    return fixed
 
 
 def parse_laws(values) -> tuple[str, ...] | None:
