@@ -7,7 +7,7 @@ DEMO   := results/demo
 KNOWN  := results/known-answer
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test ci-browser bench lint clean
+.PHONY: help install demo docs test ci-browser bench lint clean
 
 help: ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ demo: install ## Sweep, fit, plot and report sweeps/demo.toml (Shakespeare), the
 	$(BIN)/scale sweep sweeps/known-answer.toml --out $(KNOWN) --workers 2
 	$(BIN)/scale fit $(KNOWN) --holdout 3 --backtest
 	$(BIN)/scale status $(KNOWN) --summary
+
+docs: demo ## Redraw the README's demo figures (docs/figures/*, with their plotted values) and its excerpt from results/demo.
+	$(BIN)/python docs/make_docs.py $(DEMO)
 
 test: install ci-browser ## Run the test suite in 2 workers (no GPU needed; 8.5-9 minutes on 2 idle cores).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10

@@ -287,9 +287,16 @@ def test_a_trained_markov_sweep_fits_and_plots_without_a_traceback(tiny_results)
     assert {"loss_vs_compute", "compression"} <= {Path(path).stem for path in made}
     for path in made:
         assert_png(Path(path))
-    # Two token budgets: the fit skips Approach 2, so the figure draws the runs and says why, and no parabola.
+    # Two token budgets: the fit skips Approach 2 (no parabola), and the figure says why.
     fit = json.loads((out / "fit.json").read_text())
     assert "isoflop" in fit["groups"]["all"]["skipped"]
-    figure = isoflop(make_context(load_inputs(out)))
-    assert figure_notes(figure)[0].startswith("Approach 2 skipped: needs at least 3 budgets")
-    assert not [line for line in figure.axes[0].get_lines() if len(line.get_xdata()) > 1]
+    # Runs of one token budget are joined instead, and the figure says which figure it is.
+    inputs = load_inputs(out)
+    figure = isoflop(make_context(inputs))
+    first, second = figure_notes(figure)
+    assert first.startswith("no isoFLOP budgets in this sweep: each line joins the runs of one token budget D")
+    assert second.startswith("Approach 2 skipped: needs at least 3 budgets")
+    lines = [line for line in figure.axes[0].get_lines() if len(line.get_xdata()) > 1]
+    assert len(lines) == inputs.runs["D"].nunique() == 2
+    for line in lines:
+        assert inputs.runs[inputs.runs["N"].isin(line.get_xdata())]["N"].nunique() == len(line.get_xdata())

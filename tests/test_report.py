@@ -416,7 +416,15 @@ window.addEventListener("load", () => {
   const images = [...document.images].map(i => ({alt: i.alt, loaded: i.complete && i.naturalWidth > 0}));
   const out = document.createElement("pre");
   out.id = "probe";
-  out.textContent = JSON.stringify({images, problems: __problems, height: document.body.scrollHeight});
+  const width = document.documentElement.clientWidth;
+  const describe = e => e.tagName.toLowerCase() + "." + e.className + ": " + e.textContent.slice(0, 60);
+  const wide = [...document.body.querySelectorAll("*")].filter(e => e.getBoundingClientRect().right > width + 0.5);
+  const verdict = [...document.querySelectorAll(".verdict .answer .n")].map(e => {
+    const box = e.getBoundingClientRect();
+    return {text: e.textContent, top: box.top, bottom: box.bottom, right: box.right};
+  });
+  out.textContent = JSON.stringify({images, problems: __problems, height: document.body.scrollHeight, width,
+    screen: window.innerHeight, wide: wide.map(describe), verdict});
   document.body.appendChild(out);
 });
 </script>"""
@@ -481,6 +489,27 @@ def test_the_page_draws_in_headless_chromium_with_every_image_and_no_errors(page
     keep = os.environ.get("SCALE_REPORT_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def layout_at_1280(page: str, folder: Path) -> dict:
+    """The probe of the page laid out in a 1280 x 900 window (a laptop's first screen)."""
+    return probe_of(in_browser(page, folder, "--dump-dom", "--window-size=1280,900"))
+
+
+@needs_chromium
+def test_no_element_is_wider_than_the_page_and_the_verdict_is_on_the_first_screen(page, tmp_path):
+    probe = layout_at_1280(page, tmp_path)
+    assert probe["width"] >= 1200 and probe["wide"] == []
+    assert len(probe["verdict"]) >= 4  # N_opt, D_opt, tokens per parameter (and loss) at 10x and 100x
+    assert all(0 <= number["top"] and number["bottom"] <= probe["screen"] for number in probe["verdict"])
+
+
+@needs_chromium
+def test_the_layout_check_notices_an_overflowing_table(page, tmp_path):
+    wide = page.replace(
+        "</main>", '<table><tr><td style="white-space:nowrap">' + "x" * 400 + "</td></tr></table></main>"
+    )
+    assert layout_at_1280(wide, tmp_path)["wide"]
 
 
 @needs_chromium

@@ -23,20 +23,29 @@ def title_with_notes(fig: Figure, ax, title: str, notes: list[str]) -> None:
         ax.set_title(title)
         return
     fig.suptitle(title, fontsize=ax.title.get_fontsize())
-    lines = [fit_to_width(fig, note, fig.get_figwidth() - NOTE_INDENT_IN) for note in notes]
+    lines = [line for note in notes for line in wrap_to_width(fig, note, fig.get_figwidth() - NOTE_INDENT_IN)]
     ax.set_title("\n".join(lines), loc="left", fontsize=NOTE_SIZE, color=NOTE_COLOUR, style="italic")
 
 
-def fit_to_width(fig: Figure, text: str, width_in: float) -> str:
-    """`text` cut at a word, with an ellipsis, so that it stays on one line `width_in` inches wide."""
+CONTINUED = "   "  # the start of a note's wrapped line (figure_notes joins it back)
+
+
+def wrap_to_width(fig: Figure, text: str, width_in: float) -> list[str]:
+    """`text` wrapped at words into lines that each fit `width_in` inches; nothing is cut."""
     renderer = fig.canvas.get_renderer()
-    probe = fig.text(0, 0, text, fontsize=NOTE_SIZE, style="italic")
+    probe = fig.text(0, 0, "", fontsize=NOTE_SIZE, style="italic")
+    lines: list[str] = []
     try:
-        words = text.split(" ")
-        while len(words) > 1 and probe.get_window_extent(renderer).width / fig.dpi > width_in:
-            words.pop()
-            probe.set_text(" ".join(words).rstrip(",;:") + "…")
-        return probe.get_text()
+        for word in text.split(" "):
+            candidate = f"{lines[-1]} {word}" if lines else word
+            probe.set_text(candidate)
+            if lines and probe.get_window_extent(renderer).width / fig.dpi > width_in:
+                lines.append(CONTINUED + word)
+            elif lines:
+                lines[-1] = candidate
+            else:
+                lines.append(word)
+        return lines
     finally:
         probe.remove()
 
@@ -50,7 +59,13 @@ def figure_notes(fig: Figure) -> list[str]:
     """The notes `title_with_notes` put on a figure."""
     for ax in fig.axes:  # the figures use the left title for notes only
         if ax.get_title(loc="left"):
-            return ax.get_title(loc="left").split("\n")
+            notes: list[str] = []
+            for line in ax.get_title(loc="left").split("\n"):
+                if line.startswith(CONTINUED) and notes:
+                    notes[-1] += " " + line.removeprefix(CONTINUED)
+                else:
+                    notes.append(line)
+            return notes
     return []
 
 

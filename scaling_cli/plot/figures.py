@@ -7,6 +7,7 @@ or could not identify is not drawn: its figure carries a one-line note instead.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -78,6 +79,25 @@ class Context:
         if not self.view.exists:
             raise Skip(self.inputs.fit_problem or "no fit.json; run `scale fit` first")
 
+    def entropy_rate(self) -> float | None:
+        """The source's known entropy rate in the loss's units (nats per token), for a known-answer source."""
+        if not self.inputs.from_results_dir:
+            return None
+        bits = _entropy_rate(self.runs)
+        if bits is None or "bytes_per_token" not in self.runs.columns:
+            return None
+        per_token = pd.to_numeric(self.runs["bytes_per_token"], errors="coerce").dropna()
+        return bits * math.log(2) * float(per_token.median()) if not per_token.empty else None
+
+    def entropy_line(self, ax, horizontal: bool = True) -> list[Line2D]:
+        """The known entropy rate as a line (the floor no model can beat) and its legend handle."""
+        entropy = self.entropy_rate()
+        if entropy is None:
+            return []
+        draw = ax.axhline if horizontal else ax.axvline
+        draw(entropy, color="black", lw=0.8, ls=(0, (1, 1)), zorder=1)
+        return [Line2D([], [], color="black", lw=0.8, ls=(0, (1, 1)), label=f"source entropy rate {entropy:.3f}")]
+
     def require_sizes(self) -> None:
         sizes = np.unique(self.runs["N"])
         if len(sizes) < 2:
@@ -148,7 +168,9 @@ def loss_vs_compute(ctx: Context) -> Figure:
     # The laws where the runs are count as data for the range: a law below the runs must still show.
     in_range = grid <= compute.max()
     laws = [values[in_range] for values in (chinchilla.loss if chinchilla else None, kaplan) if values is not None]
+    laws += [np.array([ctx.entropy_rate()])] if ctx.entropy_rate() is not None else []
     loss_ylim(ax, loss, from_curves=_has_rows(ctx.curves), also=np.concatenate(laws) if laws else None)
+    handles += ctx.entropy_line(ax)
     notes = ctx.view.notes(("envelope", "chinchilla", "kaplan")) if ctx.view.exists else []
     title_with_notes(fig, ax, ctx.title("Loss against compute"), notes)
     if handles:
@@ -173,19 +195,21 @@ def isoflop(ctx: Context) -> Figure:
     norm = _budget_norm(computes)
     cmap = truncated("plasma", 0.0, 0.85)
     fig, (ax,) = new_figure(3.2)
-    if budgets:
-        for budget in budgets:
-            _draw_budget(ax, budget, cmap(norm(budget.compute)))
-        losses = np.concatenate([b.losses for b in budgets])
-        handles = _budget_handles(budgets)
-    else:
-        # The fit found no budgets: the runs as measured, coloured by their compute, and no curves.
+    if not budgets and _token_budgets_shared(ctx.runs):
+        return _token_budget_profiles(ctx)
+    fig, (ax,) = new_figure(3.2)
+    if not budgets:  # no budgets and no token budget shared by two sizes: the runs as measured
         ax.scatter(ctx.runs["N"], ctx.runs["loss"], s=12, c=ctx.runs["C"], cmap=cmap, norm=norm, ec="black", lw=0.3)
-        losses = ctx.runs["loss"].to_numpy()
-        handles = [Line2D([], [], color=cmap(0.5), label="run (colour: its compute)", **RUN_MARKER)]
+        budgets_handles = [Line2D([], [], color=cmap(0.5), label="run (colour: its compute)", **RUN_MARKER)]
+    else:
+        budgets_handles = _budget_handles(budgets)
+    for budget in budgets:
+        _draw_budget(ax, budget, cmap(norm(budget.compute)))
+    losses = np.concatenate([b.losses for b in budgets]) if budgets else ctx.runs["loss"].to_numpy()
+    handles = budgets_handles + ctx.entropy_line(ax)
     ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=ctx.loss_label)
     count_axis(ax.xaxis, *ax.get_xlim())
-    ax.set_ylim(*limits_of(losses))
+    ax.set_ylim(*limits_of(losses, include=_entropy_in_view(ctx, losses)))
     notes = ctx.view.notes(("isoflop",)) + _budgets_without_minimum(budgets)
     title_with_notes(fig, ax, ctx.title("IsoFLOP profiles"), notes)
     ax.grid(True, which="major")
@@ -193,6 +217,46 @@ def isoflop(ctx: Context) -> Figure:
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25)
     power_of_ten_colorbar(bar, "FLOP budget C (FLOPs)")
     return fig
+
+
+def _token_budget_profiles(ctx: Context) -> Figure:
+    """Without isoFLOP budgets: loss against size with the runs of each token budget D joined, so it shows
+    where a larger model stops paying at that D (a fixed-D profile, not a fixed-compute one)."""
+    runs = ctx.runs.sort_values("N")
+    norm = _budget_norm(list(runs["D"]))
+    cmap = truncated("viridis", 0.0, 0.9)
+    fig, (ax,) = new_figure(3.2)
+    for tokens, same in runs.groupby("D", sort=True):
+        if len(same) > 1:
+            ax.plot(same["N"], same["loss"], color=cmap(norm(tokens)), lw=0.9, zorder=2)
+        ax.scatter(same["N"], same["loss"], s=12, color=cmap(norm(tokens)), ec="black", lw=0.3, zorder=3)
+    handles = [Line2D([], [], color=cmap(0.5), lw=0.9, label="runs of one token budget D, joined", **RUN_MARKER)]
+    handles += ctx.entropy_line(ax)
+    losses = runs["loss"].to_numpy()
+    ax.set(xscale="log", xlabel=PARAMS_LABEL, ylabel=ctx.loss_label)
+    count_axis(ax.xaxis, *ax.get_xlim())
+    ax.set_ylim(*limits_of(losses, include=_entropy_in_view(ctx, losses)))
+    notes = ["no isoFLOP budgets in this sweep: each line joins the runs of one token budget D, not of one compute"]
+    title_with_notes(fig, ax, ctx.title("Loss against size per token budget"), notes + ctx.view.notes(("isoflop",)))
+    ax.grid(True, which="major")
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.3)
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25)
+    power_of_ten_colorbar(bar, "token budget D (tokens)")
+    return fig
+
+
+def _token_budgets_shared(runs: pd.DataFrame) -> bool:
+    """Whether most runs share their token budget D with another size (a grid of budgets, not of compute)."""
+    return bool(len(runs)) and float((runs.groupby("D")["N"].transform("nunique") > 1).mean()) >= 0.5
+
+
+def _entropy_in_view(ctx: Context, losses: np.ndarray) -> tuple:
+    """The entropy rate kept in the loss axis when it lies near the losses (within half their spread below)."""
+    entropy = ctx.entropy_rate()
+    if entropy is None or not len(losses):
+        return ()
+    spread = float(np.nanmax(losses) - np.nanmin(losses)) or 1.0
+    return (entropy,) if entropy >= np.nanmin(losses) - 2 * spread else ()
 
 
 def _budgets_without_minimum(budgets: list[Budget]) -> list[str]:
@@ -276,6 +340,8 @@ def optimal_allocation(ctx: Context) -> Figure:
     for ax in (ax_n, ax_d):
         ax.axvspan(compute_seen.min(), compute_seen.max(), color="0.92", lw=0, zorder=0)
         ax.grid(True, which="major")
+    if ctx.entropy_rate() is not None:
+        notes = [*notes, f"known-answer source: entropy rate {ctx.entropy_rate():.3f} nats/token (the loss floor)"]
     title_with_notes(fig, ax_n, ctx.title("Compute-optimal allocation"), notes)
     # Below the axes: inside, the legend would cover the lines of one approach or another.
     fig.legend(handles=handles + _reference_handles(), loc="outside lower center", fontsize=6.0, handlelength=2)
@@ -366,7 +432,7 @@ def parametric_fit(ctx: Context) -> Figure:
     losses = points["loss"].to_numpy()
     levels = MaxNLocator(nbins=10).tick_values(float(np.min(losses)) * 0.97, float(np.max(losses)))
     norm = matplotlib.colors.BoundaryNorm(levels, 256, extend="both")
-    cmap = truncated("cividis", 0.0, 0.92)
+    cmap = truncated("viridis", 0.0, 0.95)  # perceptually uniform, and its mid-tones differ in hue
     fig, (ax,) = new_figure(3.0)
     handles = []
     if surface is not None:
@@ -384,6 +450,9 @@ def parametric_fit(ctx: Context) -> Figure:
     count_axis(ax.yaxis, sizes[0], sizes[-1])
     title = law_title(params) if params else "Parametric law L(N, D)"
     notes = ctx.view.notes(("chinchilla",)) + (path_notes if surface is not None else [])
+    if ctx.entropy_rate() is not None:
+        fitted_e = f"; fitted E = {params['E']:.3f}" if params and "E" in params else ""
+        notes.append(f"source entropy rate {ctx.entropy_rate():.3f} nats/token, the loss no model can beat{fitted_e}")
     title_with_notes(fig, ax, ctx.title(title), notes)
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.2)
     bar = fig.colorbar(runs, ax=ax, pad=0.02, fraction=0.06, aspect=25)
@@ -464,16 +533,36 @@ def extrapolation(ctx: Context) -> Figure:
     ax.plot([low, high], [low, high], color="0.4", lw=0.7, ls="--", zorder=1)
     handles.append(Line2D([], [], color="0.4", lw=0.7, ls="--", label="measured = predicted"))
     ax.set(xlim=(low, high), ylim=(low, high), xlabel="predicted loss (nats/token)", ylabel="measured loss")
+    if ctx.entropy_rate() is not None and low <= ctx.entropy_rate() <= high:
+        handles += ctx.entropy_line(ax)
     ax_res.axhline(0, color="0.4", lw=0.7, ls="--")
     if test.cut is not None:
         ax_res.axvline(test.cut, color="0.3", lw=0.7, ls=":")
-    notes = test.notes + _residual_limits(ax_res, errors, in_sample)
+    notes = test.notes + _systematic_bias(test.series, errors) + _residual_limits(ax_res, errors, in_sample)
     ax_res.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel="measured/predicted − 1 (%)")
     ax_res.yaxis.label.set_size(6.5)
     ax_res.grid(True, which="major")
     title_with_notes(fig, ax, ctx.title(test.title), [test.how, *notes])
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=5.8, handletextpad=0.3)
     return fig
+
+
+def _systematic_bias(series, errors: list[tuple[str, np.ndarray]]) -> list[str]:
+    """A note per law whose held-out errors all share one sign: a bias, not noise (and whether it grows)."""
+    notes = []
+    for held, (law, error) in zip(series, errors):
+        keep = np.isfinite(error) & np.isfinite(held.compute)
+        error, compute = error[keep], held.compute[keep]
+        if law == "linear" or len(error) < 3 or not (np.all(error > 0) or np.all(error < 0)):
+            continue
+        side = "above" if error[0] > 0 else "below"
+        order = np.argsort(compute)
+        grows = abs(error[order[-1]]) > abs(error[order[0]])
+        notes.append(
+            f"systematic bias of {fitview.LAW_NAMES.get(law, law)}: every held-out run is {side} its prediction "
+            f"({error.min():+.2g}% to {error.max():+.2g}%)" + (", growing with compute" if grows else "")
+        )
+    return notes
 
 
 def _held_out_style(law: str, index: int) -> dict:

@@ -314,6 +314,10 @@ def _from_backtest(backtest: dict, points: pd.DataFrame) -> Extrapolation:
             )
         )
     notes += [LawStatus(law, "skipped", reason).note for law, reason in (chosen.get("skipped") or {}).items()]
+    refit = recommended.get("fit") if isinstance(recommended.get("fit"), dict) else {}
+    if refit.get("status", "ok") != "ok":
+        why = "; ".join(refit.get("problems") or []) or "not identified"
+        notes.append(f"{recommended.get('law')} is withheld from predict: not identified on every run ({why})")
     cut = float(backtest["cut"])
     threshold = _number(chosen.get("min_tokens_per_param"))
     kept = "" if threshold is None else f", D/N ≥ {threshold:g}"

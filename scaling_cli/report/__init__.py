@@ -15,6 +15,7 @@ from scaling_cli.errors import StoreError
 from scaling_cli.report import sections
 from scaling_cli.report.gather import ReportInputs, gather
 from scaling_cli.report.markup import page
+from scaling_cli.report.verdict import verdict
 
 REPORT_NAME = "report.html"
 
@@ -32,6 +33,7 @@ def render(inputs: ReportInputs) -> str:
         f"scale report: {name}",
         sections.header(inputs),
         [
+            ("verdict", "Verdict: what to train next", verdict(inputs)),
             ("run", "What was run", sections.what_was_run(inputs)),
             ("laws", "Fitted laws", sections.fitted_laws(inputs)),
             ("optimal", "Compute-optimal N and D", sections.compute_optimal(inputs)),

@@ -40,7 +40,7 @@ th.label { background: none; font-weight: normal; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 .laws { display: grid; grid-template-columns: repeat(auto-fill, minmax(500px, 1fr)); gap: 4px 22px; }
 .row { display: flex; flex-wrap: wrap; gap: 0 36px; align-items: flex-start; }
-.nowrap, td.r { white-space: nowrap; }
+.nowrap, .n, small.iv { white-space: nowrap; }  /* a number never breaks; the text beside it may */
 .law { border: 1px solid var(--line); border-radius: 6px; padding: 4px 12px 2px; margin: 6px 0; }
 .law h3 { margin-top: 8px; }
 small.iv { color: var(--muted); }
@@ -59,6 +59,15 @@ figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 
 figure img { width: 100%; height: auto; display: block; }
 figcaption { font-size: 13px; color: var(--muted); margin-top: 6px; }
 details summary { cursor: pointer; color: var(--accent); margin: 6px 0; }
+td, th, p, li, .warn, .note, figcaption { overflow-wrap: anywhere; }
+table { max-width: 100%; }
+.verdicts { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr)); gap: 12px; }
+.verdict { border: 2px solid var(--accent); border-radius: 6px; padding: 2px 14px 4px; }
+.verdict .said { font-size: 13px; color: var(--muted); }
+.verdict table { margin: 2px 0 4px; }
+.verdict td b { font-size: 17px; }
+.mark { background: var(--warnbg); color: var(--warn); border-radius: 4px; padding: 0 6px; font-size: 13px;
+        white-space: nowrap; }
 """
 
 # No request can leave the page: images only from data: URIs, styles only inline, no scripts at all.
@@ -68,6 +77,20 @@ CONTENT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 def esc(value: object) -> str:
     """Text from a file, safe to place in HTML text or a quoted attribute."""
     return html.escape(str(value), quote=True)
+
+
+def prose(text: object) -> str:
+    """Text from a file shown as prose: escaped, with its `backticked` spans set as code (never as literal
+    backticks)."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: plain text
+        return esc(text)
+    return "".join(f"<code>{esc(part)}</code>" if i % 2 else esc(part) for i, part in enumerate(parts))
+
+
+def mark(text: str) -> str:
+    """A mark the CLI also prints (not identified, withheld, weak evidence), in the same words."""
+    return f'<span class="mark">{esc(text)}</span>'
 
 
 def finite(value: object) -> float | None:

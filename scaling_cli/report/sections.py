@@ -22,16 +22,23 @@ from scaling_cli.report.markup import (
     note,
     num,
     table,
+    mark,
+    prose,
     text_cell,
     unavailable,
     warning,
 )
+from scaling_cli.report.verdict import PREDICT
 
 FIT = "fit.json"
 RUNS = "runs.parquet"
 STATUS = "status"
+CONVENTION_KINDS = {
+    "model_formula": "C from the model's own FLOP formula (Chinchilla Appendix F)",
+    "ratio_fit": "C = k(N)·N·D with k fitted to the table",
+    "6ND": "C = 6·N·D",
+}
 MANIFEST = "manifest.json"
-PREDICT = "predict"
 
 UNFINISHED_STATES = ("running", "pending")  # planned runs without a row yet
 RUN_COLUMNS = ("dataset", "params", "tokens", "epochs", "flops", "lr", "seed", "val_loss", "val_bpb", "wall_s")
@@ -76,9 +83,13 @@ def _glance(inputs: ReportInputs) -> str:
     tiles = [("runs settled", num(len(runs), RUNS, ["count", None, {}]))]
     if "status" in runs.columns:
         tiles.append(("done", num(_count(runs, status="done"), RUNS, ["count", None, {"status": "done"}])))
-    for column, label in (("flops", "FLOPs of all runs"), ("wall_s", "run time, s (sum)")):
-        if column in runs.columns:
-            tiles.append((label, num(_agg(runs, "sum", column), RUNS, ["sum", column, {}])))
+    if inputs.status.ok and finite(inputs.status.value.get("flops_spent")) is not None:
+        spent = num(inputs.status.value["flops_spent"], STATUS, ["flops_spent"])
+        tiles.append(("FLOPs spent (WSD trunks counted once, as scale status)", spent))
+    if "wall_s" in runs.columns:
+        tiles.append(
+            ("training time, s (sum over runs)", num(_agg(runs, "sum", "wall_s"), RUNS, ["sum", "wall_s", {}]))
+        )
     if "val_loss" in runs.columns:
         tiles.append(("best val loss", num(_agg(runs, "min", "val_loss"), RUNS, ["min", "val_loss", {}])))
     cells = "".join(f"<div><b>{value}</b><small>{esc(label)}</small></div>" for label, value in tiles)
@@ -209,7 +220,7 @@ def _fit_summary(fit: dict) -> str:
         )
     conventions = fit.get("conventions") or {}
     if conventions:
-        lines.append("Conventions: " + "; ".join(f"{esc(k)} = {esc(v)}" for k, v in conventions.items()))
+        lines.append("Conventions: " + "; ".join(f"{esc(k.upper())} = {prose(v)}" for k, v in conventions.items()))
     if fit.get("by"):
         lines.append(f"One fit per value of <code>{esc(fit['by'])}</code>.")
     interval_level = finite((fit.get("settings") or {}).get("interval"))
@@ -229,13 +240,14 @@ def _convention(convention: object) -> str:
     """The compute convention in one line: its kind, its description, then its numbers."""
     if not isinstance(convention, dict):
         return ""
-    words = [esc(convention[k]) for k in ("kind", "description") if isinstance(convention.get(k), str)]
+    kind = CONVENTION_KINDS.get(convention.get("kind"), convention.get("kind"))
+    words = [prose(word) for word in (kind, convention.get("description")) if isinstance(word, str)]
     numbers = []
     for name, value in convention.items():
         key = ["compute_convention", name]
         if finite(value) is not None:
             numbers.append(f"{esc(name)} = {num(value, FIT, key)}")
-        elif isinstance(value, list) and value and all(finite(v) is not None for v in value):
+        elif isinstance(value, list) and 0 < len(value) <= 4 and all(finite(v) is not None for v in value):
             numbers.append(f"{esc(name)} [" + ", ".join(num(v, FIT, [*key, i]) for i, v in enumerate(value)) + "]")
     shown = " — ".join(words) + (f" ({', '.join(numbers)})" if numbers else "")
     return f"Compute convention: {shown}" if shown else ""
@@ -246,7 +258,7 @@ def _group_laws(name: str, group: dict, fit: dict) -> str:
     points = num(group.get("n_points"), FIT, ["groups", name, "n_points"])
     cards = [_law_card(name, law, entry, group) for law, entry in (group.get("laws") or {}).items()]
     skipped = group.get("skipped") or {}
-    skipped_html = "".join(f"<li><b>{esc(law)}</b>: {esc(why)}</li>" for law, why in skipped.items())
+    skipped_html = "".join(f"<li><b>{esc(law)}</b>: {prose(why)}</li>" for law, why in skipped.items())
     parts = [title, f"<p>{points} fitted points.</p>"]
     parts.append(f'<div class="laws">{"".join(cards)}</div>' if cards else unavailable("no law was fitted"))
     if skipped_html:
@@ -263,7 +275,7 @@ def _law_card(group_name: str, law: str, entry: dict, group: dict) -> str:
     status = entry.get("status")
     if status not in (None, "ok"):
         problems = "; ".join(str(p) for p in entry.get("problems") or []) or "no reason given"
-        parts.append(warning(f"status {esc(status)}: {esc(problems)}"))
+        parts.append(warning(f"{mark('not identified')} {prose(problems)}"))
     if law == "kaplan":
         for part in KAPLAN_PARTS:
             sub = entry.get(part)
@@ -375,11 +387,26 @@ def _backtest(group_name: str, group: dict) -> str:
 def _recommended(choice: object, key: list) -> str:
     if not isinstance(choice, dict):
         return "<p>No law recommended: none was identified and scored on the held-out runs.</p>"
+    fitted = choice.get("fit") if isinstance(choice.get("fit"), dict) else {}
+    marks = ""
+    if fitted.get("status", "ok") != "ok":
+        why = "; ".join(map(str, fitted.get("problems") or [])) or "not identified"
+        marks += f" {mark('withheld from predict: not identified')} {prose(why)}"
+    if choice.get("weak"):
+        marks += " " + mark("weak evidence: fewer than 5 runs")
     return (
         f"<p>Recommended for extrapolation: <b>{esc(choice.get('law'))}</b> on {esc(choice.get('filter'))}, "
         f"expected error {num(choice.get('expected_error'), FIT, [*key, 'expected_error'], '%')} "
-        f"(largest {num(choice.get('max_error'), FIT, [*key, 'max_error'], '%')}).</p>"
+        f"(largest {num(choice.get('max_error'), FIT, [*key, 'max_error'], '%')}).{marks}</p>"
     )
+
+
+def _status_mark(scored: dict) -> str:
+    """The CLI's mark beside a backtest error whose law was not identified at that filter."""
+    if scored.get("status", "ok") == "ok":
+        return ""
+    problems = "; ".join(map(str, scored.get("problems") or []))
+    return f" {mark('not identified')}" + (f'<br><small class="iv">{prose(problems)}</small>' if problems else "")
 
 
 def _candidates_table(candidates: list, base: list) -> str:
@@ -395,7 +422,7 @@ def _candidates_table(candidates: list, base: list) -> str:
             scored = (candidate.get("laws") or {}).get(law)
             skipped = (candidate.get("skipped") or {}).get(law)
             if isinstance(scored, dict) and finite(scored.get("mape")) is not None:
-                cells.append(num(scored["mape"], FIT, [*at, "laws", law, "mape"], "%"))
+                cells.append(num(scored["mape"], FIT, [*at, "laws", law, "mape"], "%") + _status_mark(scored))
             elif isinstance(scored, dict):
                 problems = "; ".join(map(str, scored.get("problems") or []))
                 cells.append(f'<span class="id" title="{esc(problems)}">{esc(scored.get("status", "—"))}</span>')
@@ -698,7 +725,7 @@ def _scalars(obj: object, source: str, base: list, skip: tuple = (), limit: int 
             rows.append([text_cell(".".join(map(str, path))), text_cell(value)])
 
     walk(obj, [])
-    return table(["key", "value"], rows, numeric=[False, True]) if rows else ""
+    return table(["key", "value"], rows) if rows else ""  # values may be long text: not a no-wrap number column
 
 
 def _count(runs: pd.DataFrame, **equal: str) -> int:
