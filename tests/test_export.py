@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import run_scale
+from conftest import run_scale, scale_in_process
 
 from scaling_cli.model import ModelConfig, build_model
 
@@ -52,7 +52,7 @@ def swept(tmp_path_factory):
         assert result.returncode == 0, result.stderr
         out[name] = root / name
     spec = root / "plain.toml"
-    spec.write_text(SPEC.format(name="plain", model=MODELS["gpt2"][0]))
+    spec.write_text(SPEC.format(name="plain", model=MODELS["gpt2"][0]).replace("[32, 64]", "[32]"))
     assert run_scale("sweep", spec, "--out", root / "plain", timeout=300).returncode == 0
     out["plain"] = root / "plain"
     return out
@@ -69,7 +69,8 @@ def ours(run_dir):
 def test_exported_model_loads_in_transformers_with_equal_logits_and_loss(swept, tmp_path, name):
     width = {p: json.loads((p / "config.json").read_text())["d_model"] for p in (swept[name] / "runs").iterdir()}
     run_dir = max(width, key=width.get)  # d_model 64: under muP its width ratio is 1/2
-    result = run_scale("export", swept[name], "--run", run_dir.name[:8], "--format", "hf", "--out", tmp_path / "hf")
+    args = ("--run", run_dir.name[:8], "--format", "hf", "--out", tmp_path / "hf")
+    result = scale_in_process("export", swept[name], *args)
     assert result.returncode == 0, result.stderr
     assert MODELS[name][1] in result.stdout
     files = {p.name for p in (tmp_path / "hf").iterdir()}
@@ -91,14 +92,14 @@ def test_exported_model_loads_in_transformers_with_equal_logits_and_loss(swept, 
 
 def test_export_refuses_a_run_without_its_final_checkpoint(swept, tmp_path):
     run_id = next((swept["plain"] / "runs").iterdir()).name
-    result = run_scale("export", swept["plain"], "--run", run_id, "--out", tmp_path / "hf")
+    result = scale_in_process("export", swept["plain"], "--run", run_id, "--out", tmp_path / "hf")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {swept['plain'] / 'runs' / run_id}: checkpoint: no final checkpoint of a finished run: "
         "train it with --keep-final"
     ]
     assert not (tmp_path / "hf").exists()
-    unknown = run_scale("export", swept["plain"], "--run", "zzzz", "--out", tmp_path / "hf")
+    unknown = scale_in_process("export", swept["plain"], "--run", "zzzz", "--out", tmp_path / "hf")
     assert unknown.returncode == 2 and "--run: no run with id 'zzzz'" in unknown.stderr
-    fmt = run_scale("export", swept["gpt2"], "--run", run_id, "--format", "onnx", "--out", tmp_path / "hf")
+    fmt = scale_in_process("export", swept["gpt2"], "--run", run_id, "--format", "onnx", "--out", tmp_path / "hf")
     assert fmt.returncode == 2 and "--format: value: must be one of hf, got 'onnx'" in fmt.stderr

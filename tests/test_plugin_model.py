@@ -8,7 +8,7 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, run_scale, scale_in_process
 
 from scaling_cli.errors import SpecError
 from scaling_cli.model import ModelConfig, build_model
@@ -98,7 +98,7 @@ def test_the_readme_example_trains_in_a_sweep_with_its_own_counts(on_path, tmp_p
         assert row.flops == row.tokens * flops_per_token(config)["chinchilla"]
         assert row.val_loss < math.log(16)  # it learned: from ln 256 at init to below uniform over the 16 symbols
     run_id = runs.run_id.iloc[0]
-    export = run_scale("export", tmp_path / "out", "--run", run_id, "--out", tmp_path / "hf", env=env())
+    export = scale_in_process("export", tmp_path / "out", "--run", run_id, "--out", tmp_path / "hf")
     assert export.returncode == 2
     assert export.stderr.strip().endswith("architecture: plug-in 'conv_lm:build' has no Hugging Face mapping")
     assert export.stderr.count("\n") == 1
@@ -128,10 +128,10 @@ def test_a_plugin_that_breaks_the_contract_is_refused_at_plan_time(on_path, func
 
 
 def test_the_cli_refuses_a_broken_plugin_in_one_line_before_writing_anything(on_path):
+    """In process: the fixture puts the plug-in modules on sys.path."""
     spec = on_path / "broken.toml"
     spec.write_text(SPEC.format(architecture="broken_models:wrong_count").replace("[16, 32]", "[16]"))
-    paths = {"PYTHONPATH": os.pathsep.join([str(on_path), str(EXAMPLES)])}
-    result = run_scale("sweep", spec, "--out", on_path / "out", env=paths)
+    result = scale_in_process("sweep", spec, "--out", on_path / "out")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"error: {spec}: model.d_model: architecture: counts say params = 8673, "
                                           "the module has 8672 parameters"]  # fmt: skip

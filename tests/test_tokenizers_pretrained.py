@@ -12,7 +12,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-from conftest import run_scale
+from conftest import run_scale, scale_in_process
 
 from scaling_cli.data import DataOptions, prepare
 from scaling_cli.errors import SpecError
@@ -140,7 +140,7 @@ def test_a_tiktoken_rank_file_prepares_trains_and_reports_exact_bits_per_byte(ti
 def test_a_missing_tokenizer_is_one_line_naming_where_it_looked(tmp_path, monkeypatch):
     spec = tmp_path / "missing.toml"
     spec.write_text(SPEC.format(tokenizer=f"hf:{tmp_path / 'nope'}"))
-    result = run_scale("sweep", spec, "--out", tmp_path / "out")
+    result = scale_in_process("sweep", spec, "--out", tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: {spec}: tokenizer: 'hf:{tmp_path / 'nope'}' not found offline; "
