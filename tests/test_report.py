@@ -505,6 +505,19 @@ def test_no_element_is_wider_than_the_page_and_the_verdict_is_on_the_first_scree
 
 
 @needs_chromium
+def test_the_demo_report_fits_the_page_and_leads_with_the_verdict(tmp_path):
+    """The committed demo snapshot (docs/figures/demo, written by make docs from a full make demo): Shakespeare
+    under muP, where no parametric law is identified and the marks must show."""
+    snapshot = Path(__file__).resolve().parents[1] / "docs" / "figures" / "demo"
+    demo = build_report(snapshot)
+    for shown in ("not identified", "withheld", "weak evidence"):
+        assert shown in demo, shown
+    probe = layout_at_1280(demo, tmp_path)
+    assert probe["wide"] == [] and len(probe["verdict"]) >= 6
+    assert all(number["bottom"] <= probe["screen"] for number in probe["verdict"])
+
+
+@needs_chromium
 def test_the_layout_check_notices_an_overflowing_table(page, tmp_path):
     wide = page.replace(
         "</main>", '<table><tr><td style="white-space:nowrap">' + "x" * 400 + "</td></tr></table></main>"

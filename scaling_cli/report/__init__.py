@@ -12,7 +12,7 @@ from pathlib import Path
 
 from scaling_cli import atomic
 from scaling_cli.errors import StoreError
-from scaling_cli.report import sections
+from scaling_cli.report import appendix, datasets, predictions, sections
 from scaling_cli.report.gather import ReportInputs, gather
 from scaling_cli.report.markup import page
 from scaling_cli.report.verdict import verdict
@@ -36,10 +36,10 @@ def render(inputs: ReportInputs) -> str:
             ("verdict", "Verdict: what to train next", verdict(inputs)),
             ("run", "What was run", sections.what_was_run(inputs)),
             ("laws", "Fitted laws", sections.fitted_laws(inputs)),
-            ("optimal", "Compute-optimal N and D", sections.compute_optimal(inputs)),
-            ("data", "Data", sections.data(inputs)),
-            ("failures", "Failures and diverged runs", sections.failures(inputs)),
-            ("figures", "Figures", sections.figures(inputs)),
+            ("optimal", "Compute-optimal N and D", predictions.compute_optimal(inputs)),
+            ("data", "Data", datasets.data(inputs)),
+            ("failures", "Failures and diverged runs", appendix.failures(inputs)),
+            ("figures", "Figures", appendix.figures(inputs)),
         ],
     )
 
