@@ -43,6 +43,28 @@ def grid_starts(grid: dict[str, list[float]] = CHINCHILLA_GRID) -> np.ndarray:
     return np.array(list(itertools.product(*(grid[name] for name in ORDER))), dtype=float)
 
 
+def huber_log_sum_exp(terms, log_loss, delta: float, weights=None):
+    """The fitting objective of every E + A/X^alpha + ... law (Approach 3 and the data-constrained law):
+    the Huber loss of ln(sum exp(term)) - ln L, summed over points (rows: parameter vectors), and its
+    derivative by each term at each point.
+
+    The log-sum-exp is shifted by the largest term, so no term overflows; `weights` are each row's point
+    multiplicities (bootstrap resamples).
+    """
+    top = np.maximum.reduce(terms)
+    shares = [np.exp(term - top) for term in terms]
+    total = sum(shares)
+    residual = top + np.log(total) - log_loss
+    size = np.abs(residual)
+    huber = np.where(size <= delta, 0.5 * residual * residual, delta * (size - 0.5 * delta))
+    slope = np.clip(residual, -delta, delta)
+    if weights is not None:
+        huber = huber * weights
+        slope = slope * weights
+    scale = slope / total  # d huber / d term_i = slope * share_i / total
+    return huber.sum(1), [share * scale for share in shares]
+
+
 class HuberLogObjective:
     """Summed Huber loss of log-space residuals and its gradient, for many parameter vectors at once.
 
@@ -59,29 +81,14 @@ class HuberLogObjective:
     def __call__(self, x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e, a, b, alpha, beta = (x[:, i : i + 1] for i in range(5))
         term_e = np.broadcast_to(e, (len(x), self.log_n.size))
-        term_n = a - alpha * self.log_n
-        term_d = b - beta * self.log_d
-        top = np.maximum(np.maximum(term_e, term_n), term_d)  # max-shifted log-sum-exp: nothing overflows
-        share_e = np.exp(term_e - top)
-        share_n = np.exp(term_n - top)
-        share_d = np.exp(term_d - top)
-        total = share_e + share_n + share_d
-        residual = top + np.log(total) - self.log_loss
-        size = np.abs(residual)
-        quadratic = size <= self.delta
-        huber = np.where(quadratic, 0.5 * residual * residual, self.delta * (size - 0.5 * self.delta))
-        slope = np.clip(residual, -self.delta, self.delta)
-        if self.weights is not None:
-            huber *= self.weights[rows]
-            slope *= self.weights[rows]
-        scale = slope / total  # d huber / d term_i = slope * share_i / total
-        share_e *= scale
-        share_n *= scale
-        share_d *= scale
+        weights = None if self.weights is None else self.weights[rows]
+        huber, (share_e, share_n, share_d) = huber_log_sum_exp(
+            (term_e, a - alpha * self.log_n, b - beta * self.log_d), self.log_loss, self.delta, weights
+        )
         grad = np.column_stack(
             [share_e.sum(1), share_n.sum(1), share_d.sum(1), -(share_n @ self.log_n), -(share_d @ self.log_d)]
         )
-        return huber.sum(1), grad
+        return huber, grad
 
     def scalar(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """One parameter vector, for scipy: (value, gradient)."""

@@ -19,7 +19,14 @@ from scipy.optimize import minimize
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.batched import minimize_batched
-from scaling_cli.fit.chinchilla import MIN_DISTINCT, MIN_POINTS, POLISH_ITERATIONS, check_points, starts_reaching
+from scaling_cli.fit.chinchilla import (
+    MIN_DISTINCT,
+    MIN_POINTS,
+    POLISH_ITERATIONS,
+    check_points,
+    huber_log_sum_exp,
+    starts_reaching,
+)
 from scaling_cli.fit.law import Law, register
 from scaling_cli.fit.laws import log_sum_exp
 from scaling_cli.fit.powerlaw import r2
@@ -116,20 +123,10 @@ class ConstrainedObjective:
         log_d, dlog_d_dr, _ = _saturating(self.fresh, self.repeats, np.exp(r_d))
         log_n, dlog_n = self._log_params(a, b, alpha, beta, r_n)
         term_e = np.broadcast_to(e, (len(x), self.log_n.size))
-        term_n = a - alpha * log_n
-        term_d = b - beta * log_d
-        top = np.maximum(np.maximum(term_e, term_n), term_d)  # max-shifted log-sum-exp
-        share_e, share_n, share_d = np.exp(term_e - top), np.exp(term_n - top), np.exp(term_d - top)
-        total = share_e + share_n + share_d
-        residual = top + np.log(total) - self.log_loss
-        size = np.abs(residual)
-        huber = np.where(size <= self.delta, 0.5 * residual * residual, self.delta * (size - 0.5 * self.delta))
-        slope = np.clip(residual, -self.delta, self.delta)
-        if self.weights is not None:
-            huber *= self.weights[rows]
-            slope *= self.weights[rows]
-        scale = slope / total
-        share_e, share_n, share_d = share_e * scale, share_n * scale, share_d * scale
+        weights = None if self.weights is None else self.weights[rows]
+        huber, (share_e, share_n, share_d) = huber_log_sum_exp(
+            (term_e, a - alpha * log_n, b - beta * log_d), self.log_loss, self.delta, weights
+        )
         # term_n = a - alpha ln N'(a, b, alpha, beta, r_n): the chain rule through N' adds -alpha dlnN'
         grad = np.column_stack(
             [
@@ -142,7 +139,7 @@ class ConstrainedObjective:
                 -(share_n * alpha * dlog_n[4]).sum(1),
             ]
         )
-        return huber.sum(1), grad
+        return huber, grad
 
     def _log_params(self, a, b, alpha, beta, r_n):
         """ln N' per point and its derivatives by (a, b, alpha, beta, r_n); zero where N <= U_N (N' = N)."""
