@@ -1,0 +1,53 @@
+"""The live progress of a sweep counts FLOPs as they are trained: before its only run finishes, the FLOPs done
+and the ETA already follow that run's curve points."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaling_cli.executors.local import LocalExecutor
+from scaling_cli.plan import load_sweep
+from scaling_cli.sweep import run_sweep
+
+SPEC = """name = "progress"
+dataset = "markov"
+device = "cpu"
+seeds = [0]
+[data]
+markov_bytes = 100000
+markov_alphabet = 16
+markov_order = 1
+[model]
+shapes = [{d_model = 32, n_layer = 2, n_head = 2}]
+seq_len = 32
+[train]
+tokens = [%d]
+lr = 0.003
+batch_size = 8
+[eval]
+every = 5
+batches = 1
+"""
+
+
+def test_flops_done_and_eta_move_while_the_run_trains(tmp_path):
+    spec = tmp_path / "progress.toml"
+    spec.write_text(SPEC % (100 * 8 * 32))
+    events: list[tuple[str, object]] = []
+    outcome = run_sweep(
+        load_sweep(spec), tmp_path / "out", LocalExecutor(workers=1), retries=0, poll_s=0.05,
+        on_event=lambda kind, payload: events.append((kind, payload)),
+    )  # fmt: skip
+    assert outcome.counts["done"] == 1
+    finished_at = next(i for i, (kind, _) in enumerate(events) if kind == "run")
+    during = [
+        p
+        for kind, p in events[:finished_at]
+        if kind == "progress" and p.active and 0 < (p.active[0]["seen"] or 0) < p.active[0]["tokens"]
+    ]
+    assert during, "no progress event saw the run part-way through"
+    total = during[-1].flops_total
+    assert 0 < during[-1].flops_done < total and during[-1].eta_s is not None
+    assert during[-1].flops_done / total == pytest.approx(during[-1].active[0]["seen"] / during[-1].active[0]["tokens"])
+    last = next(p for kind, p in events[finished_at:] if kind == "progress")
+    assert last.flops_done == total and last.runs_settled == 1
