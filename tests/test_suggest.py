@@ -15,6 +15,7 @@ from scaling_cli.fit import chinchilla
 from scaling_cli.fit.design import (
     Linearisation,
     additive_cost,
+    fit_variance,
     greedy_design,
     identification_problem,
     information,
@@ -57,7 +58,7 @@ def test_greedy_design_stays_in_budget_and_reports_the_variance_of_what_it_chose
     design = greedy_design([lin], 0.01, 8.0, additive_cost(costs), first_moves=4)
     assert design.rows and design.spent <= 8.0 and design.spent == pytest.approx(costs[design.rows].sum())
     block = lin.jacobian[design.rows]
-    expected = target_variances(lin.precision + block.T @ block / 0.01**2, lin.gradients)
+    expected = target_variances(lin.precision + block.T @ block / fit_variance(0.01), lin.gradients)
     assert np.allclose(design.variances, expected)
     assert design.variances[0] < design.start_variances[0]
 
