@@ -465,10 +465,10 @@ def status(root: str | Path) -> dict:
         if partial is not None:
             progress.append(partial)
     planned = {run["run_id"] for run in plan}
-    for run_id, row in rows.items():  # runs of an earlier version of the spec
+    for run_id, row in rows.items():  # runs of an earlier version of the spec (a merged directory)
         if run_id not in planned:
             counts[row["status"]] += 1
-            spent += _finite(row.get("flops"))
+            spent += _own_flops(store, row)
     failed = [
         {"run_id": r["run_id"], "error": r.get("error") or "", "attempts": r.get("attempts")}
         for r in rows.values()
@@ -484,6 +484,23 @@ def status(root: str | Path) -> dict:
         "failed": failed,
         "progress": progress,
     }
+
+
+def _own_flops(store: Store, row: dict) -> float:
+    """The compute a settled run added: for a WSD cooldown branch only its cooldown, since its trunk's row
+    already holds the steps they share (its own flops column counts them again)."""
+    flops = _finite(row.get("flops"))
+    if not row.get("branch_of"):
+        return flops
+    from scaling_cli.model import ModelConfig
+    from scaling_cli.train.config import TrainConfig, plan_steps
+
+    try:
+        config = json.loads((store.run_dir(row["run_id"]) / "config.json").read_text())
+        steps = plan_steps(TrainConfig(**config["train"]), ModelConfig(**config["model"]))
+    except (OSError, ValueError, KeyError, TypeError):  # no readable config: count the row as it stands
+        return flops
+    return flops * (steps.total_steps - steps.decay_start) / steps.total_steps
 
 
 def _finite(value: Any) -> float:
