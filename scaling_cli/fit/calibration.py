@@ -68,7 +68,7 @@ def spread_of_logs(samples) -> float:
 
 def run_noise(law, fitted: dict, points: pd.DataFrame) -> float:
     """sigma_run: robust scale of the law's log residuals on the points it was fitted on."""
-    predicted = _loss(law, law.params_of(fitted), points)
+    predicted = _loss(law, fitted, law.params_of(fitted), points)
     return robust_scale(np.log(points["loss"].to_numpy(dtype=float) / predicted))
 
 
@@ -104,11 +104,11 @@ def calibrate(law, fitted: dict, points: pd.DataFrame, fit_at_cut, bootstrap_at_
 def _scored_errors(law, fitted: dict, below: pd.DataFrame, above: pd.DataFrame) -> list[dict]:
     params, samples = law.params_of(fitted), law.samples_of(fitted)
     noise = run_noise(law, fitted, below)
-    predicted = _loss(law, params, above)
+    predicted = _loss(law, fitted, params, above)
     top = float(below["C"].max())
     rows = []
     for i, (_, run) in enumerate(above.iterrows()):
-        sample_losses = _loss(law, samples, run.to_frame().T, samples=True) if samples is not None else []
+        sample_losses = _loss(law, fitted, samples, run.to_frame().T, samples=True) if samples is not None else []
         rows.append(
             {
                 "run_id": str(run["run_id"]),
@@ -121,14 +121,12 @@ def _scored_errors(law, fitted: dict, below: pd.DataFrame, above: pd.DataFrame) 
     return [row for row in rows if np.isfinite(row["error"])]
 
 
-def _loss(law, params, runs: pd.DataFrame, samples: bool = False) -> np.ndarray:
+def _loss(law, fitted: dict, params, runs: pd.DataFrame, samples: bool = False) -> np.ndarray:
     """Loss of each run; with `samples` (params of arrays), one row per sample."""
-    columns = {k: runs[k].to_numpy(dtype=float) for k in ("N", "D", "C")}
-    unique = runs["U"].to_numpy(dtype=float) if "U" in runs else None
     if samples:
         params = _column_params(params)
     with np.errstate(all="ignore"):
-        return np.asarray(law.loss(params, columns["N"], columns["D"], columns["C"], unique), dtype=float)
+        return np.asarray(law.run_loss(params, fitted, runs.astype({k: float for k in ("N", "D", "C")})), dtype=float)
 
 
 def _column_params(tree):

@@ -48,9 +48,7 @@ def split(points: pd.DataFrame, rule: tuple[str, float], where: str = "--holdout
 def predict_runs(law: str, fitted: dict, runs: pd.DataFrame) -> np.ndarray:
     """Each run's loss as predicted by one fitted law."""
     predictor = registry.get(law)
-    unique = runs["U"].to_numpy(dtype=float) if "U" in runs else None
-    columns = (runs[k].to_numpy(dtype=float) for k in ("N", "D", "C"))
-    return np.asarray(predictor.loss(predictor.params_of(fitted), *columns, unique), dtype=float)
+    return np.asarray(predictor.run_loss(predictor.params_of(fitted), fitted, runs), dtype=float)
 
 
 def scored_laws() -> tuple[str, ...]:

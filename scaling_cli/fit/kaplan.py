@@ -228,6 +228,20 @@ class KaplanLaw(Law):
             position += len(keys)
         return law if position == rows.shape[1] else None
 
+    def inputs(self, fitted: dict, runs):
+        """Kaplan's N (non-embedding, where the fit used it) and C = 6 N D for a table's runs."""
+        conventions = (fitted.get("settings") or {}).get("conventions") or {}
+        nonembed = str(conventions.get("N", "")).startswith("non-embedding") and "N_nonembed" in runs
+        n = runs["N_nonembed" if nonembed else "N"].to_numpy(dtype=float)
+        d = runs["D"].to_numpy(dtype=float)
+        return n, d, 6.0 * n * d, None
+
+    def query_note(self, fitted: dict) -> str | None:
+        conventions = (fitted.get("settings") or {}).get("conventions") or {}
+        if str(conventions.get("N", "")).startswith("non-embedding"):
+            return "Kaplan's conventions: N read as non-embedding parameters, C as 6 N D"
+        return None
+
     def loss(self, params, n, d, c=None, u=None):
         return kaplan_loss(params, n, d)
 

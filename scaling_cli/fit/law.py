@@ -59,6 +59,19 @@ class Law:
         """(N_opt, D_opt) with C = k(N_opt) N_opt D_opt exactly under `convention`."""
         raise FitError("predict", self.name, "gives no allocation")
 
+    def inputs(self, fitted: dict, runs: pd.DataFrame) -> tuple:
+        """(N, D, C, U or None) of table runs in this law's own conventions (the table's, by default)."""
+        unique = runs["U"].to_numpy(dtype=float) if "U" in runs else None
+        return (*(runs[key].to_numpy(dtype=float) for key in ("N", "D", "C")), unique)
+
+    def query_note(self, fitted: dict) -> str | None:
+        """What a user's query (--params, --tokens, --compute) means to this law, when not the table's N, D, C."""
+        return None
+
+    def run_loss(self, params, fitted: dict, runs: pd.DataFrame):
+        """The loss this law predicts for each of a table's runs (params: the point estimate or samples)."""
+        return self.loss(params, *self.inputs(fitted, runs))
+
     def params_of(self, fitted: dict):
         """What `loss` and `allocate` take for the point estimate."""
         return fitted["params"]

@@ -147,6 +147,8 @@ def compute_answer(law, fitted: dict, convention: dict, compute: float, span: di
         row.update(_loss_interval(cal, row["loss"], loss_s, reach))
     if not law.allocates:
         row["note"] = "L(C) on the compute-efficient frontier; no allocation"
+    if law.query_note(fitted):
+        row["note"] = "; ".join(filter(None, (row.get("note"), law.query_note(fitted))))
     row["extrapolation"] = extrapolation(span, compute, row.get("N_opt"), row.get("D_opt"))
     return row
 
@@ -241,6 +243,8 @@ def _law_run(law, fitted: dict, params, tokens, compute, span, unique_tokens) ->
         row["note"] = f"U = {unique:.3g} unique tokens, {tokens / unique:.3g} epochs" + (
             " (fresh data; give --unique-tokens)" if unique_tokens is None else ""
         )
+    if law.query_note(fitted):
+        row["note"] = "; ".join(filter(None, (row.get("note"), law.query_note(fitted))))
     return row
 
 
