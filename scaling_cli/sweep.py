@@ -76,6 +76,7 @@ class Progress:
 
 
 Event = Callable[[str, Any], None]
+OTHER_PROCESS_SCAN_S = 5.0  # how often the scheduler looks for rows written by another sweep process
 
 
 def prepare_data(spec: Sweep) -> dict:
@@ -167,6 +168,8 @@ class _Runner:
         self.failures: dict[str, int] = defaultdict(int)
         self.given_up: set[str] = set()
         self.reported = {p.run.run_id for p in plan.runs if p.state in NOT_RETRAINED}
+        self.collected: set[str] = set()  # run ids of units collected since the last report
+        self.next_full_scan = 0.0  # when to look at every unreported run's row (other sweep processes)
         self.flops_done_here = 0.0
         self.keep_checkpoints = False
         self.keep_final = False
@@ -194,6 +197,7 @@ class _Runner:
                 self._report()
         finally:
             self.executor.shutdown(cancel=bool(self.inflight or self.queue))
+        self.next_full_scan = 0.0  # the last report sees every row, whoever wrote it
         self._report()
 
     def _submit_ready(self) -> None:
@@ -257,6 +261,7 @@ class _Runner:
         self.cores_inflight = given
 
     def _collect(self, future: cf.Future, unit: Unit) -> None:
+        self.collected.update(run.run_id for run in unit.runs)
         try:
             report = future.result()
         except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory, ...)
@@ -289,9 +294,18 @@ class _Runner:
                 record_failure(self.store, run, branch_of, message)
 
     def _report(self) -> None:
+        """Emit the rows settled since the last report, then the progress. Each poll reads the rows of the runs
+        whose units are running or were just collected; every OTHER_PROCESS_SCAN_S it reads all unreported
+        rows, for runs another sweep process trains in the same directory."""
+        now = time.monotonic()
+        full = now >= self.next_full_scan
+        if full:
+            self.next_full_scan = now + OTHER_PROCESS_SCAN_S
+        watched = self.collected | {run.run_id for unit in self.inflight.values() for run in unit.runs}
+        self.collected = set()
         for planned in self.plan.runs:
             run_id = planned.run.run_id
-            if run_id in self.reported:
+            if run_id in self.reported or not (full or run_id in watched):
                 continue
             row = self.store.read_row(run_id)
             if row is not None and (row["status"] in NOT_RETRAINED or planned.unit_id in self.given_up):
