@@ -7,7 +7,7 @@ DEMO   := results/demo
 KNOWN  := results/known-answer
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs test ci-browser bench lint clean
+.PHONY: help install quick demo docs test ci-browser bench lint clean
 
 help: ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,10 +37,13 @@ docs: demo ## Redraw the README's demo figures (docs/figures/*, with their plott
 test: install ci-browser ## Run the test suite in 2 workers (no GPU needed; 8.5-9 minutes on 2 idle cores).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
+quick: install ## The test suite without the tests marked slow (they train whole or shrunk shipped specs, Ray, the README).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
 ci-browser: # In CI only (CI=true): install Debian's chromium for the report's browser test when it is missing.
 	@if [ "$$CI" = "true" ]; then .ci/install-chromium; fi
 
-bench: install ## Benchmarks: trainer vs a bare PyTorch loop, fitting vs a plain scipy loop.
+bench: install ## Benchmarks: trainer vs a bare PyTorch loop (whole runs, and steady-state step time), fitting vs a plain scipy loop.
 	$(BIN)/python bench/bench_train.py
 	$(BIN)/python bench/bench_fit.py --baseline-starts 300
 	$(BIN)/python bench/bench_data.py

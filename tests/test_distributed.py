@@ -19,6 +19,8 @@ from scaling_cli.data import DataOptions, prepare
 from scaling_cli.model import ModelConfig
 from scaling_cli.train import CHECKPOINT_NAME, CURVE_NAME, TrainConfig, train_run
 
+pytestmark = pytest.mark.slow  # each run starts rank processes, each paying a torch start-up
+
 TINY = ModelConfig(d_model=32, n_layer=2, n_head=2, seq_len=32)
 # Float sums in another order: measured max |difference| of any loss on these curves about 1e-6.
 REDUCTION_NOISE = 1e-4

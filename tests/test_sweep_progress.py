@@ -9,6 +9,8 @@ from scaling_cli.executors.local import LocalExecutor
 from scaling_cli.plan import load_sweep
 from scaling_cli.sweep import run_sweep
 
+pytestmark = pytest.mark.slow  # real sweeps, polled often
+
 SPEC = """name = "progress"
 dataset = "markov"
 device = "cpu"
