@@ -267,3 +267,20 @@ def test_the_known_answer_llama_sweep_recovers_the_entropy_rate(tmp_path):
     assert chinchilla["status"] == "ok", chinchilla.get("problems")
     assert chinchilla["params"]["E"] == pytest.approx(rate_nats, rel=0.05)
     assert runs["val_loss"].min() > rate_nats
+
+
+def test_fit_by_architecture_gives_each_recipe_its_own_law(tmp_path):
+    """--by takes any run column: two families' runs in one table, each fitted alone (exact laws, no noise)."""
+    rows = []
+    for architecture, irreducible in (("gpt2", 1.5), ("llama", 1.2)):
+        for n in (1e4, 3e4, 1e5, 3e5):
+            for d in (1e6, 3e6, 1e7, 3e7):
+                loss = irreducible + 400 / n**0.5 + 2000 / d**0.4
+                rows.append(
+                    {"architecture": architecture, "params": n, "tokens": d, "flops": 6 * n * d, "val_loss": loss}
+                )
+    pd.DataFrame(rows).to_csv(tmp_path / "both.csv", index=False)
+    fit = fit_all(tmp_path / "both.csv", TableOptions(by="architecture"), FitOptions(laws=("chinchilla",), bootstrap=0))
+    assert fit["by"] == "architecture" and set(fit["groups"]) == {"gpt2", "llama"}
+    for group, irreducible in (("gpt2", 1.5), ("llama", 1.2)):
+        assert fit["groups"][group]["laws"]["chinchilla"]["params"]["E"] == pytest.approx(irreducible, rel=0.01)
