@@ -24,7 +24,7 @@ from test_plot import QUICK_FIT, write_results
 from scaling_cli.fit import TableOptions, fit_all
 from scaling_cli.fit.allocation import optimal_allocation
 from scaling_cli.fit.predict import predict
-from scaling_cli.plot import figures, load_inputs
+from scaling_cli.plot import figures, fitview, load_inputs
 from scaling_cli.plot.axes import figure_notes, figure_title
 from scaling_cli.plot.fitview import FitView, LawStatus
 from scaling_cli.plot.style import RC
@@ -272,13 +272,13 @@ def test_backtest_figure_shows_each_laws_predictions_of_the_runs_above_the_cut(i
     assert len(cut_lines) == 1, "the compute cut is marked"
     labels = [h.get_label() for h in legend_handles(fig)]
     recommended = backtest["recommended"]["law"]
-    assert any(label.startswith(f"{figures.fitview.LAW_NAMES[recommended]}, chosen: MAPE") for label in labels)
+    assert any(label.startswith(f"{fitview.LAW_NAMES[recommended]}, chosen: MAPE") for label in labels)
     (chosen,) = [c for c in backtest["candidates"] if c["filter"] == backtest["recommended"]["filter"]]
     top = [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
     drawn = [law for law, scored in chosen["laws"].items() if scored["status"] == "ok"]
     assert len(top) == len(drawn)
     for law in set(chosen["laws"]) - set(drawn):
-        assert any(note.startswith(figures.fitview.LAW_NAMES[law]) for note in figure_notes(fig))
+        assert any(note.startswith(fitview.LAW_NAMES[law]) for note in figure_notes(fig))
     assert [len(c.get_offsets()) for c in top] == [backtest["scored"]] * len(top)
 
 

@@ -379,7 +379,7 @@ def test_without_a_fit_or_a_manifest_the_page_still_shows_the_runs_and_says_what
     empty_cache = tmp_path / "empty-cache"
     monkeypatch.setenv("SCALE_CACHE", str(empty_cache))  # the prepared data set is gone too
     page = build_report(bare)
-    missing = f"not available: no fit.json; run `scale fit {bare}` first"
+    missing = f"not available: no fit.json; run <code>scale fit {bare}</code> first"  # backticks set as code
     laws = page.split('id="laws"')[1].split("</section>")[0]
     optimal = page.split('id="optimal"')[1].split("</section>")[0]
     assert missing in laws and missing in optimal

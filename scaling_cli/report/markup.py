@@ -63,6 +63,7 @@ td, th, p, li, .warn, .note, figcaption { overflow-wrap: anywhere; }
 table { max-width: 100%; }
 .verdicts { display: grid; grid-template-columns: repeat(auto-fit, minmax(440px, 1fr)); gap: 12px; }
 .verdict { border: 2px solid var(--accent); border-radius: 6px; padding: 2px 14px 4px; }
+.id.quote { font-family: inherit; font-size: inherit; }
 .verdict .said { font-size: 13px; color: var(--muted); }
 .verdict table { margin: 2px 0 4px; }
 .verdict td b { font-size: 17px; }
@@ -86,6 +87,11 @@ def prose(text: object) -> str:
     if len(parts) % 2 == 0:  # an unpaired backtick: plain text
         return esc(text)
     return "".join(f"<code>{esc(part)}</code>" if i % 2 else esc(part) for i, part in enumerate(parts))
+
+
+def reason(text: object) -> str:
+    """A reason quoted from a file (a law's problems) inside a table: prose, marked as text, not as numbers."""
+    return f'<span class="id quote">{prose(text)}</span>'
 
 
 def mark(text: str) -> str:
@@ -161,7 +167,7 @@ def text_cell(value: object) -> str:
 
 
 def unavailable(why: str) -> str:
-    return f'<p class="na">not available: {esc(why)}</p>'
+    return f'<p class="na">not available: {prose(why)}</p>'
 
 
 def warning(text_html: str) -> str:

@@ -8,8 +8,11 @@ from scaling_cli.report.markup import (
     esc,
     finite,
     interval,
+    mark,
     note,
     num,
+    prose,
+    reason,
     table,
     text_cell,
     unavailable,
@@ -79,7 +82,7 @@ def _prediction_row(label: str, row: dict, key: list) -> list[str]:
         return [label, "—", "—", "—", "—", ""]
     if row.get("status", "ok") != "ok":
         problems = "; ".join(map(str, row.get("problems") or [])) or row.get("note", "")
-        return [label, f'<span class="id">not identified: {esc(problems)}</span>', "—", "—", "—", ""]
+        return [label, f"{mark('not identified')} {reason(problems)}", "—", "—", "—", ""]
     cells = [label]
     for value_key in ("N_opt", "D_opt", "tokens_per_param", "loss"):
         if value_key in row:
@@ -105,7 +108,7 @@ def _extrapolation(entry: Prediction, laws: dict) -> str:
         said = answer.get("extrapolation") if isinstance(answer, dict) else None
         text = said.get("warning") if isinstance(said, dict) else said
         if isinstance(text, str) and text:
-            stated.append(f"{esc(law)}: {esc(text)}")
+            stated.append(f"{esc(law)}: {prose(text)}")
     own = (
         f"Extrapolation: {entry.multiple}× beyond the largest run this fit has seen. These numbers carry the laws "
         "past the data; the holdout and backtest errors above show how well each law predicted runs it had not seen."

@@ -22,6 +22,7 @@ from scaling_cli.report.markup import (
     table,
     mark,
     prose,
+    reason,
     text_cell,
     unavailable,
     warning,
@@ -129,7 +130,7 @@ def _compute_and_time(inputs: ReportInputs) -> str:
     if "flops_spent" in status:
         rows.append(
             [
-                "compute spent, FLOPs (WSD trunks shared once, as `scale status` counts)",
+                "compute spent, FLOPs (WSD trunks shared once, as scale status counts)",
                 num(status["flops_spent"], STATUS, ["flops_spent"]),
             ]
         )
@@ -327,7 +328,7 @@ def _holdout_line(group_name: str, law: str, group: dict) -> str:
     mape = (holdout.get("mape") or {}).get(law)
     if finite(mape) is None:
         why = (holdout.get("skipped") or {}).get(law)
-        return note(f"Holdout not available: {esc(why)}") if why else ""
+        return note(f"Holdout not available: {prose(why)}") if why else ""
     at = ["groups", group_name, "holdout"]
     held = num(holdout["held_out"], FIT, [*at, "held_out"]) if finite(holdout.get("held_out")) else "the"
     error = num(mape, FIT, [*at, "mape", law], "%")
@@ -403,7 +404,7 @@ def _status_mark(scored: dict) -> str:
     if scored.get("status", "ok") == "ok":
         return ""
     problems = "; ".join(map(str, scored.get("problems") or []))
-    return f" {mark('not identified')}" + (f'<br><small class="iv">{prose(problems)}</small>' if problems else "")
+    return f" {mark('not identified')}" + (f'<br><small>{reason(problems)}</small>' if problems else "")
 
 
 def _candidates_table(candidates: list, base: list) -> str:
@@ -422,7 +423,8 @@ def _candidates_table(candidates: list, base: list) -> str:
                 cells.append(num(scored["mape"], FIT, [*at, "laws", law, "mape"], "%") + _status_mark(scored))
             elif isinstance(scored, dict):
                 problems = "; ".join(map(str, scored.get("problems") or []))
-                cells.append(f'<span class="id" title="{esc(problems)}">{esc(scored.get("status", "—"))}</span>')
+                status = str(scored.get("status", "—")).replace("_", " ")
+                cells.append(mark(status) + (f'<br><small>{reason(problems)}</small>' if problems else ""))
             else:
                 cells.append(f'<span class="id" title="{esc(skipped or "")}">skipped</span>' if skipped else "—")
         rows.append(cells)
