@@ -1,8 +1,10 @@
 """README truth: every command in the README's code blocks runs, in README order, on a small setup; the few that
 cannot run here are listed below with the reason. The README is read when the test runs, so a command added
 later is run too. The setup is a fresh directory holding the repository's sweeps/ and examples/, where
-sweeps/demo.toml (a 2.5-minute CPU sweep) is replaced by markov-tiny under the name "demo", and the user files
-that examples name (a JSONL dump, a corpus folder) are made from the repository's own sources."""
+sweeps/demo.toml (a 2.5-minute CPU sweep) is replaced by markov-tiny under the name "demo", sweeps/data-axis.toml
+loses its largest budget (the same code paths, half the training), and the user files that examples name (a JSONL
+dump, a corpus folder) are made from the repository's own sources. Sweeps that train run as real processes (their
+workers need one); every other command runs in-process through the console entry point."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from conftest import REPO, SHARED_DATA, run_scale
+from conftest import REPO, SHARED_DATA, run_scale, scale_in_process
 
 PROGRAMS = ("scale", "make", "pip", "ray", "python")
 
@@ -22,6 +24,7 @@ PROGRAMS = ("scale", "make", "pip", "ray", "python")
 NOT_RUN = {
     "make demo": "the demo itself: minutes of training; the setup runs its steps as the scale commands below",
     "make test": "the test suite itself",
+    "make quick": "the test suite itself, less its slow tests",
     "scale sweep sweeps/gpu.toml --runs-per-gpu 4": "needs a CUDA GPU (gpu.toml sets device = cuda)",
     "scale sweep sweeps/gpu.toml --executor ray --address auto": "needs a running Ray cluster",
     'pip install -e ".[ray]"': "installs packages",
@@ -55,6 +58,9 @@ def make_setup(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "examples", work / "examples")
     tiny = (REPO / "sweeps" / "markov-tiny.toml").read_text()
     (work / "sweeps" / "demo.toml").write_text(tiny.replace('name = "markov-tiny"', 'name = "demo"'))
+    axis, budgets = (REPO / "sweeps" / "data-axis.toml").read_text(), "tokens = [12_288, 24_576, 49_152]"
+    assert budgets in axis, "sweeps/data-axis.toml changed its budgets: update the setup's smaller copy"
+    (work / "sweeps" / "data-axis.toml").write_text(axis.replace(budgets, "tokens = [12_288, 24_576]"))
     # A user's own data: a zstd JSONL dump with a `content` field, and a folder of text files with one bad record.
     sources = sorted((REPO / "scaling_cli").rglob("*.py"))
     lines = [json.dumps({"content": path.read_text()}) for path in sources]
@@ -82,6 +88,7 @@ def test_readme_names_the_commands_this_test_knows():
     assert not stale, f"listed as not run but no longer in the README: {stale}"
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_on_a_small_setup(setup: Path, tmp_path: Path):
     ran = []
     for command in readme_commands():
@@ -91,7 +98,8 @@ def test_every_readme_command_runs_on_a_small_setup(setup: Path, tmp_path: Path)
             continue  # reference data outside the repository, absent on a fresh clone
         args = shlex.split(command.replace("/tmp/", f"{tmp_path}/"))
         assert args[0] == "scale", f"no rule for running {command!r}: run it here or list it in NOT_RUN"
-        result = run_scale(*args[1:], cwd=setup)
+        trains = args[1] == "sweep" and "--dry-run" not in args
+        result = (run_scale if trains else scale_in_process)(*args[1:], cwd=setup)
         assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         ran.append(command)
     assert len(ran) >= 12
