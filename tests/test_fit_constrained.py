@@ -130,3 +130,19 @@ def test_fixed_parameters_are_held_reported_and_not_bootstrapped(tmp_path):
         assert all(sample[column] == pytest.approx(value) for sample in law["bootstrap"]["samples"])
     assert law["params"]["R_D_star"] == pytest.approx(LAW["R_D_star"], rel=0.1)
     assert law["intervals"]["R_D_star"] is not None
+
+
+def test_fix_holds_chinchilla_parameters_too_and_the_cli_reports_them(tmp_path):
+    table = tmp_path / "fresh.csv"
+    n, d = (a.ravel() for a in np.meshgrid([1e6, 3e6, 1e7, 3e7, 1e8], [1e9, 3e9, 1e10, 3e10]))
+    pd.DataFrame({"N": n, "D": d, "loss": constrained_loss(LAW, n, d, d)}).to_csv(table, index=False)
+    out = tmp_path / "fit.json"
+    args = ("--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--law", "chinchilla", "--bootstrap", "5")
+    result = run_scale("fit", table, *args, "--fix", "alpha=0.3", "--fix", "E=1.8", "--out", out)
+    assert result.returncode == 0, result.stderr
+    law = json.loads(out.read_text())["groups"]["all"]["laws"]["chinchilla"]
+    assert law["fixed"] == {"alpha": 0.3, "E": 1.8}
+    assert law["params"]["alpha"] == pytest.approx(0.3) and law["params"]["E"] == pytest.approx(1.8)
+    assert law["intervals"]["alpha"] is None and law["intervals"]["beta"] is not None
+    bad = run_scale("fit", table, *args, "--fix", "alpha")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--fix" in bad.stderr

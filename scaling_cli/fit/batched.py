@@ -134,3 +134,29 @@ def _bfgs_update(inv_h, fresh, rows, s, y):
     h[broken] = np.eye(p)  # a degenerate curvature pair: restart that start from steepest descent
     fresh[rows[broken]] = True
     inv_h[rows] = h
+
+
+class Held:
+    """An objective over the free coordinates only: the `fixed` ones (index -> value) are held."""
+
+    def __init__(self, objective, fixed: dict[int, float], size: int):
+        self.objective = objective
+        self.fixed = fixed
+        self.free = np.array([i for i in range(size) if i not in fixed], dtype=int)
+        self.size = size
+
+    def full(self, x: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(x)
+        out = np.empty((len(x), self.size))
+        out[:, self.free] = x
+        for i, value in self.fixed.items():
+            out[:, i] = value
+        return out
+
+    def __call__(self, x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f, g = self.objective(self.full(x), rows)
+        return f, g[:, self.free]
+
+    def scalar(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = self(np.asarray(x, dtype=float)[None, :], np.zeros(1, dtype=int))
+        return float(f[0]), g[0]

@@ -100,7 +100,8 @@ def bootstrap_chinchilla(
     convention = convention or {"kind": "6ND"}
     weights = multiplicities(indices, len(points))
     starts = resample_starts(points, fitted, weights, delta=delta, grid=grid)
-    vectors = chinchilla.refit_resamples(points["N"], points["D"], points["loss"], weights, starts, delta)
+    fixed = fitted.get("fixed") or {}
+    vectors = chinchilla.refit_resamples(points["N"], points["D"], points["loss"], weights, starts, delta, fixed=fixed)
     with np.errstate(over="ignore"):
         finite = np.all(np.isfinite(vectors), axis=1) & np.all(np.isfinite(np.exp(vectors[:, :3])), axis=1)
     samples = [chinchilla.to_params(v) for v in vectors[finite]]
@@ -111,7 +112,7 @@ def bootstrap_chinchilla(
         n_opt, d_opt = chinchilla_allocation(stacked, convention, at_compute)
         columns.update(N_opt=n_opt, D_opt=d_opt, loss_opt=chinchilla_loss(stacked, n_opt, d_opt))
     return {
-        "intervals": {name: interval(values) for name, values in columns.items()},
+        "intervals": {name: None if name in fixed else interval(values) for name, values in columns.items()},
         "bootstrap": _summary(
             indices, vectors, finite, [[s[k] for k in ("E", "A", "B", "alpha", "beta")] for s in samples]
         ),

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from scaling_cli.errors import FitError
-from scaling_cli.fit.batched import BatchResult, minimize_batched
+from scaling_cli.fit.batched import BatchResult, Held, minimize_batched
 from scaling_cli.fit.laws import chinchilla_loss, log_sum_exp
 from scaling_cli.fit.powerlaw import add_more, r2
 from scaling_cli.fit.law import Law, register
@@ -105,6 +105,20 @@ class HuberLogObjective:
         return np.where(size <= self.delta, 0.5 * size * size, self.delta * (size - 0.5 * self.delta))
 
 
+def fixed_coordinates(fixed: dict | None, where: str) -> dict[int, float]:
+    """{vector index: value} from {E, A, B, alpha, beta: value}; names of other laws' parameters are left to
+    them. FitError for a value the law cannot take."""
+    coordinates = {}
+    for i, name in enumerate(("E", "A", "B", "alpha", "beta")):
+        if name not in (fixed or {}):
+            continue
+        value = float(fixed[name])
+        if not np.isfinite(value) or (i < 3 and value <= 0):
+            raise FitError(where, f"--fix {name}", f"must be {'positive' if i < 3 else 'finite'}, got {value}")
+        coordinates[i] = float(np.log(value)) if i < 3 else value
+    return coordinates
+
+
 def to_params(x: np.ndarray) -> dict[str, float]:
     """The fitted vector (e, a, b, alpha, beta) as the published parameters E, A, B, alpha, beta."""
     e, a, b, alpha, beta = (float(v) for v in x)
@@ -126,20 +140,25 @@ def check_points(n, d, loss, where: str) -> None:
             raise FitError(where, "chinchilla", f"needs at least {MIN_DISTINCT} distinct {name}, got {distinct}: {fix}")
 
 
-def fit_chinchilla(n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, where: str = "fit") -> dict:
-    """Fit Approach 3 from every start of `grid`; return params, r2, settings and diagnostics.
+def fit_chinchilla(
+    n, d, loss, *, delta: float = 1e-3, grid=CHINCHILLA_GRID, where: str = "fit", fixed: dict | None = None
+) -> dict:
+    """Fit Approach 3 from every start of `grid`, holding the `fixed` parameters ({E, A, B, alpha, beta: value});
+    return params, r2, settings and diagnostics.
 
     Raises FitError when the table is too small or when no start converges.
     """
     check_points(n, d, loss, where)
-    objective = HuberLogObjective(n, d, loss, delta)
-    batch = minimize_batched(objective, grid_starts(grid))
-    best_x = _polish(objective, batch, where)
-    best_f, best_g = objective.scalar(best_x)
+    objective = Held(HuberLogObjective(n, d, loss, delta), fixed_coordinates(fixed, where), len(ORDER))
+    batch = minimize_batched(objective, np.unique(grid_starts(grid)[:, objective.free], axis=0))
+    best_x = objective.full(_polish(objective, batch, where))[0]
+    batch.x = objective.full(batch.x)
+    best_f, best_g = objective.objective.scalar(best_x)
     params = to_params(best_x)
     return {
         "params": params,
         "vector": best_x.tolist(),
+        "fixed": {name: float(value) for name, value in (fixed or {}).items()},
         "r2": log_r2(params, n, d, loss),
         "settings": {
             "delta": delta,
@@ -217,7 +236,9 @@ def log_r2(params: dict, n, d, loss) -> float:
     return r2(np.log(np.asarray(loss, dtype=float)), np.log(chinchilla_loss(params, n, d)))
 
 
-def refit_resamples(n, d, loss, weights: np.ndarray, starts: np.ndarray, delta: float) -> np.ndarray:
+def refit_resamples(
+    n, d, loss, weights: np.ndarray, starts: np.ndarray, delta: float, fixed: dict | None = None
+) -> np.ndarray:
     """Refit every resample (rows of `weights`, multiplicities of each point) from each of `starts`:
     (S, 5) shared by every resample, or (B, S, 5) each resample's own.
 
@@ -227,8 +248,11 @@ def refit_resamples(n, d, loss, weights: np.ndarray, starts: np.ndarray, delta: 
     starts = np.broadcast_to(np.asarray(starts, dtype=float), (b, *np.shape(starts)[-2:]))
     s = starts.shape[1]
     owner = np.repeat(np.arange(b), s)
-    objective = HuberLogObjective(n, d, loss, delta, weights=weights[owner])
-    batch = minimize_batched(objective, starts.reshape(b * s, 5), ftol=1e-12, gtol=1e-7)
+    objective = Held(
+        HuberLogObjective(n, d, loss, delta, weights=weights[owner]), fixed_coordinates(fixed, "bootstrap"), 5
+    )
+    batch = minimize_batched(objective, starts.reshape(b * s, 5)[:, objective.free], ftol=1e-12, gtol=1e-7)
+    batch.x = objective.full(batch.x)
     f = np.where(batch.converged, batch.f, np.inf).reshape(b, s)
     best = np.argmin(f, axis=1)
     x = batch.x.reshape(b, s, 5)[np.arange(b), best]
@@ -247,7 +271,13 @@ class ChinchillaLaw(Law):
         from scaling_cli.fit.laws import chinchilla_derived
 
         result = fit_chinchilla(
-            points["N"], points["D"], points["loss"], delta=options.delta, grid=options.grid, where=where
+            points["N"],
+            points["D"],
+            points["loss"],
+            delta=options.delta,
+            grid=options.grid,
+            where=where,
+            fixed=getattr(options, "fixed", None),
         )
         result["derived_6ND"] = chinchilla_derived(result["params"])
         return result

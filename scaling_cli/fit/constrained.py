@@ -18,7 +18,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from scaling_cli.errors import FitError
-from scaling_cli.fit.batched import minimize_batched
+from scaling_cli.fit.batched import Held, minimize_batched
 from scaling_cli.fit.chinchilla import (
     MIN_DISTINCT,
     MIN_POINTS,
@@ -163,32 +163,6 @@ class ConstrainedObjective:
             ]
         derivatives = [np.where(excess, dlog_dbase * v, 0.0) for v in d_opt]
         return log_n, [*derivatives, np.where(excess, dlog_dr, 0.0)]
-
-    def scalar(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = self(np.asarray(x, dtype=float)[None, :], np.zeros(1, dtype=int))
-        return float(f[0]), g[0]
-
-
-class Held:
-    """An objective over the free coordinates only: the `fixed` ones (index -> value) are held."""
-
-    def __init__(self, objective, fixed: dict[int, float], size: int):
-        self.objective = objective
-        self.fixed = fixed
-        self.free = np.array([i for i in range(size) if i not in fixed], dtype=int)
-        self.size = size
-
-    def full(self, x: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(x)
-        out = np.empty((len(x), self.size))
-        out[:, self.free] = x
-        for i, value in self.fixed.items():
-            out[:, i] = value
-        return out
-
-    def __call__(self, x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        f, g = self.objective(self.full(x), rows)
-        return f, g[:, self.free]
 
     def scalar(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         f, g = self(np.asarray(x, dtype=float)[None, :], np.zeros(1, dtype=int))
