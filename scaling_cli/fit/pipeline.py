@@ -56,6 +56,11 @@ def parse_fixed(values) -> dict[str, float]:
             sep = ""
         if not sep or not name.strip():
             raise FitError("--fix", str(value), "must be NAME=VALUE with a number, e.g. --fix alpha=0.34")
+    from scaling_cli.fit.constrained import NAMES  # the chinchilla law's five and the two R*
+
+    for name in fixed:
+        if name not in NAMES:
+            raise FitError("--fix", name, f"not a parameter that can be held; choose from {', '.join(NAMES)}")
     return fixed
 
 
