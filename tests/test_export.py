@@ -13,6 +13,7 @@ from scaling_cli.model import ModelConfig, build_model
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
+pytestmark = pytest.mark.slow  # four real sweeps (tiny, but each a process with a worker): make quick skips them
 
 SPEC = """
 name = "export-{name}"
