@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 
 from scaling_cli.errors import StoreError
@@ -128,10 +129,19 @@ PLAN_COLUMNS += ("seed", "memory", "branch of", "state")
 LEFT_ALIGNED = ("run_id", "dataset", "branch of", "state", "run", "size")
 
 
+ID_COLUMNS = ("run_id", "branch of")  # 12-character run ids: never cut or folded, or they cannot be copied
+
+
 def _table(title: str, columns: tuple[str, ...]) -> Table:
-    table = Table(title=title)
+    # No vertical rules and one space between columns, so that a log's 120 columns hold more of the table;
+    # what still does not fit wraps inside its cell, never cut with an ellipsis.
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
     for column in columns:
-        table.add_column(column, justify="left" if column in LEFT_ALIGNED else "right")
+        justify = "left" if column in LEFT_ALIGNED else "right"
+        if column in ID_COLUMNS:
+            table.add_column(column, justify=justify, no_wrap=True, min_width=12)
+        else:
+            table.add_column(column, justify=justify, overflow="fold")
     return table
 
 
