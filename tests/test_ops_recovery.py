@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from conftest import REPO, copy_results, run_scale
 
-from scaling_cli.store import Store, status
+from scaling_cli.store import Store
+from scaling_cli.store_status import status
 
 TINY = REPO / "sweeps" / "markov-tiny.toml"
 

@@ -29,7 +29,7 @@ from scaling_cli.fit import predict
 from scaling_cli.plan import load_sweep
 from scaling_cli.plot import FIGURES
 from scaling_cli.report import REPORT_NAME, build_report
-from scaling_cli.store import status
+from scaling_cli.store_status import status
 from scaling_cli.sweep import build_units
 
 HOSTILE = '<script>alert("x")</script> & <b>bold</b>'

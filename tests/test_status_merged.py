@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from scaling_cli.store import Store, status
+from scaling_cli.store import Store
+from scaling_cli.store_status import status
 
 
 def test_runs_of_an_earlier_grid_count_their_own_compute_only(tiny_results):

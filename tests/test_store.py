@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from scaling_cli.errors import StoreError
-from scaling_cli.store import CURVES_COLUMNS, RUNS_COLUMNS, Store, status
+from scaling_cli.store import CURVES_COLUMNS, RUNS_COLUMNS, Store
+from scaling_cli.store_status import status
 
 
 def make_row(run_id: str, status_: str = "done", loss: float = 1.0) -> dict:

@@ -21,7 +21,7 @@ def status_command(
 
     Example: scale status results/demo --summary
     """
-    from scaling_cli.store import status
+    from scaling_cli.store_status import status
 
     info = status(results_dir)
     if as_json:

@@ -64,7 +64,7 @@ class ReportInputs:
     spec_text: Part
     spec: dict
     runs: Part  # pandas DataFrame of runs.parquet
-    status: Part  # scaling_cli.store.status(...)
+    status: Part  # scaling_cli.store_status.status(...)
     fit: Part  # the fit.json document
     predictions: list[Prediction] = field(default_factory=list)
     data_sets: list[DataSet] = field(default_factory=list)
@@ -128,7 +128,7 @@ def _read_runs(results: Path) -> Part:
 
 
 def _read_status(results: Path) -> Part:
-    from scaling_cli.store import status
+    from scaling_cli.store_status import status
 
     try:
         return Part(status(results))
