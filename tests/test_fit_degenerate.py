@@ -64,8 +64,8 @@ def test_too_few_sizes_skip_the_law_with_what_to_add_and_exit_0(tmp_path, sizes,
     table = grid_csv(
         tmp_path / "few.csv", sizes, [1e8, 3e8, 1e9, 3e9, 1e10, 3e10], lambda n, d: chinchilla_loss(law, n, d)
     )
-    out = tmp_path / "fit.json"
-    result = run_scale(  # --out a directory: fit.json goes inside it
+    out = tmp_path / "few.fit.json"
+    result = run_scale(  # --out a directory: the table's <stem>.fit.json goes inside it
         "fit", table, "--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--bootstrap", "0", "--out", tmp_path
     )
     assert result.returncode == 0, result.stderr
