@@ -59,22 +59,15 @@ def make_figures(
 
 def draw(inputs: PlotInputs, out_dir: Path, fmt: str, names: list[str]) -> list[tuple[str, Path | None, str]]:
     """Draw the named figures from already loaded inputs (the house style applies to each)."""
-    import matplotlib.pyplot as plt
-
-    from scaling_cli.plot.figures import FIGURE_FUNCTIONS, Skip, make_context
-    from scaling_cli.plot.style import RC, save
+    from scaling_cli.plot.figures import each_figure
+    from scaling_cli.plot.style import save
 
     made = []
-    with plt.rc_context(RC):
-        context = make_context(inputs)
-        for name in names:
-            try:
-                figure = FIGURE_FUNCTIONS[name](context)
-            except Skip as reason:
-                plt.close("all")
-                made.append((name, None, str(reason)))
-                continue
-            path = out_dir / f"{name}.{fmt}"
-            save(figure, path, fmt)
-            made.append((name, path, ""))
+    for name, figure, reason in each_figure(inputs, names):
+        if figure is None:
+            made.append((name, None, reason))
+            continue
+        path = out_dir / f"{name}.{fmt}"
+        save(figure, path, fmt)
+        made.append((name, path, ""))
     return made

@@ -41,20 +41,15 @@ def drawn_data(inputs: PlotInputs, names) -> dict[str, dict | str]:
     """{name: figure_data} for each figure the inputs support, {name: reason} for the others."""
     import matplotlib.pyplot as plt
 
-    from scaling_cli.plot.figures import FIGURE_FUNCTIONS, Skip, make_context
-    from scaling_cli.plot.style import RC
+    from scaling_cli.plot.figures import each_figure
 
     found: dict[str, dict | str] = {}
-    with plt.rc_context(RC):
-        context = make_context(inputs)
-        for name in names:
-            try:
-                figure = FIGURE_FUNCTIONS[name](context)
-            except Skip as reason:
-                found[name] = str(reason)
-                continue
-            found[name] = figure_data(figure)
-            plt.close(figure)
+    for name, figure, reason in each_figure(inputs, names):
+        if figure is None:
+            found[name] = reason
+            continue
+        found[name] = figure_data(figure)
+        plt.close(figure)
     return found
 
 

@@ -421,3 +421,22 @@ FIGURE_FUNCTIONS = {
     "compression": compression,
     "data_axis": data_axis,
 }
+
+
+def each_figure(inputs, names):
+    """Draw the named figures in the house style: (name, figure, "") for each drawn, (name, None, why) for each
+    the inputs cannot support. The style stays in force while the caller holds a figure (to save or read it)."""
+    import matplotlib.pyplot as plt
+
+    from scaling_cli.plot.style import RC
+
+    with plt.rc_context(RC):
+        context = make_context(inputs)
+        for name in names:
+            try:
+                figure = FIGURE_FUNCTIONS[name](context)
+            except Skip as reason:
+                plt.close("all")
+                yield name, None, str(reason)
+                continue
+            yield name, figure, ""
