@@ -3,6 +3,10 @@
 Parquet stays the record: a tracker gets a copy of what the run's files hold (config.json, the curve points,
 row.json), named by the run id and grouped by the sweep, after the run is settled. A tracker that fails never
 fails a run: its first problem is reported once, and `summary()` counts the runs it missed.
+
+Each tracker keeps a ledger of the run ids it has logged (tracking/<tracker>.logged), so a sweep rerun with
+`--track` that trains nothing still logs the settled runs that tracker has not seen (`catch_up`), and never logs
+a run twice. Runs logged before the ledger existed are not in it and are logged once more.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from scaling_cli.store import CURVES_COLUMNS, Store
 from scaling_cli.validate import one_of
 
 TRACK_DIR = "tracking"  # under the results directory: tensorboard/, wandb/, mlruns/
+LEDGER_SUFFIX = ".logged"  # tracking/<tracker>.logged: one run id a line, appended once the tracker took the run
 CURVE_METRICS = tuple(column for column in CURVES_COLUMNS if column not in ("run_id", "step"))
 EXTRAS = {"wandb": "wandb", "tensorboard": "tensorboard", "mlflow": "mlflow"}  # pip extra per tracker
 
@@ -182,7 +187,9 @@ class Tracker:
         self.loggers: dict[str, object | None] = {}  # None: the tracker could not start
         self.missed = dict.fromkeys(names, 0)  # runs not logged, per tracker
         self.reported: set[str] = set()
-        root = Path(results) / TRACK_DIR
+        self.tried: set[str] = set()  # run ids this call has handed to the trackers
+        self._ledgers: dict[str, set[str]] = {}
+        self.root = root = Path(results) / TRACK_DIR
         for name in names:
             try:
                 self.loggers[name] = LOGGERS[name](root)
@@ -201,13 +208,18 @@ class Tracker:
 
         return events
 
-    def log(self, run_id: str) -> None:
-        """Log one settled run to every tracker; a tracker's failure is reported the first time only."""
+    def log(self, run_id: str, names=None) -> int:
+        """Log one settled run to every tracker (or those named); a tracker's failure is reported the first time
+        only. Returns how many trackers took the run."""
+        self.tried.add(run_id)
         try:
             record = read_record(self.store, run_id, self.sweep)
         except Exception as exc:  # noqa: BLE001
             record, unreadable = None, f"run {run_id}: {_one_line(exc)}"
+        took = 0
         for name, logger in self.loggers.items():
+            if names is not None and name not in names:
+                continue
             if logger is None or record is None:
                 self.missed[name] += 1
                 if record is None:
@@ -218,6 +230,41 @@ class Tracker:
             except Exception as exc:  # noqa: BLE001 - tracking is a copy; the run is recorded in parquet
                 self.missed[name] += 1
                 self._problem(name, f"run {run_id}: {_one_line(exc)}")
+                continue
+            took += 1
+            self._note_logged(name, run_id)
+        return took
+
+    def catch_up(self, run_ids) -> list[str]:
+        """Log the settled runs among `run_ids` that this call did not train and a tracker has not logged before
+        (a rerun that trains nothing, or a tracker added later); one line per tracker that took any."""
+        caught = dict.fromkeys(self.loggers, 0)
+        for run_id in run_ids:
+            if run_id in self.tried or self.store.read_row(run_id) is None:
+                continue
+            names = [name for name, logger in self.loggers.items() if run_id not in self.logged(name)]
+            if names:
+                self.log(run_id, names)
+                for name in names:
+                    caught[name] += run_id in self.logged(name)
+        return [
+            f"tracking: {name}: logged {count} run(s) recorded before this call"
+            for name, count in caught.items()
+            if count
+        ]
+
+    def logged(self, name: str) -> set[str]:
+        """The run ids this tracker has logged into this results directory, by its ledger."""
+        if name not in self._ledgers:
+            path = self.root / f"{name}{LEDGER_SUFFIX}"
+            self._ledgers[name] = set(path.read_text().split()) if path.is_file() else set()
+        return self._ledgers[name]
+
+    def _note_logged(self, name: str, run_id: str) -> None:
+        self.logged(name).add(run_id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{name}{LEDGER_SUFFIX}", "a") as ledger:
+            ledger.write(run_id + "\n")
 
     def _problem(self, name: str, text: str) -> None:
         if name not in self.reported:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_scale
+from conftest import TINY, run_scale, scale_in_process
 
 from scaling_cli.tracking import CURVE_METRICS, chosen_trackers
 
@@ -155,3 +155,29 @@ def test_unknown_tracker_is_bad_input():
     assert chosen_trackers(["wandb,mlflow", "wandb"], ("tensorboard",)) == ("tensorboard", "wandb", "mlflow")
     with pytest.raises(SpecError, match="did you mean 'wandb'"):
         chosen_trackers(["wandbb"])
+
+
+def test_a_rerun_that_trains_nothing_logs_the_recorded_runs_once(tiny_results):
+    """Runs trained without --track are logged by a later `scale sweep --track` that trains nothing, each once:
+    a second rerun finds them in the tracker's ledger and logs nothing."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = pd.read_parquet(tiny_results / "runs.parquet")
+    curves = pd.read_parquet(tiny_results / "curves.parquet")
+    sweep = runs["sweep"].iloc[0]
+    first = scale_in_process("sweep", TINY, "--out", tiny_results, "--track", "tensorboard")
+    assert first.returncode == 0, first.stderr
+    assert f"tracking: tensorboard: logged {len(runs)} run(s) recorded before this call" in first.stdout
+    board = tiny_results / "tracking" / "tensorboard" / sweep
+    assert sorted(path.name for path in board.iterdir()) == sorted(runs["run_id"])
+    run_id = runs["run_id"].iloc[0]
+    events = EventAccumulator(str(board / run_id))
+    events.Reload()
+    want = expected(curves, run_id)["val_loss"]
+    assert {event.step: np.float32(event.value) for event in events.Scalars("curve/val_loss")} == {
+        step: np.float32(value) for step, value in want.items()
+    }
+    again = scale_in_process("sweep", TINY, "--out", tiny_results, "--track", "tensorboard")
+    assert again.returncode == 0, again.stderr
+    assert "tracking" not in again.stdout + again.stderr
+    assert all(len(list((board / name).iterdir())) == 1 for name in runs["run_id"]), "one event file per run"

@@ -100,6 +100,8 @@ def sweep_command(
     )
     for failed in outcome.failed:
         warn(f"failed {failed['run_id']}: {failed['error']}")
+    for line in tracker.catch_up(run.run_id for run in spec.runs()):
+        say(line)
     for line in tracker.summary():
         warn(line)
     return 1 if outcome.failed else 0
