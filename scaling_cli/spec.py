@@ -13,126 +13,95 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from scaling_cli.config import ModelConfig, TrainConfig
 from scaling_cli.errors import SpecError
 from scaling_cli.validate import text as non_empty_text
 from scaling_cli.validate import (
-    COOLDOWN_SHAPES,
-    DEVICES,
-    DTYPES,
-    PARAMETRIZATIONS,
     PRETRAINED_TOKENIZERS,
-    SCHEDULES,
-    SHARDINGS,
+    REQUIRED,
     TOKENIZERS,
     Problems,
-    boolean,
     integer,
     number,
     one_of,
+    setting,
     show,
     unknown_keys,
-    whole_number,
 )
 
 TRACKERS = ("wandb", "tensorboard", "mlflow")  # `track = [...]` and `scale sweep --track`
+TABLES = ("data", "model", "train", "eval", "isoflop", "slurm")  # [data] is read by the data layer, when planning
+GRID_FIELDS = ("d_model", "n_layer", "n_head")  # [model] keys that lay out the sizes rather than being shared
 
-TOP_KEYS = {
-    "name",
-    "description",
-    "dataset",
-    "tokenizer",
-    "vocab_size",
-    "seeds",
-    "device",
-    "track",
-    "data",
-    "model",
-    "train",
-    "eval",
-    "isoflop",
-}
-MODEL_KEYS = {
-    "d_model",
-    "n_layer",
-    "n_head",
-    "head_dim",
-    "seq_len",
-    "shapes",
-    "tie_embeddings",
-    "gpt2",
-    "parametrization",
-    "base_width",
-    "architecture",
-    "n_kv_head",
-    "ffn_size",
-    "mlp_ratio",
-    "ffn_multiple",
-    "rope_theta",
-    "qk_norm",
-    "z_loss",
-}
-SHAPE_KEYS = {"d_model", "n_layer", "n_head", "tokens"}
-TRAIN_KEYS = {
-    "tokens",
-    "lr",
-    "batch_size",
-    "schedule",
-    "warmup_tokens",
-    "cooldown_frac",
-    "cooldown_shape",
-    "min_lr_frac",
-    "weight_decay",
-    "grad_clip",
-    "beta1",
-    "beta2",
-    "checkpoint_every",
-    "dtype",
-    "compile",
-    "data_parallel",
-    "sharding",
-    "micro_batch_size",
-}
-EVAL_KEYS = {"every", "batches"}
-ISOFLOP_KEYS = {"flops"}
 
-# [model] keys every size shares besides seq_len: their checks and defaults.
-MODEL_SHARED_CHECKS: dict[str, tuple[Callable, object]] = {
-    "tie_embeddings": (boolean, True),
-    "gpt2": (boolean, False),
-    "parametrization": (one_of(PARAMETRIZATIONS), "sp"),
-    "base_width": (integer(1, 1 << 16), None),
-    # architecture: "gpt2", "llama" or "module:function"; the model layer checks the name and the llama options
-    "architecture": (non_empty_text, "gpt2"),
-    "n_kv_head": (integer(1, 4096), None),
-    "ffn_size": (integer(1, 1 << 20), None),
-    "mlp_ratio": (number(0.0, 64.0, low_open=True), None),
-    "ffn_multiple": (integer(1, 1 << 16), None),
-    "rope_theta": (number(1.0, 1e12), None),
-    "qk_norm": (boolean, False),
-    "z_loss": (number(0.0, 1.0), 0.0),
-}
-# [train] keys shared by every run, with their checks (the grid axes tokens, lr and batch_size are read apart).
-TRAIN_CHECKS: dict[str, Callable] = {
-    "schedule": one_of(SCHEDULES),
-    "warmup_tokens": whole_number(0, 10**15),
-    "cooldown_frac": number(0.0, 1.0),
-    "cooldown_shape": one_of(COOLDOWN_SHAPES),
-    "min_lr_frac": number(0.0, 1.0),
-    "weight_decay": number(0.0, 10.0),
-    "grad_clip": number(0.0, 1e6),
-    "beta1": number(0.0, 1.0, high_open=True),
-    "beta2": number(0.0, 1.0, high_open=True),
-    "checkpoint_every": integer(1, 1 << 31),
-    "dtype": one_of(DTYPES),
-    "compile": boolean,
-    "data_parallel": integer(1, 4096),
-    "sharding": one_of(SHARDINGS),
-    "micro_batch_size": integer(1, 1 << 31),
-}
+def _directory_name(value: Any) -> str:
+    name = non_empty_text(value)
+    if not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise ValueError(f"must be letters, digits, '-', '_' or '.' (it names a directory), got {name!r}")
+    return name
+
+
+def _tokenizer_name(value: Any) -> str:
+    """bytes, bpe, or a pretrained tokenizer (hf:PATH, tiktoken:ENCODING; the data layer finds it when planning)."""
+    if isinstance(value, str) and value.startswith(PRETRAINED_TOKENIZERS) and value.partition(":")[2]:
+        return value
+    return one_of(TOKENIZERS)(value)
+
+
+def _shapes(value: Any) -> list:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a non-empty list of tables, got {show(value)}")
+    return value
+
+
+_directory_name.kind, _directory_name.rule = "string", "letters, digits, '-', '_', '.'"
+_tokenizer_name.kind, _tokenizer_name.rule = "string", "bytes, bpe, hf:PATH or tiktoken:ENCODING"
+_shapes.kind, _shapes.rule = "list of tables", "{d_model, n_layer, n_head, tokens}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSettings:
+    """The spec's own keys, beside ModelConfig's and TrainConfig's: what names a sweep and lays out its grid."""
+
+    name: str = setting(REQUIRED, _directory_name, "names the sweep and its results directory", key="name")
+    description: str = setting("", non_empty_text, "one line about the sweep", key="description")
+    dataset: str = setting(
+        REQUIRED,
+        non_empty_text,
+        "a built-in data set (name?key=value sets [data] options), a local file, directory or glob",
+        key="dataset",
+        axis=True,
+    )
+    tokenizer: str = setting(
+        "bytes", _tokenizer_name, "bytes, bpe (trained on the data set), hf:PATH or tiktoken:ENCODING", key="tokenizer"
+    )
+    track: tuple = setting(
+        (),
+        one_of(TRACKERS),
+        "experiment trackers each finished run is logged to (not in run ids)",
+        key="track",
+        axis=True,
+    )
+    shapes: tuple = setting(
+        (),
+        _shapes,
+        "explicit sizes, each with its own n_layer, n_head and optional tokens; instead of d_model",
+        key="model.shapes",
+    )
+    head_dim: int | None = setting(
+        None, integer(1, 4096), "channels per head when n_head is left out (default 64)", key="model.head_dim"
+    )
+    flops: float = setting(
+        REQUIRED,
+        number(1.0, 1e30),
+        "isoflop mode: FLOP budgets, each size trains the tokens that spend one (instead of train.tokens)",
+        key="isoflop.flops",
+        axis=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -188,10 +157,62 @@ class Spec:
     train_fields: dict  # TrainConfig keyword arguments shared by every run
     device: str
     track: tuple[str, ...] = ()  # experiment trackers each finished run is logged to (TRACKERS); not in run ids
+    slurm: SlurmOptions | None = None  # the [slurm] table: how `--executor slurm` asks for jobs; not in run ids
 
     @property
     def isoflop(self) -> bool:
         return bool(self.isoflop_budgets)
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """How `scale sweep --executor slurm` asks Slurm for each unit's job: the spec's `[slurm]` table, with the
+    command line's options of the same names (`--partition`, `--time`, ...) winning over it."""
+
+    partition: str | None = setting(
+        None, non_empty_text, "sbatch --partition; default: the cluster's default partition", key="slurm.partition"
+    )
+    time: int = setting(
+        60,
+        integer(1, 525_600),  # Slurm's minimum is one minute; a year is surely a typo
+        "minutes per job (sbatch --time); a unit still training then saves its state and is requeued",
+        key="slurm.time",
+    )
+    account: str | None = setting(
+        None, non_empty_text, "sbatch --account; default: the user's default account", key="slurm.account"
+    )
+    gpus_per_task: int = setting(
+        0,
+        integer(0, 1024),
+        "GPUs each unit's job gets (a data-parallel run's ranks share them)",
+        key="slurm.gpus_per_task",
+    )
+    cpus_per_task: int = setting(
+        1,
+        integer(1, 4096),
+        "CPU cores each unit's job gets; the unit trains with that many threads",
+        key="slurm.cpus_per_task",
+    )
+
+
+def spec_fields() -> dict[str, Field]:
+    """Every spec key (dotted: "train.lr", "eval.every", "seeds") -> the config dataclass field that declares it.
+    [data]'s keys are DataOptions' fields, read by the data layer (spec_reference lists them too)."""
+    keys = {}
+    for config, table in ((SweepSettings, ""), (ModelConfig, "model"), (TrainConfig, "train"), (SlurmOptions, "")):
+        for item in fields(config):
+            if item.metadata.get("in_spec"):
+                keys[item.metadata["key"] or f"{table}.{item.name}"] = item
+    return keys
+
+
+FIELDS = spec_fields()
+# table name ("" for the top level) -> the keys it accepts
+TABLE_KEYS: dict[str, set[str]] = {"": set(TABLES)}
+for _key in FIELDS:
+    _table_name, _, _name = _key.rpartition(".")
+    TABLE_KEYS.setdefault(_table_name, set()).add(_name)
+SHAPE_KEYS = {*GRID_FIELDS, "tokens"}  # the keys of one of [model] shapes
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -211,39 +232,34 @@ def load_spec(path: str | Path) -> Spec:
 def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
     """Validate a parsed TOML document into a Spec (separate from load_spec so tests can build specs in memory)."""
     problems = Problems(str(path))
-    _check_keys(raw, TOP_KEYS, "", problems)
-    model = _table(raw, "model", problems, required=True)
-    train = _table(raw, "train", problems, required=True)
-    evals = _table(raw, "eval", problems)
-    iso = _table(raw, "isoflop", problems)
-    data = _table(raw, "data", problems)
-    _check_keys(model, MODEL_KEYS, "model.", problems)
-    _check_keys(train, TRAIN_KEYS, "train.", problems)
-    _check_keys(evals, EVAL_KEYS, "eval.", problems)
-    _check_keys(iso, ISOFLOP_KEYS, "isoflop.", problems)
+    _check_keys(raw, TABLE_KEYS[""], "", problems)
+    tables = {"": raw} | {name: _table(raw, name, problems, required=name in ("model", "train")) for name in TABLES}
+    for name in TABLES:
+        if name not in ("data", "slurm"):  # [data]: the data layer's, when planning; [slurm]: slurm_options
+            _check_keys(tables[name], TABLE_KEYS.get(name, set()), name + ".", problems)
+    read = Reader(tables, problems)
 
-    name = _get(raw, "name", "name", _directory_name, problems, required=True)
-    description = _get(raw, "description", "description", non_empty_text, problems, default="")
-    datasets = _axis(raw, "dataset", "dataset", non_empty_text, problems, required=True)
-    tokenizer = _get(raw, "tokenizer", "tokenizer", _tokenizer_name, problems, default="bytes")
-    vocab_size = _get(raw, "vocab_size", "vocab_size", integer(2, 65536), problems, default=None)
+    name, description, datasets = read("name"), read("description"), read("dataset")
+    tokenizer = read("tokenizer")
+    vocab_size = read("vocab_size")
     if tokenizer == "bytes" and vocab_size not in (None, 256):
         problems.add("vocab_size", "the bytes tokenizer has a vocabulary of 256; leave vocab_size out")
     if tokenizer.startswith(PRETRAINED_TOKENIZERS) and vocab_size is not None:
         problems.add("vocab_size", "a pretrained tokenizer brings its own vocabulary; leave vocab_size out")
     if tokenizer == "bpe" and vocab_size is None:
         problems.add("vocab_size", "required with tokenizer = 'bpe'")
-    seeds = _axis(raw, "seeds", "seeds", integer(0, 2**31 - 1), problems, default=[0])
-    device = _get(raw, "device", "device", one_of(DEVICES), problems, default="auto")
-    track = _axis(raw, "track", "track", one_of(TRACKERS), problems, default=[])
+    seeds, device, track = read("seeds"), read("device"), read("track")
 
-    grid = _model_grid(model, problems)
-    lrs = _axis(train, "lr", "train.lr", number(0.0, 10.0, low_open=True), problems, required=True)
-    batch_sizes = _axis(train, "batch_size", "train.batch_size", integer(1, 1 << 20), problems, required=True)
-    budgets, iso_budgets = _budgets(train, iso, problems)
-    if iso and grid is not None and any(size.tokens for size in grid.sizes):
+    grid = _model_grid(read)
+    lrs, batch_sizes = read("train.lr"), read("train.batch_size")
+    iso_budgets = read("isoflop.flops") if tables["isoflop"] else []
+    if tables["isoflop"] and "tokens" in tables["train"]:
+        problems.add("train.tokens", "leave it out in isoflop mode: tokens are derived from isoflop.flops")
+    budgets = [] if tables["isoflop"] else read("train.tokens")
+    if tables["isoflop"] and grid is not None and any(size.tokens for size in grid.sizes):
         problems.add("model.shapes", "a shape's own tokens do not apply in isoflop mode")
-    train_fields = _train_fields(train, evals, device, problems)
+    train_fields = {"device": device} | _train_fields(read)
+    slurm = slurm_options(tables["slurm"], problems, "slurm.")
     problems.raise_if_any()
 
     spec = Spec(
@@ -252,7 +268,7 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
         name=name,
         description=description,
         datasets=tuple(datasets),
-        data=dict(data),
+        data=dict(tables["data"]),
         tokenizer=tokenizer,
         vocab_size=256 if tokenizer == "bytes" else vocab_size,
         seeds=tuple(seeds),
@@ -263,7 +279,8 @@ def parse_spec(raw: dict, path: Path, text: str = "") -> Spec:
         batch_sizes=tuple(batch_sizes),
         train_fields=train_fields,
         device=device,
-        track=tuple(track or ()),
+        track=tuple(track),
+        slurm=slurm,
     )
     _check_budgets(spec)
     return spec
@@ -284,28 +301,74 @@ def _check_budgets(spec: Spec) -> None:
             )
 
 
+def spec_default(item: Field) -> Any:
+    """A field's default in a spec (REQUIRED where a spec must give it); an axis's is a list."""
+    default = item.metadata.get("spec_default", item.default)
+    if item.metadata["axis"] and default is not REQUIRED:
+        return list(default) if isinstance(default, tuple) else [default]
+    return default
+
+
+class Reader:
+    """Reads spec keys by their dotted name, each with its field's check and default; problems are collected
+    and the key's default (None where required) is returned in their place."""
+
+    def __init__(self, tables: dict[str, dict], problems: Problems):
+        self.tables = tables
+        self.problems = problems
+
+    def __call__(self, key: str, table: dict | None = None, field: str | None = None, check: Callable | None = None):
+        item = FIELDS[key]
+        table_name, _, name = key.rpartition(".")
+        table = self.tables[table_name] if table is None else table
+        default = spec_default(item)
+        required = default is REQUIRED
+        check = check or item.metadata["check"]
+        reader = _axis if item.metadata["axis"] else _get
+        return reader(table, name, field or key, check, self.problems, required, None if required else default)
+
+    def given(self, key: str) -> bool:
+        table_name, _, name = key.rpartition(".")
+        return name in self.tables[table_name]
+
+
 # ---- tables ----
 
 
-def _model_grid(model: dict, problems: Problems) -> ModelGrid | None:
-    seq_len = _get(model, "seq_len", "model.seq_len", integer(2, 1 << 20), problems, required=True)
+def slurm_options(table: dict, problems: Problems, prefix: str) -> SlurmOptions:
+    """SlurmOptions from a [slurm] table (or the command line's values by field name; `prefix` names the
+    fields in messages); each problem goes to `problems`."""
+    _check_keys(table, {item.name for item in fields(SlurmOptions)}, prefix, problems)
+    given = {}
+    for item in fields(SlurmOptions):
+        value = _get(table, item.name, prefix + item.name, item.metadata["check"], problems)
+        if value is not None:
+            given[item.name] = value
+    return SlurmOptions(**given)
+
+
+def _model_grid(read: Reader) -> ModelGrid | None:
+    problems = read.problems
+    model = read.tables["model"]
+    seq_len = read("model.seq_len")
     shared = {
-        key: _get(model, key, f"model.{key}", check, problems, default=default)
-        for key, (check, default) in MODEL_SHARED_CHECKS.items()
+        item.name: read(f"model.{item.name}")
+        for item in fields(ModelConfig)
+        if item.metadata["key"] is None and item.name not in (*GRID_FIELDS, "seq_len")
     }
     if shared["base_width"] is not None and shared["parametrization"] != "mup":
         problems.add("model.base_width", 'only applies with parametrization = "mup"')
-    head_dim = _get(model, "head_dim", "model.head_dim", integer(1, 4096), problems, default=None)
-    n_head = _get(model, "n_head", "model.n_head", integer(1, 4096), problems, default=None)
+    head_dim = read("model.head_dim")
+    n_head = read("model.n_head")
     if head_dim is not None and n_head is not None:
         problems.add("model.head_dim", "give head_dim or n_head, not both")
     if "shapes" in model:
         if "d_model" in model:
             problems.add("model.shapes", "give shapes or d_model, not both")
-        sizes = _explicit_sizes(model["shapes"], problems)
+        sizes = _explicit_sizes(read)
     else:
-        widths = _axis(model, "d_model", "model.d_model", integer(1, 1 << 16), problems, required=True) or []
-        n_layer = _get(model, "n_layer", "model.n_layer", _int_or_auto, problems, default="auto")
+        widths = read("model.d_model") or []
+        n_layer = read("model.n_layer", check=_or_auto(FIELDS["model.n_layer"].metadata["check"]))
         depth = None if n_layer == "auto" else n_layer
         sizes = [
             Size(f"model.d_model[{i}]" if len(widths) > 1 else "model.d_model", width, depth, n_head, head_dim)
@@ -316,50 +379,37 @@ def _model_grid(model: dict, problems: Problems) -> ModelGrid | None:
     return ModelGrid(sizes=tuple(sizes), seq_len=seq_len, **shared)
 
 
-def _explicit_sizes(value: Any, problems: Problems) -> list[Size]:
-    if not isinstance(value, list) or not value:
-        problems.add("model.shapes", f"expected a non-empty list of tables, got {show(value)}")
-        return []
+def _explicit_sizes(read: Reader) -> list[Size]:
     sizes = []
-    for i, item in enumerate(value):
+    for i, item in enumerate(read("model.shapes") or []):
         field = f"model.shapes[{i}]"
         if not isinstance(item, dict):
-            problems.add(field, f"expected a table like {{d_model = 64, n_layer = 2, n_head = 2}}, got {show(item)}")
+            read.problems.add(
+                field, f"expected a table like {{d_model = 64, n_layer = 2, n_head = 2}}, got {show(item)}"
+            )
             continue
-        _check_keys(item, SHAPE_KEYS, field + ".", problems)
-        width = _get(item, "d_model", field + ".d_model", integer(1, 1 << 16), problems, required=True)
-        depth = _get(item, "n_layer", field + ".n_layer", integer(1, 1024), problems, required=True)
-        heads = _get(item, "n_head", field + ".n_head", integer(1, 4096), problems, required=True)
-        tokens = _axis(item, "tokens", field + ".tokens", whole_number(1, 10**15), problems, default=[]) or []
+        _check_keys(item, SHAPE_KEYS, field + ".", read.problems)
+        # a shape gives every one of its keys; each is checked as its config field is
+        width, depth, heads = (
+            _get(item, key, f"{field}.{key}", FIELDS[f"model.{key}"].metadata["check"], read.problems, required=True)
+            for key in GRID_FIELDS
+        )
+        tokens = read("train.tokens", table=item, field=field + ".tokens") if "tokens" in item else []
         if None not in (width, depth, heads):
-            sizes.append(Size(field, width, depth, heads, tokens=tuple(tokens)))
+            sizes.append(Size(field, width, depth, heads, tokens=tuple(tokens or ())))
     return sizes
 
 
-def _budgets(train: dict, iso: dict, problems: Problems) -> tuple[list[int], list[float]]:
-    if iso:
-        if "tokens" in train:
-            problems.add("train.tokens", "leave it out in isoflop mode: tokens are derived from isoflop.flops")
-        flops = _axis(iso, "flops", "isoflop.flops", number(1.0, 1e30), problems, required=True)
-        return [], list(flops or [])
-    tokens = _axis(train, "tokens", "train.tokens", whole_number(1, 10**15), problems, required=True)
-    return list(tokens or []), []
-
-
-def _train_fields(train: dict, evals: dict, device: str, problems: Problems) -> dict:
-    fields = {"device": device}
-    for key, check in TRAIN_CHECKS.items():
-        if key in train:
-            value = _get(train, key, f"train.{key}", check, problems)
+def _train_fields(read: Reader) -> dict:
+    """The TrainConfig fields a spec gives for every run, by field name (its axes and device are read apart)."""
+    given = {}
+    for item in fields(TrainConfig):
+        key = item.metadata["key"] or f"train.{item.name}"
+        if item.metadata["in_spec"] and not item.metadata["axis"] and key != "device" and read.given(key):
+            value = read(key)
             if value is not None:
-                fields[key] = value
-    every = _get(evals, "every", "eval.every", integer(1, 1 << 31), problems, default=None)
-    batches = _get(evals, "batches", "eval.batches", integer(1, 100_000), problems, default=None)
-    if every is not None:
-        fields["eval_every"] = every
-    if batches is not None:
-        fields["eval_batches"] = batches
-    return fields
+                given[item.name] = value
+    return given
 
 
 # ---- field readers: each returns the value or records a problem and returns None ----
@@ -420,21 +470,6 @@ def _axis(
     return out
 
 
-def _directory_name(value: Any) -> str:
-    name = non_empty_text(value)
-    if not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-        raise ValueError(f"must be letters, digits, '-', '_' or '.' (it names a directory), got {name!r}")
-    return name
-
-
-def _tokenizer_name(value: Any) -> str:
-    """bytes, bpe, or a pretrained tokenizer (hf:PATH, tiktoken:ENCODING; the data layer finds it when planning)."""
-    if isinstance(value, str) and value.startswith(PRETRAINED_TOKENIZERS) and value.partition(":")[2]:
-        return value
-    return one_of(TOKENIZERS)(value)
-
-
-def _int_or_auto(value: Any) -> int | str:
-    if value == "auto":
-        return value
-    return integer(1, 1024)(value)
+def _or_auto(check: Callable) -> Callable:
+    """`check`, or the word "auto" (n_layer's depth rule)."""
+    return lambda value: value if value == "auto" else check(value)

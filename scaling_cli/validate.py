@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, field, fields
 from typing import Any
 
@@ -89,24 +89,25 @@ def _within(
             raise ValueError(problem)
         return value
 
+    check.bounds = (low, high, low_open, high_open)  # read by describe(), for the spec reference
     return check
 
 
 def integer(low: int | None = None, high: int | None = None) -> Check:
     """An int (not a bool) within [low, high]."""
-    return _within(_integer_value, low, high)
+    return _described(_within(_integer_value, low, high), "integer")
 
 
 def whole_number(low: int | None = None, high: int | None = None) -> Check:
     """An int that may be written as a whole float (1e6 tokens), within [low, high]; returned as an int."""
-    return _within(_whole_value, low, high)
+    return _described(_within(_whole_value, low, high), "integer")
 
 
 def number(
     low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
 ) -> Check:
     """A finite int or float within the bounds (open or closed on each side); returned as a float."""
-    return _within(_number_value, low, high, low_open, high_open)
+    return _described(_within(_number_value, low, high, low_open, high_open), "number")
 
 
 def boolean(value: Any) -> bool:
@@ -121,6 +122,10 @@ def text(value: Any) -> str:
     return value
 
 
+boolean.kind = "boolean"
+text.kind = "string"
+
+
 def one_of(options: tuple) -> Check:
     """One of a closed set of values, with a did-you-mean hint for a near miss."""
 
@@ -131,12 +136,45 @@ def one_of(options: tuple) -> Check:
             raise ValueError(f"must be one of {', '.join(map(str, options))}, got {show(value)}{hint}")
         return value
 
-    return check
+    check.options = options
+    return _described(check, "string" if all(isinstance(o, str) for o in options) else "value")
 
 
 def optional(check: Check) -> Check:
-    """None, or a value that passes `check`."""
-    return lambda value: None if value is None else check(value)
+    """None, or a value that passes `check` (described as `check` is: a TOML spec cannot write None)."""
+
+    def either(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    either.__dict__.update(check.__dict__)
+    return either
+
+
+def _bound(value: float) -> str:
+    if isinstance(value, int) and value >= 1 << 20 and value & (value - 1) == 0:
+        return f"2^{value.bit_length() - 1}"
+    return str(value) if isinstance(value, int) and abs(value) < 10**7 else f"{value:g}"
+
+
+def _described(check: Check, kind: str) -> Check:
+    check.kind = kind
+    return check
+
+
+def describe(check: Check) -> tuple[str, str]:
+    """(type, bounds) of a check in words, as the spec reference prints them: ("integer", "1 to 4096")."""
+    kind = getattr(check, "kind", "value")
+    if hasattr(check, "options"):
+        return kind, "one of " + ", ".join(map(str, check.options))
+    if hasattr(check, "bounds"):
+        low, high, low_open, high_open = check.bounds
+        parts = []
+        if low is not None:
+            parts.append(f"> {_bound(low)}" if low_open else f">= {_bound(low)}")
+        if high is not None:
+            parts.append(f"< {_bound(high)}" if high_open else f"<= {_bound(high)}")
+        return kind, ", ".join(parts)
+    return kind, getattr(check, "rule", "")
 
 
 def unknown_keys(table: Iterable[str], allowed: Iterable[str]) -> list[tuple[str, str]]:
@@ -152,20 +190,37 @@ def unknown_keys(table: Iterable[str], allowed: Iterable[str]) -> list[tuple[str
 
 
 REQUIRED = MISSING  # the default of a field that has none
+_SAME = object()  # spec_default not given: the spec's default is the config's
 
 
-def checked(default: Any, check: Check) -> Any:
-    """A dataclass field with its check, so a config declares name, type, default and check on one line:
-    `lr: float = checked(1e-3, number(0.0, low_open=True))`; `check_fields(self)` applies them."""
+def setting(
+    default: Any,
+    check: Check,
+    doc: str,
+    *,
+    key: str | None = None,
+    axis: bool = False,
+    spec_default: Any = _SAME,
+    in_spec: bool = True,
+) -> Any:
+    """A config dataclass field that declares, once, everything about it: default, check (type and bounds) and
+    doc; `check_fields(self)` applies the check, and the spec reader and `scale sweep --help-spec` read the rest.
+
+    key: its spec key when not `<table>.<field name>` ("eval.every", or "seeds" at the top level); axis: a
+    list of values makes a grid axis; spec_default: the spec's default where it differs from the config's
+    (REQUIRED: the spec must give it); in_spec: False for runtime knobs no spec sets.
+    """
+    metadata = {"check": check, "doc": doc, "key": key, "axis": axis, "in_spec": in_spec}
+    if spec_default is not _SAME:
+        metadata["spec_default"] = spec_default
     if default is REQUIRED:
-        return field(metadata={"check": check})
-    return field(default=default, metadata={"check": check})
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
-def field_problems(obj: Any, checks: Mapping[str, Check] | None = None) -> list[tuple[str, str]]:
-    """(field, problem) for every attribute of `obj` that fails its check (by default the checks of `checked`)."""
-    if checks is None:
-        checks = {f.name: f.metadata["check"] for f in fields(obj) if "check" in f.metadata}
+def field_problems(obj: Any) -> list[tuple[str, str]]:
+    """(field, problem) for every field of a config dataclass that fails the check its `setting` declares."""
+    checks = {f.name: f.metadata["check"] for f in fields(obj) if "check" in f.metadata}
     problems = []
     for name, check in checks.items():
         try:
@@ -175,12 +230,16 @@ def field_problems(obj: Any, checks: Mapping[str, Check] | None = None) -> list[
     return problems
 
 
-def check_fields(obj: Any, checks: Mapping[str, Check] | None = None) -> None:
-    """For a config dataclass's __post_init__: raise ValueError("<field>: <problem>") for the first bad field."""
-    problems = field_problems(obj, checks)
+def check_fields(obj: Any) -> None:
+    """For a config dataclass's __post_init__: raise ValueError("<field>: <problem>") for the first bad field;
+    keep each value as its check normalises it (1e6 tokens an int, lr = 1 a float), as the spec reader does."""
+    problems = field_problems(obj)
     if problems:
         name, problem = problems[0]
         raise ValueError(f"{name}: {problem}")
+    for item in fields(obj):
+        if "check" in item.metadata:
+            object.__setattr__(obj, item.name, item.metadata["check"](getattr(obj, item.name)))
 
 
 class Problems:

@@ -129,7 +129,7 @@ def test_mup_attention_scale_is_one_over_head_dim_and_equals_sp_at_heads_of_32()
     ("fields", "message"),
     [
         ({"parametrization": "ntk"}, "parametrization: must be one of sp, mup, got 'ntk'"),
-        ({"parametrization": "mup", "base_width": 0}, "base_width: must be a positive integer, got 0"),
+        ({"parametrization": "mup", "base_width": 0}, "base_width: must be between 1 and 65536, got 0"),
         ({"base_width": 32}, 'base_width: only applies with parametrization = "mup"'),
     ],
 )

@@ -199,7 +199,7 @@ def test_an_injected_nan_marks_the_run_diverged_and_stops_checkpointing(markov, 
 
 
 def test_too_high_a_learning_rate_diverges_without_injection(markov, tmp_path):
-    result = train_run(TINY, tiny_config(40, lr=1e6, grad_clip=0.0, warmup_tokens=0), markov, tmp_path)
+    result = train_run(TINY, tiny_config(40, lr=10.0, grad_clip=0.0, warmup_tokens=0), markov, tmp_path)
     assert result.status == "diverged"
     assert result.diverged_step is not None and result.diverged_step < 40
 

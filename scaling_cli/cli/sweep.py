@@ -11,6 +11,13 @@ from scaling_cli.cli.render import SweepDisplay, duration, out, print_plan, say,
 from scaling_cli.errors import SpecError
 
 
+def _print_spec_reference() -> None:
+    from scaling_cli.spec_reference import render_reference, spec_reference
+
+    say(render_reference(spec_reference()))
+    raise typer.Exit(0)
+
+
 def sweep_command(
     spec_path: Path = typer.Argument(..., metavar="SPEC", help="Sweep spec (TOML), e.g. sweeps/demo.toml."),
     out_dir: Path | None = typer.Option(None, "--out", help="Results directory [default: results/<name>/]."),
@@ -40,6 +47,13 @@ def sweep_command(
     ),
     keep_final: bool = typer.Option(
         False, "--keep-final", help="Keep each finished run's final checkpoint.pt, for `scale export` (off: smaller)."
+    ),
+    help_spec: bool = typer.Option(
+        False,
+        "--help-spec",
+        is_eager=True,
+        callback=lambda given: _print_spec_reference() if given else None,
+        help="Print every spec key (table, type, default, bounds, meaning) and exit.",
     ),
 ) -> int:
     """Train every run of a sweep spec, resuming whatever is unfinished; rerunning trains nothing new.

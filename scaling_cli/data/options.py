@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 
 from scaling_cli.errors import DataError, SpecError
-from scaling_cli.validate import boolean, integer, number, one_of, optional, text, unknown_keys
+from scaling_cli.validate import boolean, check_fields, integer, number, one_of, optional, setting, text, unknown_keys
 
 MARKOV_MAX_CONTEXTS = 1 << 22
 # Markov symbols are printed as the ASCII bytes from '!' upwards, so they stay text through cleaning and BPE.
@@ -19,6 +19,19 @@ MARKOV_MAX_BACKOFF_ENTRIES = 1 << 24
 _QUERY = re.compile(r"^[a-z_]+=[^&=]+(&[a-z_]+=[^&=]+)*$")
 
 
+DEDUP_MODES = (False, True, "exact", "near")
+
+
+def _dedup_mode(value: object) -> bool | str:
+    if any(value is mode or (isinstance(mode, str) and value == mode) for mode in DEDUP_MODES):
+        return value
+    raise ValueError(f'must be true or false, or "exact" or "near", got {value!r}')
+
+
+_dedup_mode.kind = "boolean or string"
+_dedup_mode.rule = "false, true, exact or near"
+
+
 @dataclass(frozen=True)
 class DataOptions:
     """How a corpus is cleaned, cut into documents and split; and the parameters of the `markov` source.
@@ -27,44 +40,55 @@ class DataOptions:
     is the corpus as published unless the spec asks for more.
     """
 
-    normalize: bool = True
-    dedup: bool | str = False  # false, true (= "exact") or "near" (exact, then MinHash LSH near-duplicates)
-    dedup_min_paragraph_bytes: int = 64
-    min_doc_bytes: int = 0
-    min_compression_ratio: float | None = None
-    max_compression_ratio: float | None = None
-    doc_bytes: int = 8192
-    val_fraction: float = 0.05
-    val_min_bytes: int = 262_144
-    markov_order: int = 2
-    markov_alphabet: int = 32
-    markov_branching: int = 4
-    markov_bytes: int = 1_500_000
-    markov_seed: int = 0
-    markov_kind: str = "sparse"  # or "backoff": a hierarchical Dirichlet n-gram (see data/markov.py)
-    markov_concentration: float = 8.0  # backoff only: how close each order's table stays to the one below
-    near_dedup_threshold: float = 0.8
-    text_field: str = "text"
-    text_column: str = "text"
-    skip_bad_records: bool = False
-    bpe_sample_bytes: int = 64 << 20
+    normalize: bool = setting(True, boolean, "Unicode NFC and newline normalisation")
+    dedup: bool | str = setting(
+        False, _dedup_mode, 'false, true (= "exact") or "near" (exact, then MinHash LSH near-duplicates)'
+    )
+    dedup_min_paragraph_bytes: int = setting(64, integer(1), "exact dedup: shorter paragraphs are never removed")
+    min_doc_bytes: int = setting(0, integer(0), "drop documents shorter than this after cleaning")
+    min_compression_ratio: float | None = setting(
+        None, optional(number(0.0, low_open=True)), "drop documents that compress less than this (gzip ratio)"
+    )
+    max_compression_ratio: float | None = setting(
+        None, optional(number(0.0, low_open=True)), "drop documents that compress more than this (repetitive text)"
+    )
+    doc_bytes: int = setting(8192, integer(256), "a corpus without document breaks is cut into documents this long")
+    val_fraction: float = setting(0.05, number(0.0, 0.5, low_open=True), "share of documents held out for validation")
+    val_min_bytes: int = setting(262_144, integer(0), "validation text is at least this many bytes")
+    markov_order: int = setting(2, integer(1, 8), "markov source: context length of the chain")
+    markov_alphabet: int = setting(32, integer(2, MARKOV_MAX_ALPHABET), "markov source: number of symbols")
+    markov_branching: int = setting(4, integer(1), "markov source (sparse): successors of each context")
+    markov_bytes: int = setting(1_500_000, integer(10_000, 2_000_000_000), "markov source: bytes generated")
+    markov_seed: int = setting(0, integer(0), "markov source: seed of the chain and of its sample")
+    markov_kind: str = setting(
+        "sparse", one_of(MARKOV_KINDS), "markov source: sparse, or backoff (a hierarchical Dirichlet n-gram)"
+    )
+    markov_concentration: float = setting(
+        8.0, number(0.0, low_open=True), "markov backoff: how close each order's table stays to the one below"
+    )
+    near_dedup_threshold: float = setting(
+        0.8, number(0.0, 1.0, low_open=True, high_open=True), 'dedup = "near": Jaccard similarity that counts'
+    )
+    text_field: str = setting("text", text, "JSON lines sources: the field that holds the text")
+    text_column: str = setting("text", text, "parquet and CSV sources: the column that holds the text")
+    skip_bad_records: bool = setting(False, boolean, "skip unreadable records instead of stopping")
+    bpe_sample_bytes: int = setting(64 << 20, integer(1 << 20), "bpe: bytes of training text the tokenizer learns from")
     # Quality and repetition of the training split only (see data/quality.py); validation text stays as cleaned.
     # A data set name can set these, as any other key (split_variant).
-    max_train_bytes: int | None = None  # cap on unique training bytes: U as a sweep axis
-    noise_fraction: float = 0.0  # share of training documents whose characters are shuffled
-    duplicate_fraction: float = 0.0  # share of training documents repeated duplicate_copies times in all
-    duplicate_copies: int = 2
-    quality_seed: int = 0
+    max_train_bytes: int | None = setting(
+        None, optional(integer(1)), "cap on unique training bytes (U as a sweep axis, via dataset names)"
+    )
+    noise_fraction: float = setting(0.0, number(0.0, 1.0), "share of training documents whose characters are shuffled")
+    duplicate_fraction: float = setting(
+        0.0, number(0.0, 1.0), "share of training documents repeated duplicate_copies times in all"
+    )
+    duplicate_copies: int = setting(2, integer(2, 1000), "copies of each duplicated training document")
+    quality_seed: int = setting(0, integer(0), "seed of the noise and duplicate choices")
 
     def __post_init__(self) -> None:
         if self.dedup == "exact":
             object.__setattr__(self, "dedup", True)  # one spelling, so both name the same data set
-        for name, check in _CHECKS.items():
-            try:
-                value = check(getattr(self, name))
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-            object.__setattr__(self, name, value)  # numbers become floats, so 1 and 1.0 name the same data set
+        check_fields(self)  # numbers become floats, so 1 and 1.0 name the same data set
         problems = _cross_field_problems(self)
         if problems:
             field, problem = problems[0]
@@ -85,7 +109,6 @@ class DataOptions:
         return {k: v for k, v in self.to_dict().items() if not k.startswith("markov_")}
 
 
-DEDUP_MODES = (False, True, "exact", "near")
 LATER_DEFAULTS = {
     "near_dedup_threshold": 0.8,
     "text_field": "text",
@@ -99,42 +122,6 @@ LATER_DEFAULTS = {
     "duplicate_fraction": 0.0,
     "duplicate_copies": 2,
     "quality_seed": 0,
-}
-
-
-def _dedup_mode(value: object) -> bool | str:
-    if any(value is mode or (isinstance(mode, str) and value == mode) for mode in DEDUP_MODES):
-        return value
-    raise ValueError(f'must be true or false, or "exact" or "near", got {value!r}')
-
-
-_CHECKS = {
-    "normalize": boolean,
-    "dedup": _dedup_mode,
-    "dedup_min_paragraph_bytes": integer(1),
-    "min_doc_bytes": integer(0),
-    "min_compression_ratio": optional(number(0.0, low_open=True)),
-    "max_compression_ratio": optional(number(0.0, low_open=True)),
-    "doc_bytes": integer(256),
-    "val_fraction": number(0.0, 0.5, low_open=True),
-    "val_min_bytes": integer(0),
-    "markov_order": integer(1, 8),
-    "markov_alphabet": integer(2, MARKOV_MAX_ALPHABET),
-    "markov_branching": integer(1),
-    "markov_bytes": integer(10_000, 2_000_000_000),
-    "markov_seed": integer(0),
-    "markov_kind": one_of(MARKOV_KINDS),
-    "markov_concentration": number(0.0, low_open=True),
-    "near_dedup_threshold": number(0.0, 1.0, low_open=True, high_open=True),
-    "text_field": text,
-    "text_column": text,
-    "skip_bad_records": boolean,
-    "bpe_sample_bytes": integer(1 << 20),
-    "max_train_bytes": optional(integer(1)),
-    "noise_fraction": number(0.0, 1.0),
-    "duplicate_fraction": number(0.0, 1.0),
-    "duplicate_copies": integer(2, 1000),
-    "quality_seed": integer(0),
 }
 
 

@@ -29,7 +29,7 @@ def model_formula_table(results_dir: Path, runs: pd.DataFrame, n_column: str) ->
     if template is None or template.get("architecture", "gpt2") not in ("gpt2", "llama"):
         return None
     try:
-        from scaling_cli.model.config import ModelConfig, depth_for_width, heads_for_width
+        from scaling_cli.config.model import ModelConfig, depth_for_width, heads_for_width
         from scaling_cli.model.counts import count_params, flops_per_token
     except ImportError:
         return None

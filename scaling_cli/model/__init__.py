@@ -6,7 +6,7 @@ plug-in (model/plugin.py). Shapes and options live in `ModelConfig` (model/confi
 """
 
 from scaling_cli.model.common import INIT_STD, MUP_REFERENCE_HEAD_DIM, MUP_REVISION, RESIDUAL_WRITERS
-from scaling_cli.model.config import (
+from scaling_cli.config.model import (
     BUILT_IN,
     LLAMA_FIELDS,
     MLP_EXPANSION,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaling_cli.model.config import ModelConfig
+from scaling_cli.config.model import ModelConfig
 
 INIT_STD = 0.02
 # Bumped whenever muP's init, multipliers or optimizer groups change, so runs trained under the old rule get new

@@ -9,7 +9,7 @@ RoPE, RMSNorm and the gating product are elementwise and, like GPT-2's LayerNorm
 
 from __future__ import annotations
 
-from scaling_cli.model.config import ModelConfig
+from scaling_cli.config.model import ModelConfig
 
 
 def count_params(config: ModelConfig) -> tuple[int, int]:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaling_cli.model.common import Transformer, score_scale
-from scaling_cli.model.config import ModelConfig
+from scaling_cli.config.model import ModelConfig
 
 
 class CausalSelfAttention(nn.Module):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaling_cli.model.common import Transformer, score_scale
-from scaling_cli.model.config import ModelConfig
+from scaling_cli.config.model import ModelConfig
 
 RMS_EPS = 1e-6
 

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from scaling_cli.model.config import BUILT_IN, ModelConfig
+from scaling_cli.config.model import BUILT_IN, ModelConfig
 from scaling_cli.model.counts import count_params as _built_in_params
 from scaling_cli.model.counts import flops_per_token as _built_in_flops
 

@@ -1,4 +1,4 @@
-"""How one run trains: `TrainConfig` (validated once, here) and the step plan and learning-rate schedule it implies.
+"""The step plan and learning-rate schedule a `TrainConfig` (config/train.py) implies.
 
 Nothing here touches torch: the schedule is a pure function of (config, model shape, step), which is what
 lets a resumed run or a WSD cooldown branch retrace the steps of an uninterrupted run exactly.
@@ -7,76 +7,11 @@ lets a resumed run or a WSD cooldown branch retrace the steps of an uninterrupte
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from scaling_cli.model import ModelConfig
-from scaling_cli.validate import (
-    COOLDOWN_SHAPES,
-    DEVICES,
-    DTYPES,
-    REQUIRED,
-    SCHEDULES,
-    SHARDINGS,
-    boolean,
-    check_fields,
-    checked,
-    integer,
-    number,
-    one_of,
-    optional,
-)
+from scaling_cli.config import ModelConfig, TrainConfig
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train one run. Raises ValueError("<field>: <problem>") for values out of range.
-
-    `nan_at_step` is a fault-injection knob for tests: the loss of that step is replaced by NaN.
-    """
-
-    tokens: int = checked(REQUIRED, integer(1))
-    batch_size: int = checked(16, integer(1))
-    lr: float = checked(1e-3, number(0.0, low_open=True))
-    schedule: str = checked("cosine", one_of(SCHEDULES))
-    warmup_tokens: int = checked(0, integer(0))
-    cooldown_frac: float = checked(0.2, number(0.0, 1.0))
-    cooldown_shape: str = checked("1-sqrt", one_of(COOLDOWN_SHAPES))
-    min_lr_frac: float = checked(0.1, number(0.0, 1.0))
-    weight_decay: float = checked(0.1, number(0.0))
-    grad_clip: float = checked(1.0, number(0.0))
-    beta1: float = checked(0.9, number(0.0, 1.0, high_open=True))
-    beta2: float = checked(0.95, number(0.0, 1.0, high_open=True))
-    seed: int = checked(0, integer(0))
-    eval_every: int = checked(100, integer(0))
-    eval_batches: int = checked(8, integer(1))
-    checkpoint_every: int = checked(500, integer(0))
-    device: str = checked("auto", one_of(DEVICES))
-    dtype: str = checked("auto", one_of(DTYPES))
-    compile: bool | None = checked(None, optional(boolean))
-    threads: int | None = checked(None, optional(integer(1)))
-    nan_at_step: int | None = checked(None, optional(integer(0)))
-    data_parallel: int = checked(1, integer(1))  # ranks one run trains on; batch_size is split across them
-    sharding: str = checked("ddp", one_of(SHARDINGS))  # ddp: whole model per rank; fsdp: FSDP2 fully_shard
-    micro_batch_size: int | None = checked(None, optional(integer(1)))  # rows per forward; None: a rank's share
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        share, rest = divmod(self.batch_size, self.data_parallel)
-        if rest:
-            raise ValueError(
-                f"batch_size: {self.batch_size} does not split evenly over data_parallel = {self.data_parallel}"
-            )
-        if self.micro_batch_size is not None and share % self.micro_batch_size:
-            raise ValueError(f"micro_batch_size: {self.micro_batch_size} does not divide a rank's {share} rows")
-
-    @property
-    def accumulation_steps(self) -> int:
-        """Forward/backward passes per optimizer step on each rank (gradient accumulation)."""
-        share = self.batch_size // self.data_parallel
-        return share // (self.micro_batch_size or share)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["StepPlan", "TrainConfig", "lr_at", "plan_steps", "wsd_branch_step"]
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    dtype = cfg.dtype if cfg.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    dtype = resolve_dtype(cfg.dtype, device.type)
     if dtype == "bf16":
 
         def autocast() -> contextlib.AbstractContextManager:

@@ -1,11 +1,22 @@
-"""The shape of one model (`ModelConfig`), checked once, and the depth and head rules that size a grid."""
+"""The shape of one model (`ModelConfig`), each field declared once with its check and doc, and the depth and head
+rules that size a grid."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-from scaling_cli.validate import PARAMETRIZATIONS, boolean, check_fields, integer, number, optional
+from scaling_cli.validate import (
+    PARAMETRIZATIONS,
+    REQUIRED,
+    boolean,
+    check_fields,
+    integer,
+    number,
+    one_of,
+    optional,
+    setting,
+)
 
 BUILT_IN = ("gpt2", "llama")
 MLP_EXPANSION = 4  # gpt2's MLP width over d_model
@@ -14,6 +25,22 @@ LLAMA_FFN_MULTIPLE = 32  # Llama rounds up to 256; 32 keeps CPU-sized widths nea
 LLAMA_ROPE_THETA = 10000.0
 # Fields only a llama (or plug-in) model reads: None/False/0 under gpt2, so gpt2 configs and run ids are unchanged.
 LLAMA_FIELDS = ("n_kv_head", "ffn_size", "mlp_ratio", "ffn_multiple", "rope_theta", "qk_norm", "z_loss")
+
+
+def _architecture(value: object) -> str:
+    if not isinstance(value, str) or not (value in BUILT_IN or _is_plugin_name(value)):
+        raise ValueError(f"must be one of {', '.join(BUILT_IN)} or 'module:function', got {value!r}")
+    return value
+
+
+def _is_plugin_name(value: str) -> bool:
+    module, _, function = value.partition(":")
+    parts = [*module.split("."), function]
+    return bool(module) and all(part.isidentifier() for part in parts)
+
+
+_architecture.kind = "string"
+_architecture.rule = "gpt2, llama or module:function"
 
 
 @dataclass(frozen=True)
@@ -25,29 +52,68 @@ class ModelConfig:
     rounded up to ffn_multiple, rope_theta 10000), so a config always says what it trains.
     """
 
-    d_model: int
-    n_layer: int
-    n_head: int
-    seq_len: int
-    vocab_size: int = 256
-    tie_embeddings: bool = True
-    gpt2: bool = False
-    parametrization: str = "sp"
-    base_width: int | None = None  # muP only: the width whose learning rate and init the others scale from
-    architecture: str = "gpt2"
-    n_kv_head: int | None = None  # llama: key/value heads (grouped-query attention); n_head = full attention
-    ffn_size: int | None = None  # llama: SwiGLU hidden width; None = mlp_ratio x d_model rounded up to ffn_multiple
-    mlp_ratio: float | None = None
-    ffn_multiple: int | None = None
-    rope_theta: float | None = None
-    qk_norm: bool = False  # llama: RMSNorm on each head's queries and keys before RoPE
-    z_loss: float = 0.0  # llama: weight of mean(logsumexp(logits)^2) added to the training loss
+    d_model: int = setting(REQUIRED, integer(1, 1 << 16), "width of the residual stream", axis=True)
+    n_layer: int = setting(
+        REQUIRED,
+        integer(1, 1024),
+        'transformer blocks; "auto" (the spec\'s default): round(sqrt(d_model / 8)), at least 2',
+        spec_default="auto",
+    )
+    n_head: int = setting(
+        REQUIRED,
+        integer(1, 4096),
+        "attention heads (must divide d_model); left out: heads of about head_dim channels",
+        spec_default=None,
+    )
+    seq_len: int = setting(REQUIRED, integer(2, 1 << 20), "context length in tokens, shared by every size")
+    vocab_size: int = setting(
+        256,
+        integer(2, 1 << 24),
+        "vocabulary size: required with tokenizer = 'bpe'; bytes and pretrained tokenizers bring their own",
+        key="vocab_size",
+        spec_default=None,
+    )
+    tie_embeddings: bool = setting(True, boolean, "share the input embedding with the output projection")
+    gpt2: bool = setting(False, boolean, "GPT-2's biases in linear layers and layer norms (gpt2 architecture)")
+    parametrization: str = setting(
+        "sp", one_of(PARAMETRIZATIONS), "sp (standard) or mup (muP: one learning rate transfers across widths)"
+    )
+    base_width: int | None = setting(
+        None,
+        optional(integer(1, 1 << 16)),
+        "muP only: the width whose learning rate and init the others scale from (spec default: smallest width)",
+    )
+    architecture: str = setting("gpt2", _architecture, "gpt2, llama, or a plug-in 'module:function' (model/plugin.py)")
+    n_kv_head: int | None = setting(
+        None, optional(integer(1, 4096)), "llama: key/value heads (grouped-query attention); default n_head"
+    )
+    ffn_size: int | None = setting(
+        None,
+        optional(integer(1, 1 << 20)),
+        "llama: SwiGLU hidden width; default mlp_ratio x d_model rounded up to ffn_multiple",
+    )
+    mlp_ratio: float | None = setting(
+        None,
+        optional(number(0.0, 64.0, low_open=True)),
+        f"llama: ffn_size over d_model (default {LLAMA_MLP_RATIO:.4g})",
+    )
+    ffn_multiple: int | None = setting(
+        None, optional(integer(1, 1 << 16)), f"llama: ffn_size is rounded up to this (default {LLAMA_FFN_MULTIPLE})"
+    )
+    rope_theta: float | None = setting(
+        None, optional(number(1.0, 1e12)), f"llama: RoPE base (default {LLAMA_ROPE_THETA:g})"
+    )
+    qk_norm: bool = setting(False, boolean, "llama: RMSNorm on each head's queries and keys before RoPE")
+    z_loss: float = setting(
+        0.0, number(0.0, 1.0), "llama: weight of mean(logsumexp(logits)^2) added to the training loss"
+    )
 
     def __post_init__(self) -> None:
-        check_fields(self, _SHAPE_CHECKS)
+        check_fields(self)
         if self.d_model % self.n_head:
             raise ValueError(f"n_head: d_model {self.d_model} is not divisible by n_head {self.n_head}")
-        _check_parametrization(self)
+        if self.base_width is not None and self.parametrization != "mup":
+            raise ValueError('base_width: only applies with parametrization = "mup"')
         if self.architecture == "llama":
             _resolve_llama(self)
         else:
@@ -95,46 +161,6 @@ def _check_not_llama(config: ModelConfig) -> None:
     for name in LLAMA_FIELDS:
         if getattr(config, name) not in (None, False, 0, 0.0):
             raise ValueError(f"{name}: applies only to architecture = 'llama'")
-
-
-def _check_parametrization(config: ModelConfig) -> None:
-    if config.parametrization not in PARAMETRIZATIONS:
-        choices = ", ".join(PARAMETRIZATIONS)
-        raise ValueError(f"parametrization: must be one of {choices}, got {config.parametrization!r}")
-    base = config.base_width
-    if base is None:
-        return
-    if type(base) is not int or base < 1:
-        raise ValueError(f"base_width: must be a positive integer, got {base!r}")
-    if config.parametrization != "mup":
-        raise ValueError('base_width: only applies with parametrization = "mup"')
-
-
-def _architecture(value: object) -> str:
-    if not isinstance(value, str) or not (value in BUILT_IN or _is_plugin_name(value)):
-        raise ValueError(f"must be one of {', '.join(BUILT_IN)} or 'module:function', got {value!r}")
-    return value
-
-
-def _is_plugin_name(value: str) -> bool:
-    module, _, function = value.partition(":")
-    parts = [*module.split("."), function]
-    return bool(module) and all(part.isidentifier() for part in parts)
-
-
-_SHAPE_CHECKS = {
-    **{name: integer(1) for name in ("d_model", "n_layer", "n_head", "seq_len", "vocab_size")},
-    "tie_embeddings": boolean,
-    "gpt2": boolean,
-    "architecture": _architecture,
-    "n_kv_head": optional(integer(1)),
-    "ffn_size": optional(integer(1)),
-    "mlp_ratio": optional(number(0.0, 64.0, low_open=True)),
-    "ffn_multiple": optional(integer(1)),
-    "rope_theta": optional(number(1.0)),
-    "qk_norm": boolean,
-    "z_loss": number(0.0, 1.0),
-}
 
 
 def depth_for_width(d_model: int) -> int:
