@@ -31,8 +31,14 @@ demo: install ## Sweep, fit, plot and report sweeps/demo.toml (Shakespeare), the
 	$(BIN)/scale fit $(KNOWN) --holdout 3 --backtest
 	$(BIN)/scale status $(KNOWN) --summary
 
-docs: demo ## Redraw the README's demo figures (docs/figures/*, with their plotted values) and its excerpt from results/demo.
-	$(BIN)/python docs/make_docs.py $(DEMO)
+docs: demo ## Regenerate the README's figures, excerpt and quoted numbers (demo, known-answer, data-quality and repeat sweeps; reruns train nothing).
+	$(BIN)/scale sweep sweeps/data-quality.toml --out results/data-quality --workers 2
+	$(BIN)/scale fit results/data-quality --by dataset --law chinchilla,envelope
+	$(BIN)/scale sweep sweeps/repeat.toml --out results/repeat --workers 2
+	$(BIN)/scale fit results/repeat --by dataset --law chinchilla,envelope
+	$(BIN)/scale fit results/repeat --law constrained --out results/repeat/constrained.fit.json
+	$(BIN)/scale sweep sweeps/lr-transfer.toml --out results/lr-transfer --workers 2
+	$(BIN)/python docs/make_docs.py
 
 test: install ci-browser ## Run the test suite in 2 workers (no GPU needed; 559 tests, 20m41s on 2 cores in a clean clone this session).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10

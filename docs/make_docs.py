@@ -1,13 +1,15 @@
-"""`make docs`: regenerate the README's demo figures and its printed excerpt from the current demo results.
+"""`make docs`: regenerate every figure, excerpt and quoted number of the README from the current results.
 
-Usage: python docs/make_docs.py [RESULTS]  (default results/demo, as `make demo` leaves it)
+Usage: python docs/make_docs.py  (after `make demo` and the data-quality and repeat sweeps, as `make docs` runs them)
 
-It copies what the figures are drawn from (runs.parquet, curves.parquet, fit.json) into docs/figures/demo/, draws
-each README figure from that snapshot with the current code (docs/figures/<name>.png, and the plotted values in
-docs/figures/<name>.data.json), and replaces the README's excerpt between its markers with what
-`scale predict` prints for the snapshot's fit at 100x its largest run. tests/test_docs_drift.py redraws the
-figures and reruns that command on the committed snapshot and fails when either differs, so the README cannot go
-stale without the test saying so.
+It copies what the README draws and quotes from (runs.parquet, curves.parquet and the fit files) of results/demo,
+results/known-answer, results/data-quality and results/repeat into docs/figures/<name>/; draws each README figure
+from its snapshot with the current code (docs/figures/<figure>.png, and the plotted values in
+docs/figures/<figure>.data.json); replaces the README's excerpt between its markers with what `scale predict`
+prints for the demo snapshot's fit at 100x its largest run; and fills every `<!-- docs:NAME -->` marker of the
+prose with its number (docs/readme_facts.py). tests/test_docs_drift.py redraws the figures, reruns that command
+and recomputes the numbers from the committed snapshots, and fails when any of them differs, so the README cannot
+go stale without the test saying so.
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "docs"))
+import readme_facts  # noqa: E402 - docs/ is not a package; the facts module sits beside this script
+
 FIGURES = REPO / "docs" / "figures"
 SNAPSHOT = FIGURES / "demo"
-SNAPSHOT_FILES = ("runs.parquet", "curves.parquet", "fit.json")
-README_FIGURES = ("loss_vs_compute", "compression")  # the README figures drawn from the demo
+# README figure file -> (the snapshot it is drawn from, the `scale plot` figure)
+README_FIGURES = {
+    "loss_vs_compute": ("demo", "loss_vs_compute"),
+    "compression": ("demo", "compression"),
+    "data_axis": ("data-quality", "data_axis"),
+    "repeat_data_axis": ("repeat", "data_axis"),
+}
 EXCERPT_START = "<!-- make docs: demo excerpt -->"
 EXCERPT_END = "<!-- end of make docs excerpt -->"
 EXCERPT_MULTIPLE = 100
@@ -61,40 +71,63 @@ def readme_excerpt(readme: str) -> str:
     return readme[start : readme.index(EXCERPT_END, start)].rstrip().removesuffix("```").rstrip()
 
 
-def main(results: Path) -> None:
+def drawn_now(root: Path = FIGURES) -> dict[str, dict | str]:
+    """{README figure: its plotted values (or why it is not drawn)}, drawn from the snapshots under `root`."""
     from scaling_cli.plot import load_inputs
-    from scaling_cli.plot.figdata import DATA_SUFFIX, drawn_data, write_data
-    from scaling_cli.plot.style import save
+    from scaling_cli.plot.figdata import drawn_data
 
-    missing = [name for name in SNAPSHOT_FILES if not (results / name).is_file()]
-    if missing:
-        sys.exit(f"error: {results}: {', '.join(missing)} missing; run make demo first")
-    SNAPSHOT.mkdir(parents=True, exist_ok=True)
-    for name in SNAPSHOT_FILES:
-        shutil.copy2(results / name, SNAPSHOT / name)
-    inputs = load_inputs(SNAPSHOT, fit_if_missing=False)
-    for name, data in drawn_data(inputs, README_FIGURES).items():
+    drawn = {}
+    for snapshot in dict.fromkeys(source for source, _ in README_FIGURES.values()):
+        wanted = {name: figure for name, (source, figure) in README_FIGURES.items() if source == snapshot}
+        data = drawn_data(load_inputs(root / snapshot, fit_if_missing=False), list(dict.fromkeys(wanted.values())))
+        drawn.update({name: data[figure] for name, figure in wanted.items()})
+    return drawn
+
+
+def take_snapshots() -> None:
+    """Copy each results folder's tables and fit files into docs/figures/<name>/."""
+    for name, (results, files) in readme_facts.SNAPSHOTS.items():
+        missing = [file for file in files if not (REPO / results / file).is_file()]
+        if missing:
+            sys.exit(f"error: {results}: {', '.join(missing)} missing; run `make docs` (it sweeps and fits them)")
+        (FIGURES / name).mkdir(parents=True, exist_ok=True)
+        for file in files:
+            shutil.copy2(REPO / results / file, FIGURES / name / file)
+
+
+def main() -> None:
+    from scaling_cli.plot.figdata import DATA_SUFFIX, write_data
+
+    take_snapshots()
+    for name, data in drawn_now().items():
         if isinstance(data, str):
-            sys.exit(f"error: {name}: not drawn from {results}: {data}")
+            sys.exit(f"error: {name}: not drawn: {data}")
         write_data(data, FIGURES / f"{name}{DATA_SUFFIX}")
-    _save_pngs(inputs, save)
+    _save_pngs()
     readme = (REPO / "README.md").read_text()
     start, end = readme.index(EXCERPT_START), readme.index(EXCERPT_END)
-    (REPO / "README.md").write_text(readme[:start] + excerpt_block() + "\n```\n" + readme[end:])
-    print(f"docs: {len(README_FIGURES)} figures and the README excerpt regenerated from {results}")
+    readme = readme[:start] + excerpt_block() + "\n```\n" + readme[end:]
+    try:
+        readme = readme_facts.fill(readme, readme_facts.facts())
+    except KeyError as missing:
+        sys.exit(f"error: README.md: marker docs:{missing.args[0]} has no fact in docs/readme_facts.py")
+    (REPO / "README.md").write_text(readme)
+    shown = len(readme_facts.shown(readme))
+    print(f"docs: {len(README_FIGURES)} figures, the excerpt and {shown} quoted numbers regenerated")
 
 
-def _save_pngs(inputs, save) -> None:
+def _save_pngs() -> None:
     import matplotlib.pyplot as plt
 
+    from scaling_cli.plot import load_inputs
     from scaling_cli.plot.figures import FIGURE_FUNCTIONS, make_context
-    from scaling_cli.plot.style import RC
+    from scaling_cli.plot.style import RC, save
 
     with plt.rc_context(RC):
-        context = make_context(inputs)
-        for name in README_FIGURES:
-            save(FIGURE_FUNCTIONS[name](context), FIGURES / f"{name}.png", "png")
+        for name, (snapshot, figure) in README_FIGURES.items():
+            context = make_context(load_inputs(FIGURES / snapshot, fit_if_missing=False))
+            save(FIGURE_FUNCTIONS[figure](context), FIGURES / f"{name}.png", "png")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "results" / "demo")
+    main()

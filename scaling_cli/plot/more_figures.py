@@ -214,12 +214,13 @@ def data_axis(ctx: Context) -> Figure:
         raise Skip("the fit mixes data sets; fit each on its own with `scale fit --by dataset`")
     in_bpb = "bytes_per_token" in runs.columns and runs["bytes_per_token"].notna().all()
     fig, (ax,) = new_figure(2.8)
-    drawn, notes = [], []
+    drawn, notes, shown = [], [], []  # shown: every run's point, which the axes must hold too
     for index, dataset in enumerate(datasets):
         colour = matplotlib.colormaps["tab10"](index % 10)
         finals = runs[runs["dataset"] == dataset]
         scale = 1 / (np.log(2) * float(finals["bytes_per_token"].median())) if in_bpb else 1.0
         ax.scatter(finals["C"], finals["loss"] * scale, s=7, color=colour, alpha=0.5, lw=0)
+        shown.append(finals["loss"].to_numpy() * scale)
         view = FitView(ctx.inputs.fit, dataset)
         frontier = view.frontier()
         if frontier is None:
@@ -235,7 +236,9 @@ def data_axis(ctx: Context) -> Figure:
             drawn.append(np.array([lzma]))
     everything = np.concatenate(drawn)
     ax.set(xscale="log", yscale="log", xlabel=COMPUTE_LABEL, ylabel=BPB_LABEL if in_bpb else LOSS_LABEL)
-    log_ylim(ax, everything.min() * 0.93, np.quantile(everything, 0.9) * 1.1)
+    # The 0.9 quantile of the frontiers alone cut off the runs above them (the early, worse ones).
+    top = max(np.quantile(everything, 0.9) * 1.1, np.concatenate(shown).max() * 1.05)
+    log_ylim(ax, everything.min() * 0.93, top)
     title_with_notes(fig, ax, "Efficient frontier per data set", notes)
     if in_bpb:
         ax.plot([], [], color="0.3", lw=0.8, ls=(0, (1, 1.5)), label="lzma on the same text")
