@@ -14,7 +14,9 @@ from scaling_cli.spec import load_spec
 DEMO = REPO / "sweeps" / "demo.toml"
 REFUSED = [
     (["--runs-per-gpu", "0"], "error: --runs-per-gpu: value: must be at least 1, got 0"),
-    (["--executor", "slurm"], "error: --executor: value: expected one of local, ray, got 'slurm'"),
+    (["--executor", "k8s"], "error: --executor: value: expected one of local, ray, slurm, got 'k8s'"),
+    (["--executor", "slurm", "--time", "0"], "error: --time: value: must be between 1 and 525600, got 0"),
+    (["--time", "5"], "error: --time: value: only used with --executor slurm"),
     (["--gpus-per-run", "0"], "error: --gpus-per-run: value: must be at least 1, got 0"),
     (["--gpus-per-run", "3"], "train: batch_size: 16 does not split evenly over data_parallel = 3"),
     (["--executor", "ray", "--gpus-per-run", "2"], "error: --gpus-per-run: value: data-parallel runs train on"),

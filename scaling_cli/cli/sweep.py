@@ -26,12 +26,17 @@ def sweep_command(
         "--workers",
         help="Units trained at once [default: 1 on CPU, GPUs x runs-per-gpu on CUDA, the cluster's CPUs on Ray].",
     ),
-    executor: str = typer.Option("local", "--executor", help="Where runs train: local or ray."),
+    executor: str = typer.Option("local", "--executor", help="Where runs train: local, ray or slurm."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
     runs_per_gpu: int = typer.Option(1, "--runs-per-gpu", help="Small runs packed onto each GPU."),
     gpus_per_run: int | None = typer.Option(
         None, "--gpus-per-run", help="Data-parallel ranks (GPUs) per run; overrides the spec's [train] data_parallel."
     ),
+    partition: str | None = typer.Option(None, "--partition", help="Slurm partition [the spec's [slurm] table's]."),
+    time_limit: int | None = typer.Option(None, "--time", help="Slurm time limit per job, minutes; then requeue [60]."),
+    account: str | None = typer.Option(None, "--account", help="Slurm account to charge (with --executor slurm)."),
+    gpus_per_task: int | None = typer.Option(None, "--gpus-per-task", help="GPUs per Slurm job (one unit) [0]."),
+    cpus_per_task: int | None = typer.Option(None, "--cpus-per-task", help="CPU cores per Slurm job (one unit) [1]."),
     retries: int = typer.Option(2, "--retries", help="Retries of a failing run before it is recorded as failed."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the estimate; train nothing."),
     keep_checkpoints: bool = typer.Option(
@@ -61,7 +66,7 @@ def sweep_command(
     Example: scale sweep sweeps/demo.toml --workers 2   (then: scale status results/demo)
     """
     from scaling_cli.data.repetition import repetition_warnings
-    from scaling_cli.executors import check_executor_options, make_executor
+    from scaling_cli.executors import check_executor_options, check_slurm_cluster, make_executor, slurm_options_for
     from scaling_cli.plan import plan_runs
     from scaling_cli.spec import load_spec
     from scaling_cli.sweep import check_memory, plan_sweep, run_sweep
@@ -73,10 +78,17 @@ def sweep_command(
         raise SpecError("--workers", "value", f"must be at least 1, got {workers}")
     from scaling_cli.store import Store
 
-    check_executor_options(executor, workers, address, runs_per_gpu, 1 if gpus_per_run is None else gpus_per_run)
+    slurm_given = {"partition": partition, "time": time_limit, "account": account,
+                   "gpus_per_task": gpus_per_task, "cpus_per_task": cpus_per_task}  # fmt: skip
+    check_executor_options(
+        executor, workers, address, runs_per_gpu, 1 if gpus_per_run is None else gpus_per_run, slurm_given
+    )
     raw = load_spec(spec_path)
     if gpus_per_run is not None:
         raw = dataclasses.replace(raw, train_fields={**raw.train_fields, "data_parallel": gpus_per_run})
+    slurm = slurm_options_for(raw.slurm, slurm_given)
+    if executor == "slurm":
+        check_slurm_cluster(slurm)  # the dry run refuses what the run would
     if dry_run:
         spec = plan_runs(raw, check_hardware=True)
         target = out_dir if out_dir is not None else Path("results") / spec.name
@@ -91,7 +103,7 @@ def sweep_command(
     trackers = chosen_trackers(track, raw.track)
     pool = make_executor(
         executor, workers=workers, address=address, runs_per_gpu=runs_per_gpu, device=raw.device,
-        gpus_per_run=gpus_per_run or 1,
+        gpus_per_run=gpus_per_run or 1, slurm=slurm,
     )  # fmt: skip
     spec = plan_runs(raw, devices=lambda: pool.device_types, check_hardware=True)
     target = out_dir if out_dir is not None else Path("results") / spec.name

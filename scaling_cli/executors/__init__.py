@@ -1,4 +1,4 @@
-"""Executors run units of a sweep somewhere: local worker processes or a Ray cluster.
+"""Executors run units of a sweep somewhere: local worker processes, a Ray cluster or Slurm jobs.
 
 An executor has `slots` (how many units run at once), `cores` (CPU cores its units share; the sweep gives
 each unit the free cores, split among the units starting beside it; None leaves torch's default),
@@ -11,12 +11,16 @@ itself, so an executor needs no knowledge of what it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scaling_cli.errors import SpecError
 
-EXECUTORS = ("local", "ray")
+if TYPE_CHECKING:
+    from scaling_cli.spec import SlurmOptions
+
+EXECUTORS = ("local", "ray", "slurm")
 
 
 class Executor(Protocol):
@@ -39,9 +43,17 @@ def make_executor(
     runs_per_gpu: int = 1,
     device: str = "auto",
     gpus_per_run: int = 1,
+    slurm: SlurmOptions | None = None,
 ) -> Executor:
-    """Build the executor a `scale sweep` command line asks for; option problems raise SpecError."""
+    """Build the executor a `scale sweep` command line asks for; option problems raise SpecError.
+    `slurm`: the spec's [slurm] table with the command line's options applied (`slurm_options_for`)."""
     check_executor_options(kind, workers, address, runs_per_gpu, gpus_per_run)
+    if kind == "slurm":
+        options = slurm_options_for(slurm, None)
+        check_slurm_cluster(options)
+        from scaling_cli.executors.slurm import SlurmExecutor
+
+        return SlurmExecutor(options, workers=workers)
     if kind == "ray":
         from scaling_cli.executors.ray_executor import RayExecutor
 
@@ -52,9 +64,15 @@ def make_executor(
 
 
 def check_executor_options(
-    kind: str, workers: int | None, address: str | None, runs_per_gpu: int, gpus_per_run: int = 1
+    kind: str,
+    workers: int | None,
+    address: str | None,
+    runs_per_gpu: int,
+    gpus_per_run: int = 1,
+    slurm_given: dict | None = None,
 ) -> None:
-    """SpecError for executor options a sweep would refuse (its dry run checks the same)."""
+    """SpecError for executor options a sweep would refuse (its dry run checks the same). `slurm_given`: the
+    Slurm options given on the command line, by field name (None values are not given)."""
     if kind not in EXECUTORS:
         raise SpecError("--executor", "value", f"expected one of {', '.join(EXECUTORS)}, got {kind!r}")
     if workers is not None and workers < 1:
@@ -67,6 +85,44 @@ def check_executor_options(
         raise SpecError("--gpus-per-run", "value", f"must be at least 1, got {gpus_per_run}")
     if gpus_per_run > 1 and kind == "ray":
         raise SpecError("--gpus-per-run", "value", "data-parallel runs train on the local executor only (no Ray gangs)")
+    for key, value in (slurm_given or {}).items():
+        if value is None:
+            continue
+        from scaling_cli.spec import SlurmOptions
+
+        checks = {item.name: item.metadata["check"] for item in dataclasses.fields(SlurmOptions)}
+        option = "--" + key.replace("_", "-")
+        if kind != "slurm":
+            raise SpecError(option, "value", "only used with --executor slurm")
+        try:
+            checks[key](value)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(option, "value", str(exc)) from None
+
+
+def slurm_options_for(table: SlurmOptions | None, given: dict | None) -> SlurmOptions:
+    """The spec's [slurm] table with the command line's options (those not None) put over it."""
+    from scaling_cli.spec import SlurmOptions
+
+    chosen = {key: value for key, value in (given or {}).items() if value is not None}
+    return dataclasses.replace(table or SlurmOptions(), **chosen)
+
+
+def check_slurm_cluster(options: SlurmOptions) -> None:
+    """SpecError when Slurm cannot run the sweep's jobs: submitit or sbatch missing, or no such partition."""
+    import shutil
+
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        raise SpecError("--executor", "slurm", "submitit is not installed: pip install 'scaling-cli[slurm]'") from None
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
+        raise SpecError("--executor", "slurm", "sbatch and squeue are not on PATH (is this a Slurm login node?)")
+    from scaling_cli.executors.slurm import partitions
+
+    known = partitions()
+    if options.partition and options.partition not in known:
+        raise SpecError("--partition", "value", f"no partition {options.partition!r}; Slurm has {', '.join(known)}")
 
 
 def usable_cores() -> int:

@@ -49,6 +49,7 @@ from scaling_cli.train.distributed import (
 )
 from scaling_cli.train.mfu import device_name, peak_flops, utilisation
 from scaling_cli.train.runtime import Clock, Runtime, resolve_dtype, setup_runtime
+from scaling_cli.train.stop import STOP_REQUESTED, StopRequested
 
 EVAL_BATCH_SIZE = 16  # fixed, so runs with different batch sizes are scored on the same text
 THREAD_CHECK_S = 1.0  # how often a run with a thread allowance looks at it (a file read, at a step boundary)
@@ -240,7 +241,17 @@ class Training:
                 return self.state.step
         if self.thread_allowance is not None:
             self.follow_thread_allowance()
+        if STOP_REQUESTED.is_set():
+            self.stop_here()
         return None
+
+    def stop_here(self) -> None:
+        """Save the state at this step (only if every step since the last check was finite) and stop."""
+        if self.first_nonfinite_step() is None and not self.blown:
+            self.runtime.sync()
+            with self.clock.aside():
+                self.save(self.run_dir / CHECKPOINT_NAME)
+        raise StopRequested(self.state.step)
 
     def take_step(self, lr: float) -> None:
         """One optimizer step at `lr`; its finiteness check is queued on the device, not read here."""
