@@ -7,7 +7,7 @@ DEMO   := results/demo
 KNOWN  := results/known-answer
 
 .DEFAULT_GOAL := help
-.PHONY: help install quick demo docs test ci-browser bench lint clean
+.PHONY: help install quick demo docs test ci-deps bench lint clean
 
 help: ## List the targets.
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,14 +40,14 @@ docs: demo ## Regenerate the README's figures, excerpt and quoted numbers (demo,
 	$(BIN)/scale sweep sweeps/lr-transfer.toml --out results/lr-transfer --workers 2
 	$(BIN)/python docs/make_docs.py
 
-test: install ci-browser ## Run the test suite in 2 workers (no GPU needed; 559 tests, 20m41s on 2 cores in a clean clone this session).
+test: install ci-deps ## Run the test suite in 2 workers (no GPU needed; 559 tests, 20m41s on 2 cores in a clean clone this session).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 quick: install ## The test suite without the tests marked slow (they train whole or shrunk shipped specs, Ray, the README).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
-ci-browser: # In CI only (CI=true): install Debian's chromium for the report's browser test when it is missing.
-	@if [ "$$CI" = "true" ]; then .ci/install-chromium; fi
+ci-deps: # In CI only (CI=true): install Debian's chromium (the report's browser test) and Slurm (the Slurm executor's tests) when missing.
+	@if [ "$$CI" = "true" ]; then .ci/install-chromium && .ci/install-slurm; fi
 
 bench: install ## Benchmarks: trainer vs a bare PyTorch loop (whole runs, and steady-state step time), fitting vs a plain scipy loop.
 	$(BIN)/python bench/bench_train.py
