@@ -351,7 +351,8 @@ def parametric_fit(ctx: Context) -> Figure:
     handles = []
     if surface is not None:
         contours = ax.contour(grid_d, grid_n, surface, levels=levels, cmap=cmap, norm=norm, linewidths=0.8)
-        ax.clabel(contours, levels[::2], fontsize=5.5, fmt="%g", inline_spacing=2)
+        # Labels in dark grey, not the line's colour: the light end of viridis is unreadable on white.
+        ax.clabel(contours, levels[::2], fontsize=5.5, fmt="%g", inline_spacing=2, colors="0.15")
         handles.append(Line2D([], [], color=cmap(0.5), lw=0.8, label="iso-loss line of the fitted law"))
         path_handles, path_notes = _draw_optimal_path(ax, ctx.view, points, (tokens, sizes))
         handles += path_handles

@@ -171,25 +171,28 @@ def compression(ctx: Context) -> Figure:
     return fig
 
 
-def _label_lines(ax, labels: dict[str, tuple[float, str]], gap: float = 0.065) -> None:
-    """Write each horizontal line's label at the left, just above it, pushed up where labels would collide.
+def _label_lines(ax, labels: dict[str, tuple[float, str]], gap: float = 0.065, step: float = 0.17) -> None:
+    """Write each horizontal line's label just above it, at the left; a label that would collide with one below
+    moves right, into the next free column, so it stays on its own line (pushed up, it sat above the next line).
 
     On the lines themselves rather than in a legend: a legend would hide the curves in a one-column figure.
     """
     low, high = ax.get_ylim()
-    placed = -1.0
+    columns: list[float] = []  # the height of the last label placed in each column
     for text, (value, colour) in sorted(labels.items(), key=lambda item: item[1][0]):
-        where = max((value - low) / (high - low), placed + gap)
-        placed = where
+        where = (value - low) / (high - low)
+        column = next((i for i, last in enumerate(columns) if where - last >= gap), len(columns))
+        columns[column : column + 1] = [where]
         ax.annotate(
             text,
-            (0.015, where),
+            (0.015 + step * column, where),
             xycoords="axes fraction",
             xytext=(0, 1.5),
             textcoords="offset points",
             va="bottom",
             fontsize=6.5,
             color=colour,
+            bbox={"facecolor": "white", "alpha": 0.75, "lw": 0, "pad": 0.4},  # legible over a curve
         )
 
 
