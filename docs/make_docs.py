@@ -7,7 +7,9 @@ results/known-answer, results/data-quality and results/repeat into docs/figures/
 from its snapshot with the current code (docs/figures/<figure>.png, and the plotted values in
 docs/figures/<figure>.data.json); replaces the README's excerpt between its markers with what `scale predict`
 prints for the demo snapshot's fit at 100x its largest run; and fills every `<!-- docs:NAME -->` marker of the
-prose with its number (docs/readme_facts.py). tests/test_docs_drift.py redraws the figures, reruns that command
+prose with its number (docs/readme_facts.py). With a Chromium on the machine it also lays out the report of the
+demo and known-answer snapshots and saves the boxes of their key elements (tests/data/report_layout/), which
+tests/test_report.py compares the pages with. tests/test_docs_drift.py redraws the figures, reruns that command
 and recomputes the numbers from the committed snapshots, and fails when any of them differs, so the README cannot
 go stale without the test saying so.
 """
@@ -22,7 +24,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "docs"))
+sys.path[:0] = [str(REPO / "docs"), str(REPO / "tests")]
 import readme_facts  # noqa: E402 - docs/ is not a package; the facts module sits beside this script
 
 FIGURES = REPO / "docs" / "figures"
@@ -114,6 +116,21 @@ def main() -> None:
     (REPO / "README.md").write_text(readme)
     shown = len(readme_facts.shown(readme))
     print(f"docs: {len(README_FIGURES)} figures, the excerpt and {shown} quoted numbers regenerated")
+    _save_report_layouts()
+
+
+def _save_report_layouts() -> None:
+    """The report's layout snapshots, when a Chromium is here to draw them (CI installs one: .ci/install-chromium)."""
+    import report_browser
+
+    from scaling_cli.report import build_report
+
+    if report_browser.chromium() is None:
+        print("docs: no chromium here; tests/data/report_layout/ not redrawn (apt-get install chromium)")
+        return
+    for name in report_browser.LAYOUT_SNAPSHOTS:
+        path = report_browser.write_layout(name, build_report(FIGURES / name))
+        print(f"docs: report layout of {name} saved to {path.relative_to(REPO)}")
 
 
 def _save_pngs() -> None:

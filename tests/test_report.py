@@ -15,14 +15,22 @@ import math
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_scale
+from conftest import REPO, run_scale
+from report_browser import (
+    LAYOUT_DIR,
+    LAYOUT_SNAPSHOTS,
+    chromium,
+    console_lines,
+    in_browser,
+    layout_at_1280,
+    layout_differences,
+    probe_of,
+)
 
 from scaling_cli.data import prepare
 from scaling_cli.fit import predict
@@ -75,17 +83,6 @@ DIVERGING = (
     .replace("tokens = [8_192, 16_384, 32_768]", "tokens = 8_192")
     .replace("lr = 1e-2", "lr = 10.0\nweight_decay = 1.0\ngrad_clip = 0.0")
     .replace("warmup_tokens = 2_048", "warmup_tokens = 0")
-)
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 )
 
 
@@ -404,65 +401,6 @@ def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path):
 
 # ---- a real browser -----------------------------------------------------------------------------------
 
-PROBE = """<script>
-window.__problems = [];
-window.addEventListener("error", e => __problems.push("error: " + (e.message || e.target.outerHTML)), true);
-document.addEventListener("securitypolicyviolation", e => __problems.push("blocked: " + e.blockedURI));
-for (const level of ["error", "warn"]) {
-  const original = console[level];
-  console[level] = (...args) => { __problems.push(level + ": " + args.join(" ")); original(...args); };
-}
-window.addEventListener("load", () => {
-  const images = [...document.images].map(i => ({alt: i.alt, loaded: i.complete && i.naturalWidth > 0}));
-  const out = document.createElement("pre");
-  out.id = "probe";
-  const width = document.documentElement.clientWidth;
-  const describe = e => e.tagName.toLowerCase() + "." + e.className + ": " + e.textContent.slice(0, 60);
-  const wide = [...document.body.querySelectorAll("*")].filter(e => e.getBoundingClientRect().right > width + 0.5);
-  const verdict = [...document.querySelectorAll(".verdict .answer .n")].map(e => {
-    const box = e.getBoundingClientRect();
-    return {text: e.textContent, top: box.top, bottom: box.bottom, right: box.right};
-  });
-  out.textContent = JSON.stringify({images, problems: __problems, height: document.body.scrollHeight, width,
-    screen: window.innerHeight, wide: wide.map(describe), verdict});
-  document.body.appendChild(out);
-});
-</script>"""
-
-
-def chromium() -> str | None:
-    override = os.environ.get("SCALE_CHROMIUM")
-    return override or next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
-
-
-def in_browser(page: str, folder: Path, *extra: str) -> subprocess.CompletedProcess:
-    """Open a copy of the page with the probe script (its policy widened for inline scripts only)."""
-    probed = page.replace("<head>", "<head>" + PROBE, 1).replace(
-        "default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1
-    )
-    copy = folder / "probed.html"
-    copy.write_text(probed)
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        return subprocess.run(
-            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-             "--virtual-time-budget=10000", *extra, copy.as_uri()],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-
-
-def probe_of(dumped: subprocess.CompletedProcess) -> dict:
-    assert dumped.returncode == 0, dumped.stderr[-2000:]
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dumped.stdout, re.S)
-    assert found, "the probe did not run: " + dumped.stderr[-2000:]
-    return json.loads(
-        found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    )
-
-
-def console_lines(run: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
-
-
 needs_chromium = pytest.mark.skipif(
     chromium() is None, reason="no chromium binary found (apt-get install chromium, or set SCALE_CHROMIUM)"
 )
@@ -491,11 +429,6 @@ def test_the_page_draws_in_headless_chromium_with_every_image_and_no_errors(page
         shutil.copy(shot, keep)
 
 
-def layout_at_1280(page: str, folder: Path) -> dict:
-    """The probe of the page laid out in a 1280 x 900 window (a laptop's first screen)."""
-    return probe_of(in_browser(page, folder, "--dump-dom", "--window-size=1280,900"))
-
-
 @needs_chromium
 def test_no_element_is_wider_than_the_page_and_the_verdict_is_on_the_first_screen(page, tmp_path):
     probe = layout_at_1280(page, tmp_path)
@@ -504,17 +437,47 @@ def test_no_element_is_wider_than_the_page_and_the_verdict_is_on_the_first_scree
     assert all(0 <= number["top"] and number["bottom"] <= probe["screen"] for number in probe["verdict"])
 
 
+# What each committed snapshot's page must say: the demo identifies no parametric law, the known-answer source does.
+MARKS = {"demo": ("not identified", "withheld", "weak evidence"), "known-answer": ("expect loss", "trust: moderate")}
+
+
+@pytest.fixture(scope="module", params=LAYOUT_SNAPSHOTS)
+def snapshot_page(request) -> tuple[str, str]:
+    """The report of a committed results snapshot (docs/figures/<name>, written by make docs from make demo)."""
+    return request.param, build_report(REPO / "docs" / "figures" / request.param)
+
+
 @needs_chromium
-def test_the_demo_report_fits_the_page_and_leads_with_the_verdict(tmp_path):
-    """The committed demo snapshot (docs/figures/demo, written by make docs from a full make demo): Shakespeare
-    under muP, where no parametric law is identified and the marks must show."""
-    snapshot = Path(__file__).resolve().parents[1] / "docs" / "figures" / "demo"
-    demo = build_report(snapshot)
-    for shown in ("not identified", "withheld", "weak evidence"):
-        assert shown in demo, shown
-    probe = layout_at_1280(demo, tmp_path)
+def test_the_report_of_each_snapshot_fits_the_page_leads_with_the_verdict_and_keeps_its_layout(snapshot_page, tmp_path):
+    """Demo (Shakespeare under muP, no parametric law identified) and known-answer (E identified): no element
+    wider than 1280 px, the verdict's numbers on the first screen, and the key elements where the committed
+    layout snapshot has them (tests/data/report_layout/<name>.json, written by make docs)."""
+    name, page = snapshot_page
+    for shown in MARKS[name]:
+        assert shown in page, shown
+    probe = layout_at_1280(page, tmp_path)
     assert probe["wide"] == [] and len(probe["verdict"]) >= 6
-    assert all(number["bottom"] <= probe["screen"] for number in probe["verdict"])
+    assert all(0 <= number["top"] and number["bottom"] <= probe["screen"] for number in probe["verdict"])
+    saved = json.loads((LAYOUT_DIR / f"{name}.json").read_text())
+    assert len(saved) >= 10 and {box["tag"] for box in saved} >= {"h1", "h2", "span", "table"}
+    assert layout_differences(saved, probe["key"]) == [], "run `make docs` and commit tests/data/report_layout"
+
+
+@needs_chromium
+def test_the_layout_snapshot_check_notices_a_wider_table_and_a_pushed_down_verdict(snapshot_page, tmp_path):
+    name, page = snapshot_page
+    saved = json.loads((LAYOUT_DIR / f"{name}.json").read_text())
+    wider = ".verdicts { grid-template-columns: 1fr; } .verdict table { width: 100%; } h1 { margin-bottom: 300px; }"
+    styled = page.replace("</style>", wider + "</style>", 1)
+    moved = layout_differences(saved, layout_at_1280(styled, tmp_path)["key"])
+    assert any("top" in problem for problem in moved) and any("width" in problem for problem in moved)
+
+
+def test_the_layout_comparison_allows_small_shifts_and_names_what_moved():
+    saved = [{"tag": "h2", "text": "Verdict", "left": 20, "top": 1000, "width": 600, "height": 30}]
+    assert layout_differences(saved, [{**saved[0], "top": 1040, "width": 610}]) == []
+    assert layout_differences(saved, [{**saved[0], "width": 900}]) == ["h2 'Verdict': width 600 -> 900"]
+    assert layout_differences(saved, [{**saved[0], "text": "Laws"}])[0].startswith("element 0:")
 
 
 @needs_chromium
