@@ -27,8 +27,10 @@ from scaling_cli.fit.design import (
     residual_sigma,
     seed_sigma,
 )
+from scaling_cli.fit.results import FitResult, GroupFit, LawFit
 from scaling_cli.fit.table import load_rows
 
+LAW = "chinchilla"  # the information matrix is over Approach 3's five parameters: no other law fits it
 OBJECTIVES = {"n_opt": (1.0, 0.0), "loss": (0.0, 1.0), "both": (1.0, 1.0)}
 REWEIGHTINGS = 16  # bootstrap reweightings of the runs per linearisation (see fit/design.py)
 # Candidates below the smallest size and budget are cheap and, where the law holds, pin the exponents (2x in
@@ -89,23 +91,23 @@ def suggest(
     table = table or TableOptions()
     sweep_dir = _sweep_dir(source)
     try:
-        document = fit_all(source, table, FitOptions(laws=("chinchilla",), bootstrap=scenarios, seed=seed))
+        fit = FitResult.of(fit_all(source, table, FitOptions(laws=(LAW,), bootstrap=scenarios, seed=seed)))
     except FitError as exc:
         if exc.field != "chinchilla":
             raise
         return {"source": str(source), "refused": f"Approach 3 cannot be fitted: {exc.problem}"}
-    name, entry = _group(document, group)
-    law = entry["laws"].get("chinchilla")
+    name, entry = _group(fit, group)
+    law = entry.laws.get(LAW)
     if law is None:
-        reason = entry.get("skipped", {}).get("chinchilla", "not fitted")
+        reason = entry.skipped.get(LAW, "not fitted")
         return {"source": str(source), "group": name, "refused": f"Approach 3 cannot be fitted: {reason}"}
-    n0, d0, c0, loss0 = (np.array([p[k] for p in entry["points"]], dtype=float) for k in ("N", "D", "C", "loss"))
-    x = np.array(law["vector"], dtype=float)
-    result = {"source": str(source), "group": name, "fit": {"params": law["params"], "status": law["status"]}}
+    n0, d0, c0, loss0 = (np.array([p[k] for p in entry.points], dtype=float) for k in ("N", "D", "C", "loss"))
+    x = np.array(law.vector, dtype=float)
+    result = {"source": str(source), "group": name, "fit": {"params": dict(law.params), "status": law.status}}
     problem = identification_problem(x, n0, d0)
     if problem:
         return {**result, "refused": problem}
-    convention = document.get("compute_convention") or {"kind": "6ND"}
+    convention = fit.compute_convention
     target = float(target or TARGET_FACTOR * c0.max())
     sigma, sigma_source = _noise(source, table, x, n0, d0, loss0)
     below_note = low_edge_misfit(n0, d0, loss0, sigma) if below > 1.0 else None
@@ -118,7 +120,7 @@ def suggest(
     if sweep_dir is not None:
         from scaling_cli import nextsweep
 
-        grid = nextsweep.candidate_grid(sweep_dir, document["columns"]["n"] or "params", extension, reach_below)
+        grid = nextsweep.candidate_grid(sweep_dir, fit.columns["n"] or "params", extension, reach_below)
         spend = flops if flops is not None else fraction * grid.spent
         n, d = grid.cells
         fresh = np.flatnonzero(~grid.known.ravel())
@@ -150,8 +152,8 @@ def suggest(
         scenarios=len(vectors),
         reweightings=REWEIGHTINGS,
         convention=convention.get("kind"),
-        at_target=_at_target(law["params"], allocation, target),
-        identified_note="; ".join(law.get("problems", [])) or None,
+        at_target=_at_target(law.params, allocation, target),
+        identified_note="; ".join(law.problems) or None,
         below={"asked": below, "used": reach_below, "why_not": below_note},
         refused=None,
     )
@@ -171,12 +173,10 @@ def _sweep_dir(source) -> Path | None:
     return path if path.is_dir() and (path / "spec.toml").is_file() else None
 
 
-def _group(document: dict, group: str | None) -> tuple[str, dict]:
-    groups = document["groups"]
+def _group(fit: FitResult, group: str | None) -> tuple[str, GroupFit]:
+    groups = fit.groups
     if group is not None:
-        if group not in groups:
-            raise FitError("--group", group, f"no such group; have: {', '.join(sorted(groups))}")
-        return group, groups[group]
+        return group, fit.group(group)
     if len(groups) > 1:
         raise FitError("--group", "", f"the fit has {len(groups)} groups; choose one of: {', '.join(sorted(groups))}")
     name = next(iter(groups))
@@ -193,10 +193,10 @@ def _noise(source, table: TableOptions, x, n0, d0, loss0) -> tuple[float, str]:
     return residual, "the fit's residuals"
 
 
-def _sample_vectors(law: dict) -> list[np.ndarray]:
+def _sample_vectors(law: LawFit) -> list[np.ndarray]:
     """The bootstrap refits as fitter vectors (ln E, ln A, ln B, alpha, beta), those with an allocation."""
     out = []
-    for e, a, b, alpha, beta in (law.get("bootstrap") or {}).get("samples", []):
+    for e, a, b, alpha, beta in law.samples:
         if min(e, a, b) > 0 and alpha > MIN_EXPONENT and beta > MIN_EXPONENT:
             out.append(np.array([np.log(e), np.log(a), np.log(b), alpha, beta]))
     return out

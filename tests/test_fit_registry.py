@@ -31,7 +31,8 @@ class ComputeOnly(registry.Law):
 
     def _fit(self, n, d, loss):
         def residuals(x):
-            return np.log(self.loss(dict(zip(("E", "K", "g"), (np.exp(x[0]), np.exp(x[1]), x[2]))), n, d)) - np.log(loss)
+            params = dict(zip(("E", "K", "g"), (np.exp(x[0]), np.exp(x[1]), x[2])))
+            return np.log(self.loss(params, n, d)) - np.log(loss)
 
         x = least_squares(residuals, [np.log(0.5 * loss.min()), 3.0, 0.2]).x
         return {"E": float(np.exp(x[0])), "K": float(np.exp(x[1])), "g": float(x[2])}

@@ -190,11 +190,11 @@ def test_a_results_directory_without_fit_is_fitted_per_data_set(results, tmp_pat
     for name in ("runs.parquet", "curves.parquet"):
         shutil.copy(results / name, tmp_path / name)
     inputs = load_inputs(tmp_path, fit_options=NO_BOOTSTRAP)
-    assert inputs.fit["by"] == "dataset"
-    assert set(inputs.fit["groups"]) == {"markov", "shakespeare"}
+    assert inputs.fit.by == "dataset"
+    assert set(inputs.fit.groups) == {"markov", "shakespeare"}
     made = draw(inputs, tmp_path / "figures", "png", ["loss_vs_compute", "data_axis"])
     assert [reason for _, _, reason in made] == ["", ""]
-    fitted = inputs.fit["groups"]["markov"]["laws"]["chinchilla"]["params"]
+    fitted = inputs.fit.groups["markov"].laws["chinchilla"].params
     assert fitted["alpha"] == pytest.approx(LAWS["markov"]["alpha"], abs=0.1)
 
 
@@ -207,7 +207,7 @@ def test_the_runs_drawn_are_the_rows_the_fit_selected(results, tmp_path):
     pd.concat([runs, diverged, worse_lr]).to_parquet(tmp_path / "runs.parquet")
     inputs = load_inputs(tmp_path, fit_options=NO_BOOTSTRAP)
     assert set(inputs.runs["run_id"]) == set(runs["run_id"])
-    assert {p["run_id"] for p in inputs.fit["groups"]["all"]["points"]} <= set(inputs.runs["run_id"])
+    assert {p["run_id"] for p in inputs.fit.groups["all"].points} <= set(inputs.runs["run_id"])
 
 
 def test_only_one_figure_in_a_chosen_folder(results, tmp_path):

@@ -26,6 +26,7 @@ from scaling_cli.fit.allocation import optimal_allocation
 from scaling_cli.fit.predict import predict
 from scaling_cli.plot import figures, fitview, load_inputs
 from scaling_cli.plot.axes import figure_notes, figure_title
+from scaling_cli.fit.results import FitResult
 from scaling_cli.plot.fitview import FitView, LawStatus
 from scaling_cli.plot.style import RC
 
@@ -51,13 +52,13 @@ def draw(inputs, name: str, fit: dict | None = None):
     """The Figure object of one figure, drawn from `inputs` or from the same runs with another fit.json."""
     if fit is not None:
         inputs = copy.copy(inputs)
-        inputs.fit = fit
+        inputs.fit = FitResult.of(fit)
     with matplotlib.rc_context(RC):
         return figures.FIGURE_FUNCTIONS[name](figures.make_context(inputs))
 
 
 def edited_fit(inputs, edit) -> dict:
-    fit = copy.deepcopy(inputs.fit)
+    fit = copy.deepcopy(inputs.fit.to_json())  # fit.json as a careless editor would change it
     edit(fit["groups"][FitView(fit).name])
     return fit
 
@@ -232,7 +233,7 @@ def test_the_drawn_optimum_is_the_fits_and_predicts_at_every_compute(inputs):
     answer = predict(inputs.fit, compute=float(compute[10]), group=view.name)
     assert sizes[10] == pytest.approx(answer["groups"][view.name]["compute"]["chinchilla"]["N_opt"], rel=0.01)
     # fit.json's own answer at its reference compute is marked, and lies on the drawn line.
-    stored = inputs.fit["groups"][view.name]["laws"]["chinchilla"]["at_compute"]
+    stored = inputs.fit.groups[view.name].laws["chinchilla"].at_compute
     (marker,) = [
         m for m in ax_n.get_lines() if m.get_marker() == "P" and matplotlib.colors.same_color(m.get_mfc(), red)
     ]
@@ -266,7 +267,7 @@ def test_residual_axis_is_scaled_to_the_data(inputs, test):
 
 
 def test_backtest_figure_shows_each_laws_predictions_of_the_runs_above_the_cut(inputs):
-    backtest = inputs.fit["groups"]["markov"]["backtest"]
+    backtest = inputs.fit.groups["markov"].backtest.to_json()
     fig = draw(inputs, "extrapolation")
     cut_lines = [line for line in fig.axes[1].get_lines() if list(line.get_xdata()) == [backtest["cut"]] * 2]
     assert len(cut_lines) == 1, "the compute cut is marked"

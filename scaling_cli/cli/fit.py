@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from rich.table import Table
 
 from scaling_cli.cli.render import interval, note, number, out, output_file, print_json_text, warn
+
+if TYPE_CHECKING:
+    from scaling_cli.fit.results import Backtest, FitResult, GroupFit, LawFit, Recommendation
 
 HELP = """Fit scaling laws to a results directory or a .parquet/.csv table and write fit.json.
 
@@ -120,12 +124,14 @@ def fit_command(
         fixed=parse_fixed(fix),
     )
     target = output_file(out_path, default_fit_path(source), ".json")  # a bad --out fails before the fit
-    document = fit_all(source, table, options)
-    write_fit(document, target)
+    from scaling_cli.fit.results import FitResult
+
+    fit = FitResult.of(fit_all(source, table, options))
+    write_fit(fit, target)
     if as_json:
-        print_json_text(json.dumps(document, indent=1))
+        print_json_text(json.dumps(fit.to_json(), indent=1))
     else:
-        print_fit(document, target)
+        print_fit(fit, target)
 
 
 def default_fit_path(source: Path) -> Path:
@@ -133,62 +139,19 @@ def default_fit_path(source: Path) -> Path:
     return source / "fit.json" if source.is_dir() else source.with_name(f"{source.stem}.fit.json")
 
 
-def _law_rows(name: str, law: dict) -> list[tuple[str, str, str, str]]:
-    """(law, parameter, value, interval) rows of one fitted law."""
-    if name == "kaplan":
-        rows = []
-        for sub in ("L_N", "L_D", "L_C"):
-            intervals = law[sub].get("intervals", {})
-            for key, value in law[sub]["params"].items():
-                rows.append((f"kaplan {sub}", key, number(value), interval(intervals.get(key))))
-        at = law.get("at_compute")
-        if at:
-            loss_interval = interval(law.get("intervals", {}).get("loss_at_C"))
-            rows.append(("kaplan L_C", f"loss @ C={at['C']:.3g}", number(at["loss"]), loss_interval))
-        return rows
-    intervals = law.get("intervals", {})
-    rows = [(name, key, number(value), interval(intervals.get(key))) for key, value in law["params"].items()]
-    for key, value in law.get("derived", {}).items():
-        rows.append((name, key, number(value), interval(intervals.get(key))))
-    at = law.get("at_compute", {})
-    for key in ("N_opt", "D_opt", "loss_opt"):
-        if key in at:
-            rows.append((name, f"{key} @ C={at['C']:.3g}", number(at[key]), interval(intervals.get(key))))
-    return rows
+def _law_rows(name: str, law: LawFit) -> list[tuple[str, str, str, str]]:
+    """(law, parameter, value, interval) rows of one fitted law, as the law lists them."""
+    from scaling_cli.fit import law as registry
+
+    return [(label, key, number(value), interval(span)) for label, key, value, span in registry.get(name).rows(law)]
 
 
-def _law_note(name: str, law: dict) -> str:
-    if law.get("status") == "not_identified":
-        return "NOT IDENTIFIED (no allocation, not drawn as a law): " + "; ".join(law.get("problems", []))
-    diagnostics = law.get("diagnostics", {})
-    if name == "chinchilla":
-        edge = ", ".join(diagnostics["grid_edge"]) or "none"
-        reached = f"{diagnostics['starts_at_optimum']}/{law['settings']['grid_size']}"
-        return (
-            f"r2(log) {law['r2']:.4f}; {reached} starts reached "
-            f"the optimum; |grad| {diagnostics['grad_norm']:.1e}; at grid edge: {edge}"
-        )
-    if name == "kaplan":
-        return f"r2(log, eq. 1.5 on all points) {number(law['r2'])}"
-    if name == "isoflop":
-        text = f"{diagnostics['used_budgets']} of {diagnostics['budgets']} budgets have a minimum inside their sizes"
-        reasons: dict[str, int] = {}
-        for budget in diagnostics.get("excluded_budgets", []):
-            reason = budget["reason"].split(":")[0]
-            reasons[reason] = reasons.get(reason, 0) + 1
-        excluded = "; ".join(f"{count} with {reason}" for reason, count in reasons.items())
-        return text + (f"; left out (see fit.json): {excluded}" if excluded else "")
-    if name == "envelope":
-        return f"{diagnostics['frontier_points']} frontier points from {law['settings']['source']}"
-    if name == "constrained":
-        r_star = law["params"]["R_D_star"]
-        span = interval(law.get("intervals", {}).get("R_D_star"))
-        return (
-            f"R_D* = {r_star:.3g} {span}: one more epoch is worth half a fresh one after {r_star * 0.693:.2g} repeats; "
-            f"R_N* = {law['params']['R_N_star']:.3g}; "
-            f"r2(log) {law['r2']:.4f}; {diagnostics['repeated_runs']} runs repeat their data"
-        )
-    return f"r2 {number(law['r2'])} (baseline only)"
+def _law_note(name: str, law: LawFit) -> str:
+    if not law.identified:
+        return "NOT IDENTIFIED (no allocation, not drawn as a law): " + "; ".join(law.problems)
+    from scaling_cli.fit import law as registry
+
+    return registry.get(name).summary(law)
 
 
 def _titled_table(title: str, columns: tuple[str, ...]) -> Table:
@@ -198,54 +161,54 @@ def _titled_table(title: str, columns: tuple[str, ...]) -> Table:
     return table
 
 
-def print_fit(document: dict, path) -> None:
-    """A fit.json document: rows used, conventions, per group every law with intervals, status and notes."""
-    rows = document["rows"]
+def print_fit(fit: FitResult, path) -> None:
+    """A fit: rows used, conventions, per group every law with intervals, status and notes."""
+    rows = fit.rows
     excluded = ", ".join(f"{k} {v}" for k, v in rows["excluded"].items() if v) or "none"
-    note(f"{document['source']}: {rows['used']} of {rows['total']} rows used (excluded: {excluded})")
+    note(f"{fit.source}: {rows['used']} of {rows['total']} rows used (excluded: {excluded})")
     bad = rows.get("bad_rows") or []
     for line in bad[:5]:
         note(f"  left out {line}")
     if rows["excluded"].get("non_finite", 0) > len(bad[:5]):
         note(f"  ... {rows['excluded']['non_finite'] - len(bad[:5])} more bad values (fit.json rows.bad_rows)")
-    note(f"conventions: N = {document['conventions']['n']}; C = {document['conventions']['c'].removeprefix('C = ')}")
-    note(f"compute convention: {document['compute_convention']['description']}")
-    grouping = document.get("grouping") or {}
+    note(f"conventions: N = {fit.conventions['n']}; C = {fit.conventions['c'].removeprefix('C = ')}")
+    note(f"compute convention: {fit.compute_convention['description']}")
+    grouping = fit.grouping
     if grouping.get("groups") or grouping.get("selected"):
         note(
             f"grouping: averaged over {', '.join(grouping['averaged'])}; groups by "
             f"{', '.join(grouping['groups']) or '-'}; best of {', '.join(grouping['selected']) or '-'} kept"
         )
-    choices = document["selection"]["lr_choices"]
+    choices = fit.selection["lr_choices"]
     if choices and "lr" in choices[0]:
         chosen = sorted({c["lr"] for c in choices})
         counts = ", ".join(f"{lr:g} at {sum(c['lr'] == lr for c in choices)}" for lr in chosen)
         note(f"best lr of {len(choices)} (N, D) pairs run at several settings: {counts}")
-    for name, group in document["groups"].items():
+    for name, group in fit.groups.items():
         _print_group(name, group)
     note(f"wrote {path}")
-    print_verdicts(document)
+    print_verdicts(fit)
 
 
-def _print_group(name: str, group: dict) -> None:
-    table = _titled_table(f"group {name}: {group['n_points']} points", ("law", "parameter", "value", "95% interval"))
-    for law_name, law in group["laws"].items():
+def _print_group(name: str, group: GroupFit) -> None:
+    table = _titled_table(f"group {name}: {group.n_points} points", ("law", "parameter", "value", "95% interval"))
+    for law_name, law in group.laws.items():
         law_rows = _law_rows(law_name, law)
         for i, row in enumerate(law_rows):
             table.add_row(*row, end_section=i == len(law_rows) - 1)
     out.print(table)
-    for law_name, law in group["laws"].items():
+    for law_name, law in group.laws.items():
         note(f"{law_name}: {_law_note(law_name, law)}")
-    for law_name, why in group["skipped"].items():
+    for law_name, why in group.skipped.items():
         note(f"skipped {law_name}: {why}")
-    if group.get("lr"):
-        _print_lr(group["lr"])
-    if group["holdout"]:
-        holdout = group["holdout"]
+    if group.lr:
+        _print_lr(group.lr)
+    if group.holdout:
+        holdout = group.holdout
         mape = ", ".join(f"{k} {number(v)}%" for k, v in holdout["mape"].items())
         note(f"holdout: fitted on {holdout['fitted_on']}, {holdout['held_out']} held out; MAPE {mape}")
-    if "backtest" in group:
-        _print_backtest(group["backtest"])
+    if group.backtest is not None:
+        _print_backtest(group.backtest)
 
 
 def _print_lr(summary: dict) -> None:
@@ -261,17 +224,17 @@ def _print_lr(summary: dict) -> None:
         note(f"warning: {warning}")
 
 
-def _print_backtest(backtest: dict) -> None:
-    if "skipped" in backtest and isinstance(backtest["skipped"], str):
-        note(f"backtest skipped: {backtest['skipped']}")
+def _print_backtest(backtest: Backtest) -> None:
+    if backtest.skipped is not None:
+        note(f"backtest skipped: {backtest.skipped}")
         return
     title = (
-        f"backtest: fitted on {backtest['fitted_on']} runs with C < {backtest['cut']:.3g}, "
-        f"predicting {backtest['held_out']} runs up to x{backtest['C_ratio']:.3g} their compute"
+        f"backtest: fitted on {backtest.fitted_on} runs with C < {backtest.cut:.3g}, "
+        f"predicting {backtest.held_out} runs up to x{backtest.C_ratio:.3g} their compute"
     )
-    title += f"; every filter scored on the {backtest['scored']} {backtest['scored_on']}"
+    title += f"; every filter scored on the {backtest.scored} {backtest.scored_on}"
     table = _titled_table(title, ("filter", "fitted on", "law", "mean |error| %", "max |error| %"))
-    for candidate in backtest["candidates"]:
+    for candidate in backtest.candidates:
         for law, scored in candidate["laws"].items():
             cells = tuple("n/a" if v is None else f"{v:.3f}" for v in (scored["mape"], scored["max_error"]))
             if scored["status"] != "ok":
@@ -280,37 +243,37 @@ def _print_backtest(backtest: dict) -> None:
         for law, why in candidate["skipped"].items():
             table.add_row(candidate["filter"], str(candidate["fitted_on"]), law, "skipped", why)
     out.print(table)
-    chosen = backtest.get("recommended")
+    chosen = backtest.recommended
     if not chosen:
         note("backtest's choice: none (no law could be scored)")
         return
-    if (chosen.get("fit") or {}).get("status", "ok") != "ok":
+    if chosen.fit is not None and not chosen.fit.identified:
         note(
-            f"backtest's choice {chosen['law']} on {chosen['filter']} is withheld from predict: "
-            + "; ".join(chosen["fit"].get("problems", ["not identified"]))
+            f"backtest's choice {chosen.law} on {chosen.filter} is withheld from predict: "
+            + "; ".join(chosen.fit.problems or ["not identified"])
         )
         return
-    note(f"recommended for predict: {chosen['law']} on {chosen['filter']} ({_procedure_error(chosen)})")
+    note(f"recommended for predict: {chosen.law} on {chosen.filter} ({_procedure_error(chosen)})")
 
 
-def _procedure_error(chosen: dict) -> str:
+def _procedure_error(chosen: Recommendation) -> str:
     """The selection procedure's error on runs it never saw, and how many runs that rests on."""
-    if chosen.get("expected_error") is None:
+    if chosen.expected_error is None:
         return "expected extrapolation error unknown: too few runs for a rolling backtest of the choice"
-    weak = "; weak evidence: fewer than 5 runs" if chosen.get("weak") else ""
+    weak = "; weak evidence: fewer than 5 runs" if chosen.weak else ""
     return (
-        f"expected extrapolation error {chosen['expected_error']:.2f}%, max {chosen['max_error']:.2f}%, "
-        f"over {chosen['scored']} runs above rolling cuts{weak}"
+        f"expected extrapolation error {chosen.expected_error:.2f}%, max {chosen.max_error:.2f}%, "
+        f"over {chosen.scored} runs above rolling cuts{weak}"
     )
 
 
-def print_verdicts(document: dict, compute: float | None = None) -> None:
+def print_verdicts(fit: FitResult, compute: float | None = None) -> None:
     """The one-line answer per group that `scale predict` opens with, at 10x the largest compute by default."""
     from scaling_cli.fit.predict import predict
 
-    for name, group in document["groups"].items():
-        at = compute or 10.0 * float(group["range"]["C"][1])
-        answer = predict(document, compute=at, group=name)["groups"][name]
+    for name, group in fit.groups.items():
+        at = compute or 10.0 * float(group.range["C"][1])
+        answer = predict(fit, compute=at, group=name)["groups"][name]
         note(f"verdict: {answer['verdict']}")
         for warning in answer["warnings"]:
             warn(f"warning: group {name}: {warning}")

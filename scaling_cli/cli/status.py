@@ -72,23 +72,20 @@ def _print_summary(info: dict) -> None:
 
 
 def _fitted_law_line(fit_path: Path) -> str | None:
-    """The Chinchilla law of the first group of a fit.json in one line, or None when there is none."""
+    """The preferred run-loss law (Approach 3 first) of the first group of a fit.json in one line, or None."""
     from scaling_cli.errors import ScaleError
+    from scaling_cli.fit import law as registry
     from scaling_cli.fit.fitdoc import load_fit
 
     try:
-        name, group = next(iter(load_fit(fit_path)["groups"].items()))
+        name, group = next(iter(load_fit(fit_path).groups.items()))
     except (ScaleError, StopIteration):
         return None
-    law = (group.get("laws") or {}).get("chinchilla")
-    if not law or "params" not in law:
-        reason = (group.get("skipped") or {}).get("chinchilla", "not fitted")
-        return f"fitted law ({name}): none, Chinchilla law {reason}"
-    p = law["params"]
-    r2 = law.get("r2")
-    r2_text = f", R^2 = {r2:.3f}" if isinstance(r2, (int, float)) else ""
-    verdict = "" if law.get("status", "ok") == "ok" else "; NOT IDENTIFIED: " + "; ".join(law.get("problems", []))
-    return (
-        f"fitted law ({name}): L(N, D) = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + "
-        f"{p['B']:.3g}/D^{p['beta']:.3g}{r2_text}{verdict}"
-    )
+    shown = [law for law in registry.preferred(for_compute=False) if registry.get(law).formula(None) is not None]
+    law_name = next((law for law in shown if law in group.laws), shown[0])
+    law = group.laws.get(law_name)
+    if law is None or not law.params:
+        return f"fitted law ({name}): none, {law_name} law {group.skipped.get(law_name, 'not fitted')}"
+    r2_text = f", R^2 = {law.r2:.3f}" if isinstance(law.r2, (int, float)) else ""
+    verdict = "" if law.identified else "; NOT IDENTIFIED: " + "; ".join(law.problems)
+    return f"fitted law ({name}): {registry.get(law_name).formula(law)}{r2_text}{verdict}"

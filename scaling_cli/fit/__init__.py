@@ -3,12 +3,11 @@ bootstrap intervals, a holdout extrapolation check and predictions. numpy/scipy/
 """
 
 from scaling_cli.fit.allocation import optimal_allocation
-from scaling_cli.fit.pipeline import ALL_LAWS, FitOptions, fit_all, parse_laws, write_fit
+from scaling_cli.fit.pipeline import FitOptions, fit_all, parse_laws, write_fit
 from scaling_cli.fit.predict import predict
 from scaling_cli.fit.table import TableOptions, load_table
 
 __all__ = [
-    "ALL_LAWS",
     "FitOptions",
     "TableOptions",
     "fit_all",

@@ -196,17 +196,18 @@ def split_from_size(params: dict, convention: dict, c) -> tuple[np.ndarray, np.n
     return n, tokens_for(convention, n, c)
 
 
-def optimal_allocation(fit_doc: dict, group: str, law: str, c) -> tuple[np.ndarray, np.ndarray]:
-    """(N_opt, D_opt) at compute C (scalar or array) from one law of one group of a fit.json.
+def optimal_allocation(fit, group: str, law: str, c) -> tuple[np.ndarray, np.ndarray]:
+    """(N_opt, D_opt) at compute C (scalar or array) from one law of one group of a fit (FitResult or document).
 
     Raises FitError when the group or law is missing, gives no allocation, or was not identified.
     """
     from scaling_cli.fit import law as registry  # the law modules import this one
+    from scaling_cli.fit.results import FitResult
 
-    entry = _law_entry(fit_doc, group, law)
+    fit = FitResult.of(fit)
+    entry = _law_entry(fit, group, law)
     fitted_law = registry.get(law)
-    convention = fit_doc.get("compute_convention") or {"kind": "6ND"}
-    return fitted_law.allocate(fitted_law.params_of(entry), convention, c)
+    return fitted_law.allocate(fitted_law.params_of(entry), fit.compute_convention, c)
 
 
 def allocating_laws() -> tuple[str, ...]:
@@ -216,17 +217,13 @@ def allocating_laws() -> tuple[str, ...]:
     return tuple(name for name, fitted_law in registry.registered().items() if fitted_law.allocates)
 
 
-def _law_entry(fit_doc: dict, group: str, law: str) -> dict:
-    groups = fit_doc.get("groups") or {}
-    if group not in groups:
-        raise FitError("--group", str(group), f"no such group; have: {', '.join(sorted(groups))}")
+def _law_entry(fit, group: str, law: str):
+    fitted_group = fit.group(group)
     if law not in allocating_laws():
         raise FitError("allocation", law, f"gives no allocation; choose from {', '.join(allocating_laws())}")
-    laws = groups[group].get("laws") or {}
-    if law not in laws:
-        why = (groups[group].get("skipped") or {}).get(law, "not fitted")
-        raise FitError(str(group), law, f"not fitted: {why}")
-    entry = laws[law]
-    if entry.get("status", "ok") != "ok":
-        raise FitError(str(group), law, "not identified: " + "; ".join(entry.get("problems") or []))
+    if law not in fitted_group.laws:
+        raise FitError(str(group), law, f"not fitted: {fitted_group.skipped.get(law, 'not fitted')}")
+    entry = fitted_group.laws[law]
+    if not entry.identified:
+        raise FitError(str(group), law, "not identified: " + "; ".join(entry.problems))
     return entry

@@ -148,17 +148,21 @@ def _refit_each(indices, refit) -> tuple[np.ndarray, np.ndarray]:
     return vectors, np.all(np.isfinite(vectors), axis=1)
 
 
-def bootstrap_envelope(points, indices, *, at_compute: float, where: str) -> dict:
-    """Approach 1 refitted on resampled runs."""
+def bootstrap_envelope(points, indices, *, at_compute: float, where: str, fixed: dict | None = None) -> dict:
+    """Approach 1 refitted on resampled runs, the `fixed` parameters held."""
     keys = ("a", "N0", "b", "D0")
     vectors, finite = _refit_each(
         indices,
-        lambda rows: _vector(envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where), keys),
+        lambda rows: _vector(
+            envelope.fit_frontier(envelope.final_point_frontier(points.iloc[rows]), where, fixed), keys
+        ),
     )
-    return _allocation_result(indices, vectors, finite, at_compute)
+    return _allocation_result(indices, vectors, finite, at_compute, fixed)
 
 
-def bootstrap_isoflop(points, b: int, seed: int, *, tolerance: float, at_compute: float, where: str) -> dict:
+def bootstrap_isoflop(
+    points, b: int, seed: int, *, tolerance: float, at_compute: float, where: str, fixed: dict | None = None
+) -> dict:
     """Approach 2 refitted with points resampled within their budget (multiplicities as parabola weights)."""
     indices = stratified_indices(isoflop.budget_labels(points["C"], tolerance), b, seed)
     weights = multiplicities(indices, len(points))
@@ -167,18 +171,18 @@ def bootstrap_isoflop(points, b: int, seed: int, *, tolerance: float, at_compute
         range(len(weights)),
         lambda i: _vector(
             isoflop.allocation_from_budgets(
-                isoflop.fit_budgets(points, tolerance, weights[i], with_points=False), where
+                isoflop.fit_budgets(points, tolerance, weights[i], with_points=False), where, fixed
             ),
             keys,
         ),
     )
-    return _allocation_result(indices, vectors, finite, at_compute)
+    return _allocation_result(indices, vectors, finite, at_compute, fixed)
 
 
-def _allocation_result(indices, vectors, finite, at_compute) -> dict:
+def _allocation_result(indices, vectors, finite, at_compute, fixed: dict | None = None) -> dict:
     columns = _allocation_columns(vectors[finite], at_compute)
     return {
-        "intervals": {name: interval(values) for name, values in columns.items()},
+        "intervals": {name: None if name in (fixed or {}) else interval(values) for name, values in columns.items()},
         "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist()),
     }
 
@@ -217,12 +221,13 @@ def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where:
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
 
 
-def bootstrap_linear(points, indices, *, where: str) -> dict:
-    """The linear baseline refitted on resampled points."""
+def bootstrap_linear(points, indices, *, where: str, fixed: dict | None = None) -> dict:
+    """The linear baseline refitted on resampled points, the `fixed` weights held."""
     vectors, finite = _refit_each(
-        indices, lambda rows: list(linear.fit_linear(points.iloc[rows], where=where)["params"].values())
+        indices, lambda rows: list(linear.fit_linear(points.iloc[rows], where=where, fixed=fixed)["params"].values())
     )
-    intervals = {name: interval(vectors[finite, i]) for i, name in enumerate(linear.NAMES)}
+    held = fixed or {}
+    intervals = {name: None if name in held else interval(vectors[finite, i]) for i, name in enumerate(linear.NAMES)}
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
 
 

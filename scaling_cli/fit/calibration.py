@@ -20,6 +20,7 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.isoflop import budget_labels
+from scaling_cli.fit.results import LawFit
 
 ERROR_MODEL = (
     "ln(L_observed / L_predicted) ~ Normal(0, sigma_param^2 + sigma_run^2 + (s r)^2), r = max(0, ln(C / C_max)); "
@@ -66,31 +67,32 @@ def spread_of_logs(samples) -> float:
     return float((high - low) / (2 * Z95))
 
 
-def run_noise(law, fitted: dict, points: pd.DataFrame) -> float:
+def run_noise(law, fitted: LawFit, points: pd.DataFrame) -> float:
     """sigma_run: robust scale of the law's log residuals on the points it was fitted on."""
     predicted = _loss(law, fitted, law.params_of(fitted), points)
     return robust_scale(np.log(points["loss"].to_numpy(dtype=float) / predicted))
 
 
-def calibrate(law, fitted: dict, points: pd.DataFrame, fit_at_cut, bootstrap_at_cut, tolerance: float) -> dict:
+def calibrate(law, fitted: LawFit, points: pd.DataFrame, fit_at_cut, bootstrap_at_cut, tolerance: float) -> dict:
     """The error model's s (and s_N for allocating laws) from rolling backtests, with what it rests on.
 
-    fit_at_cut(points) -> fitted entry; bootstrap_at_cut(points, fitted) -> the same with bootstrap samples.
+    fit_at_cut(points) -> fitted entry; bootstrap_at_cut(points, entry) -> the same with bootstrap samples.
     """
     top = float(points["C"].max())
     scored, shifts, cuts = [], [], []
     for cut in rolling_cuts(points, tolerance):
         below, above = points[points["C"] < cut], points[points["C"] >= cut]
         try:
-            at_cut = fit_at_cut(below.reset_index(drop=True))
+            entry = fit_at_cut(below.reset_index(drop=True))
         except FitError:
             continue
+        at_cut = LawFit.of(entry)
         cuts.append(cut)
         reach = float(np.log(top / below["C"].max()))
-        if law.allocates and fitted.get("status", "ok") == "ok" and at_cut.get("status", "ok") == "ok":
+        if law.allocates and fitted.identified and at_cut.identified:
             shifts.append((_log_n_opt(law, at_cut, top) - _log_n_opt(law, fitted, top), reach))
         if law.predicts_loss:
-            with_samples = bootstrap_at_cut(below.reset_index(drop=True), at_cut)
+            with_samples = LawFit.of(bootstrap_at_cut(below.reset_index(drop=True), entry))
             scored += _scored_errors(law, with_samples, below, above)
     result = {"model": ERROR_MODEL, "cuts": cuts, "scored": len(scored)}
     if law.predicts_loss:
@@ -101,7 +103,7 @@ def calibrate(law, fitted: dict, points: pd.DataFrame, fit_at_cut, bootstrap_at_
     return result
 
 
-def _scored_errors(law, fitted: dict, below: pd.DataFrame, above: pd.DataFrame) -> list[dict]:
+def _scored_errors(law, fitted: LawFit, below: pd.DataFrame, above: pd.DataFrame) -> list[dict]:
     params, samples = law.params_of(fitted), law.samples_of(fitted)
     noise = run_noise(law, fitted, below)
     predicted = _loss(law, fitted, params, above)
@@ -121,7 +123,7 @@ def _scored_errors(law, fitted: dict, below: pd.DataFrame, above: pd.DataFrame) 
     return [row for row in rows if np.isfinite(row["error"])]
 
 
-def _loss(law, fitted: dict, params, runs: pd.DataFrame, samples: bool = False) -> np.ndarray:
+def _loss(law, fitted: LawFit, params, runs: pd.DataFrame, samples: bool = False) -> np.ndarray:
     """Loss of each run; with `samples` (params of arrays), one row per sample."""
     if samples:
         params = _column_params(params)
@@ -136,7 +138,7 @@ def _column_params(tree):
     }
 
 
-def _log_n_opt(law, fitted: dict, c: float) -> float:
+def _log_n_opt(law, fitted: LawFit, c: float) -> float:
     n, _ = law.allocate(law.params_of(fitted), {"kind": "6ND"}, c)
     return float(np.log(n))
 

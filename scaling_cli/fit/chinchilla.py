@@ -21,6 +21,7 @@ from scaling_cli.fit.powerlaw import add_more, r2
 from scaling_cli.fit.law import Law, register
 
 ORDER = ("e", "a", "b", "alpha", "beta")  # internal parameter vector order
+ORDER_NAMES = ("E", "A", "B", "alpha", "beta")  # the published parameters, in ORDER
 MIN_POINTS = 6
 MIN_DISTINCT = 3
 # Enough for a true minimum; where E -> 0 the objective keeps falling along e -> -inf and this stops it.
@@ -109,7 +110,7 @@ def fixed_coordinates(fixed: dict | None, where: str) -> dict[int, float]:
     """{vector index: value} from {E, A, B, alpha, beta: value}; names of other laws' parameters are left to
     them. FitError for a value the law cannot take."""
     coordinates = {}
-    for i, name in enumerate(("E", "A", "B", "alpha", "beta")):
+    for i, name in enumerate(ORDER_NAMES):
         if name not in (fixed or {}):
             continue
         value = float(fixed[name])
@@ -265,7 +266,15 @@ class ChinchillaLaw(Law):
     """Approach 3: L(N, D) = E + A/N^alpha + B/D^beta, and the allocation that minimises it on a budget."""
 
     name = "chinchilla"
+    label = "Approach 3"
     predicts_loss = allocates = recommendable = True
+    compute_rank = run_rank = 0
+    rejudged_with_intervals = True
+
+    def problems(self, fitted: dict, points) -> list[str]:
+        from scaling_cli.fit.identify import parametric_problems
+
+        return parametric_problems(fitted, points)
 
     def fit(self, points, options, where: str) -> dict:
         from scaling_cli.fit.laws import chinchilla_derived
@@ -277,7 +286,7 @@ class ChinchillaLaw(Law):
             delta=options.delta,
             grid=options.grid,
             where=where,
-            fixed=getattr(options, "fixed", None),
+            fixed=self.held(options),
         )
         result["derived_6ND"] = chinchilla_derived(result["params"])
         return result
@@ -294,6 +303,24 @@ class ChinchillaLaw(Law):
             grid=options.grid,
             at_compute=context["at_compute"],
             convention=context["convention"],
+        )
+
+    def fixable(self) -> tuple[str, ...]:
+        return ORDER_NAMES
+
+    def formula(self, fitted) -> str | None:
+        if fitted is None:
+            return "L(N, D) = E + A/N^alpha + B/D^beta"
+        p = fitted.params
+        return f"L(N, D) = {p['E']:.3g} + {p['A']:.3g}/N^{p['alpha']:.3g} + {p['B']:.3g}/D^{p['beta']:.3g}"
+
+    def summary(self, fitted) -> str:
+        diagnostics = fitted.diagnostics
+        edge = ", ".join(diagnostics["grid_edge"]) or "none"
+        reached = f"{diagnostics['starts_at_optimum']}/{fitted.settings['grid_size']}"
+        return (
+            f"r2(log) {fitted.r2:.4f}; {reached} starts reached "
+            f"the optimum; |grad| {diagnostics['grad_norm']:.1e}; at grid edge: {edge}"
         )
 
     def loss(self, params, n, d, c=None, u=None):

@@ -310,7 +310,8 @@ class ConstrainedLaw(Law):
     """
 
     name = "constrained"
-    predicts_loss = recommendable = True
+    label = "data-constrained law"
+    predicts_loss = recommendable = rejudged_with_intervals = True
 
     def applies_to(self, points) -> bool:
         return "U" in points and bool((points["D"] > points["U"]).any())
@@ -327,13 +328,35 @@ class ConstrainedLaw(Law):
             points["loss"],
             delta=options.delta,
             where=where,
-            fixed=getattr(options, "fixed", None),
+            fixed=self.held(options),
         )
 
     def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
         from scaling_cli.fit.bootstrap import bootstrap_constrained
 
         return bootstrap_constrained(points, fitted, indices, delta=context["options"].delta, fixed=fitted.get("fixed"))
+
+    def fixable(self) -> tuple[str, ...]:
+        return NAMES
+
+    def summary(self, fitted) -> str:
+        r_star, span = fitted.params["R_D_star"], fitted.intervals.get("R_D_star")
+        shown = f"[{span[0]:.4g}, {span[1]:.4g}]" if span else ""
+        return (
+            f"R_D* = {r_star:.3g} {shown}: one more epoch is worth half a fresh one after {r_star * 0.693:.2g} "
+            f"repeats; R_N* = {fitted.params['R_N_star']:.3g}; r2(log) {fitted.r2:.4f}; "
+            f"{fitted.diagnostics['repeated_runs']} runs repeat their data"
+        )
+
+    def problems(self, fitted: dict, points) -> list[str]:
+        from scaling_cli.fit.identify import parametric_problems, repetition_problems
+
+        return parametric_problems(fitted, points) + repetition_problems(fitted, points)
+
+    def run_note(self, tokens: float, unique_tokens: float | None) -> str | None:
+        unique = tokens if unique_tokens is None else unique_tokens
+        fresh = " (fresh data; give --unique-tokens)" if unique_tokens is None else ""
+        return f"U = {unique:.3g} unique tokens, {tokens / unique:.3g} epochs{fresh}"
 
     def loss(self, params, n, d, c=None, u=None):
         return constrained_loss(params, n, d, d if u is None else u)

@@ -27,7 +27,7 @@ def final_point_frontier(points: pd.DataFrame) -> pd.DataFrame:
     return ordered[ordered["loss"] < best_before][["C", "N", "D", "loss", "run_id"]].reset_index(drop=True)
 
 
-def fit_frontier(frontier: pd.DataFrame, where: str) -> dict[str, float]:
+def fit_frontier(frontier: pd.DataFrame, where: str, fixed: dict | None = None) -> dict[str, float]:
     """Power laws through a frontier; FitError when it has too few points or a single size."""
     if len(frontier) < MIN_FRONTIER:
         raise FitError(
@@ -41,16 +41,17 @@ def fit_frontier(frontier: pd.DataFrame, where: str) -> dict[str, float]:
         raise FitError(
             where, "envelope", f"needs at least 2 distinct model sizes on the frontier, got {sizes}: add a larger model"
         )
-    return allocation_params(frontier["C"], frontier["N"], frontier["D"], where=where, law="envelope")
+    return allocation_params(frontier["C"], frontier["N"], frontier["D"], where=where, law="envelope", fixed=fixed)
 
 
-def fit_envelope(points: pd.DataFrame, *, where: str) -> dict:
-    """Approach 1 on the runs' final points: frontier, power laws and settings."""
+def fit_envelope(points: pd.DataFrame, *, where: str, fixed: dict | None = None) -> dict:
+    """Approach 1 on the runs' final points: frontier, power laws (holding `fixed` ones) and settings."""
     frontier = final_point_frontier(points)
-    params = fit_frontier(frontier, where)
+    params = fit_frontier(frontier, where, fixed)
     return {
         "frontier": frontier.to_dict(orient="records"),
         "params": params,
+        "fixed": dict(fixed or {}),
         "settings": {"source": ELIGIBLE, "eligible_points": len(points)},
         "diagnostics": {"frontier_points": len(frontier), "frontier_sizes": int(frontier["N"].nunique())},
     }
@@ -61,11 +62,18 @@ class EnvelopeLaw(SizeRuleLaw):
     """Approach 1: N_opt(C) = N0 C^a through the compute-efficient frontier of the runs."""
 
     name = "envelope"
+    label = "Approach 1"
+    compute_rank = 2
+
+    def summary(self, fitted) -> str:
+        return f"{fitted.diagnostics['frontier_points']} frontier points from {fitted.settings['source']}"
 
     def fit(self, points, options, where: str) -> dict:
-        return fit_envelope(points, where=where)
+        return fit_envelope(points, where=where, fixed=self.held(options))
 
     def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
         from scaling_cli.fit.bootstrap import bootstrap_envelope
 
-        return bootstrap_envelope(points, indices, at_compute=context["at_compute"], where=context["where"])
+        return bootstrap_envelope(
+            points, indices, at_compute=context["at_compute"], where=context["where"], fixed=fitted.get("fixed")
+        )

@@ -13,6 +13,8 @@ import pandas as pd
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import law as registry
+from scaling_cli.fit.results import LawFit
+
 MAX_COUNT = 10_000
 
 
@@ -45,9 +47,9 @@ def split(points: pd.DataFrame, rule: tuple[str, float], where: str = "--holdout
     return points[~held], points[held]
 
 
-def predict_runs(law: str, fitted: dict, runs: pd.DataFrame) -> np.ndarray:
-    """Each run's loss as predicted by one fitted law."""
-    predictor = registry.get(law)
+def predict_runs(law: str, entry: dict, runs: pd.DataFrame) -> np.ndarray:
+    """Each run's loss as predicted by one law's fresh fit (its entry, read as a LawFit)."""
+    predictor, fitted = registry.get(law), LawFit.of(entry)
     return np.asarray(predictor.run_loss(predictor.params_of(fitted), fitted, runs), dtype=float)
 
 

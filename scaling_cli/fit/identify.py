@@ -2,7 +2,8 @@
 one-line reasons), not a crash and not a law to extrapolate from.
 
 A law that could not be fitted at all is not judged here: it goes to the group's `skipped` with a reason
-that says what to add to the sweep.
+that says what to add to the sweep. Each law says which checks apply to it (`Law.problems`, and
+`Law.rejudged_with_intervals` for a law whose intervals can show it is not identified); the checks live here.
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ E_FLOOR = 0.01  # an irreducible loss below this fraction of the lowest loss ran
 
 def problems(name: str, fitted: dict, points: pd.DataFrame) -> list[str]:
     """One-line reasons why `fitted` (a law entry of fit.json) cannot be trusted; empty when it can."""
-    if name == "chinchilla":
-        return _chinchilla_problems(fitted, points)
-    if name == "constrained":
-        return _chinchilla_problems(fitted, points) + _repetition_problems(fitted, points)
-    if name in ("envelope", "isoflop"):
-        return _allocation_problems(fitted)
-    if name == "kaplan":
-        return _kaplan_problems(fitted)
-    return []
+    from scaling_cli.fit import law as registry  # the law modules import this one
+
+    return registry.get(name).problems(fitted, points)
 
 
 def mark(name: str, fitted: dict, points: pd.DataFrame) -> dict:
@@ -35,7 +30,8 @@ def mark(name: str, fitted: dict, points: pd.DataFrame) -> dict:
     return fitted
 
 
-def _chinchilla_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
+def parametric_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
+    """E + A/N^alpha + B/D^beta: exponents that do not make the loss fall, an E that ran off or is too high."""
     params = fitted["params"]
     lowest = float(points["loss"].min())
     found = []
@@ -59,7 +55,8 @@ def _chinchilla_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
     return found
 
 
-def _allocation_problems(fitted: dict) -> list[str]:
+def allocation_problems(fitted: dict) -> list[str]:
+    """N_opt = N0 C^a (and D_opt): an allocation that does not grow with compute."""
     found = []
     for exponent, what in (("a", "N_opt"), ("b", "D_opt")):
         value = fitted["params"][exponent]
@@ -68,7 +65,8 @@ def _allocation_problems(fitted: dict) -> list[str]:
     return found
 
 
-def _kaplan_problems(fitted: dict) -> list[str]:
+def kaplan_problems(fitted: dict) -> list[str]:
+    """L(N), L(D), L(C): an exponent at zero, or eq. 1.5 worse than the runs' mean."""
     found = []
     for law, exponent in (("L_N", "alpha_N"), ("L_D", "alpha_D"), ("L_C", "alpha_C")):
         value = fitted[law]["params"][exponent]
@@ -79,7 +77,7 @@ def _kaplan_problems(fitted: dict) -> list[str]:
     return found
 
 
-def _repetition_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
+def repetition_problems(fitted: dict, points: pd.DataFrame) -> list[str]:
     """R* must lie inside the repetitions the runs made, and so must its interval's upper end once the
     bootstrap has run: beyond them it is a guess, not a measurement."""
     most = float((points["D"] / points["U"] - 1.0).max())
@@ -103,7 +101,9 @@ def remark_after_intervals(name: str, fitted: dict, points: pd.DataFrame) -> dic
     irreducible loss from a steeper power law, and A, alpha, B and beta trade off against it. Such a law is
     not identified, and its allocation is dropped.
     """
-    if name not in ("chinchilla", "constrained"):
+    from scaling_cli.fit import law as registry
+
+    if not registry.get(name).rejudged_with_intervals:
         return fitted
     fitted.pop("problems", None)
     mark(name, fitted, points)

@@ -153,13 +153,14 @@ def fit_budgets(points: pd.DataFrame, tolerance: float, weights=None, with_point
     return budgets
 
 
-def allocation_from_budgets(budgets: list[dict], where: str) -> dict[str, float]:
+def allocation_from_budgets(budgets: list[dict], where: str, fixed: dict | None = None) -> dict[str, float]:
     """Power laws through the minima of the budgets that have one; FitError when there are too few."""
     usable = [b for b in budgets if b["used_in_law"]]
     if len(usable) < MIN_BUDGETS:
         raise FitError(where, "isoflop", _too_few(budgets, len(usable)))
     c = [b["C"] for b in usable]
-    return allocation_params(c, [b["N_opt"] for b in usable], [b["D_opt"] for b in usable], where=where, law="isoflop")
+    n, d = [b["N_opt"] for b in usable], [b["D_opt"] for b in usable]
+    return allocation_params(c, n, d, where=where, law="isoflop", fixed=fixed)
 
 
 def _too_few(budgets: list[dict], usable: int) -> str:
@@ -175,13 +176,16 @@ def _too_few(budgets: list[dict], usable: int) -> str:
     return text
 
 
-def fit_isoflop(points: pd.DataFrame, *, where: str, tolerance: float = BUDGET_TOLERANCE) -> dict:
-    """Approach 2: budgets, their windowed parabolas and minima, and N_opt, D_opt power laws."""
+def fit_isoflop(
+    points: pd.DataFrame, *, where: str, tolerance: float = BUDGET_TOLERANCE, fixed: dict | None = None
+) -> dict:
+    """Approach 2: budgets, their windowed parabolas and minima, and N_opt, D_opt power laws (`fixed` held)."""
     budgets = fit_budgets(points, tolerance)
-    params = allocation_from_budgets(budgets, where)
+    params = allocation_from_budgets(budgets, where, fixed)
     return {
         "budgets": budgets,
         "params": params,
+        "fixed": dict(fixed or {}),
         "settings": {
             "budget_tolerance": tolerance,
             "parabola": "loss = c2 (ln N)^2 + c1 ln N + c0",
@@ -207,9 +211,21 @@ class IsoflopLaw(SizeRuleLaw):
     """Approach 2: N_opt(C) = N0 C^a through the minima of each budget's parabola."""
 
     name = "isoflop"
+    label = "Approach 2"
+    compute_rank = 1
+
+    def summary(self, fitted) -> str:
+        diagnostics = fitted.diagnostics
+        text = f"{diagnostics['used_budgets']} of {diagnostics['budgets']} budgets have a minimum inside their sizes"
+        reasons: dict[str, int] = {}
+        for budget in diagnostics.get("excluded_budgets", []):
+            reason = budget["reason"].split(":")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        excluded = "; ".join(f"{count} with {reason}" for reason, count in reasons.items())
+        return text + (f"; left out (see fit.json): {excluded}" if excluded else "")
 
     def fit(self, points, options, where: str) -> dict:
-        return fit_isoflop(points, where=where, tolerance=options.budget_tolerance)
+        return fit_isoflop(points, where=where, tolerance=options.budget_tolerance, fixed=self.held(options))
 
     def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
         from scaling_cli.fit.bootstrap import bootstrap_isoflop
@@ -222,4 +238,5 @@ class IsoflopLaw(SizeRuleLaw):
             tolerance=options.budget_tolerance,
             at_compute=context["at_compute"],
             where=context["where"],
+            fixed=fitted.get("fixed"),
         )

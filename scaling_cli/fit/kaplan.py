@@ -197,7 +197,14 @@ class KaplanLaw(Law):
     """Kaplan et al. 2020: L(N), L(D) and L(C) on the frontier; a run's loss from eq. 1.5, no allocation."""
 
     name = "kaplan"
+    label = "Kaplan"
     predicts_loss = recommendable = True
+    run_rank = 1
+
+    def problems(self, fitted: dict, points) -> list[str]:
+        from scaling_cli.fit.identify import kaplan_problems
+
+        return kaplan_problems(fitted)
 
     def fit(self, points, options, where: str) -> dict:
         from scaling_cli.fit.envelope import final_point_frontier
@@ -214,36 +221,48 @@ class KaplanLaw(Law):
         fitted["intervals"] = intervals
         return extra
 
-    def params_of(self, fitted: dict):
-        return fitted
+    def params_of(self, fitted):
+        """{L_N: {params}, L_D: ..., L_C: ...}: the three fitted parts."""
+        return {name: {"params": fitted.parts[name].params} for name in VARIABLES}
 
-    def samples_of(self, fitted: dict):
+    def samples_of(self, fitted):
         """The samples as one Kaplan law whose parameters are arrays (L_N, L_D, L_C in stored order)."""
-        from scaling_cli.fit.law import _complete_samples
-
-        rows = np.asarray(_complete_samples(fitted), dtype=float)
+        rows = np.asarray(fitted.samples, dtype=float)
         if rows.ndim != 2 or not len(rows):
             return None
         law, position = {}, 0
         for name in VARIABLES:
-            keys = list(fitted[name]["params"])
+            keys = list(fitted.parts[name].params)
             law[name] = {"params": {key: rows[:, position + i] for i, key in enumerate(keys)}}
             position += len(keys)
         return law if position == rows.shape[1] else None
 
-    def inputs(self, fitted: dict, runs):
+    def inputs(self, fitted, runs):
         """Kaplan's N (non-embedding, where the fit used it) and C = 6 N D for a table's runs."""
-        conventions = (fitted.get("settings") or {}).get("conventions") or {}
-        nonembed = str(conventions.get("N", "")).startswith("non-embedding") and "N_nonembed" in runs
+        nonembed = str(fitted.conventions.get("N", "")).startswith("non-embedding") and "N_nonembed" in runs
         n = runs["N_nonembed" if nonembed else "N"].to_numpy(dtype=float)
         d = runs["D"].to_numpy(dtype=float)
         return n, d, 6.0 * n * d, None
 
-    def query_note(self, fitted: dict) -> str | None:
-        conventions = (fitted.get("settings") or {}).get("conventions") or {}
-        if str(conventions.get("N", "")).startswith("non-embedding"):
+    def query_note(self, fitted) -> str | None:
+        if str(fitted.conventions.get("N", "")).startswith("non-embedding"):
             return "Kaplan's conventions: N read as non-embedding parameters, C as 6 N D"
         return None
+
+    def rows(self, fitted) -> list:
+        """Each part's parameters under its own label (kaplan L_N, L_D, L_C), then the loss at C."""
+        rows = [
+            (f"kaplan {name}", key, value, fitted.parts[name].intervals.get(key))
+            for name in VARIABLES
+            for key, value in fitted.parts[name].params.items()
+        ]
+        if fitted.at_compute:
+            at = fitted.at_compute
+            rows.append(("kaplan L_C", f"loss @ C={at['C']:.3g}", at["loss"], fitted.intervals.get("loss_at_C")))
+        return rows
+
+    def summary(self, fitted) -> str:
+        return "r2(log, eq. 1.5 on all points) " + ("-" if fitted.r2 is None else f"{fitted.r2:.4g}")
 
     def loss(self, params, n, d, c=None, u=None):
         return kaplan_loss(params, n, d)
@@ -252,5 +271,5 @@ class KaplanLaw(Law):
         law = params["L_C"]["params"]
         return kaplan_term(c, law["C_c"], law["alpha_C"], law["E"])
 
-    def at_compute(self, fitted: dict, convention: dict, c: float) -> dict:
-        return {"C": c, "loss": float(self.loss_at_compute(fitted, convention, c))}
+    def at_compute(self, fitted, convention: dict, c: float) -> dict:
+        return {"C": c, "loss": float(self.loss_at_compute(self.params_of(fitted), convention, c))}

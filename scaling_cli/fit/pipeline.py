@@ -21,9 +21,9 @@ from scaling_cli.errors import FitError
 from scaling_cli.fit import backtest, bootstrap, calibration, chinchilla, envelope, holdout, identify, isoflop
 from scaling_cli.fit import law as registry
 from scaling_cli.fit.allocation import compute_convention
+from scaling_cli.fit.results import FitResult, LawFit
 from scaling_cli.fit.table import TableOptions, load_rows
 
-ALL_LAWS = ("chinchilla", "kaplan", "envelope", "isoflop", "linear")  # the built-in laws every table may get
 VERSION = 1
 
 
@@ -56,11 +56,7 @@ def parse_fixed(values) -> dict[str, float]:
             sep = ""
         if not sep or not name.strip():
             raise FitError("--fix", str(value), "must be NAME=VALUE with a number, e.g. --fix alpha=0.34")
-    from scaling_cli.fit.constrained import NAMES  # the chinchilla law's five and the two R*
-
-    for name in fixed:
-        if name not in NAMES:
-            raise FitError("--fix", name, f"not a parameter that can be held; choose from {', '.join(NAMES)}")
+    registry.check_fixed(fixed)
     return fixed
 
 
@@ -217,12 +213,12 @@ def _add_at_compute(name: str, fitted: dict, at_compute: float, convention: dict
     compute, and the local exponents of its allocation under the document's convention."""
     if fitted["status"] != "ok":
         return
-    law = registry.get(name)
-    entry = law.at_compute(fitted, convention, at_compute)
+    law, typed = registry.get(name), LawFit.of(fitted)
+    entry = law.at_compute(typed, convention, at_compute)
     if entry is not None:
         fitted["at_compute"] = entry
     if law.allocates:
-        a, b = allocation_exponents(law, law.params_of(fitted), convention, at_compute)
+        a, b = allocation_exponents(law, law.params_of(typed), convention, at_compute)
         fitted["allocation_exponents"] = {
             "C": at_compute,
             "a": float(a),
@@ -252,7 +248,7 @@ def _add_intervals(laws: dict, points, options: FitOptions, where: str, at_compu
         law = registry.get(name)
         fitted.update(law.bootstrap(points, fitted, indices, context))
         fitted["bootstrap"]["seed"] = options.seed
-        samples = law.samples_of(fitted)
+        samples = law.samples_of(LawFit.of(fitted))
         if law.allocates and "derived" in fitted and samples:
             a, b = allocation_exponents(law, samples, convention, at_compute)
             fitted["intervals"].update(a=bootstrap.interval(a), b=bootstrap.interval(b))
@@ -265,7 +261,7 @@ def _add_calibration(name: str, fitted: dict, points, options: FitOptions, where
         return
     fitted["calibration"] = calibration.calibrate(
         law,
-        fitted,
+        LawFit.of(fitted),
         points,
         lambda subset: fit_law(name, subset, options, where),
         lambda subset, at_cut: _with_inner_bootstrap(law, subset, at_cut, options, where, convention),
@@ -334,9 +330,13 @@ def clean_json(value):
     return value
 
 
-def write_fit(document: dict, path) -> Path:
-    """Write fit.json atomically (scaling_cli.atomic: unique temporary file, fsync, rename)."""
+def write_fit(fit: FitResult | dict, path) -> Path:
+    """Write the fit's results as fit.json atomically (scaling_cli.atomic: unique temporary file, fsync, rename).
+
+    `fit_all`'s document is checked into a FitResult first, so what is written is what `load_fit` accepts.
+    """
     path = Path(path)
+    document = FitResult.of(fit).to_json()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_text(path, json.dumps(document, indent=1, allow_nan=False) + "\n")

@@ -21,14 +21,13 @@ from scaling_cli.fit import law as registry
 from scaling_cli.fit.allocation import compute_of, ratio_of
 from scaling_cli.fit.bootstrap import interval
 from scaling_cli.fit.fitdoc import load_fit  # noqa: F401  (the reader of fit.json; re-exported for callers)
+from scaling_cli.fit.results import FitResult, GroupFit, LawFit
 
 WARN_COMPUTE_RATIO = 10.0
-COMPUTE_PREFERENCE = ("chinchilla", "isoflop", "envelope")  # the default law without a backtest
-RUN_PREFERENCE = ("chinchilla", "kaplan")
 
 
 def predict(
-    fit_json: dict,
+    fit: FitResult | dict,
     *,
     compute: float | None = None,
     params: float | None = None,
@@ -37,27 +36,25 @@ def predict(
     unique_tokens: float | None = None,
 ) -> dict:
     """{"groups": {name: {"compute": {law: ...}, "run": {law: ...}, "recommended": {...}, "verdict": str,
-    "warnings": [...]}}} per group."""
+    "warnings": [...]}}} per group. `fit` is what `load_fit` read, or `fit_all`'s document (checked here)."""
     _check_query(compute, params, tokens, unique_tokens)
+    fit = FitResult.of(fit)
     wants_run = params is not None
-    groups = fit_json.get("groups", {})
-    names = [group] if group is not None else sorted(groups)
-    if group is not None and group not in groups:
-        raise FitError("--group", group, f"no such group; have: {', '.join(sorted(groups))}")
-    convention = fit_json.get("compute_convention") or {"kind": "6ND"}
+    names = [fit.group(group) and group] if group is not None else sorted(fit.groups)
+    convention = fit.compute_convention
     result = {"compute": compute, "params": params, "tokens": tokens, "convention": convention["kind"], "groups": {}}
     # Extreme bootstrap samples over- or underflow; interval() keeps only the finite values they give.
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         for name in names:
             entry = {}
-            span = groups[name].get("range") or _range_of(groups[name])
-            laws = groups[name].get("laws", {})
+            fitted_group = fit.groups[name]
+            span = fitted_group.range or _range_of(fitted_group)
             if compute is not None:
-                entry["compute"] = allocation(fit_json, name, compute, span)
+                entry["compute"] = allocation(fit, name, compute, span)
             if wants_run:
-                entry["run"] = run_loss(laws, params, tokens, convention, span, unique_tokens)
-            entry["recommended"] = recommended(fit_json, name, compute, params, tokens, span, unique_tokens)
-            entry["warnings"] = warnings(groups[name], entry, unique_tokens)
+                entry["run"] = run_loss(fitted_group.laws, params, tokens, convention, span, unique_tokens)
+            entry["recommended"] = recommended(fit, name, compute, params, tokens, span, unique_tokens)
+            entry["warnings"] = warnings(fitted_group, entry, unique_tokens)
             entry["verdict"] = verdict(name, entry, compute, params, tokens)
             result["groups"][name] = entry
     return result
@@ -77,9 +74,9 @@ def _check_query(compute, params, tokens, unique_tokens) -> None:
             raise FitError("predict", option, f"must be a positive number, got {value:g}")
 
 
-def _range_of(group: dict) -> dict:
+def _range_of(group: GroupFit) -> dict:
     """The fitted range from a group's points (fit.json files written before `range` existed)."""
-    points = group.get("points") or []
+    points = group.points
     columns = {key: np.array([p[key] for p in points], dtype=float) for key in ("N", "D", "C")}
     columns["tokens_per_param"] = columns["D"] / columns["N"] if points else np.array([])
     return {k: [float(v.min()), float(v.max())] if v.size else [np.nan, np.nan] for k, v in columns.items()}
@@ -105,23 +102,22 @@ def _reach(span: dict, c: float) -> float:
     return max(0.0, float(np.log(c / span["C"][1])))
 
 
-def _not_identified(fitted: dict) -> dict | None:
-    if fitted.get("status", "ok") == "ok":
+def _not_identified(fitted: LawFit) -> dict | None:
+    if fitted.identified:
         return None
-    return {"status": fitted["status"], "problems": fitted.get("problems", []), "note": "not identified: no prediction"}
+    return {"status": fitted.status, "problems": list(fitted.problems), "note": "not identified: no prediction"}
 
 
-def allocation(fit_json: dict, group: str, compute: float, span: dict | None = None) -> dict:
+def allocation(fit: FitResult, group: str, compute: float, span: dict | None = None) -> dict:
     """Per law: N_opt, D_opt, tokens per parameter and the loss to expect at `compute`, with intervals."""
-    entry = fit_json["groups"][group]
-    span = span or entry.get("range") or _range_of(entry)
-    convention = fit_json.get("compute_convention") or {"kind": "6ND"}
+    entry = fit.group(group)
+    span = span or entry.range or _range_of(entry)
     out = {}
-    for name, fitted in entry.get("laws", {}).items():
+    for name, fitted in entry.laws.items():
         law = _known(name)
         if law is None or not (law.allocates or type(law).loss_at_compute is not registry.Law.loss_at_compute):
             continue
-        out[name] = _not_identified(fitted) or compute_answer(law, fitted, convention, compute, span)
+        out[name] = _not_identified(fitted) or compute_answer(law, fitted, fit.compute_convention, compute, span)
     return out
 
 
@@ -129,10 +125,10 @@ def _known(name: str):
     return registry.registered().get(name)
 
 
-def compute_answer(law, fitted: dict, convention: dict, compute: float, span: dict) -> dict:
+def compute_answer(law, fitted: LawFit, convention: dict, compute: float, span: dict) -> dict:
     """One law's answer at `compute`: the allocation when it gives one, the loss when it predicts one."""
     params, samples = law.params_of(fitted), law.samples_of(fitted)
-    cal = fitted.get("calibration")
+    cal = fitted.calibration
     reach = _reach(span, compute)
     row = {"status": "ok"}
     n_s = d_s = None
@@ -232,23 +228,20 @@ def run_loss(
     return out
 
 
-def _law_run(law, fitted: dict, params, tokens, compute, span, unique_tokens) -> dict:
+def _law_run(law, fitted: LawFit, params, tokens, compute, span, unique_tokens) -> dict:
     samples = law.samples_of(fitted)
     unique = tokens if unique_tokens is None else unique_tokens
     loss = _finite(law.loss(law.params_of(fitted), params, tokens, compute, unique))
     loss_s = law.loss(samples, params, tokens, compute, unique) if samples else []
     reach = _reach(span, compute) if span else 0.0
-    row = {"status": "ok", "loss": loss, **_loss_interval(fitted.get("calibration"), loss, loss_s, reach)}
-    if law.name == "constrained":
-        row["note"] = f"U = {unique:.3g} unique tokens, {tokens / unique:.3g} epochs" + (
-            " (fresh data; give --unique-tokens)" if unique_tokens is None else ""
-        )
-    if law.query_note(fitted):
-        row["note"] = "; ".join(filter(None, (row.get("note"), law.query_note(fitted))))
+    row = {"status": "ok", "loss": loss, **_loss_interval(fitted.calibration, loss, loss_s, reach)}
+    notes = (law.run_note(tokens, unique_tokens), law.query_note(fitted))
+    if any(notes):
+        row["note"] = "; ".join(filter(None, notes))
     return row
 
 
-def _baseline_run(law, fitted: dict, params, tokens, compute, span: dict | None) -> dict:
+def _baseline_run(law, fitted: LawFit, params, tokens, compute, span: dict | None) -> dict:
     """A baseline's loss, only inside the fitted range of N, D and C, and only when positive."""
     query = {"N": params, "D": tokens, "C": compute}
     outside = [key for key, value in query.items() if span and not span[key][0] <= value <= span[key][1]]
@@ -267,28 +260,26 @@ def _baseline_run(law, fitted: dict, params, tokens, compute, span: dict | None)
     }
 
 
-def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict, unique_tokens=None) -> dict | None:
+def recommended(fit: FitResult, group: str, compute, params, tokens, span: dict, unique_tokens=None) -> dict | None:
     """The recommended law's answer: the backtest's choice (refitted on its filter) or the first identified law."""
-    entry = fit_json["groups"][group]
-    choice = (entry.get("backtest") or {}).get("recommended")
-    convention = fit_json.get("compute_convention") or {"kind": "6ND"}
-    if choice and choice.get("fit") and choice["fit"].get("status") == "ok":
-        laws = {choice["law"]: choice["fit"]}
+    entry = fit.group(group)
+    choice = entry.backtest.recommended if entry.backtest else None
+    convention = fit.compute_convention
+    if choice and choice.fit and choice.fit.identified:
+        laws = {choice.law: choice.fit}
         answer = {
-            "law": choice["law"],
-            "filter": choice["filter"],
-            "expected_error": choice.get("expected_error"),
-            "scored": choice.get("scored"),
-            "weak": choice.get("weak", True),
+            "law": choice.law,
+            "filter": choice.filter,
+            "expected_error": choice.expected_error,
+            "scored": choice.scored,
+            "weak": choice.weak,
             "source": "backtest",
         }
     else:
-        laws = entry.get("laws", {})
-        preference = COMPUTE_PREFERENCE if compute is not None else RUN_PREFERENCE
-        name = next((n for n in preference if n in laws and laws[n].get("status", "ok") == "ok"), None)
+        name = next((n for n in registry.preferred(compute is not None) if entry.identified(n)), None)
         if name is None:
             return None
-        laws = {name: laws[name]}
+        laws = {name: entry.laws[name]}
         source = "backtest's choice not identified" if choice else "no backtest (scale fit --backtest)"
         answer = {"law": name, "filter": "all", "expected_error": None, "scored": 0, "weak": True, "source": source}
     name = answer["law"]
@@ -296,7 +287,7 @@ def recommended(fit_json: dict, group: str, compute, params, tokens, span: dict,
     if law is None:
         return None
     fitted = laws[name]
-    answer["calibration"] = _calibration_summary(fitted.get("calibration"))
+    answer["calibration"] = _calibration_summary(fitted.calibration)
     if compute is not None and (law.allocates or law.predicts_loss):
         answer["compute"] = compute_answer(law, fitted, convention, compute, span)
     if params is not None and tokens is not None:
@@ -311,7 +302,7 @@ def _calibration_summary(cal: dict | None) -> dict | None:
     return {key: cal.get(key) for key in keep if key in cal}
 
 
-def warnings(group: dict, entry: dict, unique_tokens: float | None) -> list[str]:
+def warnings(group: GroupFit, entry: dict, unique_tokens: float | None) -> list[str]:
     """Identified approaches that disagree beyond their intervals, and an allocation that repeats the data."""
     found = []
     rows = {name: row for name, row in (entry.get("compute") or {}).items() if row.get("N_opt_interval")}
@@ -329,8 +320,8 @@ def warnings(group: dict, entry: dict, unique_tokens: float | None) -> list[str]
     return found
 
 
-def _repetition_warnings(group: dict, entry: dict, unique_tokens: float | None) -> list[str]:
-    unique = unique_tokens or _unique_tokens(group)
+def _repetition_warnings(group: GroupFit, entry: dict, unique_tokens: float | None) -> list[str]:
+    unique = unique_tokens or group.unique_tokens
     choice = (entry.get("recommended") or {}).get("compute") or {}
     d_opt = choice.get("D_opt")
     if not unique or not d_opt or d_opt <= unique:
@@ -339,12 +330,6 @@ def _repetition_warnings(group: dict, entry: dict, unique_tokens: float | None) 
         f"D_opt {d_opt:.3g} tokens is {d_opt / unique:.3g} epochs of the {unique:.3g} unique training tokens: "
         "repeated tokens are worth less than fresh ones (more data, or fit the constrained law)"
     ]
-
-
-def _unique_tokens(group: dict) -> float | None:
-    """The unique training tokens of the fitted runs (largest U), when the table had them."""
-    values = [p.get("U") for p in group.get("points") or [] if p.get("U")]
-    return float(max(values)) if values else None
 
 
 def verdict(group: str, entry: dict, compute, params, tokens) -> str:

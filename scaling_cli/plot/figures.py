@@ -36,7 +36,7 @@ from scaling_cli.plot.context import (  # noqa: F401 - Skip and make_context are
     _has_rows,
     make_context,
 )
-from scaling_cli.plot.fitview import ALLOCATION_LAWS, Allocation, Budget, FitView
+from scaling_cli.plot.fitview import Allocation, Budget, FitView, allocation_laws
 from scaling_cli.plot.more_figures import compression, data_axis, extrapolation
 from scaling_cli.plot.style import (
     APPROACH_COLOURS,
@@ -228,12 +228,12 @@ def optimal_allocation(ctx: Context) -> Figure:
     ctx.require_fit()
     compute_seen = ctx.runs["C"].to_numpy()
     # Out to the fit's reference compute (`scale fit --at-compute`), so its answer there is on the figure.
-    reported = [ctx.view.at_compute(law) for law in ALLOCATION_LAWS]
+    reported = [ctx.view.at_compute(law) for law in allocation_laws()]
     farthest = max([compute_seen.max() * 30, *(3 * r[0] for r in reported if r is not None)])
     grid = np.geomspace(compute_seen.min() / 3, farthest, 48)
-    lines = {law: ctx.view.allocation(law, grid) for law in ALLOCATION_LAWS}
+    lines = {law: ctx.view.allocation(law, grid) for law in allocation_laws()}
     lines = {law: line for law, line in lines.items() if line is not None}
-    notes = ctx.view.notes(ALLOCATION_LAWS)
+    notes = ctx.view.notes(allocation_laws())
     if not lines:
         raise Skip("no allocation law holds: " + "; ".join(notes))
     fig, (ax_n, ax_d) = new_figure(5.4, nrows=2, sharex=True)

@@ -1,4 +1,4 @@
-"""What the figures draw from a fit.json: the one module that knows fit.json's keys.
+"""What the figures draw from a fit (`fit.results.FitResult`): the one plot module that reads it.
 
 Figures never fit anything. Every line, curve, band and optimum they draw comes from here, and here only
 from what `scale fit` stored (frontier points, IsoFLOP coefficients, law parameters, bootstrap samples)
@@ -8,21 +8,49 @@ as a `LawStatus` whose `note` the figure prints instead of drawing the law.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from scaling_cli.errors import FitError
+from scaling_cli.fit.results import Backtest, FitResult, LawFit
 
-LAW_NAMES = {
-    "chinchilla": "Approach 3",
-    "envelope": "Approach 1",
-    "isoflop": "Approach 2",
-    "kaplan": "Kaplan",
-    "linear": "linear baseline",
-}
-ALLOCATION_LAWS = ("chinchilla", "envelope", "isoflop")
+
+
+class _LawLabels(Mapping):
+    """Each registered law's short label ("Approach 3"), read from the registry when asked (a law
+    registered after this module was imported has its label too)."""
+
+    def __getitem__(self, name: str) -> str:
+        from scaling_cli.fit import law as registry
+
+        return registry.get(name).label
+
+    def __iter__(self):
+        from scaling_cli.fit import law as registry
+
+        return iter(registry.registered())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except FitError:
+            return default
+
+
+LAW_NAMES = _LawLabels()
+
+
+def allocation_laws() -> tuple[str, ...]:
+    """The registered laws that split a budget into N_opt and D_opt, in the registry's order."""
+    from scaling_cli.fit.allocation import allocating_laws
+
+    return allocating_laws()
 
 
 @dataclass(frozen=True)
@@ -109,23 +137,23 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def primary_group(fit: dict | None) -> str | None:
+def primary_group(fit: FitResult | dict | None) -> str | None:
     """The group a single-panel figure draws: 'all' when present, else the one fitted on the most points."""
-    groups = (fit or {}).get("groups") or {}
+    groups = FitResult.of(fit).groups if fit is not None else {}
     if not groups:
         return None
     if "all" in groups:
         return "all"
-    return max(groups, key=lambda key: groups[key].get("n_points") or 0)
+    return max(groups, key=lambda key: groups[key].n_points or 0)
 
 
 class FitView:
-    """One group of one fit.json, read for drawing."""
+    """One group of one fit, read for drawing (a FitResult, or a fit.json document checked into one)."""
 
-    def __init__(self, fit: dict | None, group: str | None = None):
-        self.fit = fit
-        self.name = group if group is not None else (primary_group(fit) or "")
-        self.group = ((fit or {}).get("groups") or {}).get(self.name)
+    def __init__(self, fit: FitResult | dict | None, group: str | None = None):
+        self.fit = None if fit is None else FitResult.of(fit)
+        self.name = group if group is not None else (primary_group(self.fit) or "")
+        self.group = self.fit.groups.get(self.name) if self.fit is not None else None
         self._predictions: dict[float, dict] = {}
 
     @property
@@ -134,28 +162,25 @@ class FitView:
 
     # ---- status ---------------------------------------------------------------------------------------
 
-    def entry(self, law: str) -> dict | None:
-        laws = (self.group or {}).get("laws") or {}
-        entry = laws.get(law)
-        return entry if isinstance(entry, dict) and entry else None
+    def entry(self, law: str) -> LawFit | None:
+        return self.group.laws.get(law) if self.group is not None else None
 
     def status(self, law: str) -> LawStatus:
         """The law's status as the fit recorded it (`status`, `problems`, the group's `skipped`)."""
         entry = self.entry(law)
         if entry is None:
-            skipped = ((self.group or {}).get("skipped") or {}).get(law)
+            skipped = self.group.skipped.get(law) if self.group is not None else None
             return LawStatus(law, "skipped", str(skipped)) if skipped else LawStatus(law, "absent")
-        problems = [str(p) for p in entry.get("problems") or []]
-        if "status" in entry:
-            state = "ok" if entry["status"] == "ok" else "not_identified"
-            return LawStatus(law, state, "; ".join(problems))
+        if "status" in entry.order:
+            state = "ok" if entry.identified else "not_identified"
+            return LawStatus(law, state, "; ".join(str(p) for p in entry.problems))
         return self._status_before_identification(law, entry)
 
     @staticmethod
-    def _status_before_identification(law: str, entry: dict) -> LawStatus:
+    def _status_before_identification(law: str, entry: LawFit) -> LawStatus:
         # fit.json without per-law `status` (version 1): a parameter at the edge of the start grid
         # means the data did not pin E down, so the law is not identified.
-        edge = (entry.get("diagnostics") or {}).get("grid_edge") or []
+        edge = entry.diagnostics.get("grid_edge") or []
         if law == "chinchilla" and edge:
             return LawStatus(law, "not_identified", f"{', '.join(map(str, edge))} at the edge of the start grid")
         return LawStatus(law, "ok")
@@ -168,7 +193,7 @@ class FitView:
 
     def points(self) -> pd.DataFrame:
         """The (run_id, N, D, C, loss) points of this group that the fit used."""
-        frame = pd.DataFrame((self.group or {}).get("points") or [])
+        frame = pd.DataFrame(list(self.group.points) if self.group is not None else [])
         if frame.empty:
             return pd.DataFrame(columns=["run_id", "N", "D", "C", "loss"])
         return frame
@@ -176,21 +201,22 @@ class FitView:
     def frontier(self) -> pd.DataFrame | None:
         """Approach 1's stored compute-efficient frontier (C, N, D, loss), or None when it has none."""
         entry = self.entry("envelope")
-        rows = (entry or {}).get("frontier") or []
+        rows = entry.extra.get("frontier") if entry is not None else None
         if not rows:
             return None
         return pd.DataFrame(rows).sort_values("C").reset_index(drop=True)
 
     def budgets(self) -> list[Budget]:
         """Approach 2's stored budgets, each with the curve the fit used to find its minimum."""
-        entry = self.entry("isoflop") or {}
-        return [_budget(raw) for raw in entry.get("budgets") or [] if raw.get("points")]
+        entry = self.entry("isoflop")
+        stored = (entry.extra.get("budgets") if entry is not None else None) or []
+        return [_budget(raw) for raw in stored if raw.get("points")]
 
     # ---- laws evaluated ------------------------------------------------------------------------------
 
     def chinchilla_params(self) -> dict | None:
         entry = self.entry("chinchilla")
-        return (entry or {}).get("params") if self.status("chinchilla").holds else None
+        return entry.params if entry is not None and self.status("chinchilla").holds else None
 
     def chinchilla_loss(self, sizes, tokens) -> np.ndarray:
         """L(N, D) of the fitted parametric law, evaluated by the fitting package."""
@@ -202,7 +228,8 @@ class FitView:
         """Kaplan's L(C) = E + (C_c / C)^alpha_C, or None when the law does not hold."""
         from scaling_cli.fit.laws import kaplan_term
 
-        params = ((self.entry("kaplan") or {}).get("L_C") or {}).get("params")
+        entry = self.entry("kaplan")
+        params = entry.parts["L_C"].params if entry is not None and "L_C" in entry.parts else None
         if not params or not self.status("kaplan").holds:
             return None
         return np.asarray(kaplan_term(compute, params["C_c"], params["alpha_C"], params.get("E") or 0.0))
@@ -216,7 +243,7 @@ class FitView:
         """
         from scaling_cli.fit.allocation import optimal_allocation
 
-        if law not in ALLOCATION_LAWS or not self.status(law).holds:
+        if law not in allocation_laws() or not self.status(law).holds:
             return None
         compute = np.asarray(compute, dtype=float)
         try:
@@ -245,34 +272,34 @@ class FitView:
 
     def at_compute(self, law: str) -> tuple[float, float, float] | None:
         """(C, N_opt, D_opt) the fit reported for the law at the group's reference compute, when it did."""
-        stored = (self.entry(law) or {}).get("at_compute") or {}
+        entry = self.entry(law)
+        stored = (entry.at_compute if entry is not None else None) or {}
         values = [_number(stored.get(key)) for key in ("C", "N_opt", "D_opt")]
         return None if None in values or not self.status(law).holds else tuple(values)
 
     def exponents(self, law: str) -> tuple[float | None, float | None]:
         """The exponents a, b of N_opt ∝ C^a and D_opt ∝ C^b as the fit reports them."""
-        entry = self.entry(law) or {}
-        stored = entry.get("derived") if law == "chinchilla" else entry.get("params")
-        stored = stored or {}
+        entry = self.entry(law)
+        stored = {} if entry is None else (entry.derived or entry.params)
         return _number(stored.get("a")), _number(stored.get("b"))
 
     # ---- extrapolation -------------------------------------------------------------------------------
 
     def extrapolation(self) -> Extrapolation | None:
         """The fit's test of its laws on runs they did not see: the backtest when fitted, else the holdout."""
-        backtest = (self.group or {}).get("backtest")
-        if backtest and backtest.get("candidates"):
+        backtest = self.group.backtest if self.group is not None else None
+        if backtest is not None and backtest.candidates:
             return _from_backtest(backtest, self.points())
-        holdout = (self.group or {}).get("holdout")
+        holdout = self.group.holdout if self.group is not None else None
         if holdout and holdout.get("runs"):
             return _from_holdout(holdout)
         return None
 
     def no_extrapolation_reason(self) -> str:
         """Why the fit holds no test of its laws beyond their data."""
-        backtest = (self.group or {}).get("backtest") or {}
-        if backtest.get("skipped"):
-            return f"the fit's backtest could not run: {backtest['skipped']}"
+        backtest = self.group.backtest if self.group is not None else None
+        if backtest is not None and backtest.skipped:
+            return f"the fit's backtest could not run: {backtest.skipped}"
         return "no held-out runs in the fit; run `scale fit --backtest` or `--holdout K` to test extrapolation"
 
     def in_sample_errors(self) -> pd.DataFrame | None:
@@ -290,11 +317,12 @@ class FitView:
         return float(points["C"].min()), float(points["C"].max())
 
 
-def _from_backtest(backtest: dict, points: pd.DataFrame) -> Extrapolation:
+def _from_backtest(backtest: Backtest, points: pd.DataFrame) -> Extrapolation:
     """The laws of the backtest's recommended filter (else the unfiltered one) on the runs above the cut."""
-    recommended = backtest.get("recommended") or {}
-    candidates = backtest["candidates"]
-    chosen = next((c for c in candidates if c.get("filter") == recommended.get("filter")), candidates[0])
+    recommended = backtest.recommended
+    candidates = backtest.candidates
+    chosen_filter = recommended.filter if recommended else None
+    chosen = next((c for c in candidates if c.get("filter") == chosen_filter), candidates[0])
     compute_of = dict(zip(points["run_id"].astype(str), points["C"])) if not points.empty else {}
     series, notes = [], []
     for law, scored in (chosen.get("laws") or {}).items():
@@ -310,18 +338,18 @@ def _from_backtest(backtest: dict, points: pd.DataFrame) -> Extrapolation:
                 np.array([r["loss"] for r in runs], dtype=float),
                 np.array([_nan_if_none(r["pred"]) for r in runs], dtype=float),
                 _number(scored.get("mape")),
-                recommended.get("law") == law,
+                recommended is not None and recommended.law == law,
             )
         )
     notes += [LawStatus(law, "skipped", reason).note for law, reason in (chosen.get("skipped") or {}).items()]
-    refit = recommended.get("fit") if isinstance(recommended.get("fit"), dict) else {}
-    if refit.get("status", "ok") != "ok":
-        why = "; ".join(refit.get("problems") or []) or "not identified"
-        notes.append(f"{recommended.get('law')} is withheld from predict: not identified on every run ({why})")
-    cut = float(backtest["cut"])
+    refit = recommended.fit if recommended is not None else None
+    if refit is not None and not refit.identified:
+        why = "; ".join(refit.problems) or "not identified"
+        notes.append(f"{recommended.law} is withheld from predict: not identified on every run ({why})")
+    cut = float(backtest.cut)
     threshold = _number(chosen.get("min_tokens_per_param"))
     kept = "" if threshold is None else f", D/N ≥ {threshold:g}"
-    scored = backtest.get("scored", chosen.get("scored"))
+    scored = backtest.scored if backtest.scored is not None else chosen.get("scored")
     how = f"fit below C = {cut:.3g} ({chosen.get('fitted_on')} runs{kept}), {scored} scored above"
     return Extrapolation("backtest", "Backtest on the largest runs", how, cut, _recommended_first(series), notes)
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from scaling_cli.errors import FitError, StoreError
 from scaling_cli.fit.pipeline import FitOptions
+from scaling_cli.fit.results import FitResult
 from scaling_cli.fit.table import TableOptions, load_curves, load_rows, read_table, resolve_source
 
 BASELINES = ("lz4", "zlib", "bz2", "lzma")
@@ -34,7 +35,7 @@ class PlotInputs:
     runs: pd.DataFrame
     curves: pd.DataFrame | None
     bpb_curves: pd.DataFrame | None
-    fit: dict | None
+    fit: FitResult | None
     fit_problem: str
     from_results_dir: bool
 
@@ -75,21 +76,20 @@ def _per_data_set(source: Path, table: TableOptions) -> TableOptions:
     return replace(table, by="dataset") if several else table
 
 
-def _options_of_fit(table: TableOptions, fit: dict) -> TableOptions:
+def _options_of_fit(table: TableOptions, fit: FitResult) -> TableOptions:
     """The table options the fit was made with, where the command line left them unset."""
     if any(value is not None for value in (table.n_col, table.d_col, table.c_col, table.loss_col)):
         columns = {}
     else:
-        stored = fit.get("columns") or {}
-        columns = {f"{key}_col": stored.get(key) for key in ("n", "d", "c", "loss")}
-    dropped = ((fit.get("rows") or {}).get("excluded") or {}).get("highest_loss") or 0
+        columns = {f"{key}_col": fit.columns.get(key) for key in ("n", "d", "c", "loss")}
+    excluded = fit.rows.get("excluded") or {}
     return replace(
         table,
         **columns,
-        query=table.query if table.query is not None else fit.get("query"),
-        by=table.by if table.by is not None else fit.get("by"),
-        drop_highest_loss=table.drop_highest_loss or int(dropped),
-        skip_bad_rows=table.skip_bad_rows or bool(((fit.get("rows") or {}).get("excluded") or {}).get("non_finite")),
+        query=table.query if table.query is not None else fit.query,
+        by=table.by if table.by is not None else fit.by,
+        drop_highest_loss=table.drop_highest_loss or int(excluded.get("highest_loss") or 0),
+        skip_bad_rows=table.skip_bad_rows or bool(excluded.get("non_finite")),
     )
 
 
@@ -118,7 +118,7 @@ def _sorted(curves: pd.DataFrame | None) -> pd.DataFrame | None:
     return curves.sort_values(["run_id", "C"]).reset_index(drop=True)
 
 
-def _existing_fit(path: Path | None, required: bool) -> tuple[dict | None, str]:
+def _existing_fit(path: Path | None, required: bool) -> tuple[FitResult | None, str]:
     from scaling_cli.fit.fitdoc import load_fit  # the one reader of fit.json
 
     if path is None or not Path(path).is_file():
@@ -128,11 +128,11 @@ def _existing_fit(path: Path | None, required: bool) -> tuple[dict | None, str]:
     return load_fit(path), ""
 
 
-def _fit_now(source: Path, table: TableOptions, options: FitOptions | None) -> tuple[dict | None, str]:
+def _fit_now(source: Path, table: TableOptions, options: FitOptions | None) -> tuple[FitResult | None, str]:
     """Fit as `scale fit` would; when the data support no law, the reason is returned instead of a fit."""
     from scaling_cli.fit import fit_all
 
     try:
-        return fit_all(source, table, options), ""
+        return FitResult.of(fit_all(source, table, options)), ""
     except FitError as exc:
         return None, f"no fit.json, and fitting now failed: {exc.problem}"

@@ -213,7 +213,7 @@ def data_axis(ctx: Context) -> Figure:
         only = f" ({datasets[0]})" if datasets else ""
         raise Skip(f"the sweep uses one data set{only}; data_axis needs runs on several")
     ctx.require_fit()
-    if (ctx.inputs.fit or {}).get("by") != "dataset":
+    if ctx.inputs.fit is None or ctx.inputs.fit.by != "dataset":
         raise Skip("the fit mixes data sets; fit each on its own with `scale fit --by dataset`")
     in_bpb = "bytes_per_token" in runs.columns and runs["bytes_per_token"].notna().all()
     fig, (ax,) = new_figure(2.8)

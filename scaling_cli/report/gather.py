@@ -3,6 +3,8 @@ one line saying why it is not available (a missing fit.json must not stop the re
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import tempfile
 import tomllib
@@ -12,6 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from scaling_cli.errors import ScaleError, StoreError
+
+if TYPE_CHECKING:
+    from scaling_cli.fit.results import FitResult, GroupFit
 
 PREDICTION_MULTIPLES = (10, 100)
 
@@ -147,18 +152,18 @@ def _read_fit(results: Path) -> Part:
         return Part(problem=exc.line())
 
 
-def largest_compute(group: dict) -> float | None:
+def largest_compute(group: GroupFit) -> float | None:
     """The largest C among a fitted group's points (in the fit's own FLOP convention)."""
-    values = [point.get("C") for point in group.get("points") or []]
+    values = [point.get("C") for point in group.points]
     values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return max(values) if values else None
 
 
-def _predictions(fit: dict) -> list[Prediction]:
+def _predictions(fit: FitResult) -> list[Prediction]:
     from scaling_cli.fit import predict
 
     made = []
-    for name, group in sorted((fit.get("groups") or {}).items()):
+    for name, group in sorted(fit.groups.items()):
         top = largest_compute(group)
         for multiple in PREDICTION_MULTIPLES:
             if top is None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from scaling_cli.report.gather import Prediction, ReportInputs, largest_compute
 from scaling_cli.report.markup import (
     esc,
@@ -21,6 +23,9 @@ from scaling_cli.report.markup import (
 from scaling_cli.report.sections import FIT
 from scaling_cli.report.verdict import PREDICT
 
+if TYPE_CHECKING:
+    from scaling_cli.fit.results import FitResult
+
 
 # ---- compute-optimal predictions ----------------------------------------------------------------------
 
@@ -30,21 +35,21 @@ def compute_optimal(inputs: ReportInputs) -> str:
         return unavailable(inputs.fit.problem)
     if not inputs.predictions:
         return unavailable("fit.json has no groups")
-    convention = (inputs.fit.value.get("conventions") or {}).get("c")
+    convention = inputs.fit.value.conventions.get("c")
     parts = []
     if convention:
         parts.append(note(f"C counted as {esc(convention)}, the fit's convention."))
     for group in sorted({p.group for p in inputs.predictions}):
         entries = [p for p in inputs.predictions if p.group == group]
         if len(inputs.predictions) > len(entries):
-            parts.append(f"<h3>{esc(inputs.fit.value.get('by') or 'group')} = {esc(group)}</h3>")
+            parts.append(f"<h3>{esc(inputs.fit.value.by or 'group')} = {esc(group)}</h3>")
         parts.append(_prediction_group(inputs.fit.value, group, entries))
     return "".join(parts)
 
 
-def _prediction_group(fit: dict, group: str, entries: list[Prediction]) -> str:
-    points = (fit["groups"][group].get("points")) or []
-    top = largest_compute(fit["groups"][group])
+def _prediction_group(fit: FitResult, group: str, entries: list[Prediction]) -> str:
+    points = fit.groups[group].points
+    top = largest_compute(fit.groups[group])
     if top is None:
         return unavailable("the group has no fitted points")
     index = next(i for i, p in enumerate(points) if finite(p.get("C")) == top)

@@ -48,7 +48,6 @@ LAW_TITLES = {
     "linear": "Linear baseline: L = w0 + wN·N + wD·D + wC·C",
     "constrained": "Data-constrained law (Muennighoff et al. 2023): repeated data counted as D′",
 }
-KAPLAN_PARTS = ("L_N", "L_D", "L_C")
 SHOWN_LAW_KEYS = {"params", "intervals", "derived", "r2", "status", "problems", "diagnostics", "bootstrap", "vector"}
 FIGURE_CAPTIONS = {
     "loss_vs_compute": "Validation loss of every run against training compute, with the efficient frontier.",
@@ -192,7 +191,7 @@ def _runs_table(inputs: ReportInputs) -> str:
 def fitted_laws(inputs: ReportInputs) -> str:
     if not inputs.fit.ok:
         return unavailable(inputs.fit.problem)
-    fit = inputs.fit.value
+    fit = inputs.fit.value.to_json()  # the cards cite fit.json's own paths, which the page's number check reads
     parts = [_fit_summary(fit)]
     groups = fit.get("groups") or {}
     if not groups:
@@ -274,12 +273,12 @@ def _law_card(group_name: str, law: str, entry: dict, group: dict) -> str:
     if status not in (None, "ok"):
         problems = "; ".join(str(p) for p in entry.get("problems") or []) or "no reason given"
         parts.append(warning(f"{mark('not identified')} {prose(problems)}"))
-    if law == "kaplan":
-        for part in KAPLAN_PARTS:
-            sub = entry.get(part)
-            if isinstance(sub, dict):
-                parts.append(f"<h4>{esc(part)}</h4>" + _params_table(sub, [*base, part]))
-    else:
+    from scaling_cli.fit.results import LawFit
+
+    fitted_parts = LawFit.of(entry).parts  # a law of several fitted parts (Kaplan's L_N, L_D, L_C)
+    for part in fitted_parts:
+        parts.append(f"<h4>{esc(part)}</h4>" + _params_table(entry[part], [*base, part]))
+    if not fitted_parts:
         parts.append(_params_table(entry, base))
     if finite(entry.get("r2")) is not None:
         parts.append(f"<p>R² {num(entry['r2'], FIT, [*base, 'r2'])}</p>")
@@ -287,7 +286,7 @@ def _law_card(group_name: str, law: str, entry: dict, group: dict) -> str:
     if edge:
         parts.append(warning("at the edge of the starting grid: " + esc(", ".join(map(str, edge)))))
     parts.append(_law_backtest(group_name, law, group))
-    extra = {k: v for k, v in entry.items() if k not in SHOWN_LAW_KEYS and k not in KAPLAN_PARTS}
+    extra = {k: v for k, v in entry.items() if k not in SHOWN_LAW_KEYS and k not in fitted_parts}
     others = _scalars(extra, FIT, base, skip=("settings", "at_compute", "frontier", "budgets", "points", "curve"))
     if others:
         parts.append(f"<details><summary>more numbers</summary>{others}</details>")

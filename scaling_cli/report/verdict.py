@@ -6,8 +6,13 @@ where the answer has them) and, when no law answers, says what the fit asks to r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from scaling_cli.report.gather import Prediction, ReportInputs
 from scaling_cli.report.markup import esc, finite, interval, mark, num, prose, unavailable, warning
+
+if TYPE_CHECKING:
+    from scaling_cli.fit.results import FitResult
 
 PREDICT = "predict"
 SHOWN = (("N_opt", "parameters N"), ("D_opt", "tokens D"), ("tokens_per_param", "tokens per parameter"))
@@ -23,7 +28,7 @@ def verdict(inputs: ReportInputs) -> str:
     parts = []
     for group in groups:
         entries = [p for p in inputs.predictions if p.group == group]
-        title = f"<h3>{esc(inputs.fit.value.get('by') or 'group')} = {esc(group)}</h3>" if len(groups) > 1 else ""
+        title = f"<h3>{esc(inputs.fit.value.by or 'group')} = {esc(group)}</h3>" if len(groups) > 1 else ""
         cards = "".join(_card(entry) for entry in entries)
         parts.append(title + f'<div class="verdicts">{cards}</div>' + _next_runs(inputs.fit.value, group, entries))
     return "".join(parts)
@@ -88,7 +93,7 @@ def _trust(choice: dict, key: list) -> str:
     return f"<p>Trust: {law}, {said}. {' '.join(marks)}</p>"
 
 
-def _next_runs(fit: dict, group: str, entries: list[Prediction]) -> str:
+def _next_runs(fit: FitResult, group: str, entries: list[Prediction]) -> str:
     """When no law answers at every multiple, what the fit says to add (its skipped reasons and problems)."""
     answered = [
         e
@@ -97,11 +102,13 @@ def _next_runs(fit: dict, group: str, entries: list[Prediction]) -> str:
     ]
     if answered:
         return ""
-    entry = (fit.get("groups") or {}).get(group) or {}
-    asks = [f"{esc(law)}: {prose(str(why))}" for law, why in (entry.get("skipped") or {}).items()]
-    for law, fitted in (entry.get("laws") or {}).items():
-        if isinstance(fitted, dict) and fitted.get("status") == "not_identified":
-            asks.append(f"{esc(law)} not identified: {prose('; '.join(map(str, fitted.get('problems') or [])))}")
+    entry = fit.groups.get(group)
+    if entry is None:
+        return ""
+    asks = [f"{esc(law)}: {prose(str(why))}" for law, why in entry.skipped.items()]
+    for law, fitted in entry.laws.items():
+        if fitted.status == "not_identified":
+            asks.append(f"{esc(law)} not identified: {prose('; '.join(map(str, fitted.problems)))}")
     if not asks:
         return ""
     items = "".join(f"<li>{ask}</li>" for ask in asks)
