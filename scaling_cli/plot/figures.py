@@ -41,6 +41,7 @@ from scaling_cli.plot.more_figures import compression, data_axis, extrapolation
 from scaling_cli.plot.style import (
     APPROACH_COLOURS,
     APPROACH_LABELS,
+    human_count,
     new_figure,
     truncated,
 )
@@ -155,7 +156,12 @@ def _token_budget_profiles(ctx: Context) -> Figure:
     ax.grid(True, which="major")
     fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.3)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06, aspect=25)
-    power_of_ten_colorbar(bar, "token budget D (tokens)")
+    # One tick per budget, written as the axes write counts (131k ... 2.1M), so each colour names its D.
+    budgets = sorted(runs["D"].unique())
+    bar.set_label("token budget D (tokens)")
+    bar.ax.tick_params(labelsize=6.5)
+    bar.set_ticks(budgets, labels=[human_count(budget) for budget in budgets])
+    bar.ax.minorticks_off()
     return fig
 
 
