@@ -26,6 +26,7 @@ from scaling_cli.errors import FitError, SpecError
 from scaling_cli.plan import Sweep, plan_runs
 from scaling_cli.spec import parse_spec, tomllib
 from scaling_cli.store import NOT_RETRAINED
+from scaling_cli.sweep_plan import branch_cost
 
 STEP = math.sqrt(2.0)  # spacing of candidate sizes (in N) and budgets (in D)
 DEFAULT_HEAD_DIM = 64  # heads_for_width's default: widths must be multiples of it when the spec gives no head rule
@@ -42,10 +43,11 @@ class CandidateGrid:
     n: np.ndarray  # (W,) N of each size in the fit's convention (params or params_nonembed)
     budgets: np.ndarray  # (T,) token budgets
     cell_flops: np.ndarray  # (W, T) training FLOPs of every run of the cell (lrs, seeds, batch sizes, datasets)
+    # (W, T) what the cell's runs add as WSD branches of a longer budget's trunk (sweep_plan.branch_cost):
+    # their cooldowns; equal to cell_flops for other schedules, where nothing is shared
+    branch_flops: np.ndarray
     known: np.ndarray  # (W, T) every run of the cell is already settled in the results
     seeds: int
-    wsd: bool
-    cooldown_frac: float
     base_width: int | None  # muP: the results' base width, pinned in the next spec so its run ids match
     unique_tokens: float | None = None  # the smallest training split among the results' data sets, if recorded
 
@@ -65,19 +67,16 @@ class CandidateGrid:
         return n.ravel(), d.ravel()
 
     def cost_of(self, cells) -> float:
-        """Compute of training a set of cells; with WSD, per size the largest budget trains in full and every
-        smaller one adds only its cooldown (what the sweep's plan counts)."""
-        flops = self.cell_flops.ravel()
+        """Compute of training a set of cells as the sweep's plan counts it: per size the largest budget trains
+        in full and every smaller one adds its branch cost (with WSD its cooldown only)."""
+        flops, branch, per = self.cell_flops.ravel(), self.branch_flops.ravel(), len(self.budgets)
         by_size: dict[int, list[int]] = {}
-        for cell in cells:
-            by_size.setdefault(cell // len(self.budgets), []).append(cell)
+        for cell in set(cells):
+            by_size.setdefault(cell // per, []).append(cell)
         total = 0.0
         for members in by_size.values():
-            members.sort(key=lambda c: self.budgets[c % len(self.budgets)])
-            if self.wsd:
-                total += flops[members[-1]] + self.cooldown_frac * float(flops[members[:-1]].sum())
-            else:
-                total += float(flops[members].sum())
+            trunk = max(members, key=lambda cell: self.budgets[cell % per])
+            total += float(flops[trunk]) + sum(float(branch[cell]) for cell in members if cell != trunk)
         return total
 
 
@@ -251,16 +250,17 @@ def _grid(
 ) -> CandidateGrid:
     widths = [_width(s) for s in sizes]
     flops = np.zeros((len(sizes), len(budgets)))
+    branch = np.zeros((len(sizes), len(budgets)))
     known = np.ones((len(sizes), len(budgets)), dtype=bool)
     n = np.zeros(len(sizes))
     shapes: list[dict] = [{} for _ in sizes]
     for run in sweep.runs():
         i, j = widths.index(run.model.d_model), budgets.index(run.tokens)
         flops[i, j] += run.flops
+        branch[i, j] += branch_cost(run)
         known[i, j] &= run.run_id in settled
         n[i] = _n_of(run, n_column)
         shapes[i] = {"d_model": run.model.d_model, "n_layer": run.model.n_layer, "n_head": run.model.n_head}
-    train = sweep.spec.train_fields
     return CandidateGrid(
         raw=raw,
         sizes=tuple(sizes),
@@ -269,10 +269,9 @@ def _grid(
         n=n,
         budgets=np.array(budgets, dtype=float),
         cell_flops=flops,
+        branch_flops=branch,
         known=known,
         seeds=len(sweep.spec.seeds),
-        wsd=train.get("schedule") == "wsd",
-        cooldown_frac=float(train.get("cooldown_frac", 0.2)),
         base_width=base_width,
     )
 

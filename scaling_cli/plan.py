@@ -26,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from scaling_cli.config.train import DEVICE_PREFERENCE, auto_device
 from scaling_cli.data.options import DataOptions, parse_data_options
 from scaling_cli.errors import DataError, SpecError
 from scaling_cli.model import (
+    BUILT_IN,
     LLAMA_FIELDS,
     MUP_REVISION,
     ModelConfig,
@@ -53,7 +55,6 @@ UNUSED_BY_SCHEDULE = {
     "wsd": ("min_lr_frac",),
     "constant": ("cooldown_frac", "cooldown_shape", "min_lr_frac"),
 }
-DEVICE_PREFERENCE = ("cuda", "mps", "cpu")  # what device = "auto" picks, in order
 # bf16 autocast this many times slower than fp32 on the CPU means it is emulated: refuse it.
 BF16_MAX_SLOWDOWN = 3.0
 # The device types runs can train on, or a callable giving them (asked only when needed), or None: this machine's.
@@ -191,7 +192,7 @@ def _runtime(spec: Spec, devices: Devices, check_hardware: bool) -> dict:
     else:
         available = devices() if callable(devices) else devices
     if requested == "auto":
-        device = next(kind for kind in DEVICE_PREFERENCE if kind in available or kind == "cpu")
+        device = auto_device(available)
     elif requested in available or not check_hardware:
         device = requested
     else:
@@ -239,7 +240,7 @@ def _shapes(spec: Spec) -> tuple[ModelConfig, ...]:
     for size in spec.model.sizes:
         try:
             shapes.append(_model_config(spec, size))
-            if shapes[-1].architecture not in ("gpt2", "llama"):
+            if shapes[-1].architecture not in BUILT_IN:
                 check_plugin(shapes[-1])  # a plug-in that breaks the contract fails here, before anything trains
         except (ValueError, TypeError) as exc:
             problems.add(size.field, str(exc))

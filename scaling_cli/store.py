@@ -28,6 +28,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from scaling_cli import atomic
+from scaling_cli.config.train import step_count
 from scaling_cli.errors import StoreError
 
 RUNS_COLUMNS = [
@@ -285,7 +286,7 @@ class Store:
         if point is None and resumes_at is None:
             return None
         point = point or {}
-        steps = max(1, int(run["tokens"]) // (int(run["batch_size"]) * int(run["seq_len"])))
+        steps = step_count(run["tokens"], int(run["batch_size"]) * int(run["seq_len"]))
         return {
             "run_id": run["run_id"],
             "state": state,

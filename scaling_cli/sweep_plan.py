@@ -114,6 +114,19 @@ def build_units(runs: list[RunPlan]) -> list[Unit]:
     return units
 
 
+def shared_cost(run: RunPlan, branch_step: int) -> float:
+    """The compute a run adds when it branches from a longer WSD trunk at `branch_step` (0: it trains alone):
+    every step after the branch point, none of the steps it shares."""
+    return run.flops - run.flops_per_token * branch_step * run.train.batch_size * run.model.seq_len
+
+
+def branch_cost(run: RunPlan) -> float:
+    """The compute a WSD run adds as a branch of a longer trunk (its cooldown); any other run's full compute."""
+    from scaling_cli.train import wsd_branch_step
+
+    return shared_cost(run, int(wsd_branch_step(run.train, run.model)) if run.train.schedule == "wsd" else 0)
+
+
 def plan_sweep(spec: Sweep, out_dir: str | Path, workers: int = 1, device: str | None = None) -> SweepPlan:
     """Every run with its state in `out_dir`, its compute with trunk sharing, and a wall-time estimate."""
     store = Store(out_dir)
@@ -125,15 +138,13 @@ def plan_sweep(spec: Sweep, out_dir: str | Path, workers: int = 1, device: str |
             state = store.state(run.run_id) if store.root.is_dir() else "pending"
             if state == "pending" and running:
                 state = "running"
-            tokens_per_step = run.train.batch_size * run.model.seq_len
-            cost = run.flops - run.flops_per_token * step * tokens_per_step
             planned.append(
                 PlannedRun(
                     run=run,
                     unit_id=unit.unit_id,
                     branch_of=branch_of,
                     branch_step=step,
-                    cost_flops=cost,
+                    cost_flops=shared_cost(run, step),
                     state=state,
                     memory_bytes=peak_memory_bytes(run),
                 )

@@ -163,6 +163,22 @@ def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path)
     assert not {tokens for _, tokens in proposed} & trained  # a finished run is never proposed again
 
 
+def test_what_suggest_counts_for_a_set_of_cells_is_what_the_sweep_plans_for_it(tmp_path):
+    from scaling_cli.nextsweep import candidate_grid, next_spec_text
+    from scaling_cli.plan import load_sweep
+    from scaling_cli.sweep_plan import plan_sweep
+
+    results, _ = write_results(tmp_path / "demo")
+    grid = candidate_grid(results)
+    per = len(grid.budgets)
+    assert grid.branch_flops.sum() < grid.cell_flops.sum()  # the demo is WSD: branches share their trunk
+    for cells in ([0, 1, 2], [per + 1, per + 3, 2 * per], list(range(3 * per))):
+        path = tmp_path / "cells.toml"
+        path.write_text(next_spec_text(grid, cells, []))
+        planned = plan_sweep(load_sweep(path), tmp_path / "nothing-yet").shared_flops
+        assert grid.cost_of(cells) == pytest.approx(planned, rel=1e-12), cells
+
+
 def test_runs_that_would_repeat_the_training_data_are_pointed_out(tmp_path):
     results, _ = write_results(tmp_path / "demo")
     runs = pd.read_parquet(results / "runs.parquet")

@@ -6,19 +6,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from scaling_cli.validate import (
-    PARAMETRIZATIONS,
-    REQUIRED,
-    boolean,
-    check_fields,
-    integer,
-    number,
-    one_of,
-    optional,
-    setting,
-)
+from scaling_cli.validate import PARAMETRIZATIONS, REQUIRED
+from scaling_cli.validate import boolean, check_fields, integer, number, one_of, optional, setting
 
 BUILT_IN = ("gpt2", "llama")
+# Widths (and head counts) the config accepts: fit/flop_rule tabulates k(N) up to 1e14 parameters, which at a
+# fixed depth of 1-2 layers needs d_model of a few million; a spec's typo is still caught far below overflow.
+MAX_WIDTH = 1 << 24
 MLP_EXPANSION = 4  # gpt2's MLP width over d_model
 LLAMA_MLP_RATIO = 8 / 3  # SwiGLU's three matrices at 8/3 d cost what a 4x two-matrix MLP costs
 LLAMA_FFN_MULTIPLE = 32  # Llama rounds up to 256; 32 keeps CPU-sized widths near 8/3 d (d = 64 -> 192)
@@ -52,16 +46,16 @@ class ModelConfig:
     rounded up to ffn_multiple, rope_theta 10000), so a config always says what it trains.
     """
 
-    d_model: int = setting(REQUIRED, integer(1, 1 << 16), "width of the residual stream", axis=True)
+    d_model: int = setting(REQUIRED, integer(1, MAX_WIDTH), "width of the residual stream", axis=True)
     n_layer: int = setting(
         REQUIRED,
-        integer(1, 1024),
+        integer(1, 1 << 16),
         'transformer blocks; "auto" (the spec\'s default): round(sqrt(d_model / 8)), at least 2',
         spec_default="auto",
     )
     n_head: int = setting(
         REQUIRED,
-        integer(1, 4096),
+        integer(1, MAX_WIDTH),
         "attention heads (must divide d_model); left out: heads of about head_dim channels",
         spec_default=None,
     )
@@ -85,11 +79,11 @@ class ModelConfig:
     )
     architecture: str = setting("gpt2", _architecture, "gpt2, llama, or a plug-in 'module:function' (model/plugin.py)")
     n_kv_head: int | None = setting(
-        None, optional(integer(1, 4096)), "llama: key/value heads (grouped-query attention); default n_head"
+        None, optional(integer(1, MAX_WIDTH)), "llama: key/value heads (grouped-query attention); default n_head"
     )
     ffn_size: int | None = setting(
         None,
-        optional(integer(1, 1 << 20)),
+        optional(integer(1, 1 << 28)),
         "llama: SwiGLU hidden width; default mlp_ratio x d_model rounded up to ffn_multiple",
     )
     mlp_ratio: float | None = setting(

@@ -7,24 +7,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from scaling_cli.validate import (
-    COOLDOWN_SHAPES,
-    DEVICES,
-    DTYPES,
-    REQUIRED,
-    SCHEDULES,
-    SHARDINGS,
-    boolean,
-    check_fields,
-    integer,
-    number,
-    one_of,
-    optional,
-    setting,
-    whole_number,
-)
+from scaling_cli.validate import COOLDOWN_SHAPES, DEVICES, DTYPES, REQUIRED, SCHEDULES, SHARDINGS
+from scaling_cli.validate import boolean, check_fields, integer, number, one_of, optional, setting, whole_number
 
 MAX_TOKENS = 10**15
+DEVICE_PREFERENCE = ("cuda", "mps", "cpu")  # what device = "auto" picks, in order
+
+
+def auto_device(available) -> str:
+    """The device type `device = "auto"` trains on among the types available (the CPU always is)."""
+    return next(kind for kind in DEVICE_PREFERENCE if kind in available or kind == "cpu")
+
+
+def step_count(tokens: int, tokens_per_step: int) -> int:
+    """Whole optimizer steps a budget trains: tokens // tokens_per_step, at least one (the one step count that
+    the schedule, the checkpoints and the progress shown all use)."""
+    return max(1, int(tokens) // int(tokens_per_step))
 
 
 @dataclass(frozen=True)

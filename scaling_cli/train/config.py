@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from scaling_cli.config import ModelConfig, TrainConfig
+from scaling_cli.config.train import step_count
 
 __all__ = ["StepPlan", "TrainConfig", "lr_at", "plan_steps", "wsd_branch_step"]
 
@@ -27,7 +28,7 @@ class StepPlan:
 def plan_steps(train_cfg: TrainConfig, model_cfg: ModelConfig) -> StepPlan:
     """Budget in tokens -> whole steps; warmup is an absolute token count, the same for every budget."""
     tokens_per_step = train_cfg.batch_size * model_cfg.seq_len
-    total = max(1, train_cfg.tokens // tokens_per_step)
+    total = step_count(train_cfg.tokens, tokens_per_step)
     warmup = min(total, train_cfg.warmup_tokens // tokens_per_step)
     decay_start = total
     if train_cfg.schedule == "wsd":

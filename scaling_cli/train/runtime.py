@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from scaling_cli.config.train import auto_device
 from scaling_cli.errors import SpecError
 from scaling_cli.train.config import TrainConfig
 
@@ -30,7 +31,7 @@ def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then CPU; an explicit device must be present."""
     available = available_device_types()
     if name == "auto":
-        return torch.device(next(kind for kind in ("cuda", "mps", "cpu") if kind in available))
+        return torch.device(auto_device(available))
     if name not in available:
         raise SpecError("device", "train.device", f"{name} is not available on this machine")
     return torch.device(name)
