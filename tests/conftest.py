@@ -22,6 +22,40 @@ SCALE = str(Path(sys.executable).with_name("scale"))
 TINY = REPO / "sweeps" / "markov-tiny.toml"
 
 
+# [model] of the smallest grid of two sizes that sweep tests train: widths 16 and 32 of one layer, context 32
+TWO_WIDTHS = """[model]
+d_model = [16, 32]
+n_layer = 1
+head_dim = 16
+seq_len = 32
+"""
+
+
+def one_run_spec(name: str, tokens: int | list[int], every: int, batches: int, train: str = "") -> str:
+    """A sweep spec of one small shape (d_model 32, 2 layers, 8 x 32 tokens a step) on a first-order Markov
+    chain: one run per budget in `tokens`; `train` adds [train] lines."""
+    return f"""name = "{name}"
+dataset = "markov"
+device = "cpu"
+seeds = [0]
+[data]
+markov_bytes = 100000
+markov_alphabet = 16
+markov_order = 1
+[model]
+shapes = [{{d_model = 32, n_layer = 2, n_head = 2}}]
+seq_len = 32
+[train]
+tokens = {tokens if isinstance(tokens, list) else [tokens]}
+lr = 0.003
+batch_size = 8
+{train}
+[eval]
+every = {every}
+batches = {batches}
+"""
+
+
 # The `scale` subprocesses write to pipes, as into a log file; a width inherited from the test runner (pytest-xdist
 # workers set COLUMNS) would make them fold lines at that width instead.
 for _name in ("COLUMNS", "LINES"):
@@ -79,6 +113,16 @@ def isolated_cache(tmp_path_factory):
     if "SCALE_CACHE" not in os.environ:
         os.environ["SCALE_CACHE"] = str(tmp_path_factory.mktemp("scale-cache"))
     yield Path(os.environ["SCALE_CACHE"])
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """train_run sets torch's thread count for the process; give the tests after it theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -28,6 +28,12 @@ def spec_text(text: str):
 SWEEP = ("sweep", "{spec}", "--out", "{tmp}/out")
 PREPARE = ("data", "prepare", "markov")
 
+
+def prepare(options: tuple, error: str) -> tuple:
+    """A case of `scale data prepare markov OPTIONS` whose one line is `error: <error>`."""
+    return None, (*PREPARE, *options), f"error: {error}", ()
+
+
 # id: (what {spec} holds (None: no file), the command, the start of its one error line, words in that line)
 CASES = {
     "sweep-missing-spec": (
@@ -71,30 +77,14 @@ CASES = {
     "fit-unknown-option": (None, ("fit", "--no-such-option"), "error: --no-such-option: no such option", ()),
     "status-missing-directory": (None, ("status", "{tmp}/nope"), "error: {tmp}/nope: directory: not found", ()),
     "data-unknown-source": (None, ("data", "prepare", "nope"), "error: nope: dataset: unknown data set", ()),
-    "data-set-wrong-type": (
-        None,
-        (*PREPARE, "--set", "markov_order=x"),
-        "error: --set: data.markov_order: must be an integer",
-        (),
+    "data-set-wrong-type": prepare(("--set", "markov_order=x"), "--set: data.markov_order: must be an integer"),
+    "data-negative-option": prepare(
+        ("--min-doc-bytes", "-1"), "--min-doc-bytes: data.min_doc_bytes: must be 0 or more"
     ),
-    "data-negative-option": (
-        None,
-        (*PREPARE, "--min-doc-bytes", "-1"),
-        "error: --min-doc-bytes: data.min_doc_bytes: must be 0 or more",
-        (),
+    "data-bpe-without-vocab": prepare(
+        ("--tokenizer", "bpe"), "tokenizer: vocab_size: the bpe tokenizer needs a vocab_size"
     ),
-    "data-bpe-without-vocab": (
-        None,
-        (*PREPARE, "--tokenizer", "bpe"),
-        "error: tokenizer: vocab_size: the bpe tokenizer needs a vocab_size",
-        (),
-    ),
-    "data-memory-not-a-size": (
-        None,
-        (*PREPARE, "--max-memory", "lots"),
-        "error: --max-memory: max_memory: expected a size",
-        (),
-    ),
+    "data-memory-not-a-size": prepare(("--max-memory", "lots"), "--max-memory: max_memory: expected a size"),
     "data-memory-too-small": (None, (*PREPARE, "--max-memory", "1M"), "error: ", ("max_memory", "at least 128 MiB")),
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_scale, scale_in_process
+from conftest import TWO_WIDTHS, run_scale, scale_in_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,7 +122,8 @@ def test_a_replaced_shard_makes_the_token_file_be_rebuilt_and_checked(tmp_path):
     assert not [p.name for p in data.path.iterdir() if ".tmp" in p.name]
 
 
-SPEC = """
+SPEC = (
+    """
 name = "local-mmap"
 dataset = "{dataset}"
 tokenizer = "bytes"
@@ -132,12 +133,9 @@ seeds = [0]
 [data]
 val_min_bytes = 16_384
 
-[model]
-d_model = [16, 32]
-n_layer = 1
-head_dim = 16
-seq_len = 32
-
+"""
+    + TWO_WIDTHS
+    + """
 [train]
 tokens = [8_192]
 batch_size = 16
@@ -147,6 +145,7 @@ lr = 1e-2
 every = 8
 batches = 2
 """
+)
 
 
 def test_a_sweep_with_two_workers_trains_from_the_memory_mapped_tokens(awkward, tmp_path):

@@ -3,23 +3,24 @@ float reduction order), rank 0 writes the files, and a run whose rank was killed
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 
-from scaling_cli.data import DataOptions, prepare
-from scaling_cli.model import ModelConfig
-from scaling_cli.train import CHECKPOINT_NAME, CURVE_NAME, TrainConfig, train_run
+from conftest import one_run_spec
+from trainer_runs import first_order_markov, read_curve
 
-pytestmark = pytest.mark.slow  # each run starts rank processes, each paying a torch start-up
+from scaling_cli.model import ModelConfig
+from scaling_cli.train import CHECKPOINT_NAME, TrainConfig, train_run
+
+# each run starts rank processes, each paying a torch start-up; train_run sets torch's threads for the process
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("keep_torch_threads")]
 
 TINY = ModelConfig(d_model=32, n_layer=2, n_head=2, seq_len=32)
 # Float sums in another order: measured max |difference| of any loss on these curves about 1e-6.
@@ -34,21 +35,9 @@ def config(steps: int, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def markov(tmp_path_factory):
-    options = DataOptions(markov_bytes=100_000, markov_alphabet=16, markov_order=1)
-    return prepare("markov", options, cache_dir=tmp_path_factory.mktemp("data"))
-
-
-def curve(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / CURVE_NAME).read_text().splitlines()]
+    return first_order_markov(tmp_path_factory, 100_000)
 
 
 def max_loss_difference(a: list[dict], b: list[dict]) -> float:
@@ -71,9 +60,11 @@ def test_two_ranks_and_accumulation_train_the_curve_of_one_rank(markov, two_rank
     two, two_dir = two_ranks
     one = train_run(TINY, replace(TWO_RANKS, data_parallel=1), markov, tmp_path / "k1")
     accumulated = train_run(TINY, replace(TWO_RANKS, data_parallel=1, micro_batch_size=4), markov, tmp_path / "acc")
-    reference = curve(tmp_path / "k1")
-    differences = {"K=2": max_loss_difference(reference, curve(two_dir)),
-                   "K=1, 2 accumulation steps": max_loss_difference(reference, curve(tmp_path / "acc"))}  # fmt: skip
+    reference = read_curve(tmp_path / "k1")
+    differences = {
+        "K=2": max_loss_difference(reference, read_curve(two_dir)),
+        "K=1, 2 accumulation steps": max_loss_difference(reference, read_curve(tmp_path / "acc")),
+    }
     print(f"max |loss difference| against K=1: {differences}")
     assert all(d < REDUCTION_NOISE for d in differences.values()), differences
     assert len(reference) == STEPS // 20 and reference[-1]["train_loss"] < reference[0]["train_loss"] - 0.5
@@ -115,7 +106,7 @@ def test_a_run_whose_rank_was_killed_resumes_exactly(markov, two_ranks, tmp_path
     saved = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)["step"]
     assert 0 < saved < STEPS
     resumed = train_run(TINY, cfg, markov, run_dir)
-    assert without_clock(curve(run_dir)) == without_clock(curve(reference_dir))
+    assert without_clock(read_curve(run_dir)) == without_clock(read_curve(reference_dir))
     assert (resumed.val_loss, resumed.steps, resumed.data_parallel) == (reference.val_loss, STEPS, 2)
 
 
@@ -125,36 +116,17 @@ def test_fsdp_trains_the_same_curve_and_resumes_from_its_gathered_state(markov, 
     cfg = config(12, data_parallel=2, sharding="fsdp")
     one = train_run(TINY, replace(cfg, data_parallel=1, checkpoint_every=12), markov, tmp_path / "k1")
     sharded = train_run(TINY, cfg, markov, tmp_path / "fsdp", trunk_saves=[4])
-    assert max_loss_difference(curve(tmp_path / "k1"), curve(tmp_path / "fsdp")) < REDUCTION_NOISE
+    assert max_loss_difference(read_curve(tmp_path / "k1"), read_curve(tmp_path / "fsdp")) < REDUCTION_NOISE
     state = tmp_path / "fsdp" / "trunk" / "step_4.pt"
     saved = torch.load(state, weights_only=True)["model"]
     whole = torch.load(tmp_path / "k1" / CHECKPOINT_NAME, weights_only=True)["model"]
     assert {name: t.shape for name, t in saved.items()} == {name: t.shape for name, t in whole.items()}
     continued = train_run(TINY, cfg, markov, tmp_path / "continued", start_from=state)
-    assert without_clock(curve(tmp_path / "continued")) == without_clock(curve(tmp_path / "fsdp"))
+    assert without_clock(read_curve(tmp_path / "continued")) == without_clock(read_curve(tmp_path / "fsdp"))
     assert (continued.val_loss, sharded.steps) == (sharded.val_loss, one.steps)
 
 
-SPEC = """name = "dp"
-dataset = "markov"
-device = "cpu"
-seeds = [0]
-[data]
-markov_bytes = 100000
-markov_alphabet = 16
-markov_order = 1
-[model]
-shapes = [{d_model = 32, n_layer = 2, n_head = 2}]
-seq_len = 32
-[train]
-tokens = [2048]
-lr = 0.003
-batch_size = 8
-data_parallel = 2
-[eval]
-every = 4
-batches = 2
-"""
+SPEC = one_run_spec("dp", 2048, every=4, batches=2, train="data_parallel = 2")
 
 
 def test_a_sweep_trains_a_data_parallel_run_and_records_its_ranks(tmp_path):

@@ -3,27 +3,22 @@ a spec that plans it, and a run that trains and resumes bit-identically after ki
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from conftest import REPO, run_scale
+from trainer_runs import first_order_markov, killed_and_resumed
+from trainer_runs import read_curve as run_curve
 
-from scaling_cli.data import DataOptions, prepare
 from scaling_cli.errors import SpecError
 from scaling_cli.fit import FitOptions, TableOptions, fit_all
 from scaling_cli.model import ModelConfig, build_model, count_params, flops_per_token
 from scaling_cli.plan import load_sweep
-from scaling_cli.train import CHECKPOINT_NAME, CURVE_NAME, TrainConfig
+from scaling_cli.train import TrainConfig
 
 transformers = pytest.importorskip("transformers")
 
@@ -188,68 +183,24 @@ def test_a_bad_llama_option_is_a_spec_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def markov(tmp_path_factory):
-    options = DataOptions(markov_bytes=200_000, markov_alphabet=16, markov_order=1)
-    return prepare("markov", options, cache_dir=tmp_path_factory.mktemp("data"))
+    return first_order_markov(tmp_path_factory, 200_000)
 
 
 TINY_LLAMA = ModelConfig(d_model=32, n_layer=2, n_head=4, n_kv_head=2, qk_norm=True, z_loss=1e-4, **LLAMA)
-DRIVER = """
-import json, sys
-from pathlib import Path
-from dataclasses import asdict
-from scaling_cli.data import open_prepared
-from scaling_cli.model import ModelConfig
-from scaling_cli.train import TrainConfig, train_run
-
-args = json.loads(sys.argv[1])
-result = train_run(ModelConfig(**args["model"]), TrainConfig(**args["train"]), open_prepared(args["data"]),
-                   Path(args["run_dir"]))
-Path(args["run_dir"], "result.json").write_text(json.dumps(asdict(result)))
-"""
 
 
 def read_curve(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "wall_s"} for line in (run_dir / CURVE_NAME).open()]
+    return [{k: v for k, v in point.items() if k != "wall_s"} for point in run_curve(run_dir)]
 
 
 def test_a_llama_run_learns_and_resumes_bit_identically_after_kill_minus_nine(markov, tmp_path):
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
     train = TrainConfig(tokens=200 * 256, batch_size=8, lr=3e-3, eval_every=5, eval_batches=2,
                         checkpoint_every=10, device="cpu", dtype="fp32", threads=1)  # fmt: skip
-    args = {"model": asdict(TINY_LLAMA), "train": asdict(train), "data": str(markov.path)}
-
-    def driver(run_dir: Path) -> subprocess.Popen:
-        full = {**args, "run_dir": str(run_dir)}
-        return subprocess.Popen([sys.executable, str(script), json.dumps(full)], stderr=subprocess.PIPE)
-
-    reference = driver(tmp_path / "reference")
-    assert reference.wait(timeout=120) == 0, reference.stderr.read().decode()
-    victim_dir = tmp_path / "interrupted"
-    victim = driver(victim_dir)
-    deadline = time.monotonic() + 120
-    while not ((victim_dir / CHECKPOINT_NAME).exists() and len(_lines(victim_dir)) >= 3):
-        assert victim.poll() is None, "the run finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    os.kill(victim.pid, signal.SIGKILL)
-    assert victim.wait(timeout=30) == -signal.SIGKILL
-    assert 10 <= torch.load(victim_dir / CHECKPOINT_NAME, weights_only=True)["step"] < 200
-    resumed = driver(victim_dir)
-    assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()
-
-    expected = json.loads((tmp_path / "reference" / "result.json").read_text())
-    got = json.loads((victim_dir / "result.json").read_text())
-    for key in ("status", "steps", "tokens", "train_loss", "val_loss", "val_bpb", "flops", "flops_6nd"):
-        assert got[key] == expected[key], key
-    assert read_curve(victim_dir) == read_curve(tmp_path / "reference")
+    got, killed_at = killed_and_resumed(TINY_LLAMA, train, markov, tmp_path)
+    assert 10 <= killed_at < 200
+    assert read_curve(tmp_path / "interrupted") == read_curve(tmp_path / "reference")
     assert got["val_loss"] < math.log(16) - 0.3  # it learned: below the 16-symbol uniform loss
     assert got["flops"] == got["tokens"] * flops_per_token(TINY_LLAMA)["chinchilla"]
-
-
-def _lines(run_dir: Path) -> list[str]:
-    path = run_dir / CURVE_NAME
-    return path.read_text().splitlines() if path.exists() else []
 
 
 @pytest.mark.slow

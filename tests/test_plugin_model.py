@@ -43,16 +43,19 @@ from torch import nn
 import conv_lm
 
 
+class Changed(nn.Module):
+    def __init__(self, inner, before=None, after=None):
+        super().__init__()
+        self.inner = inner
+        self.before, self.after = before or (lambda idx: idx), after or (lambda logits: logits)
+    def forward(self, idx, targets=None):
+        logits, loss = self.inner(self.before(idx), targets)
+        return self.after(logits), loss
+
+
 def wrong_shape(config):
     model, counts = conv_lm.build(config)
-    class Truncated(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = model
-        def forward(self, idx, targets=None):
-            logits, loss = self.inner(idx, targets)
-            return logits[..., :-1], loss
-    return Truncated(), counts
+    return Changed(model, after=lambda logits: logits[..., :-1]), counts
 
 
 def wrong_count(config):
@@ -62,13 +65,7 @@ def wrong_count(config):
 
 def peeks_ahead(config):
     model, counts = conv_lm.build(config)
-    class Future(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = model
-        def forward(self, idx, targets=None):
-            return self.inner(torch.roll(idx, -1, dims=1), targets)
-    return Future(), counts
+    return Changed(model, before=lambda idx: torch.roll(idx, -1, dims=1)), counts
 """
 
 

@@ -4,6 +4,7 @@ and the ETA already follow that run's curve points."""
 from __future__ import annotations
 
 import pytest
+from conftest import one_run_spec
 
 from scaling_cli.executors.local import LocalExecutor
 from scaling_cli.plan import load_sweep
@@ -11,30 +12,14 @@ from scaling_cli.sweep import run_sweep
 
 pytestmark = pytest.mark.slow  # real sweeps, polled often
 
-SPEC = """name = "progress"
-dataset = "markov"
-device = "cpu"
-seeds = [0]
-[data]
-markov_bytes = 100000
-markov_alphabet = 16
-markov_order = 1
-[model]
-shapes = [{d_model = 32, n_layer = 2, n_head = 2}]
-seq_len = 32
-[train]
-tokens = [%d]
-lr = 0.003
-batch_size = 8
-[eval]
-every = 5
-batches = 1
-"""
+
+def spec_text(tokens: int | list[int]) -> str:
+    return one_run_spec("progress", tokens, every=5, batches=1)
 
 
 def test_flops_done_and_eta_move_while_the_run_trains(tmp_path):
     spec = tmp_path / "progress.toml"
-    spec.write_text(SPEC % (100 * 8 * 32))
+    spec.write_text(spec_text(100 * 8 * 32))
     events: list[tuple[str, object]] = []
     outcome = run_sweep(
         load_sweep(spec), tmp_path / "out", LocalExecutor(workers=1), retries=0, poll_s=0.05,
@@ -63,7 +48,7 @@ def test_a_poll_reads_only_the_rows_of_running_or_finished_units(tmp_path, monke
 
     budgets = [steps * 256 for steps in (10, 12, 14, 16, 18, 20)]  # six one-run units, trained one at a time
     spec = tmp_path / "progress.toml"
-    spec.write_text(SPEC.replace("tokens = [%d]", "tokens = " + str(budgets)))
+    spec.write_text(spec_text(budgets))
     reads: list[str] = []
     real_read_row = Store.read_row
 

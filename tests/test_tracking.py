@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, run_scale, scale_in_process
+from conftest import TINY, TWO_WIDTHS, run_scale, scale_in_process
 
 from scaling_cli.tracking import CURVE_METRICS, chosen_trackers
 
-SPEC = """
+SPEC = (
+    """
 name = "track-tiny"
 dataset = "markov"
 device = "cpu"
@@ -27,12 +28,9 @@ markov_alphabet = 16
 markov_bytes = 100_000
 val_min_bytes = 16_384
 
-[model]
-d_model = [16, 32]
-n_layer = 1
-head_dim = 16
-seq_len = 32
-
+"""
+    + TWO_WIDTHS
+    + """
 [train]
 tokens = 6_144
 batch_size = 16
@@ -43,6 +41,7 @@ warmup_tokens = 1_024
 every = 4
 batches = 2
 """
+)
 
 
 @pytest.fixture(scope="module")

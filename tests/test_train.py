@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 import torch
 
-from scaling_cli.data import DataOptions, prepare
+from trainer_runs import first_order_markov, killed_and_resumed, read_curve
+
 from scaling_cli.errors import StoreError
 from scaling_cli.model import ModelConfig, count_params, flops_per_token
 from scaling_cli.train import (
     CHECKPOINT_NAME,
-    CURVE_NAME,
     TrainConfig,
     lr_at,
     plan_steps,
@@ -29,6 +22,7 @@ from scaling_cli.train import (
     wsd_branch_step,
 )
 
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # train_run sets torch's threads for the process
 TINY = ModelConfig(d_model=32, n_layer=2, n_head=2, seq_len=32)
 TINY_STEP_TOKENS = 8 * 32  # batch_size 8 x seq_len 32
 
@@ -49,23 +43,9 @@ def tiny_config(steps: int, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """train_run sets torch's thread count for the process; give other tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def markov(tmp_path_factory):
-    """A first-order chain over 16 symbols: a tiny model can get close to its entropy rate quickly."""
-    options = DataOptions(markov_bytes=200_000, markov_alphabet=16, markov_order=1)
-    return prepare("markov", options, cache_dir=tmp_path_factory.mktemp("data"))
-
-
-def read_curve(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / CURVE_NAME).read_text().splitlines()]
+    return first_order_markov(tmp_path_factory, 200_000)
 
 
 def without_clock(points: list[dict]) -> list[dict]:
@@ -119,63 +99,13 @@ def test_same_seed_gives_the_same_curve_and_another_seed_does_not(markov, tmp_pa
     assert other.val_loss != first.val_loss
 
 
-DRIVER = """
-import json, sys
-from pathlib import Path
-from dataclasses import asdict
-from scaling_cli.data import open_prepared
-from scaling_cli.model import ModelConfig
-from scaling_cli.train import TrainConfig, train_run
-
-args = json.loads(sys.argv[1])
-result = train_run(ModelConfig(**args["model"]), TrainConfig(**args["train"]), open_prepared(args["data"]),
-                   Path(args["run_dir"]))
-Path(args["run_dir"], "result.json").write_text(json.dumps(asdict(result)))
-"""
-
-
-def run_driver(script: Path, args: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script), json.dumps(args)], stderr=subprocess.PIPE)
-
-
 def test_kill_minus_nine_and_resume_equals_an_uninterrupted_run(markov, tmp_path):
-    script = tmp_path / "driver.py"
-    script.write_text(DRIVER)
-    train_cfg = tiny_config(300, checkpoint_every=10, eval_every=5)
-    args = {"model": asdict(TINY), "train": asdict(train_cfg), "data": str(markov.path)}
-
-    reference = run_driver(script, {**args, "run_dir": str(tmp_path / "reference")})
-    assert reference.wait(timeout=120) == 0, reference.stderr.read().decode()
-
-    interrupted_dir = tmp_path / "interrupted"
-    victim = run_driver(script, {**args, "run_dir": str(interrupted_dir)})
-    deadline = time.monotonic() + 120
-    # Kill once a checkpoint exists and the curve has gone past it, so resuming must drop points.
-    while not ((interrupted_dir / CHECKPOINT_NAME).exists() and len(_curve_lines(interrupted_dir)) >= 3):
-        assert victim.poll() is None, "the run finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
-    os.kill(victim.pid, signal.SIGKILL)
-    assert victim.wait(timeout=30) == -signal.SIGKILL
-    assert not (interrupted_dir / "result.json").exists()
-    killed_at = torch.load(interrupted_dir / CHECKPOINT_NAME, weights_only=True)["step"]
+    _, killed_at = killed_and_resumed(TINY, tiny_config(300, checkpoint_every=10, eval_every=5), markov, tmp_path)
     assert 10 <= killed_at < 300
-
-    resumed = run_driver(script, {**args, "run_dir": str(interrupted_dir)})
-    assert resumed.wait(timeout=120) == 0, resumed.stderr.read().decode()
-
-    expected = json.loads((tmp_path / "reference" / "result.json").read_text())
-    got = json.loads((interrupted_dir / "result.json").read_text())
-    for key in ("status", "steps", "tokens", "train_loss", "val_loss", "val_bpb", "flops", "flops_6nd"):
-        assert got[key] == expected[key], key
+    interrupted_dir = tmp_path / "interrupted"
     assert without_clock(read_curve(interrupted_dir)) == without_clock(read_curve(tmp_path / "reference"))
     wall = [p["wall_s"] for p in read_curve(interrupted_dir)]
     assert wall == sorted(wall)
-
-
-def _curve_lines(run_dir: Path) -> list[str]:
-    path = run_dir / CURVE_NAME
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_a_finished_run_resumes_as_a_no_op(markov, tmp_path):

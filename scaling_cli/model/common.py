@@ -32,7 +32,25 @@ class Transformer(nn.Module):
     Hidden matrices are the >= 2-d parameters under `blocks.`; residual-stream writers end in RESIDUAL_WRITERS.
     """
 
-    config: ModelConfig
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)  # registered first: init draws in order
+
+    def output_head(self) -> nn.Linear:
+        """The projection to logits, sharing the token embedding's matrix when tied; made after the blocks, so
+        that an untied head draws its init after them, as it always has."""
+        head = nn.Linear(self.config.d_model, self.config.vocab_size, bias=False)
+        if self.config.tie_embeddings:
+            head.weight = self.tok_emb.weight
+        return head
+
+    def context_length(self, idx: torch.Tensor) -> int:
+        """Tokens per row of a batch, at most the model's context."""
+        seq = idx.shape[1]
+        if seq > self.config.seq_len:
+            raise ValueError(f"seq_len: input of {seq} tokens is longer than the context {self.config.seq_len}")
+        return seq
 
     def _init_weights(self) -> None:
         for name, param in self.named_parameters():

@@ -79,24 +79,17 @@ class GPT(Transformer):
     """Decoder-only transformer; forward(idx, targets) returns (logits, mean cross-entropy or None)."""
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        super().__init__(config)
         self.pos_emb = nn.Embedding(config.seq_len, config.d_model)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model, bias=config.gpt2)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.tie_embeddings:
-            self.head.weight = self.tok_emb.weight
+        self.head = self.output_head()
         self._init_weights()
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        seq = idx.shape[1]
-        if seq > self.config.seq_len:
-            raise ValueError(f"seq_len: input of {seq} tokens is longer than the context {self.config.seq_len}")
-        positions = torch.arange(seq, device=idx.device)
+        positions = torch.arange(self.context_length(idx), device=idx.device)
         x = self.tok_emb(idx) + self.pos_emb(positions)
         for block in self.blocks:
             x = block(x)

@@ -89,14 +89,10 @@ class Llama(Transformer):
     """Llama-style decoder; forward(idx, targets) returns (logits, mean cross-entropy [+ z-loss when training])."""
 
     def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        super().__init__(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm = nn.RMSNorm(config.d_model, eps=RMS_EPS)
-        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.tie_embeddings:
-            self.head.weight = self.tok_emb.weight
+        self.head = self.output_head()
         cos, sin = rope_tables(config)
         self.register_buffer("rope_cos", cos, persistent=False)  # derived from the config: not in checkpoints
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -105,9 +101,7 @@ class Llama(Transformer):
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        seq = idx.shape[1]
-        if seq > self.config.seq_len:
-            raise ValueError(f"seq_len: input of {seq} tokens is longer than the context {self.config.seq_len}")
+        seq = self.context_length(idx)
         cos, sin = self.rope_cos[:seq], self.rope_sin[:seq]
         x = self.tok_emb(idx)
         for block in self.blocks:

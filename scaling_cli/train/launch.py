@@ -17,19 +17,15 @@ from scaling_cli.train.distributed import Ranks, launch
 from scaling_cli.train.loop import RunResult, train_run
 
 RESULT_NAME = "rank0_result.json"
+Branch = tuple[Sequence[int], Path | None]  # the steps a trunk saves its state at; the state a branch starts from
 
 
 def train_data_parallel(
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    data: PreparedData,
-    run_dir: Path,
-    *,
-    trunk_saves: Sequence[int] = (),
-    start_from: Path | None = None,
+    model_cfg: ModelConfig, train_cfg: TrainConfig, data: PreparedData, run_dir: Path, branch: Branch = ((), None)
 ) -> RunResult:
     """train_run on `train_cfg.data_parallel` ranks (gloo on CPU, NCCL on CUDA). On a CPU each rank gets
-    an equal share of the usable cores unless the config sets its threads."""
+    an equal share of the usable cores unless the config sets its threads. `branch`: train_run's
+    (trunk_saves, start_from)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     world = train_cfg.data_parallel
@@ -38,6 +34,7 @@ def train_data_parallel(
         train_cfg = dataclasses.replace(train_cfg, threads=max(1, threads // world))
     result_path = run_dir / RESULT_NAME
     result_path.unlink(missing_ok=True)
+    trunk_saves, start_from = branch
     args = (model_cfg, train_cfg, str(data.path), str(run_dir), tuple(trunk_saves), start_from)
     launch(world, _rank, args, run_dir)
     result = RunResult(**json.loads(result_path.read_text()))

@@ -105,7 +105,7 @@ def train_run(
     if train_cfg.data_parallel > 1 and ranks.world == 1:
         from scaling_cli.train.launch import train_data_parallel
 
-        return train_data_parallel(model_cfg, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from)
+        return train_data_parallel(model_cfg, train_cfg, data, run_dir, (tuple(trunk_saves), start_from))
     run = start_training(
         model_cfg, train_cfg, data, run_dir, trunk_saves=trunk_saves, start_from=start_from, on_point=on_point,
         ranks=ranks,
@@ -120,10 +120,10 @@ def start_training(
     data: PreparedData,
     run_dir: Path,
     *,
+    ranks: Ranks = SINGLE,
+    on_point: Callable[[dict], None] | None = None,
     trunk_saves: Sequence[int] = (),
     start_from: Path | None = None,
-    on_point: Callable[[dict], None] | None = None,
-    ranks: Ranks = SINGLE,
 ) -> Training:
     """Everything train_run sets up before its first step: runtime, model, optimizer, state, evaluation set."""
     run_dir = Path(run_dir)
