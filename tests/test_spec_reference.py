@@ -78,3 +78,47 @@ def test_an_out_of_bounds_value_gives_the_bound_from_its_field(key, value):
     low, high, _, _ = FIELDS[key].metadata["check"].bounds
     bound = high if high is not None else low
     assert f"{bound:g}" in info.value.problem or str(bound) in info.value.problem, info.value.problem
+
+
+def test_zero_means_never_for_checkpoints_and_only_at_the_end_for_evaluations_in_a_spec_as_in_the_config():
+    from scaling_cli.plan import plan_runs
+
+    raw = tomllib.loads(TINY.read_text())
+    raw["train"]["checkpoint_every"] = 0
+    raw.setdefault("eval", {})["every"] = 0
+    run = plan_runs(parse_spec(raw, path=Path("zero.toml"))).runs()[0]
+    assert (run.train.checkpoint_every, run.train.eval_every) == (0, 0)
+    assert "0: never" in FIELDS["train.checkpoint_every"].metadata["doc"]
+    assert "0: only at the end" in FIELDS["eval.every"].metadata["doc"]
+
+
+def another_value(item) -> object:
+    """A valid value of a field other than its default, from its check alone."""
+    check, default = item.metadata["check"], item.default
+    if hasattr(check, "options"):
+        return next(option for option in check.options if option != default)
+    if getattr(check, "kind", "") == "boolean":
+        return default is not True
+    low, high, low_open, _ = check.bounds
+    start = 1 if low is None or low_open else low
+    value = next(v for v in range(int(start), int(start) + 3) if v != default and (high is None or v <= high))
+    return float(value) if check.kind == "number" else value
+
+
+def test_every_train_key_of_a_spec_reaches_its_config_field():
+    """Each [train] and [eval] key, set to a value other than its default, is the value the planned run trains
+    with: the reader knows each key from its field alone, with no list of its own to forget one in."""
+    from scaling_cli.plan import plan_runs
+
+    shared = {key: item for key, item in FIELDS.items() if item in fields(TrainConfig) and not item.metadata["axis"]}
+    raw = tomllib.loads(TINY.read_text())
+    chosen = {}
+    for key, item in shared.items():
+        if key == "device":
+            continue
+        chosen[item.name] = another_value(item)
+        table, _, name = key.rpartition(".")
+        raw.setdefault(table, {})[name] = chosen[item.name]
+    run = plan_runs(parse_spec(raw, path=Path("every-key.toml"))).runs()[0]
+    assert len(chosen) >= 15
+    assert {name: getattr(run.train, name) for name in chosen} == chosen
