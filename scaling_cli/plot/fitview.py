@@ -278,9 +278,11 @@ class FitView:
         return None if None in values or not self.status(law).holds else tuple(values)
 
     def exponents(self, law: str) -> tuple[float | None, float | None]:
-        """The exponents a, b of N_opt ∝ C^a and D_opt ∝ C^b as the fit reports them."""
+        """The exponents a, b of N_opt ∝ C^a and D_opt ∝ C^b as the fit reports them: the allocation's own (D_opt
+        from the budget, under the fit's compute convention) where recorded, which is the line drawn; Approach 1's
+        fitted D0 C^b, kept for comparison, has another b."""
         entry = self.entry(law)
-        stored = {} if entry is None else (entry.derived or entry.params)
+        stored = {} if entry is None else (entry.extra.get("allocation_exponents") or entry.derived or entry.params)
         return _number(stored.get("a")), _number(stored.get("b"))
 
     # ---- extrapolation -------------------------------------------------------------------------------
