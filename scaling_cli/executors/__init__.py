@@ -1,4 +1,5 @@
-"""Executors run units of a sweep somewhere: local worker processes, a Ray cluster or Slurm jobs.
+"""Executors run units of a sweep somewhere: local worker processes, a Ray cluster (a data-parallel run's ranks
+as one gang on a placement group) or Slurm jobs.
 
 An executor has `slots` (how many units run at once), `cores` (CPU cores its units share; the sweep gives
 each unit the free cores, split among the units starting beside it; None leaves torch's default),
@@ -83,8 +84,6 @@ def check_executor_options(
         raise SpecError("--address", "value", "only used with --executor ray")
     if gpus_per_run < 1:
         raise SpecError("--gpus-per-run", "value", f"must be at least 1, got {gpus_per_run}")
-    if gpus_per_run > 1 and kind == "ray":
-        raise SpecError("--gpus-per-run", "value", "data-parallel runs train on the local executor only (no Ray gangs)")
     for key, value in (slurm_given or {}).items():
         if value is None:
             continue

@@ -124,22 +124,42 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# How this process starts a data-parallel run's ranks when not as processes on this machine: an executor that
+# places them itself (Ray's gang on a placement group) installs its launcher with `ranks_launched_by`.
+_launcher: Callable[[int, Callable, tuple, Path], None] | None = None
+
+
+@contextlib.contextmanager
+def ranks_launched_by(launcher: Callable[[int, Callable, tuple, Path], None]):
+    """Within the block, `launch(world, target, args, run_dir)` calls `launcher` with the same arguments."""
+    global _launcher
+    previous, _launcher = _launcher, launcher
+    try:
+        yield
+    finally:
+        _launcher = previous
+
+
 def launch(world: int, target: Callable, args: tuple, run_dir: Path) -> None:
     """Run `target(ranks, *args)` in `world` fresh processes joined in one process group; rank 0's return
     value is written by the target itself. If any rank dies, the others are stopped and this raises."""
+    if _launcher is not None:
+        _launcher(world, target, args, run_dir)
+        return
     import torch.multiprocessing as mp
 
     port = free_port()
     context = mp.start_processes(
-        _rank_main, args=(world, port, target, args), nprocs=world, join=False, start_method="spawn"
+        rank_main, args=(world, port, target, args), nprocs=world, join=False, start_method="spawn"
     )
     (Path(run_dir) / "ranks.pids").write_text("".join(f"{pid}\n" for pid in context.pids()))
     while not context.join():
         pass
 
 
-def _rank_main(rank: int, world: int, port: int, target: Callable, args: tuple) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def rank_main(rank: int, world: int, port: int, target: Callable, args: tuple, address: str = "127.0.0.1") -> None:
+    """One rank: join the run's process group at rank 0's `address`:`port`, run the target, leave the group."""
+    os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(rank % torch.cuda.device_count())
