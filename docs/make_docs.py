@@ -36,6 +36,9 @@ README_FIGURES = {
     "data_axis": ("data-quality", "data_axis"),
     "repeat_data_axis": ("repeat", "data_axis"),
 }
+# Snapshots only drawn from and quoted (frontiers, parameters, intervals): their fit files drop the bootstrap
+# samples, most of their size. The demo and known-answer keep theirs: predict and the report read them.
+WITHOUT_SAMPLES = ("data-quality", "repeat")
 EXCERPT_START = "<!-- make docs: demo excerpt -->"
 EXCERPT_END = "<!-- end of make docs excerpt -->"
 EXCERPT_MULTIPLE = 100
@@ -95,6 +98,22 @@ def take_snapshots() -> None:
         (FIGURES / name).mkdir(parents=True, exist_ok=True)
         for file in files:
             shutil.copy2(REPO / results / file, FIGURES / name / file)
+            if name in WITHOUT_SAMPLES and file.endswith(".json"):
+                fit = json.loads((FIGURES / name / file).read_text())
+                _drop_samples(fit)
+                (FIGURES / name / file).write_text(json.dumps(fit, indent=1) + "\n")
+
+
+def _drop_samples(document) -> None:
+    """Remove every `bootstrap.samples` list (the resampled parameter vectors) from a fit document, in place."""
+    if isinstance(document, dict):
+        if isinstance(document.get("bootstrap"), dict):
+            document["bootstrap"].pop("samples", None)
+        for value in document.values():
+            _drop_samples(value)
+    elif isinstance(document, list):
+        for value in document:
+            _drop_samples(value)
 
 
 def main() -> None:
