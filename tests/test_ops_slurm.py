@@ -170,6 +170,28 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_sa
     pd.testing.assert_series_equal(local_curve.val_loss, remote_curve.val_loss, rtol=THREAD_NOISE)
 
 
+@pytest.mark.slow
+def test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named(slurm, tmp_path):
+    spec = tmp_path / "cancelled.toml"
+    spec.write_text(LONG_RUN)
+    out = tmp_path / "slurm"
+    env = {**os.environ, **slurm.env}
+    sweep = subprocess.Popen(
+        [SCALE, "sweep", str(spec), "--executor", "slurm", "--out", str(out), "--retries", "0"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for_training(out, sweep)
+        job = next(p.name for p in (out / "slurm").iterdir() if p.is_dir())
+        subprocess.run(["scancel", job], check=True, env=env)  # killed: no signal to save on, no requeue
+        _, stderr = sweep.communicate(timeout=120)
+    finally:
+        sweep.kill()
+    log = out / "slurm" / job / f"{job}_0_log.err"
+    assert sweep.returncode == 1, stderr
+    assert f"slurm job {job} ended without a result; its log: {log}" in stderr and log.is_file(), stderr
+
+
 def _wait_for_training(out: Path, sweep: subprocess.Popen, timeout_s: float = 90.0) -> Path:
     """The run's directory once its curve has a point before the last (the job is mid-way through training)."""
     deadline = time.monotonic() + timeout_s
@@ -208,7 +230,10 @@ def test_slurm_options_without_the_slurm_executor_are_refused(tmp_path):
 
 @pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
 def test_a_slurm_that_does_not_answer_is_one_line_and_exit_2(dry, tmp_path):
-    env = {"SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    conf = tmp_path / "slurm.conf"  # a controller nobody runs (port 1), asked with a short timeout
+    conf.write_text("ClusterName=gone\nSlurmctldHost=localhost\nSlurmctldPort=1\nMessageTimeout=1\n"
+                    "NodeName=localhost CPUs=1\nPartitionName=p Nodes=localhost\n")  # fmt: skip
+    env = {"SLURM_CONF": str(conf)}
     args = ["sweep", TINY, "--executor", "slurm", "--out", tmp_path / "out", *(["--dry-run"] if dry else [])]
     result = scale_in_process(*args, env=env)
     assert result.returncode == 2 and result.stderr.startswith("error: --executor: slurm: "), result.stderr

@@ -140,13 +140,14 @@ class SlurmExecutor:
                 next_queue_check = now + QUEUE_CHECK_S
             for job_id, (job, future) in jobs.items():
                 if job.paths.result_pickle.exists():
+                    gone_since.pop(job_id, None)
                     self._finish(job_id, job, future)
                 elif queued is not None and job_id not in queued:
                     gone_since.setdefault(job_id, now)
+                    if now - gone_since[job_id] > MISSING_GRACE_S:
+                        self._fail(job_id, job, future, "ended without a result")
                 elif queued is not None:
                     gone_since.pop(job_id, None)  # back in the queue (requeued)
-                if now - gone_since.get(job_id, now) > MISSING_GRACE_S:
-                    self._fail(job_id, job, future, "ended without a result")
             self._stopping.wait(POLL_S)
 
     def _finish(self, job_id: str, job: Any, future: cf.Future) -> None:
