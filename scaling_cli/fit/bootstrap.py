@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_cli.errors import FitError
-from scaling_cli.fit import chinchilla, constrained, envelope, isoflop, kaplan, linear
+from scaling_cli.fit import chinchilla, constrained, envelope, isoflop, kaplan, kaplan_terms, linear
 from scaling_cli.fit.allocation import chinchilla_allocation
 from scaling_cli.fit.laws import chinchilla_derived, chinchilla_loss, kaplan_term, power_law
 
@@ -192,26 +192,41 @@ def _vector(params: dict, keys) -> list[float]:
 
 
 def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where: str) -> dict:
-    """Every Kaplan law refitted on resampled runs from the full fit's starts and its optimum, in the full
-    fit's conventions; L(C) also at `at_compute`. Each interval contains its point estimate."""
-    starts = {name: fitted[name]["vector"] for name in kaplan.VARIABLES}
-    choices = {name: fitted[name]["irreducible"] for name in kaplan.VARIABLES}
+    """Every Kaplan law refitted on resampled runs, in the full fit's conventions and with its held parameters:
+    each resample's rows for L(N), L(D) and L(C) are chosen as the full fit chose them, then all resamples of a
+    law are fitted together from their own starts and the full fit's optimum (kaplan_terms.fit_terms).
+    L(C) also at `at_compute`. Each interval contains its point estimate; a held parameter has none."""
     converted = "Kaplan" in fitted["settings"]["conventions"]["C"]
-
-    def refit(rows):
-        sample = points.iloc[rows]
-        frontier = None if converted else envelope.final_point_frontier(sample)
-        result = kaplan.fit_kaplan(
-            sample, frontier, irreducible=choices, where=where, starts=starts, kaplan_conventions=converted
+    base = (kaplan.kaplan_points(points)[0] if converted else points).reset_index(drop=True)
+    masks = kaplan.subset_masks(base, indices)
+    fixed = fitted.get("fixed") or {}
+    columns = []
+    for name, (variable, _, _) in kaplan.VARIABLES.items():
+        with_e = bool(fitted[name]["irreducible"])
+        log_x = np.log(base[variable].to_numpy(dtype=float))
+        theta, cost = kaplan_terms.fit_terms(
+            log_x,
+            base["loss"],
+            masks[name],
+            irreducible=with_e,
+            starts=[fitted[name]["vector"]],
+            held=kaplan.part_held(name, fixed),
         )
-        return [v for name in kaplan.VARIABLES for v in result[name]["params"].values()]
-
-    vectors, finite = _refit_each(indices, refit)
+        enough = _distinct_per_mask(log_x, masks[name]) >= (4 if with_e else 3)
+        theta[~(enough & np.isfinite(cost))] = np.nan
+        k, alpha, e = theta.T
+        with np.errstate(all="ignore"):
+            columns += [np.where(alpha > 0, np.exp(k / alpha), np.inf), alpha, e]  # X_c, alpha_X, E as stored
+    vectors = np.column_stack(columns)
+    finite = np.all(np.isfinite(vectors), axis=1)
     intervals, position = {}, 0
     for name in kaplan.VARIABLES:
         params = fitted[name]["params"]
+        held = {kaplan.VARIABLES[name][1] if k == "log_scale" else k for k in kaplan.part_held(name, fixed)}
+        held = {kaplan.VARIABLES[name][2] if k == "alpha" else k for k in held}
         intervals[name] = {
-            key: interval(vectors[finite, position + i], point=params[key]) for i, key in enumerate(params)
+            key: None if key in held else interval(vectors[finite, position + i], point=params[key])
+            for i, key in enumerate(params)
         }
         position += len(params)
     critical, exponent, irreducible = vectors[finite, -3:].T  # L_C's C_c, alpha_C, E
@@ -219,6 +234,14 @@ def bootstrap_kaplan(points, fitted: dict, indices, *, at_compute: float, where:
     point = kaplan_term(at_compute, c_law["C_c"], c_law["alpha_C"], c_law["E"])
     intervals["loss_at_C"] = interval(kaplan_term(at_compute, critical, exponent, irreducible), point=point)
     return {"intervals": intervals, "bootstrap": _summary(indices, vectors, finite, vectors[finite].tolist())}
+
+
+def _distinct_per_mask(log_x: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """How many distinct x values each mask's rows have."""
+    _, code = np.unique(np.round(log_x, 12), return_inverse=True)
+    one_hot = np.zeros((len(log_x), code.max() + 1))
+    one_hot[np.arange(len(log_x)), code] = 1.0
+    return ((masks.astype(float) @ one_hot) > 0).sum(axis=1)
 
 
 def bootstrap_linear(points, indices, *, where: str, fixed: dict | None = None) -> dict:

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit.laws import kaplan_loss
 from scaling_cli.fit.powerlaw import add_more, r2
 from scaling_cli.fit.law import Law, register
+from scaling_cli.fit.kaplan_terms import fit_terms
 from scaling_cli.fit.laws import kaplan_term
 
 VARIABLES = {"L_N": ("N", "N_c", "alpha_N"), "L_D": ("D", "D_c", "alpha_D"), "L_C": ("C", "C_c", "alpha_C")}
-E_FRACTIONS = (0.0, 0.5, 0.9)  # starting E as fractions of the lowest loss
 KINDS = {"L_N": "model size", "L_D": "token budget", "L_C": "frontier run"}  # what to add when a law has too few
 CONVERGED_DROP = 0.01  # a size's loss has converged when doubling its tokens lowered it by less than 1%
 
@@ -80,11 +79,13 @@ def largest_model_per_budget(points: pd.DataFrame) -> pd.DataFrame:
     return points.sort_values("N").groupby("D", sort=True).tail(1).sort_values("D")
 
 
-def fit_term(x, loss, *, irreducible: bool, where: str, what: str, starts=()) -> tuple[float, float, float]:
-    """(k, alpha, E) of loss = E + exp(k - alpha ln x), by least squares on log loss.
+def fit_term(
+    x, loss, *, irreducible: bool, where: str, what: str, starts=(), held: dict | None = None
+) -> tuple[float, float, float]:
+    """(k, alpha, E) of loss = E + exp(k - alpha ln x), by least squares on log loss (kaplan_terms.fit_terms).
 
-    `starts`, when given, are tried besides the default starting points (k, alpha, E): a bootstrap refit
-    searches as the full fit did, and from the full-data optimum too.
+    `starts`, when given, are tried besides the default starting points (k, alpha, E); `held` keeps any of
+    alpha, E and ln X_c ("log_scale") at a given value (--fix).
     """
     needed = 4 if irreducible else 3
     log_x = np.log(np.asarray(x, dtype=float))
@@ -93,32 +94,12 @@ def fit_term(x, loss, *, irreducible: bool, where: str, what: str, starts=()) ->
     if distinct < needed:
         fix = add_more(KINDS.get(what, "point"), distinct, needed)
         raise FitError(where, f"kaplan {what}", f"needs at least {needed} distinct points, got {distinct}: {fix}")
-    if not irreducible:
-        slope, intercept = np.polyfit(log_x, np.log(loss), 1)
-        return float(intercept), float(-slope), 0.0
-    ceiling = 0.99 * loss.min()
-
-    def residual(theta):
-        k, alpha, e = theta
-        return np.log(e + np.exp(np.minimum(k - alpha * log_x, 700.0))) - np.log(loss)
-
-    best = None
-    for start in [*_default_starts(log_x, loss, ceiling), *starts]:
-        start = np.clip(start, [-np.inf, 1e-6, 0.0], [np.inf, 10.0, ceiling])
-        result = least_squares(residual, start, bounds=([-np.inf, 0.0, 0.0], [np.inf, 10.0, ceiling]))
-        if best is None or result.cost < best.cost:
-            best = result
-    if best.status <= 0:
-        raise FitError(where, f"kaplan {what}", f"did not converge: {best.message}")
-    k, alpha, e = best.x
+    mask = np.ones((1, len(loss)), dtype=bool)
+    theta, cost = fit_terms(log_x, loss, mask, irreducible=irreducible, starts=starts, held=held)
+    if not np.isfinite(cost[0]):
+        raise FitError(where, f"kaplan {what}", "did not converge from any start")
+    k, alpha, e = theta[0]
     return float(k), float(alpha), float(e)
-
-
-def _default_starts(log_x, loss, ceiling):
-    for fraction in E_FRACTIONS:
-        e = fraction * ceiling
-        slope, intercept = np.polyfit(log_x, np.log(loss - e), 1)
-        yield np.array([intercept, max(-slope, 1e-3), e])
 
 
 def term_params(k: float, alpha: float, e: float, variable: str) -> dict[str, float]:
@@ -137,6 +118,7 @@ def fit_kaplan(
     where: str,
     starts=None,
     kaplan_conventions: bool = True,
+    fixed: dict | None = None,
 ) -> dict:
     """All three laws; `starts` maps each law to a (k, alpha, E) vector tried besides the default starts.
 
@@ -144,6 +126,7 @@ def fit_kaplan(
     found again in them (a given `frontier` is then not used); without, `frontier` (or the points' own) is used.
     irreducible=True fits E in every law that has at least 4 distinct points and leaves it out (E = 0)
     in a law with only 3, recording the choice per law; a dict {law: bool} fixes the choice per law.
+    `fixed` holds parameters by their --fix names (alpha_N, N_c, L_N.E, ...; see FIXABLE).
     """
     conventions = {"N": "N as the table gives it", "C": "the table's C"}
     if kaplan_conventions:
@@ -153,16 +136,17 @@ def fit_kaplan(
         from scaling_cli.fit.envelope import final_point_frontier
 
         frontier = final_point_frontier(points)
-    size_points, size_rule = size_law_points(points)
-    subsets = {"L_N": size_points, "L_D": largest_model_per_budget(points), "L_C": frontier}
-    result = {name: _fit_law(name, subset, irreducible, where, starts) for name, subset in subsets.items()}
+    size_rule = size_law_points(points)[1]
+    subsets = {**law_subsets(points), "L_C": frontier}
+    result = {name: _fit_law(name, subset, irreducible, where, starts, fixed) for name, subset in subsets.items()}
+    result["fixed"] = dict(fixed or {})
     result["r2"] = r2(np.log(points["loss"]), np.log(kaplan_loss(result, points["N"], points["D"])))
     result["settings"] = {
         "irreducible": irreducible if isinstance(irreducible, bool) else "per law",
         "loss": "squared residuals of log loss",
         "conventions": conventions,
         "L_N": size_rule,
-        "L_N_sizes": [float(v) for v in size_points["N"]],
+        "L_N_sizes": [float(v) for v in subsets["L_N"]["N"]],
         "L_D": "largest model at each token budget",
         "L_C": "compute-efficient frontier, in Kaplan's C",
         "run_prediction": "Kaplan-form: eq. 1.5 from L_N and L_D plus an E, the mean of their E "
@@ -171,11 +155,51 @@ def fit_kaplan(
     return result
 
 
-def _fit_law(name: str, subset: pd.DataFrame, irreducible, where: str, starts) -> dict:
+def law_subsets(points: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The rows each law is fitted on: L(N) the size rule's, L(D) the largest model per budget, L(C) the frontier."""
+    from scaling_cli.fit.envelope import final_point_frontier
+
+    return {
+        "L_N": size_law_points(points)[0],
+        "L_D": largest_model_per_budget(points),
+        "L_C": final_point_frontier(points),
+    }
+
+
+def subset_masks(points: pd.DataFrame, indices) -> dict[str, np.ndarray]:
+    """Per resample (a row of `indices`), which of `points`' rows each law is fitted on: (B, n) masks."""
+    masks = {name: np.zeros((len(indices), len(points)), dtype=bool) for name in VARIABLES}
+    for b, rows in enumerate(indices):
+        for name, subset in law_subsets(points.iloc[rows]).items():
+            masks[name][b, points.index.get_indexer(subset.index)] = True
+    return masks
+
+
+FIXABLE = tuple(  # --fix names: each law's exponent and scale, and its E as L_N.E, L_D.E, L_C.E
+    name for part, (_, critical, exponent) in VARIABLES.items() for name in (exponent, critical, f"{part}.E")
+)
+
+
+def part_held(name: str, fixed: dict | None) -> dict:
+    """The --fix values of one law (L_N, L_D or L_C) as fit_terms holds them: alpha, E, ln X_c."""
+    _, critical, exponent = VARIABLES[name]
+    fixed = fixed or {}
+    held = {"alpha": fixed.get(exponent), "E": fixed.get(f"{name}.E")}
+    if critical in fixed:
+        held["log_scale"] = float(np.log(fixed[critical])) if fixed[critical] > 0 else float("nan")
+    return {key: float(value) for key, value in held.items() if value is not None}
+
+
+def _fit_law(name: str, subset: pd.DataFrame, irreducible, where: str, starts, fixed=None) -> dict:
     variable = VARIABLES[name][0]
-    with_e = _with_irreducible(irreducible, name, subset[variable])
+    held = part_held(name, fixed)
+    if not all(np.isfinite(v) for v in held.values()) or held.get("E", 0.0) < 0 or held.get("alpha", 0.0) < 0:
+        raise FitError(where, f"--fix {name}", f"held values must be finite, E and alpha >= 0, X_c > 0: {held}")
+    with_e = _with_irreducible(irreducible, name, subset[variable]) or "E" in held
     extra = [starts[name]] if starts else []
-    k, alpha, e = fit_term(subset[variable], subset["loss"], irreducible=with_e, where=where, what=name, starts=extra)
+    k, alpha, e = fit_term(
+        subset[variable], subset["loss"], irreducible=with_e, where=where, what=name, starts=extra, held=held
+    )
     predicted = e + np.exp(k - alpha * np.log(subset[variable].to_numpy(dtype=float)))
     return {
         "params": term_params(k, alpha, e, name),
@@ -206,10 +230,19 @@ class KaplanLaw(Law):
 
         return kaplan_problems(fitted)
 
+    def fixable(self) -> tuple[str, ...]:
+        return FIXABLE
+
     def fit(self, points, options, where: str) -> dict:
         from scaling_cli.fit.envelope import final_point_frontier
 
-        return fit_kaplan(points, final_point_frontier(points), irreducible=options.irreducible, where=where)
+        return fit_kaplan(
+            points,
+            final_point_frontier(points),
+            irreducible=options.irreducible,
+            where=where,
+            fixed=self.held(options),
+        )
 
     def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
         from scaling_cli.fit.bootstrap import bootstrap_kaplan
