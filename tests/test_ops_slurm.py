@@ -67,6 +67,24 @@ def slurm(tmp_path_factory):
         yield cluster
 
 
+def test_command_line_options_override_the_spec_slurm_table_and_become_sbatch_parameters(tmp_path):
+    from scaling_cli.executors import slurm_options_for
+    from scaling_cli.spec import load_spec
+
+    spec = tmp_path / "cluster.toml"
+    spec.write_text(TINY.read_text() + '\n[slurm]\npartition = "gpu"\ntime = 120\naccount = "lab"\n')
+    table = load_spec(spec).slurm
+    chosen = slurm_options_for(table, {"partition": None, "time": 1, "cpus_per_task": 4})
+    assert (chosen.partition, chosen.time, chosen.account, chosen.cpus_per_task) == ("gpu", 1, "lab", 4)
+    pytest.importorskip("submitit")
+    from scaling_cli.executors.slurm import sbatch_parameters
+
+    parameters = sbatch_parameters(chosen)
+    assert parameters["partition"] == "gpu" and parameters["account"] == "lab" and parameters["time"] == 1
+    assert parameters["signal_delay_s"] == 30 and "gpus_per_task" not in parameters  # a 1-minute job: warned at 30 s
+    assert sbatch_parameters(table)["signal_delay_s"] == 90
+
+
 @pytest.mark.slow
 def test_a_sweep_on_slurm_writes_the_local_rows_exactly_once(slurm, tiny_sweep, tmp_path):
     out = tmp_path / "slurm"
