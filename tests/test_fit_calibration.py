@@ -57,6 +57,7 @@ def test_prediction_intervals_cover_held_out_chinchilla_runs_at_their_stated_rat
     coverage = float(inside.mean())
     median_width = float(((scored["high"] - scored["low"]) / scored["pred"]).median())
     # Measured: see the README's "How far to trust a prediction" for the numbers this asserts around.
+    print(f"calibration: coverage {coverage:.1%} of {len(scored)} runs, median width {median_width:.2%}")
     assert len(scored) >= 40 and scored["C_ratio"].max() > 10
     assert 0.80 <= coverage <= 0.99, f"coverage {coverage:.2f} over {len(scored)} runs"
     assert median_width < 0.15, f"median interval width {median_width:.1%} of the prediction"
