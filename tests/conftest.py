@@ -82,7 +82,9 @@ class Ran:
 def scale_in_process(*args: str, cwd: Path | None = None, env: dict | None = None) -> Ran:
     """Run `scale` through its console-script entry point in this process, with typer's CliRunner swapping
     stdout, stderr and the environment: the exit code and output of the installed script without a new
-    interpreter. Only for commands that train nothing (a sweep's workers and signals need a real process)."""
+    interpreter. A sweep run here trains in workers forked from the forkserver this process starts once, so
+    the tests' sweeps share its imports; keep a real process where the boundary is the point (kill -9, Ctrl-C,
+    two sweeps at once, the umask, the installed script's exit codes)."""
     from typer.testing import CliRunner
 
     from scaling_cli.cli import main

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_scale
+from conftest import scale_in_process
 
 from scaling_cli.cli.render import LOG_WIDTH, axes_label, run_line, varying_axes
 from scaling_cli.divergence import blown_up, loss_limit
@@ -77,7 +77,7 @@ def test_fit_leaves_out_done_rows_past_the_limit_as_diverged(tmp_path):
 
 def test_bad_table_values_are_named_by_row_and_column(tmp_path):
     table = write_bad_table(tmp_path / "table.csv")
-    result = run_scale("fit", table, *FIT_FAST)
+    result = scale_in_process("fit", table, *FIT_FAST)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines == [
@@ -91,11 +91,11 @@ def test_skip_bad_rows_leaves_them_out_and_each_table_keeps_its_own_fit(tmp_path
     bad = write_bad_table(tmp_path / "bad.csv")
     good = tmp_path / "good.csv"
     pd.DataFrame(chinchilla_rows()).to_csv(good, index=False)
-    result = run_scale("fit", bad, *FIT_FAST, "--skip-bad-rows")
+    result = scale_in_process("fit", bad, *FIT_FAST, "--skip-bad-rows")
     assert result.returncode == 0, result.stderr
     assert "left out row 7, params: 'abc' is not a number" in result.stdout
     assert "left out row 12, params: -5000000.0 is not a positive number" in result.stdout
-    assert run_scale("fit", good, *FIT_FAST).returncode == 0
+    assert scale_in_process("fit", good, *FIT_FAST).returncode == 0
     bad_fit = json.loads((tmp_path / "bad.fit.json").read_text())
     good_fit = json.loads((tmp_path / "good.fit.json").read_text())
     assert bad_fit["rows"]["excluded"]["non_finite"] == 3 and bad_fit["rows"]["used"] == 17
@@ -106,12 +106,12 @@ def test_skip_bad_rows_leaves_them_out_and_each_table_keeps_its_own_fit(tmp_path
 def test_out_is_a_directory_unless_it_names_the_commands_file(tmp_path):
     table = tmp_path / "runs.csv"
     pd.DataFrame(chinchilla_rows()).to_csv(table, index=False)
-    assert run_scale("fit", table, *FIT_FAST, "--out", tmp_path / "new" / "dir").returncode == 0
+    assert scale_in_process("fit", table, *FIT_FAST, "--out", tmp_path / "new" / "dir").returncode == 0
     assert (tmp_path / "new" / "dir" / "runs.fit.json").is_file()
-    assert run_scale("fit", table, *FIT_FAST, "--out", tmp_path / "named.json").returncode == 0
+    assert scale_in_process("fit", table, *FIT_FAST, "--out", tmp_path / "named.json").returncode == 0
     assert (tmp_path / "named.json").is_file()
     (tmp_path / "a_file").write_text("x")
-    refused = run_scale("fit", table, *FIT_FAST, "--out", tmp_path / "a_file")
+    refused = scale_in_process("fit", table, *FIT_FAST, "--out", tmp_path / "a_file")
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
         f"error: {tmp_path / 'a_file'}: --out: not a directory; give a directory or a file name ending in .json"
@@ -132,7 +132,7 @@ def test_tables_in_a_log_are_at_most_120_columns(tmp_path, capsys):
     assert wide and max(len(line) for line in wide) <= LOG_WIDTH == 120
     csv = tmp_path / "runs.csv"
     pd.DataFrame(chinchilla_rows()).to_csv(csv, index=False)
-    result = run_scale("fit", csv, "--law", "linear,kaplan", "--bootstrap", "0", "--backtest")
+    result = scale_in_process("fit", csv, "--law", "linear,kaplan", "--bootstrap", "0", "--backtest")
     assert result.returncode == 0, result.stderr
     table_lines = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert len(table_lines) > 10 and max(len(line) for line in table_lines) <= 120

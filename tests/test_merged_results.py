@@ -3,7 +3,7 @@ last), and a spec.toml that cannot be read is refused in one line instead of ski
 
 from __future__ import annotations
 
-from conftest import TINY, run_scale
+from conftest import TINY, scale_in_process
 
 from scaling_cli.store import Store
 
@@ -31,7 +31,7 @@ def test_a_directory_from_before_specs_keeps_the_spec_it_held(tmp_path):
 def test_a_merged_sweep_remembers_both_grids(tiny_results, tmp_path):
     fewer = tmp_path / "fewer.toml"
     fewer.write_text(TINY.read_text().replace("d_model = [16, 32, 48]", "d_model = [16, 32]"))
-    result = run_scale("sweep", fewer, "--out", tiny_results)
+    result = scale_in_process("sweep", fewer, "--out", tiny_results)
     assert result.returncode == 0, result.stderr
     assert "0 added" in result.stdout, result.stdout  # every run of the smaller grid is trained already
     assert Store(tiny_results).specs() == [TINY.read_text(), fewer.read_text()]
@@ -40,7 +40,7 @@ def test_a_merged_sweep_remembers_both_grids(tiny_results, tmp_path):
 def test_an_unreadable_spec_toml_is_refused_in_one_line(tiny_results):
     (tiny_results / "spec.toml").write_text('name = "markov-tiny\n')
     attempts = sorted(p.read_text() for p in tiny_results.glob("runs/*/attempts.jsonl"))
-    result = run_scale("sweep", TINY, "--out", tiny_results)
+    result = scale_in_process("sweep", TINY, "--out", tiny_results)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith(f"error: {tiny_results}: spec.toml: unreadable"), result.stderr

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SCALE, run_scale
+from conftest import REPO, SCALE, scale_in_process
 
 TINY = REPO / "sweeps" / "markov-tiny.toml"
 
 
-def sweep_with_umask(out: Path, umask: int, *extra: str) -> subprocess.CompletedProcess:
-    command = f"umask {umask:03o} && exec {SCALE} sweep {TINY} --out {out} --workers 2 {' '.join(extra)}"
+def sweep_with_umask(out: Path, umask: int, *extra: str, spec: Path = TINY) -> subprocess.CompletedProcess:
+    # A real process: the umask is the process's, and the sweep's workers must follow the sweep's.
+    command = f"umask {umask:03o} && exec {SCALE} sweep {spec} --out {out} --workers 2 {' '.join(extra)}"
     return subprocess.run(["sh", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -26,8 +27,18 @@ def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
 
+def current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @pytest.fixture(scope="module")
-def default_sweep(tmp_path_factory):
+def default_sweep(tiny_sweep, tmp_path_factory):
+    """markov-tiny swept with default options under the default umask 022: the session's sweep, which ran as
+    a subprocess of this one (under its umask), else a sweep of its own."""
+    if current_umask() == 0o022:
+        return tiny_sweep
     out = tmp_path_factory.mktemp("disk") / "tiny"
     result = sweep_with_umask(out, 0o022)
     assert result.returncode == 0, result.stderr
@@ -56,8 +67,10 @@ def test_a_sweep_log_shows_each_runs_progress_and_the_sweep_eta(default_sweep):
 
 
 def test_keep_checkpoints_keeps_them_and_a_group_writable_umask_is_respected(tmp_path):
+    one_width = tmp_path / "one-width.toml"  # one WSD unit: a trunk and its cooldown branch
+    one_width.write_text(TINY.read_text().replace("d_model = [16, 32, 48]", "d_model = [16]"))
     out = tmp_path / "kept"
-    result = sweep_with_umask(out, 0o002, "--keep-checkpoints")
+    result = sweep_with_umask(out, 0o002, "--keep-checkpoints", spec=one_width)
     assert result.returncode == 0, result.stderr
     run_dirs = [p for p in (out / "runs").iterdir() if p.is_dir()]
     assert all((d / "checkpoint.pt").is_file() for d in run_dirs)
@@ -86,7 +99,7 @@ def test_status_shows_how_far_an_interrupted_run_got(tmp_path):
     finally:
         os.kill(sweep.pid, signal.SIGKILL)
         sweep.wait()
-    shown = run_scale("status", out)
+    shown = scale_in_process("status", out)
     assert shown.returncode == 0, shown.stderr
     line = next(line for line in shown.stdout.splitlines() if line.startswith("interrupted"))
     assert "step " in line and "/3906 " in line and "checkpoint at step " in line, shown.stdout

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, scale_in_process
 
 from scaling_cli.errors import SpecError
 from scaling_cli.plan import BF16_MAX_SLOWDOWN, load_sweep
@@ -39,7 +39,7 @@ def assert_one_line_exit_2(result, *words: str) -> None:
 def test_an_unknown_data_set_is_rejected_with_the_nearest_name(tmp_path, dry_run):
     spec = variant(tmp_path, ('dataset = "markov"', 'dataset = "shakespear"'))
     out = tmp_path / "out"
-    result = run_scale("sweep", spec, "--out", out, *(["--dry-run"] if dry_run else []))
+    result = scale_in_process("sweep", spec, "--out", out, *(["--dry-run"] if dry_run else []))
     assert_one_line_exit_2(result, "dataset", "'shakespear'", "did you mean 'shakespeare'?")
     assert not out.exists()
 
@@ -49,17 +49,17 @@ def test_an_unknown_data_set_is_rejected_with_the_nearest_name(tmp_path, dry_run
 def test_a_device_this_machine_lacks_is_rejected_before_any_run(tmp_path, dry_run):
     spec = variant(tmp_path, ('device = "cpu"', 'device = "cuda"'))
     out = tmp_path / "out"
-    result = run_scale("sweep", spec, "--out", out, *(["--dry-run"] if dry_run else []))
+    result = scale_in_process("sweep", spec, "--out", out, *(["--dry-run"] if dry_run else []))
     assert_one_line_exit_2(result, "device", "'cuda' is not available")
     assert not out.exists()
 
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_unless_forced(tmp_path):
     spec = variant(tmp_path, ("d_model = [16, 32, 48]", "d_model = [16, 65536]"), ("head_dim = 16", "head_dim = 64"))
-    refused = run_scale("sweep", spec, "--out", tmp_path / "out", "--dry-run")
+    refused = scale_in_process("sweep", spec, "--out", tmp_path / "out", "--dry-run")
     assert_one_line_exit_2(refused, "cannot fit in memory", "d_model=65536", "--force")
     assert "memory" in refused.stdout  # the plan shows each run's estimate
-    assert run_scale("sweep", spec, "--out", tmp_path / "out", "--dry-run", "--force").returncode == 0
+    assert scale_in_process("sweep", spec, "--out", tmp_path / "out", "--dry-run", "--force").returncode == 0
     assert not (tmp_path / "out").exists()
 
 
@@ -72,7 +72,7 @@ def test_out_of_memory_is_recorded_once_and_never_retried(tmp_path):
         ("tokens = [12_288, 24_576]", "tokens = [24_576]"),
     )
     out = tmp_path / "out"
-    result = run_scale("sweep", spec, "--out", out, "--force", "--retries", "2")
+    result = scale_in_process("sweep", spec, "--out", out, "--force", "--retries", "2")
     assert result.returncode == 1, result.stderr
     assert "retry" not in result.stdout and "can't allocate memory" in result.stdout
     (run_dir,) = [p for p in (out / "runs").iterdir() if p.is_dir()]
@@ -83,7 +83,7 @@ def test_out_of_memory_is_recorded_once_and_never_retried(tmp_path):
 def test_results_directory_that_cannot_be_created_is_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = run_scale("sweep", TINY, "--out", blocker / "results")
+    result = scale_in_process("sweep", TINY, "--out", blocker / "results")
     assert_one_line_exit_2(result, "not writable")
     assert blocker.read_text() == "not a directory"
 
@@ -94,8 +94,8 @@ def test_a_read_only_results_directory_is_one_line_for_sweep_and_dry_run(tmp_pat
     out.mkdir()
     out.chmod(0o555)
     try:
-        assert_one_line_exit_2(run_scale("sweep", TINY, "--out", out), "not writable")
-        assert run_scale("sweep", TINY, "--out", out, "--dry-run").returncode == 0
+        assert_one_line_exit_2(scale_in_process("sweep", TINY, "--out", out), "not writable")
+        assert scale_in_process("sweep", TINY, "--out", out, "--dry-run").returncode == 0
         assert list(out.iterdir()) == []
     finally:
         out.chmod(0o755)

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import REPO, copy_results, run_scale
+from conftest import REPO, copy_results, scale_in_process
 
 from scaling_cli.store import Store
 from scaling_cli.store_status import status
@@ -96,13 +96,13 @@ def finished(tiny_sweep, tmp_path_factory):
 def test_status_reports_a_damaged_table_and_a_rerun_restores_it(finished, damage):
     out, (runs_before, curves_before) = finished
     damage(out)
-    shown = run_scale("status", out)
+    shown = scale_in_process("status", out)
     assert shown.returncode == 0, shown.stderr
     assert "disagree" in shown.stdout and "rerun" in shown.stdout, shown.stdout
-    rerun = run_scale("sweep", TINY, "--out", out)
+    rerun = scale_in_process("sweep", TINY, "--out", out)
     assert rerun.returncode == 0, rerun.stderr
     assert "rebuilt" in rerun.stdout
     runs_after, curves_after = tables(Store(out))
     pd.testing.assert_frame_equal(runs_after, runs_before)
     pd.testing.assert_frame_equal(curves_after, curves_before)
-    assert "disagree" not in run_scale("status", out).stdout
+    assert "disagree" not in scale_in_process("status", out).stdout

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, scale_in_process
 
 from scaling_cli.executors.local import LocalExecutor
 from scaling_cli.plan import load_sweep
@@ -64,7 +64,9 @@ def test_cores_for_a_unit_follow_what_is_free():
 
 
 def test_each_start_records_the_threads_it_trained_with(tmp_path):
-    pair = run_scale("sweep", spec(tmp_path, "[32]", 128, "[1e-2, 3e-3]"), "--out", tmp_path / "pair", "--workers", "2")
+    pair = scale_in_process(
+        "sweep", spec(tmp_path, "[32]", 128, "[1e-2, 3e-3]"), "--out", tmp_path / "pair", "--workers", "2"
+    )
     assert pair.returncode == 0, pair.stderr
     given = [t for attempts in threads_per_run(tmp_path / "pair").values() for t in attempts]
     assert len(given) == 2 and all(1 <= t <= max(1, CORES // 2) for t in given)  # two units share the cores

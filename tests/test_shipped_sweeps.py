@@ -1,6 +1,6 @@
 """Every spec the repository ships in sweeps/ plans without error, and each CPU spec, shrunk to its first two
 widths, budgets, learning rates and data sets and to a few dozen steps, trains, fits and plots through `scale`
-without a traceback. The sweeps that train run as real processes; planning, fitting and plotting in-process."""
+without a traceback. All in-process: the sweeps' workers come from the forkserver the test process starts once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 import torch
-from conftest import REPO, run_scale, scale_in_process
+from conftest import REPO, scale_in_process
 
 SPECS = sorted((REPO / "sweeps").glob("*.toml"))
 CPU_SPECS = [spec for spec in SPECS if tomllib.loads(spec.read_text()).get("device", "cpu") == "cpu"]
@@ -102,7 +102,7 @@ def test_shrunk_cpu_spec_trains_fits_and_plots(spec, tmp_path):
     shrunk = tmp_path / spec.name
     shrunk.write_text(shrink(spec.read_text()))
     out = tmp_path / "out"
-    _no_traceback(run_scale("sweep", shrunk, "--out", out), f"scale sweep {spec.name} (shrunk)")
+    _no_traceback(scale_in_process("sweep", shrunk, "--out", out), f"scale sweep {spec.name} (shrunk)")
     _no_traceback(scale_in_process("fit", out, "--bootstrap", "10"), f"scale fit {spec.name} (shrunk)")
     assert (out / "fit.json").is_file()
     _no_traceback(scale_in_process("plot", out, "--out", tmp_path / "figures"), f"scale plot {spec.name} (shrunk)")

@@ -1,5 +1,6 @@
-"""`scale sweep` end to end on sweeps/markov-tiny.toml, through real subprocesses and real training: tables,
-reruns, kill -9 and resume, two sweeps at once, a crashing run, the plan, and the Ray executor."""
+"""`scale sweep` end to end on sweeps/markov-tiny.toml with real training: tables, reruns, kill -9 and resume,
+two sweeps at once, a crashing run, the plan, and the Ray executor. Real subprocesses where the process boundary
+is the point (kill -9, two sweeps at once, Ray); the other commands in-process."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, SCALE, copy_results, run_scale
+from conftest import REPO, SCALE, copy_results, run_scale, scale_in_process
 
 from scaling_cli.plan import load_sweep
 from scaling_cli.store import Store
@@ -107,19 +108,19 @@ def test_rerun_trains_nothing(baseline):
     out, _ = baseline
     rows_before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")}
     curves_before = {p: p.read_bytes() for p in out.glob("runs/*/curve.jsonl")}
-    result = run_scale("sweep", TINY, "--out", out)
+    result = scale_in_process("sweep", TINY, "--out", out)
     assert result.returncode == 0, result.stderr
     assert {p: p.read_bytes() for p in out.glob("runs/*/curve.jsonl")} == curves_before
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/row.json")} == rows_before
     assert all(len(lines) == 1 for lines in attempts(out).values())
-    status = run_scale("status", out, "--summary")
+    status = scale_in_process("status", out, "--summary")
     assert status.returncode == 0, status.stderr
     assert "6 done" in status.stdout and "runs.parquet" in status.stdout
 
 
 def test_dry_run_shows_states_and_saved_compute(baseline):
     out, _ = baseline
-    result = run_scale("sweep", TINY, "--out", out, "--dry-run")
+    result = scale_in_process("sweep", TINY, "--out", out, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(" done ") == 6
     assert "saves" in result.stdout and "estimated wall time" in result.stdout
@@ -208,7 +209,7 @@ def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
     units = build_units(load_sweep(TINY).runs())
     doomed = units[0]
     out = tmp_path / "out"
-    result = run_scale(
+    result = scale_in_process(
         "sweep", TINY, "--out", out, "--workers", "2", "--retries", "1", env={"SCALE_FAIL_RUNS": doomed.unit_id}
     )
     assert result.returncode == 1
@@ -219,7 +220,7 @@ def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
     assert len(Store(out).attempts(doomed.unit_id)) == 2
     assert set(runs.drop(index=doomed_ids).status) == {"done"} and len(runs) == 6
     assert f"failed {doomed.unit_id}" in result.stderr
-    status = run_scale("status", out)
+    status = scale_in_process("status", out)
     assert status.returncode == 0 and "2 failed" in status.stdout and "injected failure" in status.stdout
 
 
