@@ -33,9 +33,9 @@ demo: install ## Sweep, fit, plot and report sweeps/demo.toml (Shakespeare), the
 
 docs: demo ## Regenerate the README's figures, excerpt and quoted numbers (demo, known-answer, data-quality and repeat sweeps; reruns train nothing).
 	$(BIN)/scale sweep sweeps/data-quality.toml --out results/data-quality --workers 2
-	$(BIN)/scale fit results/data-quality --by dataset --law chinchilla,envelope
+	$(BIN)/scale fit results/data-quality --by dataset
 	$(BIN)/scale sweep sweeps/repeat.toml --out results/repeat --workers 2
-	$(BIN)/scale fit results/repeat --by dataset --law chinchilla,envelope
+	$(BIN)/scale fit results/repeat --by dataset
 	$(BIN)/scale fit results/repeat --law constrained --out results/repeat/constrained.fit.json
 	$(BIN)/scale sweep sweeps/lr-transfer.toml --out results/lr-transfer --workers 2
 	$(BIN)/python docs/make_docs.py
