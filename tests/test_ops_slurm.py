@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -169,7 +170,7 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_sa
     finished = time.monotonic()
     assert sweep.returncode == 0, stderr + (out / "slurm" / job / f"{job}_0_log.err").read_text()
     attempts = Store(out).attempts(run_dir.name)
-    log = (out / "slurm" / job / f"{job}_0_log.out").read_text()
+    log = "".join((out / "slurm" / job / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
     print(
         f"requeue: first curve point {signalled - started:.1f} s after submitting, row {finished - signalled:.1f} s "
         f"after the signal, {len(attempts)} attempts\n{stdout}"
@@ -199,9 +200,11 @@ def test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named(slur
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        _wait_for_training(out, sweep)
+        run_dir = _wait_for_training(out, sweep)
         job = next(p.name for p in (out / "slurm").iterdir() if p.is_dir())
-        subprocess.run(["scancel", job], check=True, env=env)  # killed: no signal to save on, no requeue
+        # The job's Python killed as the kernel's OOM killer would: no signal to save on, no result, no requeue.
+        # (scancel without cgroups killed srun but once left the task running to the end.)
+        os.kill(Store(out).attempts(run_dir.name)[-1]["pid"], signal.SIGKILL)
         _, stderr = sweep.communicate(timeout=120)
     finally:
         sweep.kill()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import logging
 import shutil
 import signal
 import subprocess
@@ -62,7 +63,7 @@ class SlurmUnit(submitit.helpers.Checkpointable):
             return fn(task)
         except StopRequested as stop:
             signal.alarm(0)
-            print(f"scale: {stop}; requeueing", flush=True)
+            logging.getLogger("submitit").warning(f"scale: {stop}; requeueing")  # into the job's log
             requeue(warning, None)  # submitit: pickle this call again, scontrol requeue, exit
             raise
         finally:
