@@ -19,6 +19,7 @@ from scaling_cli.fit.allocation import chinchilla_allocation, compute_of
 from scaling_cli.fit.design import (
     MIN_EXPONENT,
     Design,
+    additive_cost,
     greedy_design,
     identification_problem,
     interval_factor,
@@ -132,7 +133,7 @@ def suggest(
         n, d = _table_candidates(n0, d0, extension, reach_below)
         fresh = np.arange(len(n))
         costs = compute_of(convention, n, d)
-        cost_of = lambda rows: float(costs[list(rows)].sum()) if rows else 0.0  # noqa: E731
+        cost_of = additive_cost(costs)
         row_scale = 1.0
 
     def moves(chosen):  # any one candidate run (a cell: its lrs, seeds, ...) not chosen or done yet

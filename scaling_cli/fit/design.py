@@ -286,8 +286,7 @@ def interval_factor(variance: float) -> float:
 
 
 def target_variances(precision: np.ndarray, gradients: np.ndarray) -> np.ndarray:
-    covariance = np.linalg.inv(precision)
-    return np.einsum("...ki,...ij,...kj->...k", gradients, covariance, gradients)
+    return _quadratic(np.linalg.inv(precision), gradients)
 
 
 def single_runs(chosen: frozenset, count: int) -> list[tuple[int, ...]]:
@@ -309,8 +308,9 @@ def greedy_design(
     The criterion is sum_t weights[t] * ln(mean over linearisations of Var(target t)): the log of the
     expected squared width, so halving one interval counts the same wherever it starts, and linearisations
     where a direction is lost (a reweighting without the run it rests on) weigh in. `cost_of(rows)`
-    is the compute of a set of rows (not always a sum: WSD branches share their trunk); `moves(chosen)` lists
-    the sets that may be added next (default: any single candidate).
+    is the compute of a set of rows (not always a sum: WSD branches share their trunk; an AdditiveCost is
+    priced without a call per candidate); `moves(chosen)` lists the sets that may be added next (default:
+    any single candidate).
 
     Gain per FLOP favours cheap runs, and the first move decides much (on a grid it fixes a size and a
     budget), so the greedy also starts from each of the `first_moves` affordable first moves with the largest
@@ -321,117 +321,179 @@ def greedy_design(
     gradients = np.stack([lin.gradients for lin in linearisations])
     weights = np.ones(gradients.shape[1]) if weights is None else np.asarray(weights, dtype=float)
     moves = moves or (lambda chosen: single_runs(chosen, jacobian.shape[1]))
-    state = _State(precision, jacobian, gradients, sigma, weights, budget, cost_of, moves)
-    start = state.variances(precision)
-    best = state.grow(frozenset(), precision, 0.0, [])
-    for rows in state.largest_first_moves(precision, first_moves):
-        design = state.grow(frozenset(), precision, 0.0, [], forced=rows)
+    state = _State(budget, cost_of, moves)
+    start = _Posterior(precision, jacobian, gradients, fit_variance(sigma), weights)
+    best = state.grow(start)
+    for rows in state.largest_first_moves(start, first_moves):
+        design = state.grow(start, forced=rows)
         if design[0] < best[0]:
             best = design
-    return Design(start_variances=tuple(float(v) for v in start[0]), steps=tuple(best[1]), budget=float(budget))
+    return Design(
+        start_variances=tuple(float(v) for v in start.variances[0]), steps=tuple(best[1]), budget=float(budget)
+    )
+
+
+class _Posterior:
+    """The linearisations after a set of rows: precisions, covariances and, per open candidate row, what adding
+    it would change (j^T Cov j, and g^T Cov j for each weighted target). Adding a row updates these by rank one
+    (Sherman-Morrison) in O(K m 5), in place (K x m temporaries cost more in page faults than in arithmetic),
+    rather than recomputing them in O(K m 25); the precision is inverted afresh, so reported variances are exact.
+    """
+
+    def __init__(self, precision, jacobian, gradients, noise, weights):
+        self.jacobian, self.gradients, self.noise = jacobian, gradients, noise
+        self.scored = np.flatnonzero(weights)  # a target of weight 0 adds exactly 0 to the criterion
+        self.weights = weights[self.scored]
+        self.columns = np.ascontiguousarray(jacobian.transpose(0, 2, 1))  # (K, 5, m)
+        self.precision, self.covariance = precision, np.linalg.inv(precision)  # (K, 5, 5) each
+        self.variances = _quadratic(self.covariance, gradients)  # (K, t)
+        self.scratch = np.empty(jacobian.shape[0] * jacobian.shape[1])
+        # only the rows that can still be chosen are followed: `tracked` lists them, `where` finds their column
+        self.tracked, self.where = np.arange(jacobian.shape[1]), np.arange(jacobian.shape[1])
+        self.row_variance, self.target_row = self._exact(self.tracked)  # (K, m), (K, t, m)
+
+    def _exact(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """j^T Cov j (K, r) and g^T Cov j (K, t, r) of `rows` from the covariance."""
+        block = self.jacobian[:, rows]
+        cov_rows = block @ self.covariance.transpose(0, 2, 1)  # (K, r, 5)
+        targets = self.gradients[:, self.scored] @ cov_rows.transpose(0, 2, 1)
+        return np.einsum("kmi,kmi->km", cov_rows, block), np.ascontiguousarray(targets)
+
+    def copy(self) -> _Posterior:
+        twin = object.__new__(_Posterior)
+        twin.__dict__.update(self.__dict__)
+        twin.row_variance, twin.target_row = self.row_variance.copy(), self.target_row.copy()
+        twin.where, twin.scratch = self.where.copy(), np.empty_like(self.scratch)
+        return twin
+
+    def track(self, rows: np.ndarray) -> None:
+        """Follow exactly `rows` from now on (the moves still open), computing any not followed so far."""
+        if np.array_equal(rows, self.tracked):
+            return
+        found = self.where[rows]
+        new = found < 0  # not followed since an earlier step: computed from the covariance
+        row_variance = np.take(self.row_variance, np.where(new, 0, found), axis=1)
+        target_row = np.take(self.target_row, np.where(new, 0, found), axis=2)
+        if new.any():
+            row_variance[:, new], target_row[:, :, new] = self._exact(rows[new])
+        self.row_variance, self.target_row, self.tracked = row_variance, target_row, rows
+        self.where[:], self.where[rows] = -1, np.arange(len(rows))
+
+    def criterion(self) -> float:
+        return float(self.weights @ np.log(np.maximum(self.variances[:, self.scored].mean(axis=0), 1e-300)))
+
+    def criteria_after_each(self, rows: np.ndarray) -> np.ndarray:
+        """The criterion after adding each of the single rows (all followed) on its own."""
+        every, found = np.array_equal(rows, self.tracked), self.where[rows]
+        denominator = (self.row_variance if every else np.take(self.row_variance, found, axis=1)) + self.noise
+        drop = self.scratch[: denominator.size].reshape(denominator.shape)
+        means = np.empty((len(self.scored), len(rows)))
+        for i, target in enumerate(self.scored):
+            np.square(self.target_row[:, i] if every else np.take(self.target_row[:, i], found, axis=1), out=drop)
+            drop /= denominator
+            np.subtract(self.variances[:, target, None], drop, out=drop)
+            means[i] = drop.mean(axis=0)
+        return self.weights @ np.log(np.maximum(means, 1e-300))
+
+    def criterion_after_block(self, rows) -> float:
+        """The criterion after adding all of `rows` together."""
+        block = self.jacobian[:, list(rows)]
+        after = target_variances(self.precision + np.einsum("kri,krj->kij", block, block) / self.noise, self.gradients)
+        return float(self.weights @ np.log(np.maximum(after[:, self.scored].mean(axis=0), 1e-300)))
+
+    def add(self, rows) -> None:
+        """Take `rows` into the design, one rank-one update per row."""
+        for row in rows:
+            added = self.jacobian[:, row]  # (K, 5)
+            spread = (self.covariance @ added[:, :, None])[:, :, 0]  # Cov j
+            denominator = self.noise + np.einsum("ki,ki->k", added, spread)
+            shared = np.take((spread[:, None, :] @ self.columns)[:, 0], self.tracked, axis=1)  # j_m^T Cov j
+            shared /= denominator[:, None]
+            by_target = np.einsum("kti,ki->kt", self.gradients[:, self.scored], spread)  # g^T Cov j
+            change = self.scratch[: shared.size].reshape(shared.shape)
+            self.row_variance -= np.multiply(np.multiply(shared, denominator[:, None], out=change), shared, out=change)
+            for i in range(len(self.scored)):
+                np.multiply(shared, by_target[:, i, None], out=change)
+                self.target_row[:, i] -= change
+            self.precision = self.precision + np.einsum("ki,kj->kij", added, added) / self.noise
+            self.covariance = np.linalg.inv(self.precision)
+        self.variances = _quadratic(self.covariance, self.gradients)
+
+
+def _quadratic(covariance: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    return np.einsum("...ki,...ij,...kj->...k", gradients, covariance, gradients)
 
 
 class _State:
-    """What every greedy run shares: the linearisations, the weights, the budget, costs and moves."""
+    """What every greedy run shares: the budget, costs and moves."""
 
-    def __init__(self, precision, jacobian, gradients, sigma, weights, budget, cost_of, moves):
-        self.jacobian, self.gradients, self.sigma, self.weights = jacobian, gradients, sigma, weights
+    def __init__(self, budget, cost_of, moves):
         self.budget, self.cost_of, self.moves = budget, cost_of, moves
 
-    def variances(self, precision):
-        return target_variances(precision, self.gradients)
-
     def options(self, chosen: frozenset, spent: float):
-        base = self.cost_of(chosen)
-        found = [(rows, self.cost_of(chosen | set(rows)) - base) for rows in self.moves(chosen)]
-        return [(rows, cost) for rows, cost in found if 0 < cost and spent + cost <= self.budget * (1 + 1e-9)]
+        found = self.moves(chosen)
+        if isinstance(self.cost_of, AdditiveCost):
+            costs = self.cost_of.added(chosen, found)
+        else:
+            base = self.cost_of(chosen)
+            costs = [self.cost_of(chosen | set(rows)) - base for rows in found]
+        limit = self.budget * (1 + 1e-9)
+        return [(rows, cost) for rows, cost in zip(found, costs) if 0 < cost and spent + cost <= limit]
 
-    def largest_first_moves(self, precision, count: int) -> list[tuple[int, ...]]:
+    @staticmethod
+    def scores(posterior: _Posterior, options) -> np.ndarray:
+        """The criterion after each option on its own."""
+        if all(len(rows) == 1 for rows, _ in options):
+            return posterior.criteria_after_each(np.array([rows[0] for rows, _ in options]))
+        return np.array([posterior.criterion_after_block(rows) for rows, _ in options])
+
+    def largest_first_moves(self, posterior: _Posterior, count: int) -> list[tuple[int, ...]]:
         """The affordable first moves with the largest criterion gains, regardless of cost."""
         options = self.options(frozenset(), 0.0)
         if count <= 0 or not options:
             return []
-        now = float(_criterion(self.variances(precision), self.weights))
-        after = [
-            float(
-                _criterion(
-                    _after_block(precision, self.jacobian[:, list(rows)], self.gradients, self.sigma)[1], self.weights
-                )
-            )
-            for rows, _ in options
-        ]
-        order = np.argsort(np.array(after) - now)[:count]
+        order = np.argsort(self.scores(posterior, options) - posterior.criterion())[:count]
         return [options[i][0] for i in order]
 
-    def grow(self, chosen, precision, spent, steps, forced=None):
-        """(final criterion, steps) of the greedy from this state; `forced` is taken as the first move."""
-        steps = list(steps)
-        current = self.variances(precision)
+    def grow(self, start: _Posterior, forced=None):
+        """(final criterion, steps) of the greedy from `start`; `forced` is taken as the first move."""
+        posterior, chosen, spent, steps = start.copy(), frozenset(), 0.0, []
         while True:
             options = self.options(chosen, spent)
+            if options and all(len(rows) == 1 for rows, _ in options):  # one that reopens is computed afresh
+                posterior.track(np.array([rows[0] for rows, _ in options]))
             if forced is not None:
                 options = [(rows, cost) for rows, cost in options if tuple(rows) == tuple(forced)]
                 forced = None
             if not options:
                 break
-            rows, cost, new_precision, variances = _best_move(
-                precision, self.jacobian, self.gradients, self.sigma, self.weights, current, options
-            )
-            if rows is None:
+            gain = (posterior.criterion() - self.scores(posterior, options)) / np.array([cost for _, cost in options])
+            best = int(np.argmax(gain))
+            if not gain[best] > 0:
                 break
-            chosen = chosen | set(rows)
-            spent += cost
-            precision, current = new_precision, variances
-            steps.append(Step(rows=tuple(rows), cost=float(cost), variances=tuple(float(v) for v in variances[0])))
-        return float(_criterion(current, self.weights)), steps
+            rows, cost = options[best]
+            posterior.add(rows)
+            chosen, spent = chosen | set(rows), spent + cost
+            steps.append(
+                Step(rows=tuple(rows), cost=float(cost), variances=tuple(float(v) for v in posterior.variances[0]))
+            )
+        return posterior.criterion(), steps
 
 
-def _criterion(variances: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted sum over targets of the log of the mean variance over linearisations; (K, t, ...) -> (...)."""
-    return np.tensordot(weights, np.log(np.maximum(variances.mean(axis=0), 1e-300)), axes=(0, 0))
+class AdditiveCost:
+    """cost_of for runs that each train from scratch: a set costs the sum of its runs."""
+
+    def __init__(self, costs):
+        self.costs = np.asarray(costs, dtype=float)
+
+    def __call__(self, rows) -> float:
+        return float(self.costs[list(rows)].sum()) if rows else 0.0
+
+    def added(self, chosen: frozenset, moves) -> list[float]:
+        """What each move adds to `chosen`: its runs not chosen yet."""
+        if all(len(rows) == 1 for rows in moves):
+            return [0.0 if rows[0] in chosen else float(self.costs[rows[0]]) for rows in moves]
+        return [float(self.costs[[r for r in set(rows) if r not in chosen]].sum()) for rows in moves]
 
 
-def _best_move(precision, jacobian, gradients, sigma, weights, current, options):
-    """The option with the largest criterion decrease per FLOP, with its new precision and variances."""
-    now = float(_criterion(current, weights))
-    if all(len(rows) == 1 for rows, _ in options):
-        rows = np.array([r[0] for r, _ in options])
-        costs = np.array([c for _, c in options])
-        after = _after_single(precision, jacobian[:, rows], gradients, sigma)  # (K, t, m)
-        gain = (now - _criterion(after, weights)) / costs
-    else:
-        gain = np.array(
-            [
-                (now - float(_criterion(_after_block(precision, jacobian[:, list(r)], gradients, sigma)[1], weights)))
-                / c
-                for r, c in options
-            ]
-        )
-    best = int(np.argmax(gain))
-    if not gain[best] > 0:
-        return None, 0.0, None, None
-    picked, cost = options[best]
-    new_precision, variances = _after_block(precision, jacobian[:, list(picked)], gradients, sigma)
-    return list(picked), cost, new_precision, variances
-
-
-def _after_single(precision, rows, gradients, sigma):
-    """Variances (K, t, m) after adding each single candidate row: the rank-one (Sherman-Morrison) update."""
-    covariance = np.linalg.inv(precision)  # (K, 5, 5)
-    cov_rows = rows @ covariance.transpose(0, 2, 1)  # (K, m, 5); batched matmul, far faster than einsum here
-    denominator = fit_variance(sigma) + np.einsum("kmi,kmi->km", cov_rows, rows)
-    projection = gradients @ cov_rows.transpose(0, 2, 1)  # (K, t, m)
-    before = np.einsum("kti,kij,ktj->kt", gradients, covariance, gradients)
-    return before[:, :, None] - projection**2 / denominator[:, None, :]
-
-
-def _after_block(precision, rows, gradients, sigma):
-    """(precision, variances (K, t)) after adding the block of rows (K, r, 5)."""
-    new_precision = precision + np.einsum("kri,krj->kij", rows, rows) / fit_variance(sigma)
-    return new_precision, target_variances(new_precision, gradients)
-
-
-def additive_cost(costs: np.ndarray) -> Callable[[frozenset], float]:
-    """cost_of for runs that each train from scratch."""
-    costs = np.asarray(costs, dtype=float)
-    return lambda rows: float(costs[list(rows)].sum()) if rows else 0.0
+additive_cost = AdditiveCost  # the name the callers know
