@@ -266,6 +266,7 @@ class ChinchillaLaw(Law):
     """Approach 3: L(N, D) = E + A/N^alpha + B/D^beta, and the allocation that minimises it on a budget."""
 
     name = "chinchilla"
+    title = "Chinchilla parametric law (Approach 3): L = E + A/N^α + B/D^β"
     label = "Approach 3"
     predicts_loss = allocates = recommendable = True
     compute_rank = run_rank = 0

@@ -310,6 +310,7 @@ class ConstrainedLaw(Law):
     """
 
     name = "constrained"
+    title = "Data-constrained law (Muennighoff et al. 2023): repeated data counted as D′"
     label = "data-constrained law"
     predicts_loss = recommendable = rejudged_with_intervals = True
 

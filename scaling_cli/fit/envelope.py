@@ -62,6 +62,7 @@ class EnvelopeLaw(SizeRuleLaw):
     """Approach 1: N_opt(C) = N0 C^a through the compute-efficient frontier of the runs."""
 
     name = "envelope"
+    title = "Envelope of training curves (Approach 1): N_opt = N0·C^a, D_opt = D0·C^b"
     label = "Approach 1"
     compute_rank = 2
 

@@ -211,6 +211,7 @@ class IsoflopLaw(SizeRuleLaw):
     """Approach 2: N_opt(C) = N0 C^a through the minima of each budget's parabola."""
 
     name = "isoflop"
+    title = "IsoFLOP parabolas (Approach 2): N_opt = N0·C^a, D_opt = D0·C^b"
     label = "Approach 2"
     compute_rank = 1
 

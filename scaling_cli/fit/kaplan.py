@@ -221,6 +221,7 @@ class KaplanLaw(Law):
     """Kaplan et al. 2020: L(N), L(D) and L(C) on the frontier; a run's loss from eq. 1.5, no allocation."""
 
     name = "kaplan"
+    title = "Kaplan power laws L(N), L(D), L(C)"
     label = "Kaplan"
     predicts_loss = recommendable = True
     run_rank = 1

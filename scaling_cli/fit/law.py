@@ -37,6 +37,7 @@ class Law:
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""  # how figures and notes name it ("Approach 3"); the name when empty
+    title: ClassVar[str] = ""  # a heading with its form, for the report; the label when empty
     predicts_loss: ClassVar[bool] = False
     allocates: ClassVar[bool] = False
     recommendable: ClassVar[bool] = False
@@ -102,6 +103,11 @@ class Law:
     def problems(self, fitted: dict, points: pd.DataFrame) -> list[str]:
         """Why a fresh fit (its entry) is not identified by its data (identify.py has the checks); empty: it is."""
         return []
+
+    @property
+    def baseline(self) -> bool:
+        """A comparison only (the linear baseline): it neither allocates nor may be recommended."""
+        return not (self.recommendable or self.allocates)
 
     def fixable(self) -> tuple[str, ...]:
         """The parameter names `--fix NAME=VALUE` may hold in this law (held, reported under `fixed`, no interval)."""
@@ -185,6 +191,7 @@ def register(law_class: type[Law]) -> type[Law]:
     if not law_class.name:
         raise ValueError(f"{law_class.__name__} has no name")
     law_class.label = law_class.label or law_class.name
+    law_class.title = law_class.title or law_class.label
     _REGISTRY[law_class.name] = law_class()
     _ORDERED.clear()
     return law_class

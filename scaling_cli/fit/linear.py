@@ -54,6 +54,7 @@ class LinearLaw(Law):
     """The baseline L = w0 + wN N + wD D + wC C: scored for comparison, valid only inside its fitted range."""
 
     name = "linear"
+    title = "Linear baseline: L = w0 + wN·N + wD·D + wC·C"
     label = "linear baseline"
     predicts_loss = True
 

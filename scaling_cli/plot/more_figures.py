@@ -37,7 +37,7 @@ def extrapolation(ctx: Context) -> Figure:
     test = ctx.view.extrapolation()
     if test is None:
         raise Skip(ctx.view.no_extrapolation_reason())
-    if not any(held.law != "linear" for held in test.series):
+    if all(_baseline(held.law) for held in test.series):
         why = "; ".join(test.notes) or "none was fitted"
         raise Skip(f"no law but the linear baseline predicted the held-out runs ({why})")
     fig, (ax, ax_res) = new_figure(4.3, nrows=2, height_ratios=[2.0, 1])
@@ -53,7 +53,7 @@ def extrapolation(ctx: Context) -> Figure:
         error = 100 * (held.measured / held.predicted - 1)
         ax.scatter(held.predicted, held.measured, **style)
         ax_res.scatter(held.compute, error, **style)
-        if held.law != "linear":  # the baseline may miss by a factor; it must not set the scale
+        if not _baseline(held.law):  # the baseline may miss by a factor; it must not set the scale
             shown.append(np.concatenate([held.predicted, held.measured]))
         errors.append((held.law, error))
         handles.append(_held_out_handle(held, style))
@@ -81,7 +81,7 @@ def _systematic_bias(series, errors: list[tuple[str, np.ndarray]]) -> list[str]:
     for held, (law, error) in zip(series, errors):
         keep = np.isfinite(error) & np.isfinite(held.compute)
         error, compute = error[keep], held.compute[keep]
-        if law == "linear" or len(error) < 3 or not (np.all(error > 0) or np.all(error < 0)):
+        if _baseline(law) or len(error) < 3 or not (np.all(error > 0) or np.all(error < 0)):
             continue
         side = "above" if error[0] > 0 else "below"
         order = np.argsort(compute)
@@ -114,17 +114,28 @@ def _held_out_handle(held, style: dict) -> Line2D:
     )
 
 
+def _baseline(name: str) -> bool:
+    """A comparison law (the linear baseline): it may miss by a factor and must not set a figure's scale."""
+    from scaling_cli.errors import FitError
+    from scaling_cli.fit import law as registry
+
+    try:
+        return registry.get(name).baseline
+    except FitError:
+        return False
+
+
 def _residual_limits(ax, errors: list[tuple[str, np.ndarray]], in_sample) -> list[str]:
     """Fit the error axis to the laws' errors; a baseline far off the scale is noted, not let squash the rest."""
-    laws = [error for law, error in errors if law != "linear"] or [error for _, error in errors]
+    laws = [error for law, error in errors if not _baseline(law)] or [error for _, error in errors]
     values = [*laws, *([] if in_sample is None else [100 * in_sample["error"].to_numpy()])]
     low, high = limits_of(np.concatenate(values), pad=0.12, include=(0.0,))
     notes = []
     for law, error in errors:
         finite = error[np.isfinite(error)]
-        if law == "linear" and finite.size and (finite.min() < low or finite.max() > high):
+        if _baseline(law) and finite.size and (finite.min() < low or finite.max() > high):
             worst = finite[np.argmax(np.abs(finite))]
-            notes.append(f"linear baseline off the scale: errors up to {worst:+.3g}%")
+            notes.append(f"{fitview.LAW_NAMES.get(law, law)} off the scale: errors up to {worst:+.3g}%")
     ax.set_ylim(low, high)
     return notes
 

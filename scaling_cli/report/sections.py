@@ -40,14 +40,6 @@ MANIFEST = "manifest.json"
 
 UNFINISHED_STATES = ("running", "pending")  # planned runs without a row yet
 RUN_COLUMNS = ("dataset", "params", "tokens", "epochs", "flops", "lr", "seed", "val_loss", "val_bpb", "wall_s")
-LAW_TITLES = {
-    "chinchilla": "Chinchilla parametric law (Approach 3): L = E + A/N^α + B/D^β",
-    "kaplan": "Kaplan power laws L(N), L(D), L(C)",
-    "envelope": "Envelope of training curves (Approach 1): N_opt = N0·C^a, D_opt = D0·C^b",
-    "isoflop": "IsoFLOP parabolas (Approach 2): N_opt = N0·C^a, D_opt = D0·C^b",
-    "linear": "Linear baseline: L = w0 + wN·N + wD·D + wC·C",
-    "constrained": "Data-constrained law (Muennighoff et al. 2023): repeated data counted as D′",
-}
 SHOWN_LAW_KEYS = {"params", "intervals", "derived", "r2", "status", "problems", "diagnostics", "bootstrap", "vector"}
 FIGURE_CAPTIONS = {
     "loss_vs_compute": "Validation loss of every run against training compute, with the efficient frontier.",
@@ -266,7 +258,7 @@ def _group_laws(name: str, group: dict, fit: dict) -> str:
 
 def _law_card(group_name: str, law: str, entry: dict, group: dict) -> str:
     base = ["groups", group_name, "laws", law]
-    parts = [f"<h3>{esc(LAW_TITLES.get(law, law))}</h3>"]
+    parts = [f"<h3>{esc(_law_title(law))}</h3>"]
     if not isinstance(entry, dict):
         return '<div class="law">' + parts[0] + unavailable("not a law entry") + "</div>"
     status = entry.get("status")
@@ -291,6 +283,17 @@ def _law_card(group_name: str, law: str, entry: dict, group: dict) -> str:
     if others:
         parts.append(f"<details><summary>more numbers</summary>{others}</details>")
     return '<div class="law">' + "".join(parts) + "</div>"
+
+
+def _law_title(name: str) -> str:
+    """The law's heading as the law gives it (its name when it is not registered here)."""
+    from scaling_cli.errors import FitError
+    from scaling_cli.fit import law as registry
+
+    try:
+        return registry.get(name).title
+    except FitError:
+        return name
 
 
 def _params_table(entry: dict, base: list) -> str:
