@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, run_scale, scale_in_process
 
 from scaling_cli.fit import chinchilla
 from scaling_cli.fit.design import (
@@ -138,14 +138,20 @@ def write_results(directory, spec="demo.toml", noise=0.01):
     return directory, rows
 
 
-def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """write_results of the demo spec, once for the module: read-only (a test that changes it takes a copy)."""
+    return write_results(tmp_path_factory.mktemp("suggest") / "demo")
+
+
+def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path, demo):
     from scaling_cli.plan import load_sweep
     from scaling_cli.spec import load_spec
 
-    results, rows = write_results(tmp_path / "demo")
+    results, rows = demo
     out = tmp_path / "next.toml"
     args = ("suggest", results, "--budget", "50%", "--scenarios", "8", "--out", out, "--json")
-    result = run_scale(*args)
+    result = scale_in_process(*args)
     assert result.returncode == 0, result.stderr
     proposal = json.loads(result.stdout)
     assert proposal["refused"] is None and proposal["steps"]
@@ -163,12 +169,12 @@ def test_suggest_writes_a_spec_of_new_runs_on_the_sweep_s_own_settings(tmp_path)
     assert not {tokens for _, tokens in proposed} & trained  # a finished run is never proposed again
 
 
-def test_what_suggest_counts_for_a_set_of_cells_is_what_the_sweep_plans_for_it(tmp_path):
+def test_what_suggest_counts_for_a_set_of_cells_is_what_the_sweep_plans_for_it(tmp_path, demo):
     from scaling_cli.nextsweep import candidate_grid, next_spec_text
     from scaling_cli.plan import load_sweep
     from scaling_cli.sweep_plan import plan_sweep
 
-    results, _ = write_results(tmp_path / "demo")
+    results, _ = demo
     grid = candidate_grid(results)
     per = len(grid.budgets)
     assert grid.branch_flops.sum() < grid.cell_flops.sum()  # the demo is WSD: branches share their trunk
@@ -179,16 +185,16 @@ def test_what_suggest_counts_for_a_set_of_cells_is_what_the_sweep_plans_for_it(t
         assert grid.cost_of(cells) == pytest.approx(planned, rel=1e-12), cells
 
 
-def test_runs_that_would_repeat_the_training_data_are_pointed_out(tmp_path):
-    results, _ = write_results(tmp_path / "demo")
+def test_runs_that_would_repeat_the_training_data_are_pointed_out(tmp_path, demo):
+    results = shutil.copytree(demo[0], tmp_path / "demo")
     runs = pd.read_parquet(results / "runs.parquet")
     runs["unique_tokens"] = 1_000_000  # a small corpus: the demo's longer budgets pass over it twice
     runs.to_parquet(results / "runs.parquet")
-    result = run_scale("suggest", results, "--budget", "50%", "--scenarios", "8", "--json")
+    result = scale_in_process("suggest", results, "--budget", "50%", "--scenarios", "8", "--json")
     proposed = [run for step in json.loads(result.stdout)["steps"] for run in step["runs"]]
     repeating = [run for run in proposed if run["tokens"] > 1_000_000]
     assert repeating and all(run["epochs"] == run["tokens"] / 1e6 for run in proposed)
-    printed = run_scale("suggest", results, "--budget", "50%", "--scenarios", "8").stdout
+    printed = scale_in_process("suggest", results, "--budget", "50%", "--scenarios", "8").stdout
     assert f"note: {len(repeating)} proposed runs pass over the training data more than once" in printed, printed
 
 
@@ -200,7 +206,7 @@ def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     results, following = tmp_path / "results", tmp_path / "next.toml"
     assert run_scale("sweep", spec, "--out", results).returncode == 0
     first = pd.read_parquet(results / "runs.parquet")
-    result = run_scale("suggest", results, "--budget", "50%", "--scenarios", "5", "--out", following, "--json")
+    result = scale_in_process("suggest", results, "--budget", "50%", "--scenarios", "5", "--out", following, "--json")
     assert result.returncode == 0, result.stderr
     proposal = json.loads(result.stdout)
     assert proposal["refused"] is None and proposal["spec"]["runs"] > 0, proposal
@@ -214,7 +220,7 @@ def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     proposed = {(run["size"].split(",")[0], run["tokens"]) for step in proposal["steps"] for run in step["runs"]}
     trained = {(f"d_model {w}", t) for w, t in merged[["d_model", "tokens"]].itertuples(index=False)}
     assert proposed <= trained and len(merged) == len(first) + proposal["spec"]["runs"]
-    assert run_scale("fit", results, "--law", "chinchilla", "--bootstrap", "0").returncode == 0
+    assert scale_in_process("fit", results, "--law", "chinchilla", "--bootstrap", "0").returncode == 0
 
 
 def shapes_spec(tmp_path, shapes: str, name="shapes.toml"):
@@ -245,7 +251,7 @@ def test_a_shape_with_its_own_tokens_plans_those_runs_with_the_grid_s_run_ids(tm
 )
 def test_a_bad_shape_budget_is_a_one_line_error(tmp_path, tokens, problem):
     path = shapes_spec(tmp_path, f"[{{d_model = 16, n_layer = 2, n_head = 1, tokens = {tokens}}}]")
-    result = run_scale("sweep", path, "--out", tmp_path / "out", "--dry-run")
+    result = scale_in_process("sweep", path, "--out", tmp_path / "out", "--dry-run")
     assert result.returncode == 2 and result.stderr.startswith(f"error: {path}: {problem}"), result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
 
@@ -254,7 +260,9 @@ def test_a_table_with_two_budgets_gets_a_refusal_and_exit_0(tmp_path):
     table = tmp_path / "two.csv"
     n, d = np.repeat([1e6, 2e6, 4e6, 8e6], 2), np.tile([1e8, 2e8], 4)
     pd.DataFrame({"N": n, "D": d, "loss": chinchilla_loss(LAW, n, d)}).to_csv(table, index=False)
-    result = run_scale("suggest", table, "--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--budget", "1e18")
+    result = scale_in_process(
+        "suggest", table, "--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--budget", "1e18"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("no runs proposed:") and "third" in result.stdout, result.stdout
 
@@ -270,7 +278,7 @@ def grid_table(path, bump_smallest_size: float = 1.0):
 
 def proposed_runs(table, *extra):
     args = ("--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--budget", "50%", "--scenarios", "8", "--json")
-    result = run_scale("suggest", table, *args, *extra)
+    result = scale_in_process("suggest", table, *args, *extra)
     assert result.returncode == 0, result.stderr
     proposal = json.loads(result.stdout)
     return proposal, [(run["N"], run["D"]) for step in proposal["steps"] for run in step["runs"]]
@@ -317,14 +325,14 @@ def test_a_sweep_s_smaller_candidates_keep_its_shape_rule_and_stay_longer_than_w
     assert grid.known.sum() == within.known.sum()
 
 
-def test_bad_options_are_one_line_errors(tmp_path):
-    results, _ = write_results(tmp_path / "demo")
+def test_bad_options_are_one_line_errors(demo):
+    results, _ = demo
     for args, fragment in (
         (("--below", "0.5"), "--below"),
         (("--budget", "lots"), "--budget"),
         (("--objective", "speed"), "--objective"),
         (("--target", "-1"), "--target"),
     ):
-        result = run_scale("suggest", results, *args)
+        result = scale_in_process("suggest", results, *args)
         assert result.returncode == 2 and result.stderr.startswith("error: ") and fragment in result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
