@@ -63,6 +63,38 @@ def test_greedy_design_stays_in_budget_and_reports_the_variance_of_what_it_chose
     assert design.variances[0] < design.start_variances[0]
 
 
+def exact_criterion(lins, rows, weights) -> float:
+    """The greedy's criterion after `rows`, by inverting each updated precision (no rank-one updates)."""
+    variances = [
+        target_variances(lin.precision + lin.jacobian[rows].T @ lin.jacobian[rows] / fit_variance(0.01), lin.gradients)
+        for lin in lins
+    ]
+    return float(np.dot(weights, np.log(np.mean(variances, axis=0))))
+
+
+@pytest.mark.parametrize("weights", [(1.0, 0.0), (1.0, 0.5)])
+def test_each_greedy_step_takes_the_best_gain_per_cost_of_the_exact_criterion(weights):
+    rng = np.random.default_rng(7)
+    lins = [random_linearisation(rng, candidates=30) for _ in range(4)]
+    costs = rng.uniform(1.0, 5.0, size=30)
+    design = greedy_design(lins, 0.01, 25.0, additive_cost(costs), weights=weights, first_moves=0)
+    assert len(design.rows) >= 4
+    for step, row in enumerate(design.rows):
+        chosen = design.rows[:step]
+        now = exact_criterion(lins, chosen, weights)
+        open_rows = [r for r in range(30) if r not in chosen and costs[chosen].sum() + costs[r] <= 25.0]
+        gains = [(now - exact_criterion(lins, [*chosen, r], weights)) / costs[r] for r in open_rows]
+        assert open_rows[int(np.argmax(gains))] == row, step
+    pairs = greedy_design(  # moves of two rows at once: the block path, priced and scored as a set
+        lins, 0.01, 25.0, additive_cost(costs), lambda chosen: [(r, r + 1) for r in range(0, 30, 2) if r not in chosen]
+    )
+    assert pairs.rows and all(b == a + 1 for a, b in zip(pairs.rows[::2], pairs.rows[1::2]))
+    assert pairs.spent == pytest.approx(costs[pairs.rows].sum()) and pairs.spent <= 25.0
+    block = lins[0].jacobian[pairs.rows]
+    after = target_variances(lins[0].precision + block.T @ block / fit_variance(0.01), lins[0].gradients)
+    assert np.allclose(pairs.variances, after)
+
+
 def test_reweighted_linearisations_start_at_the_fit_and_average_to_its_information():
     n0, d0 = (a.ravel() for a in np.meshgrid([1e6, 2e6, 4e6], [1e8, 2e8, 4e8], indexing="ij"))
     n, d = np.array([8e6, 1e6]), np.array([1e8, 8e8])
