@@ -230,6 +230,7 @@ def test_runs_that_would_repeat_the_training_data_are_pointed_out(tmp_path, demo
     assert f"note: {len(repeating)} proposed runs pass over the training data more than once" in printed, printed
 
 
+@pytest.mark.slow  # trains markov-tiny with a third budget, then the runs proposed for it
 def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     """The loop on real training: sweep, suggest, sweep the proposal into the same directory, refit."""
     tiny = (REPO / "sweeps" / "markov-tiny.toml").read_text()
