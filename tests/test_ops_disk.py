@@ -4,6 +4,7 @@ an interrupted run got."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, SCALE, scale_in_process
+
+from scaling_cli.store import Store
 
 TINY = REPO / "sweeps" / "markov-tiny.toml"
 
@@ -99,6 +102,11 @@ def test_status_shows_how_far_an_interrupted_run_got(tmp_path):
     finally:
         os.kill(sweep.pid, signal.SIGKILL)
         sweep.wait()
+    # The killed sweep's worker dies after it (through the forkserver): until then its claim says "running".
+    (unit,) = {run["unit"] for run in json.loads((out / "plan.json").read_text())["runs"]}
+    deadline = time.time() + 30
+    while Store(out).is_claimed(unit) and time.time() < deadline:
+        time.sleep(0.05)
     shown = scale_in_process("status", out)
     assert shown.returncode == 0, shown.stderr
     line = next(line for line in shown.stdout.splitlines() if line.startswith("interrupted"))
