@@ -178,7 +178,7 @@ def test_kill_9_then_rerun_trains_every_run_exactly_once(tmp_path):
         time.sleep(0.1)
     assert not store.is_claimed(unit), "the worker outlived the killed sweep"
     assert store.read_row(interrupted) is None
-    result = run_scale("sweep", TINY, "--out", out)
+    result = scale_in_process("sweep", TINY, "--out", out)  # the resume needs no process of its own
     assert result.returncode == 0, result.stderr
     runs = pd.read_parquet(out / "runs.parquet")
     assert sorted(runs.run_id) == run_ids() and set(runs.status) == {"done"}
