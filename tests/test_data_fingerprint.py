@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_scale, scale_in_process
+from conftest import REPO, scale_in_process
 
 from scaling_cli.data import DataOptions, open_prepared, prepare
 from scaling_cli.data.fingerprint import CACHE_FILE, FileState, fingerprint_files
@@ -116,7 +116,7 @@ def _sweep(tmp_path: Path, dataset: Path) -> dict[str, bytes]:
     spec = tmp_path / "sweep.toml"
     spec.write_text(SWEEP.format(dataset=dataset))
     out = tmp_path / "results"
-    result = run_scale("sweep", spec, "--out", out)
+    result = scale_in_process("sweep", spec, "--out", out)
     assert result.returncode == 0, result.stderr
     return {p.parent.name: p.read_bytes() for p in out.glob("runs/*/row.json")}
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_scale, scale_in_process
+from conftest import scale_in_process
 from scaling_cli.data import prepare
 from scaling_cli.data.options import DataOptions
 from scaling_cli.data.options import split_variant
@@ -189,7 +189,7 @@ def test_dry_run_warns_past_four_epochs(tmp_path):
 
 def test_loss_at_a_fixed_budget_rises_as_unique_data_shrinks(tmp_path):
     datasets = ["pystdlib", "pystdlib?max_train_bytes=2048", "pystdlib?max_train_bytes=256"]
-    result = run_scale("sweep", _spec(tmp_path, datasets, 16_384), "--out", tmp_path / "out")
+    result = scale_in_process("sweep", _spec(tmp_path, datasets, 16_384), "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet").set_index("dataset")
     assert runs.loc["pystdlib?max_train_bytes=256", "unique_tokens"] == 256

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TWO_WIDTHS, run_scale, scale_in_process
+from conftest import TWO_WIDTHS, scale_in_process
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,7 +152,8 @@ def test_a_sweep_with_two_workers_trains_from_the_memory_mapped_tokens(awkward, 
     spec = tmp_path / "local.toml"
     spec.write_text(textwrap.dedent(SPEC.format(dataset=awkward / "records.txt")))
     cache = tmp_path / "cache"
-    result = run_scale("sweep", spec, "--out", tmp_path / "out", "--workers", "2", env={"SCALE_CACHE": str(cache)})
+    out = tmp_path / "out"
+    result = scale_in_process("sweep", spec, "--out", out, "--workers", "2", env={"SCALE_CACHE": str(cache)})
     assert result.returncode == 0, result.stderr
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
     assert len(runs) == 2 and set(runs["status"]) == {"done"} and runs["val_loss"].notna().all()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import run_scale, scale_in_process
+from conftest import scale_in_process
 
 from scaling_cli.model import ModelConfig, build_model
 
@@ -49,12 +49,12 @@ def swept(tmp_path_factory):
     for name, (model, _) in MODELS.items():
         spec = root / f"{name}.toml"
         spec.write_text(SPEC.format(name=name, model=model))
-        result = run_scale("sweep", spec, "--out", root / name, "--keep-final", timeout=300)
+        result = scale_in_process("sweep", spec, "--out", root / name, "--keep-final")
         assert result.returncode == 0, result.stderr
         out[name] = root / name
     spec = root / "plain.toml"
     spec.write_text(SPEC.format(name="plain", model=MODELS["gpt2"][0]).replace("[32, 64]", "[32]"))
-    assert run_scale("sweep", spec, "--out", root / "plain", timeout=300).returncode == 0
+    assert scale_in_process("sweep", spec, "--out", root / "plain").returncode == 0
     out["plain"] = root / "plain"
     return out
 

@@ -12,7 +12,7 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, scale_in_process
 
 from scaling_cli.data import DataOptions, prepare
 from scaling_cli.data.markov import build_backoff_chain, entropy_by_context_bits, stationary_distribution
@@ -42,7 +42,7 @@ def test_backoff_options_leave_existing_data_set_names_alone():
 @pytest.mark.slow
 def test_known_answer_sweep_recovers_the_entropy_rate(tmp_path):
     out = tmp_path / "known-answer"
-    result = run_scale("sweep", SPEC, "--out", out, "--workers", "2", timeout=1800)
+    result = scale_in_process("sweep", SPEC, "--out", out, "--workers", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     runs = pd.read_parquet(out / "runs.parquet")
     assert (runs["status"] == "done").all() and len(runs) == 20

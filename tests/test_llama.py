@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_scale
+from conftest import REPO, scale_in_process
 from trainer_runs import first_order_markov, killed_and_resumed
 from trainer_runs import read_curve as run_curve
 
@@ -209,7 +209,7 @@ def test_the_known_answer_llama_sweep_recovers_the_entropy_rate(tmp_path):
     as tests/test_known_answer.py checks for the GPT-2 sweep (measured here: E 1.133 against 1.119 nats)."""
     out = tmp_path / "known-answer-llama"
     spec = REPO / "sweeps" / "known-answer-llama.toml"
-    result = run_scale("sweep", spec, "--out", out, "--workers", "2", timeout=1800)
+    result = scale_in_process("sweep", spec, "--out", out, "--workers", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     runs = pd.read_parquet(out / "runs.parquet")
     assert (runs["status"] == "done").all() and len(runs) == 20 and set(runs["architecture"]) == {"llama"}

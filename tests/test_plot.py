@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHARED_DATA, run_scale
+from conftest import SHARED_DATA, scale_in_process
 
 from scaling_cli.errors import FitError, SpecError, StoreError
 from scaling_cli.fit import FitOptions, TableOptions, fit_all
@@ -211,7 +211,7 @@ def test_the_runs_drawn_are_the_rows_the_fit_selected(results, tmp_path):
 
 
 def test_only_one_figure_in_a_chosen_folder(results, tmp_path):
-    result = run_scale("plot", results, "--only", "compression", "--format", "svg", "--out", tmp_path / "figs")
+    result = scale_in_process("plot", results, "--only", "compression", "--format", "svg", "--out", tmp_path / "figs")
     assert result.returncode == 0, result.stderr
     assert [p.name for p in (tmp_path / "figs").iterdir()] == ["compression.svg"]
     assert "1 of 1 figures written" in result.stdout
@@ -225,7 +225,7 @@ def test_only_one_figure_in_a_chosen_folder(results, tmp_path):
     ],
 )
 def test_bad_options_exit_2_with_one_line(results, tmp_path, args, start):
-    result = run_scale("plot", results, *args, "--out", tmp_path, cwd=tmp_path)
+    result = scale_in_process("plot", results, *args, "--out", tmp_path, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(start) and result.stderr.count("\n") == 1, result.stderr
     assert "Model Size" in result.stderr or "Model Size" not in args
@@ -280,8 +280,8 @@ def test_a_trained_markov_sweep_fits_and_plots_without_a_traceback(tiny_results)
     from scaling_cli.plot.figures import isoflop, make_context
 
     out = tiny_results
-    assert run_scale("fit", out, "--bootstrap", "8", "--backtest").returncode == 0
-    result = run_scale("plot", out)
+    assert scale_in_process("fit", out, "--bootstrap", "8", "--backtest").returncode == 0
+    result = scale_in_process("plot", out)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     made = [line.split()[2] for line in result.stdout.splitlines() if line.startswith("made")]
     assert {"loss_vs_compute", "compression"} <= {Path(path).stem for path in made}

@@ -8,7 +8,7 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale, scale_in_process
+from conftest import REPO, scale_in_process
 
 from scaling_cli.errors import SpecError
 from scaling_cli.model import ModelConfig, build_model
@@ -84,7 +84,7 @@ def on_path(monkeypatch, tmp_path):
 def test_the_readme_example_trains_in_a_sweep_with_its_own_counts(on_path, tmp_path):
     spec = tmp_path / "plugin.toml"
     spec.write_text(SPEC.format(architecture="conv_lm:build"))
-    result = run_scale("sweep", spec, "--out", tmp_path / "out", "--keep-final", env=env(), timeout=300)
+    result = scale_in_process("sweep", spec, "--out", tmp_path / "out", "--keep-final", env=env())
     assert result.returncode == 0, result.stderr
     runs = pd.read_parquet(tmp_path / "out" / "runs.parquet").sort_values("d_model")
     assert list(runs.status) == ["done", "done"] and set(runs.architecture) == {"conv_lm:build"}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, scale_in_process
 from report_browser import (
     LAYOUT_DIR,
     LAYOUT_SNAPSHOTS,
@@ -93,18 +93,18 @@ def results(tmp_path_factory) -> Path:
     out = work / "results"
     (work / "diverging.toml").write_text(DIVERGING)
     (work / "spec.toml").write_text(SPEC)
-    first = run_scale("sweep", work / "diverging.toml", "--out", out)
+    first = scale_in_process("sweep", work / "diverging.toml", "--out", out)
     assert first.returncode == 0, first.stderr
     widest = max(build_units(load_sweep(work / "spec.toml").runs()), key=lambda unit: unit.trunk.params)
     doomed = next(run for run, _ in widest.branches if run.tokens == 16_384)
-    sweep = run_scale(
+    sweep = scale_in_process(
         "sweep", work / "spec.toml", "--out", out, "--workers", "2", "--retries", "0",
         env={"SCALE_FAIL_RUNS": doomed.run_id},
     )  # fmt: skip
     assert sweep.returncode == 1, sweep.stderr  # some runs failed
-    fitted = run_scale("fit", out, "--holdout", "2", "--backtest", "--bootstrap", "40")
+    fitted = scale_in_process("fit", out, "--holdout", "2", "--backtest", "--bootstrap", "40")
     assert fitted.returncode == 0, fitted.stderr
-    made = run_scale("report", out)
+    made = scale_in_process("report", out)
     assert made.returncode == 0 and made.stdout.strip() == str(out / REPORT_NAME), made.stderr
     return out
 
@@ -390,11 +390,11 @@ def test_without_a_fit_or_a_manifest_the_page_still_shows_the_runs_and_says_what
 
 
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path):
-    missing = run_scale("report", tmp_path / "missing")
+    missing = scale_in_process("report", tmp_path / "missing")
     assert missing.returncode == 2 and missing.stderr == f"error: {tmp_path / 'missing'}: directory: not found\n"
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run_scale("report", empty)
+    result = scale_in_process("report", empty)
     assert result.returncode == 2 and result.stderr.startswith(f"error: {empty}: directory: not a results directory")
     assert len(result.stderr.splitlines()) == 1 and list(empty.iterdir()) == []
 

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-from conftest import run_scale, scale_in_process
+from conftest import scale_in_process
 
 from scaling_cli.data import DataOptions, prepare
 from scaling_cli.errors import SpecError
@@ -90,7 +90,7 @@ def check_exact_bits_per_byte(data, val_loss: float, val_bpb: float) -> None:
 def test_an_hf_tokenizer_prepares_trains_and_reports_exact_bits_per_byte(hf_dir, tmp_path):
     spec = tmp_path / "hf.toml"
     spec.write_text(SPEC.format(tokenizer=f"hf:{hf_dir}"))
-    result = run_scale("sweep", spec, "--out", tmp_path / "out", timeout=300)
+    result = scale_in_process("sweep", spec, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     row = pd.read_parquet(tmp_path / "out" / "runs.parquet").iloc[0]
     assert row.status == "done" and row.vocab_size == 320 and row.tokenizer == f"hf:{hf_dir}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, TWO_WIDTHS, run_scale, scale_in_process
+from conftest import TINY, TWO_WIDTHS, scale_in_process
 
 from scaling_cli.tracking import CURVE_METRICS, chosen_trackers
 
@@ -52,7 +52,7 @@ def tracked(tmp_path_factory):
     spec.write_text(SPEC)
     out = root / "out"
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    result = run_scale("sweep", spec, "--out", out, "--track", "wandb,mlflow", env=env)
+    result = scale_in_process("sweep", spec, "--out", out, "--track", "wandb,mlflow", env=env)
     assert result.returncode == 0, result.stderr
     assert "tracking" not in result.stderr, result.stderr
     curves = pd.read_parquet(out / "curves.parquet")
