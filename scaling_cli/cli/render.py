@@ -257,6 +257,10 @@ class SweepDisplay:
         self.live_mode = live
         self.live = None
         self.progress = None
+        # Run lines printed since the last progress snapshot: the scheduler emits a batch of settled rows and
+        # only then the progress that counts them, and a live display redraws its table under every printed
+        # line, so without this the header would show the previous count below the new `done` lines.
+        self.settled_since = 0
         self.log_every_s = log_every_s
         self.logged: dict[str, tuple[float, object]] = {}  # run id -> (time, step) of its last progress line
         self.axes: tuple[str, ...] = ()  # the grid axes the plan varies, named in every run line
@@ -273,6 +277,9 @@ class SweepDisplay:
                 f"already settled), {si(payload.remaining_flops, 'FLOP')} to train -> {payload.out_dir}"
             )
         elif kind == "run":
+            self.settled_since += 1
+            if self.live is not None and self.progress is not None:
+                self.live.update(self._render(), refresh=True)
             self._print(run_line(payload, self.axes))
         elif kind == "retry":
             self._print(f"retry    unit {payload['unit']} (attempt {payload['attempt']} failed: {payload['error']})")
@@ -284,9 +291,9 @@ class SweepDisplay:
         elif kind == "tables_rebuilt":
             self._print(f"rebuilt  runs.parquet and curves.parquet from the run files ({'; '.join(payload)})")
         elif kind == "progress":
-            self.progress = payload
+            self.progress, self.settled_since = payload, 0
             if self.live is not None:
-                self.live.update(self._render())
+                self.live.update(self._render(), refresh=True)
             else:
                 self._log_progress(payload)
 
@@ -306,8 +313,9 @@ class SweepDisplay:
 
     def _render(self) -> Table:
         p = self.progress
+        settled = min(p.runs_total, p.runs_settled + self.settled_since)
         title = (
-            f"runs {p.runs_settled}/{p.runs_total}   FLOPs {si(p.flops_done)}/{si(p.flops_total)}"
+            f"runs {settled}/{p.runs_total}   FLOPs {si(p.flops_done)}/{si(p.flops_total)}"
             f"   elapsed {duration(p.elapsed_s)}   ETA {duration(p.eta_s)}"
         )
         table = _table(title, ("worker", "run", "size", "step", "tokens", "loss", "tok/s", "ETA"))
