@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale, scale_in_process
+from conftest import REPO, scale_in_process
 
 from scaling_cli.fit import chinchilla
 from scaling_cli.fit.design import (
@@ -237,7 +237,7 @@ def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     spec = tmp_path / "three.toml"
     spec.write_text(tiny.replace("tokens = [12_288, 24_576]", "tokens = [6_144, 12_288, 24_576]"))
     results, following = tmp_path / "results", tmp_path / "next.toml"
-    assert run_scale("sweep", spec, "--out", results).returncode == 0
+    assert scale_in_process("sweep", spec, "--out", results).returncode == 0
     first = pd.read_parquet(results / "runs.parquet")
     result = scale_in_process("suggest", results, "--budget", "50%", "--scenarios", "5", "--out", following, "--json")
     assert result.returncode == 0, result.stderr
@@ -246,7 +246,7 @@ def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     unique = first["unique_tokens"].min()  # each proposed run says how often it would pass over the data
     for run in (run for step in proposal["steps"] for run in step["runs"]):
         assert run["epochs"] == pytest.approx(run["tokens"] / unique)
-    swept = run_scale("sweep", following, "--out", results)
+    swept = scale_in_process("sweep", following, "--out", results)
     assert swept.returncode == 0, swept.stderr
     merged = pd.read_parquet(results / "runs.parquet")
     assert set(first["run_id"]) < set(merged["run_id"]) and (merged["status"] == "done").all()
