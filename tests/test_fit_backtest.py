@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_scale
+from conftest import scale_in_process
 
 from scaling_cli.fit import FitOptions, TableOptions, fit_all, predict
 from scaling_cli.fit.allocation import chinchilla_allocation
@@ -88,7 +88,7 @@ def test_the_linear_baseline_is_omitted_outside_its_range_and_never_negative(doc
 def test_cli_backtest_and_predict_warning(tmp_path):
     table = under_trained_table(tmp_path / "runs.csv", SIZES[::2], (10, 20, 40))  # small: two filters to score
     out = tmp_path / "fit.json"
-    fitted = run_scale(
+    fitted = scale_in_process(
         "fit", table, "--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--law", "chinchilla",
         "--bootstrap", "0", "--backtest", "--out", out,
     )  # fmt: skip
@@ -96,7 +96,7 @@ def test_cli_backtest_and_predict_warning(tmp_path):
     assert (
         "recommended for predict: chinchilla on " in fitted.stdout and "expected extrapolation error" in fitted.stdout
     )
-    predicted = run_scale("predict", out, "--compute", "1e24")
+    predicted = scale_in_process("predict", out, "--compute", "1e24")
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith("verdict: group all: train N = ")
     assert "recommended law chinchilla" in predicted.stdout and "expected error" in predicted.stdout

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_scale
+from conftest import scale_in_process
 
 from scaling_cli.errors import FitError
 from scaling_cli.fit import FitOptions, TableOptions, fit_all, predict
@@ -90,7 +90,7 @@ def test_cli_fits_the_constrained_law_and_reports_r_star(tmp_path):
     out = tmp_path / "fit.json"
     args = ("--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--law", "constrained", "--bootstrap", "0")
     table = repeated_table(tmp_path / "repeat.csv", sizes=(1e6, 1e7, 1e8), caps=(1e8, 1e9), epochs=(1, 4, 16, 64))
-    result = run_scale("fit", table, *args, "--out", out)
+    result = scale_in_process("fit", table, *args, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "constrained: R_D* = " in result.stdout
     assert json.loads(out.read_text())["groups"]["all"]["laws"]["constrained"]["status"] == "ok"
@@ -138,11 +138,11 @@ def test_fix_holds_chinchilla_parameters_too_and_the_cli_reports_them(tmp_path):
     pd.DataFrame({"N": n, "D": d, "loss": constrained_loss(LAW, n, d, d)}).to_csv(table, index=False)
     out = tmp_path / "fit.json"
     args = ("--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--law", "chinchilla", "--bootstrap", "5")
-    result = run_scale("fit", table, *args, "--fix", "alpha=0.3", "--fix", "E=1.8", "--out", out)
+    result = scale_in_process("fit", table, *args, "--fix", "alpha=0.3", "--fix", "E=1.8", "--out", out)
     assert result.returncode == 0, result.stderr
     law = json.loads(out.read_text())["groups"]["all"]["laws"]["chinchilla"]
     assert law["fixed"] == {"alpha": 0.3, "E": 1.8}
     assert law["params"]["alpha"] == pytest.approx(0.3) and law["params"]["E"] == pytest.approx(1.8)
     assert law["intervals"]["alpha"] is None and law["intervals"]["beta"] is not None
-    bad = run_scale("fit", table, *args, "--fix", "alpha")
+    bad = scale_in_process("fit", table, *args, "--fix", "alpha")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--fix" in bad.stderr

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import scale_in_process
 
 from scaling_cli.fit import FitOptions, TableOptions, fit_all, predict
 from scaling_cli.fit.chinchilla import HuberLogObjective
@@ -65,7 +65,7 @@ def test_too_few_sizes_skip_the_law_with_what_to_add_and_exit_0(tmp_path, sizes,
         tmp_path / "few.csv", sizes, [1e8, 3e8, 1e9, 3e9, 1e10, 3e10], lambda n, d: chinchilla_loss(law, n, d)
     )
     out = tmp_path / "few.fit.json"
-    result = run_scale(  # --out a directory: the table's <stem>.fit.json goes inside it
+    result = scale_in_process(  # --out a directory: the table's <stem>.fit.json goes inside it
         "fit", table, "--n-col", "N", "--d-col", "D", "--loss-col", "loss", "--bootstrap", "0", "--out", tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -73,15 +73,13 @@ def test_too_few_sizes_skip_the_law_with_what_to_add_and_exit_0(tmp_path, sizes,
     assert f"skipped chinchilla: needs at least 3 distinct N, got {len(sizes)}: {fix}" in result.stdout
     skipped = json.loads(out.read_text())["groups"]["all"]["skipped"]
     assert fix in skipped["chinchilla"]
-    predicted = run_scale("predict", out, "--compute", "1e20")
+    predicted = scale_in_process("predict", out, "--compute", "1e20")
     assert predicted.returncode == 0 and "Traceback" not in predicted.stderr
 
 
-def test_a_real_markov_sweep_fits_and_predicts_without_a_traceback(tmp_path):
-    out = tmp_path / "markov"
-    trained = run_scale("sweep", REPO / "sweeps" / "markov-tiny.toml", "--out", out, "--workers", "2")
-    assert trained.returncode == 0, trained.stderr
-    fitted = run_scale("fit", out, "--bootstrap", "20", "--backtest")
+def test_a_real_markov_sweep_fits_and_predicts_without_a_traceback(tiny_results):
+    out = tiny_results  # the session's markov-tiny sweep, trained once
+    fitted = scale_in_process("fit", out, "--bootstrap", "20", "--backtest")
     assert fitted.returncode == 0 and "Traceback" not in fitted.stderr, fitted.stderr
     document = json.loads((out / "fit.json").read_text())
     group = document["groups"]["all"]
@@ -90,7 +88,7 @@ def test_a_real_markov_sweep_fits_and_predicts_without_a_traceback(tmp_path):
         assert law["status"] in ("ok", "not_identified"), name
         assert ("at_compute" in law) == (law["status"] == "ok" and name != "linear")
     assert group["laws"] or group["skipped"]
-    predicted = run_scale("predict", out, "--compute", "1e14", "--params", "1e5", "--tokens", "1e6")
+    predicted = scale_in_process("predict", out, "--compute", "1e14", "--params", "1e5", "--tokens", "1e6")
     assert predicted.returncode == 0 and "Traceback" not in predicted.stderr, predicted.stderr
     assert "warning:" in predicted.stderr  # 1e14 FLOPs is far beyond the tiny sweep
 

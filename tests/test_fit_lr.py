@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, scale_in_process
 
 from scaling_cli.fit import FitOptions, fit_all
 
@@ -100,14 +100,14 @@ def test_a_diverged_larger_lr_closes_the_grid(tmp_path):
 def test_one_lr_for_the_whole_table_has_no_summary(tmp_path):
     rows = [_row(n, d, 3e-3, _loss(n, d, 3e-3)) for n in BEST_LR for d in BUDGETS]
     assert _lr_summary(rows, tmp_path) is None
-    result = run_scale("fit", tmp_path / "runs.csv", "--bootstrap", "0")
+    result = scale_in_process("fit", tmp_path / "runs.csv", "--bootstrap", "0")
     assert result.returncode == 0, result.stderr
     assert "lr per size" not in result.stdout and "extend the lr grid" not in result.stdout
 
 
 def test_scale_fit_prints_the_lr_table_and_warnings(tmp_path):
     pd.DataFrame(_grid_rows()).to_csv(tmp_path / "runs.csv", index=False)
-    result = run_scale("fit", tmp_path / "runs.csv", "--bootstrap", "0")
+    result = scale_in_process("fit", tmp_path / "runs.csv", "--bootstrap", "0")
     assert result.returncode == 0, result.stderr
     rows = _table_rows(result.stdout)
     assert rows == {"1e+05": ("0.01", "high"), "2e+05": ("0.003", "-"), "4e+05": ("0.001", "low")}
@@ -142,13 +142,13 @@ def lr_sweep(tmp_path_factory):
         assert count == 1, key
     folder = tmp_path_factory.mktemp("lr-sweep")
     (folder / "lr.toml").write_text(spec)
-    result = run_scale("sweep", folder / "lr.toml", "--out", folder / "out")
+    result = scale_in_process("sweep", folder / "lr.toml", "--out", folder / "out")
     assert result.returncode == 0, result.stderr
     return folder / "out"
 
 
 def test_real_sweep_chooses_the_inner_lr_without_a_warning(lr_sweep):
-    result = run_scale("fit", lr_sweep, "--bootstrap", "0")
+    result = scale_in_process("fit", lr_sweep, "--bootstrap", "0")
     assert result.returncode == 0, result.stderr
     summary = json.loads((lr_sweep / "fit.json").read_text())["groups"]["all"]["lr"]
     runs = pd.read_parquet(lr_sweep / "runs.parquet")
@@ -164,7 +164,7 @@ def test_real_sweep_chooses_the_inner_lr_without_a_warning(lr_sweep):
 
 @pytest.mark.parametrize(("query", "edge", "extend"), [("lr < 1", "high", "upward"), ("lr > 1e-3", "low", "downward")])
 def test_real_sweep_without_one_side_of_the_grid_warns(lr_sweep, tmp_path, query, edge, extend):
-    result = run_scale("fit", lr_sweep, "--bootstrap", "0", "--query", query, "--out", tmp_path)
+    result = scale_in_process("fit", lr_sweep, "--bootstrap", "0", "--query", query, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "fit.json").read_text())["groups"]["all"]["lr"]
     assert [(size["lr"], size["edge"]) for size in summary["sizes"]] == [(1e-2, edge)] * 2
