@@ -117,6 +117,9 @@ def run_sweep(
     plan = plan_sweep(spec, out_dir, workers=executor.slots)
     if not force:
         check_memory(plan, executor.slots)
+    if hasattr(executor, "check_units"):  # e.g. Ray: a data-parallel gang larger than the cluster, before training
+        unsettled = {p.unit_id for p in plan.runs if p.state not in NOT_RETRAINED}
+        executor.check_units([unit for unit in plan.units if unit.unit_id in unsettled])
     Store(out_dir).check_writable()
     data = executor.ship_data(prepare_data(spec))
     emit("plan", plan)

@@ -136,3 +136,21 @@ def test_a_node_whose_data_differs_is_refused(tmp_path):
         resolve(other, cache=tmp_path / "elsewhere")
     assert json.loads((prepared.path / "manifest.json").read_text())["text_sha256"] == ref.text_sha256
     assert os.path.isdir(prepared.path)
+
+
+def test_a_gang_bigger_than_the_cluster_is_refused_before_anything_trains(tmp_path, two_nodes):
+    """Four ranks on two one-CPU nodes can never be placed: the dry run (which printed the plan and exited 0
+    before) and the real run both say so in one line and exit 2, and the real run trains nothing."""
+    address, _ = two_nodes
+    spec = tmp_path / "two-widths.toml"
+    spec.write_text(TINY.read_text().replace("d_model = [16, 32, 48]", "d_model = [16, 32]"))
+    base = ("sweep", spec, "--executor", "ray", "--address", address, "--gpus-per-run", "4")
+    expected = "error: --gpus-per-run: value: 4 ranks need 4 CPU, the Ray cluster has 2"
+    for extra in (("--out", tmp_path / "dry", "--dry-run"), ("--out", tmp_path / "real")):
+        ran = run_scale(*base, *extra)
+        assert ran.returncode == 2, ran.stdout + ran.stderr
+        lines = ran.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), ran.stderr
+    assert not (tmp_path / "dry").exists()
+    assert not (tmp_path / "real" / "runs.parquet").exists()
+    assert not list((tmp_path / "real").glob("runs/*/curve*")), "a run trained before the refusal"

@@ -94,6 +94,12 @@ def sweep_command(
         target = out_dir if out_dir is not None else Path("results") / spec.name
         Store(target).check_could_write()
         plan = plan_sweep(spec, target, workers=workers or 1)
+        if executor == "ray":  # a gang the cluster cannot place is refused by the run before training
+            from scaling_cli.executors.ray_executor import check_gangs_before_running
+
+            unsettled = [p.run for p in plan.runs if p.state not in ("done", "diverged")]
+            world = max((run.train.data_parallel for run in unsettled), default=1)
+            check_gangs_before_running(world, address, raw.device)
         print_plan(plan)
         for line in repetition_warnings(spec.runs()):
             warn(f"warning: {line}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,9 @@ class RayExecutor:
         if self._started_here:
             try:
                 if address:
-                    ray.init(address=address, log_to_driver=False)
+                    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
                 else:
-                    ray.init(log_to_driver=False, include_dashboard=False)
+                    ray.init(log_to_driver=False, include_dashboard=False, logging_level=logging.WARNING)
             except Exception as exc:  # noqa: BLE001 - Ray raises many types for an unreachable cluster
                 raise SpecError("--address", str(address or "local"), f"cannot start or reach Ray: {exc}") from None
         resources = ray.cluster_resources()
@@ -159,6 +160,10 @@ class RayExecutor:
             shipped[name] = with_shipment(ref, ObjectStoreFiles(self._ray.put(files)))
         return shipped
 
+    def check_units(self, units: Any) -> None:
+        """Refuse, before anything trains, a data-parallel unit whose gang this cluster can never place."""
+        check_gangs_fit(max((data_parallel_of(u) for u in units), default=1), self._resources, bool(self._gpu_share))
+
     def submit(self, fn: Any, task: Any) -> Any:
         world = data_parallel_of(task.unit)
         if world > 1:
@@ -182,11 +187,7 @@ class RayExecutor:
         for resource, amount in bundle.items():
             if amount * world > self._resources.get(resource, 0):
                 have = self._resources.get(resource, 0)
-                raise SpecError(
-                    "--gpus-per-run",
-                    "value",
-                    f"{world} ranks need {amount * world:g} {resource}, the Ray cluster has {have:g}",
-                )
+                raise _too_big(f"{world} ranks need {amount * world:g} {resource}, the Ray cluster has {have:g}")
         self._remove_finished_groups()
         group = placement_group([dict(bundle) for _ in range(world)], strategy="PACK")
         strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
@@ -212,6 +213,47 @@ class RayExecutor:
             _suppressed(self._ray.util.remove_placement_group, group)
         if self._started_here:
             self._ray.shutdown()
+
+
+def check_gangs_fit(world: int, resources: dict, on_gpu: bool) -> None:
+    """SpecError when a gang of `world` ranks needs more than the cluster has in all: a CPU per rank, and on
+    GPUs a GPU per rank too (a placement group that can never be placed would wait forever)."""
+    needs = {"CPU": world, "GPU": world} if on_gpu else {"CPU": world}
+    for resource, amount in needs.items():
+        have = resources.get(resource, 0)
+        if world > 1 and amount > have:
+            raise _too_big(f"{world} ranks need {amount:g} {resource}, the Ray cluster has {have:g}")
+
+
+def check_gangs_before_running(world: int, address: str | None, device: str) -> None:
+    """The dry run's form of `RayExecutor.check_units`: the cluster at `address` is asked for its resources
+    (and left running); with no address, the local cluster a sweep would start has this machine's CPUs and
+    GPUs."""
+    if world <= 1:
+        return
+    if address:
+        try:
+            import ray
+        except ImportError:
+            raise SpecError("--executor", "ray", "Ray is not installed: pip install 'scaling-cli[ray]'") from None
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            resources = ray.cluster_resources()
+        except Exception as exc:  # noqa: BLE001 - Ray raises many types for an unreachable cluster
+            raise SpecError("--address", address, f"cannot reach Ray: {exc}") from None
+        finally:
+            _suppressed(ray.shutdown)
+    else:
+        import os
+
+        import torch
+
+        resources = {"CPU": len(os.sched_getaffinity(0)), "GPU": torch.cuda.device_count()}
+    check_gangs_fit(world, resources, device in ("auto", "cuda") and resources.get("GPU", 0) > 0)
+
+
+def _too_big(problem: str) -> SpecError:
+    return SpecError("--gpus-per-run", "value", f"{problem} (lower --gpus-per-run or the spec's [train] data_parallel)")
 
 
 def _suppressed(call: Any, *args: Any) -> None:
