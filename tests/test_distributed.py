@@ -110,6 +110,40 @@ def test_a_run_whose_rank_was_killed_resumes_exactly(markov, two_ranks, tmp_path
     assert (resumed.val_loss, resumed.steps, resumed.data_parallel) == (reference.val_loss, STEPS, 2)
 
 
+def test_a_stop_request_reaches_every_rank_and_the_rerun_resumes_exactly(markov, two_ranks, tmp_path):
+    """The flag a Slurm job's signal handler sets (STOP_REQUESTED) in the launching process, mid-run: the
+    launcher relays it, the ranks agree on it at a finiteness read, rank 0 saves at that step, the run raises
+    StopRequested there; training again resumes and ends with the uninterrupted two-rank curve bit for bit."""
+    import threading
+
+    from scaling_cli.train.stop import STOP_REQUESTED, StopRequested
+
+    cfg, (reference, reference_dir) = TWO_RANKS, two_ranks
+    run_dir = tmp_path / "stopped"
+
+    def stop_after_first_evaluation() -> None:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "curve.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        STOP_REQUESTED.set()
+
+    watcher = threading.Thread(target=stop_after_first_evaluation, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(StopRequested) as stopped:
+            train_run(TINY, cfg, markov, run_dir)
+    finally:
+        STOP_REQUESTED.clear()
+        watcher.join()
+    saved = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)["step"]
+    assert 0 < saved == stopped.value.step < STEPS, (saved, stopped.value.step)
+    assert not (run_dir / "stop.requested").exists()
+    assert [p["step"] for p in read_curve(run_dir)][-1] <= saved
+    resumed = train_run(TINY, cfg, markov, run_dir)
+    assert without_clock(read_curve(run_dir)) == without_clock(read_curve(reference_dir))
+    assert (resumed.val_loss, resumed.steps, resumed.data_parallel) == (reference.val_loss, STEPS, 2)
+
+
 def test_fsdp_trains_the_same_curve_and_resumes_from_its_gathered_state(markov, tmp_path):
     """FSDP2 on two ranks: the curve of one rank (to reduction noise); its saved state is whole (gathered on
     rank 0), and a run continued from the state saved at step 4 retraces the uninterrupted run exactly."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,13 +101,29 @@ def state_loader(
     return load
 
 
-def all_finite(finite: torch.Tensor, ranks: Ranks) -> torch.Tensor:
-    """Per-step finiteness agreed by every rank (a step is finite only where it was finite on all of them)."""
+def all_finite(finite: torch.Tensor, ranks: Ranks, stop: bool = False) -> tuple[torch.Tensor, bool]:
+    """Per-step finiteness agreed by every rank (a step is finite only where it was finite on all of them),
+    on the host, and whether any rank asked to stop: the stop bit rides in the same reduction, so every rank
+    learns it at the same step without a collective of its own."""
     if ranks.world == 1:
-        return finite
-    flags = finite.to(torch.int32)
+        return finite.cpu(), stop
+    go_on = torch.tensor([0 if stop else 1], dtype=torch.int32, device=finite.device)
+    flags = torch.cat([finite.to(torch.int32), go_on])
     dist.all_reduce(flags, op=dist.ReduceOp.MIN)
-    return flags.bool()
+    flags = flags.cpu()
+    return flags[:-1].bool(), not bool(flags[-1])
+
+
+# A data-parallel run's ranks are processes of their own, out of reach of the signal that asks the launching
+# process (a Slurm job) to stop. The launcher creates this file in the run directory when a stop is asked
+# for; rank 0 looks for it at each finiteness read, and once every rank has stopped with the state saved,
+# rank 0 writes the step it stopped at into it.
+STOP_FILE = "stop.requested"
+
+
+def stop_asked(run_dir: Path, ranks: Ranks) -> bool:
+    """Whether this rank asks its run to stop: rank 0 of a data-parallel run, when the launcher's file exists."""
+    return ranks.world > 1 and ranks.writer and (Path(run_dir) / STOP_FILE).exists()
 
 
 def rank_mean(value: torch.Tensor, ranks: Ranks) -> torch.Tensor:
@@ -148,17 +165,40 @@ def launch(world: int, target: Callable, args: tuple, run_dir: Path) -> None:
         return
     import torch.multiprocessing as mp
 
+    from scaling_cli.train.stop import STOP_REQUESTED, StopRequested
+
+    stop_file = Path(run_dir) / STOP_FILE
+    stop_file.unlink(missing_ok=True)  # a request to an earlier attempt is not one to this
     port = free_port()
     context = mp.start_processes(
-        rank_main, args=(world, port, target, args), nprocs=world, join=False, start_method="spawn"
-    )
+        rank_main, args=(world, port, target, args, "127.0.0.1", str(stop_file)), nprocs=world, join=False,
+        start_method="spawn",
+    )  # fmt: skip
     (Path(run_dir) / "ranks.pids").write_text("".join(f"{pid}\n" for pid in context.pids()))
-    while not context.join():
-        pass
+    while not context.join(timeout=JOIN_POLL_S):
+        if STOP_REQUESTED.is_set() and not stop_file.exists():
+            stop_file.touch()
+    stopped_at = stop_file.read_text().strip() if stop_file.exists() else ""
+    stop_file.unlink(missing_ok=True)
+    if stopped_at:
+        raise StopRequested(int(stopped_at))
 
 
-def rank_main(rank: int, world: int, port: int, target: Callable, args: tuple, address: str = "127.0.0.1") -> None:
-    """One rank: join the run's process group at rank 0's `address`:`port`, run the target, leave the group."""
+JOIN_POLL_S = 0.5  # how often the launcher looks for a stop request while its ranks train
+
+
+def rank_main(
+    rank: int, world: int, port: int, target: Callable, args: tuple, address: str = "127.0.0.1", stop_file: str = ""
+) -> None:
+    """One rank: join the run's process group at rank 0's `address`:`port`, run the target, leave the group.
+    A rank that stopped on request waits for the others (rank 0 saves first); rank 0 then writes the step
+    into `stop_file`, for the launcher."""
+    from scaling_cli.train.stop import StopRequested
+
+    # Slurm signals every process of the job; the launcher relays its stop request to the ranks, whom the
+    # signal's default action (for USR1/USR2: terminate) would otherwise kill before they save.
+    warning = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    signal.signal(getattr(signal, "SIG" + warning, signal.SIGUSR2), signal.SIG_IGN)
     os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
@@ -166,5 +206,9 @@ def rank_main(rank: int, world: int, port: int, target: Callable, args: tuple, a
     dist.init_process_group(backend, rank=rank, world_size=world)
     try:
         target(Ranks(rank, world), *args)
+    except StopRequested as stop:
+        dist.barrier()
+        if rank == 0 and stop_file:
+            Path(stop_file).write_text(f"{stop.step}\n")
     finally:
         dist.destroy_process_group()

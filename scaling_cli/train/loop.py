@@ -45,6 +45,7 @@ from scaling_cli.train.distributed import (
     rank_mean,
     rank_rows,
     state_loader,
+    stop_asked,
     wrap_model,
 )
 from scaling_cli.train.mfu import device_name, peak_flops, utilisation
@@ -194,6 +195,7 @@ class Training:
     blown: str | None = None  # why an evaluated loss passed the divergence limit (the run stops there)
     ranks: Ranks = SINGLE
     wrapped: torch.nn.Module | None = None  # the model under DDP or FSDP2 in a data-parallel run
+    stop_agreed: bool = False  # every rank of a data-parallel run has learnt that a stop was asked for
 
     def __post_init__(self) -> None:
         trained = self.wrapped if self.wrapped is not None else self.model
@@ -241,7 +243,7 @@ class Training:
                 return self.state.step
         if self.thread_allowance is not None:
             self.follow_thread_allowance()
-        if STOP_REQUESTED.is_set():
+        if STOP_REQUESTED.is_set() or self.stop_agreed:  # a data-parallel run's ranks agree at a finiteness read
             self.stop_here()
         return None
 
@@ -299,7 +301,9 @@ class Training:
         finite, or None."""
         if not self.checks:
             return None
-        finite = all_finite(torch.isfinite(torch.stack(self.checks)), self.ranks).cpu()
+        asked = stop_asked(self.run_dir, self.ranks)
+        finite, stop = all_finite(torch.isfinite(torch.stack(self.checks)), self.ranks, asked)
+        self.stop_agreed = self.stop_agreed or stop
         first_step = self.state.step - len(self.checks)
         self.checks.clear()
         if bool(finite.all()):
