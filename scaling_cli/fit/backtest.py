@@ -81,8 +81,11 @@ def passes(points: pd.DataFrame, threshold: float | None) -> np.ndarray:
     return (points["D"] / points["N"]).to_numpy(dtype=float) >= threshold
 
 
-def run_backtest(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None, tolerance: float, where: str) -> dict:
-    """Errors of every law x filter on the held-out runs, the recommendation and its refit on all points.
+def run_backtest(
+    points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None, tolerance: float, where: str, refit: FitLaw
+) -> dict:
+    """Errors of every law x filter on the held-out runs, the recommendation and its refit on all points
+    (`refit`: the full fit a user acts on; `fit_law` may be a cheaper search for the scored cuts).
 
     Every candidate is scored on the same held-out runs, so their errors compare like with like: the runs
     that pass the strictest filter still keeping MIN_COVERAGE of them (the well-trained large runs a law
@@ -92,7 +95,7 @@ def run_backtest(points: pd.DataFrame, fit_law: FitLaw, laws, cut: float | None,
     best = result.pop("best")
     result["procedure"] = procedure_error(points, fit_law, laws, tolerance, where)
     if best is not None:
-        result["recommended"] = _recommend(points, best, fit_law, result["procedure"])
+        result["recommended"] = _recommend(points, best, refit, result["procedure"])
     return result
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,10 @@ from scaling_cli.fit.results import FitResult, LawFit
 from scaling_cli.fit.table import TableOptions, load_rows
 
 VERSION = 1
+
+
+# Starts of the refits a fit makes to judge itself; the fit itself searches the whole grid.
+INNER_STARTS = 256
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class FitOptions:
     backtest: bool = False
     backtest_cut: float | None = None  # None = hold out the top budgets holding 15% of the points
     fixed: dict = field(default_factory=dict)  # {parameter: value} held (not fitted, not bootstrapped): --fix
+    screened_starts: int | None = None  # None = a grid law fits from every start; set for the inner refits below
 
 
 def parse_fixed(values) -> dict[str, float]:
@@ -204,6 +209,14 @@ def fit_law(name: str, points: pd.DataFrame, options: FitOptions, where: str) ->
     return identify.mark(name, _fit_one(name, points, options, where), points)
 
 
+def inner_options(options: FitOptions) -> FitOptions:
+    """The options of the refits a fit makes to judge itself (holdout, backtest cuts, error-model cuts):
+    grid laws start from the INNER_STARTS best grid points on each refit's own data, not from all of them."""
+    if options.screened_starts is not None:
+        return options
+    return replace(options, screened_starts=INNER_STARTS)
+
+
 def _fit_one(name: str, points, options: FitOptions, where: str) -> dict:
     return registry.get(name).fit(points, options, where)
 
@@ -263,7 +276,7 @@ def _add_calibration(name: str, fitted: dict, points, options: FitOptions, where
         law,
         LawFit.of(fitted),
         points,
-        lambda subset: fit_law(name, subset, options, where),
+        lambda subset: fit_law(name, subset, inner_options(options), where),
         lambda subset, at_cut: _with_inner_bootstrap(law, subset, at_cut, options, where, convention),
         options.budget_tolerance,
     )
@@ -284,7 +297,7 @@ def _holdout(points, options: FitOptions, where: str) -> dict:
     fits = {}
     for name in scored:
         try:
-            fits[name] = _fit_one(name, kept.reset_index(drop=True), options, where)
+            fits[name] = _fit_one(name, kept.reset_index(drop=True), inner_options(options), where)
         except FitError as exc:
             skipped[name] = _reason(name, exc)
     return holdout.score(held, fits, rule, len(kept), skipped)
@@ -296,11 +309,12 @@ def _backtest(points, options: FitOptions, where: str, convention: dict) -> dict
     try:
         result = backtest.run_backtest(
             points,
-            lambda name, subset: fit_law(name, subset, options, where),
+            lambda name, subset: fit_law(name, subset, inner_options(options), where),
             options.laws or default_laws(points),
             options.backtest_cut,
             options.budget_tolerance,
             where,
+            refit=lambda name, subset: fit_law(name, subset, options, where),
         )
     except FitError as exc:
         return {"skipped": exc.problem}
