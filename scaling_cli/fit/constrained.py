@@ -25,6 +25,7 @@ from scaling_cli.fit.chinchilla import (
     POLISH_ITERATIONS,
     check_points,
     huber_log_sum_exp,
+    screen_starts,
     starts_reaching,
 )
 from scaling_cli.fit.law import Law, register
@@ -211,15 +212,24 @@ def check_repetition(n, d, u, loss, where: str) -> None:
 
 
 def fit_constrained(
-    n, d, u, loss, *, delta: float = 1e-3, grid=CONSTRAINED_GRID, where: str = "fit", fixed: dict | None = None
+    n,
+    d,
+    u,
+    loss,
+    *,
+    delta: float = 1e-3,
+    grid=CONSTRAINED_GRID,
+    where: str = "fit",
+    fixed: dict | None = None,
+    screened: int | None = None,
 ) -> dict:
-    """Fit the data-constrained law from every start of `grid`, holding the `fixed` parameters ({published
-    name: value}); FitError when the table cannot support it."""
+    """Fit the data-constrained law from every start of `grid` (or the `screened` best of them, as Approach 3
+    does), holding the `fixed` parameters ({published name: value}); FitError when the table cannot support it."""
     check_repetition(n, d, u, loss, where)
     held = Held(ConstrainedObjective(n, d, u, loss, delta), fixed_coordinates(fixed, where), len(ORDER))
     starts = np.unique(grid_starts(grid)[:, held.free], axis=0)
     with np.errstate(all="ignore"):  # wild starts send R* to 0 or infinity; their objective is NaN and they stall
-        batch = minimize_batched(held, starts)
+        batch = minimize_batched(held, screen_starts(held, starts, screened))
     usable = batch.converged & np.isfinite(batch.f)
     if not usable.any():
         raise FitError(where, "constrained", f"no start of {len(batch.f)} converged")
@@ -330,6 +340,7 @@ class ConstrainedLaw(Law):
             delta=options.delta,
             where=where,
             fixed=self.held(options),
+            screened=options.screened_starts,
         )
 
     def bootstrap(self, points, fitted: dict, indices, context: dict) -> dict:
