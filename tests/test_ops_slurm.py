@@ -143,9 +143,12 @@ batches = 2
 
 
 @pytest.mark.slow
-def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_same_row(slurm, tmp_path):
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_same_row(slurm, tmp_path, ranks):
+    """Also for a data-parallel run (2 gloo ranks): the job relays the stop to its ranks, which save at one
+    step; with no periodic checkpoint, the resumed attempt can only start from that state."""
     spec = tmp_path / "requeue.toml"
-    spec.write_text(LONG_RUN)
+    spec.write_text(LONG_RUN.replace("batch_size = 16", f"batch_size = 16\ndata_parallel = {ranks}"))
     reference = run_scale("sweep", spec, "--out", tmp_path / "local", "--workers", "1")
     assert reference.returncode == 0, reference.stderr
 
@@ -178,6 +181,7 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_sa
     assert "state saved; requeueing" in log, log
     assert "retry" not in stdout and [p.name for p in (out / "slurm").iterdir() if p.is_dir()] == [job]
     assert len(attempts) >= 2 and attempts[-1]["resumed"], attempts
+    assert set(pd.read_parquet(out / "runs.parquet").data_parallel) == {ranks}
 
     columns = COMPARED + ["flops", "params"]
     local = pd.read_parquet(tmp_path / "local" / "runs.parquet")[columns]
