@@ -15,6 +15,7 @@ import ctypes
 import multiprocessing as mp
 import os
 import queue
+import select
 import signal
 import sys
 import threading
@@ -156,11 +157,19 @@ def _kill_me_with_parent() -> None:
 
 def _exit_with_sweep(sweep_pid: int, parent_pid: int) -> None:
     # A sweep killed with SIGKILL cannot stop its workers; without this they would keep training
-    # (and keep their claims) as orphans, and a rerun could not resume their runs from checkpoints.
-    # The kernel's parent-death signal does this at once on Linux; polling covers other systems and
-    # a parent that died before the signal was armed.
-    while os.getppid() == parent_pid and _alive(sweep_pid):
-        time.sleep(PARENT_CHECK_S)
+    # (and keep their claims, and finish runs the kill interrupted) as orphans, and a rerun could not
+    # resume their runs from checkpoints. The parent-death signal reaches a worker only once the
+    # forkserver has noticed and exited, which lets a short run finish meanwhile; a pidfd wakes this
+    # thread the moment the sweep process dies. Polling covers systems without pidfds.
+    try:
+        watched = os.pidfd_open(sweep_pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):
+        while os.getppid() == parent_pid and _alive(sweep_pid):
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)
+    select.select([watched], [], [])
     os._exit(1)
 
 
