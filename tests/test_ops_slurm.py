@@ -155,14 +155,11 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_sa
     out = tmp_path / "slurm"
     env = {**os.environ, **slurm.env}
     started = time.monotonic()
-    sweep = subprocess.Popen(
-        [SCALE, "sweep", str(spec), "--executor", "slurm", "--out", str(out), "--time", "5"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    sweep = _start_slurm_sweep(spec, out, env, "--time", "5")
     try:
         run_dir = _wait_for_training(out, sweep)
         signalled = time.monotonic()
-        job = next(p.name for p in (out / "slurm").iterdir() if p.is_dir())
+        job = _first_job(out)
         # What Slurm sends `--signal` seconds before a job's time limit (and on preemption): submitit's signal.
         # Sent here rather than by a 1-minute limit: Slurm ticks every 30 s, so that signal comes 1-25 s after
         # the start, sometimes before Python has a handler (measured: a job killed 1 s in by its own warning).
@@ -199,13 +196,10 @@ def test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named(slur
     spec.write_text(LONG_RUN)
     out = tmp_path / "slurm"
     env = {**os.environ, **slurm.env}
-    sweep = subprocess.Popen(
-        [SCALE, "sweep", str(spec), "--executor", "slurm", "--out", str(out), "--retries", "0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    sweep = _start_slurm_sweep(spec, out, env, "--retries", "0")
     try:
         run_dir = _wait_for_training(out, sweep)
-        job = next(p.name for p in (out / "slurm").iterdir() if p.is_dir())
+        job = _first_job(out)
         # The job's Python killed as the kernel's OOM killer would: no signal to save on, no result, no requeue.
         # (scancel without cgroups killed srun but once left the task running to the end.)
         os.kill(Store(out).attempts(run_dir.name)[-1]["pid"], signal.SIGKILL)
@@ -215,6 +209,19 @@ def test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named(slur
     log = out / "slurm" / job / f"{job}_0_log.err"
     assert sweep.returncode == 1, stderr
     assert f"slurm job {job} ended without a result; its log: {log}" in stderr and log.is_file(), stderr
+
+
+def _start_slurm_sweep(spec: Path, out: Path, env: dict, *extra: str) -> subprocess.Popen:
+    """A real `scale sweep --executor slurm` process, for tests that act on its job while it runs."""
+    return subprocess.Popen(
+        [SCALE, "sweep", str(spec), "--executor", "slurm", "--out", str(out), *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _first_job(out: Path) -> str:
+    """The id of the (only) job submitted so far: its folder under <out>/slurm/."""
+    return next(p.name for p in (out / "slurm").iterdir() if p.is_dir())
 
 
 def _wait_for_training(out: Path, sweep: subprocess.Popen, timeout_s: float = 90.0) -> Path:
