@@ -3,20 +3,24 @@ rows equal the local executor's, exactly once; a job signalled before its time l
 is requeued and resumes to the row an uninterrupted run writes; bad Slurm options are one line and exit 2.
 
 Without the Slurm packages these tests skip, except in CI (CI=true), where `make test` installs them
-(.ci/install-slurm) and a missing Slurm is a failure."""
+(.ci/install-slurm) and a missing Slurm is a failure. The slow tests' scenarios run on the cluster at once (one
+module fixture starts them; each test then asserts on its own), so that their waits on Slurm overlap."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import functools
 import json
 import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, SCALE, run_scale, scale_in_process
+from conftest import REPO, SCALE, scale_in_process
 from slurm_cluster import missing_binaries, running_cluster
 
 from scaling_cli.store import Store
@@ -86,31 +90,6 @@ def test_command_line_options_override_the_spec_slurm_table_and_become_sbatch_pa
     assert sbatch_parameters(table)["signal_delay_s"] == 90
 
 
-@pytest.mark.slow
-def test_a_sweep_on_slurm_writes_the_local_rows_exactly_once(slurm, tiny_sweep, tmp_path):
-    out = tmp_path / "slurm"
-    started = time.monotonic()
-    result = run_scale("sweep", TINY, "--executor", "slurm", "--out", out, "--time", "5", env=slurm.env)
-    took = time.monotonic() - started
-    assert result.returncode == 0, result.stderr + slurm.log("slurmctld")[-2000:]
-    print(f"scale sweep --executor slurm, markov-tiny (3 units, 6 runs): {took:.1f} s\n{result.stdout}")
-
-    local = pd.read_parquet(tiny_sweep[0] / "runs.parquet")[COMPARED].sort_values("run_id", ignore_index=True)
-    remote = pd.read_parquet(out / "runs.parquet")[COMPARED].sort_values("run_id", ignore_index=True)
-    pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=THREAD_NOISE)
-    store = Store(out)
-    assert all(len(store.attempts(run_id)) == 1 for run_id in remote.run_id)  # each run trained once
-    jobs = sorted(p.name for p in (out / "slurm").iterdir() if p.is_dir())
-    assert len(jobs) == 3 and all((out / "slurm" / j / f"{j}_0_log.out").is_file() for j in jobs), jobs
-
-    again = run_scale("sweep", TINY, "--executor", "slurm", "--out", out, env=slurm.env)
-    assert again.returncode == 0, again.stderr
-    assert "6 done" in again.stdout, again.stdout
-    assert sorted(p.name for p in (out / "slurm").iterdir() if p.is_dir()) == jobs  # no job submitted
-    assert len(pd.read_parquet(out / "runs.parquet")) == 6
-    assert all(len(store.attempts(run_id)) == 1 for run_id in remote.run_id)
-
-
 LONG_RUN = """
 name = "slurm-requeue"
 dataset = "markov"
@@ -142,20 +121,47 @@ batches = 2
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_same_row(slurm, tmp_path, ranks):
-    """Also for a data-parallel run (2 gloo ranks): the job relays the stop to its ranks, which save at one
-    step; with no periodic checkpoint, the resumed attempt can only start from that state."""
+@dataclass
+class Acted:
+    """What a scenario left: its results directory, the exit and output of its `scale sweep --executor slurm`,
+    and for the scenarios that act on the running job, that job's id, its run's directory and the timings."""
+
+    out: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    job: str = ""
+    run_dir: Path | None = None
+    timings: str = ""
+
+
+@pytest.fixture(scope="module")
+def slurm_runs(slurm, request, tmp_path_factory):
+    """The scenarios (SCENARIOS) of this module's selected tests, all started at once on the cluster, whose node
+    has CPUs for all of their jobs: a job's start, Slurm's requeue delay and the wait for a missing result then
+    overlap instead of adding up (measured: the four of them in turn took 100-200 s). Each test asserts on what
+    its own scenario left, in its own results directory."""
+    # Read once, here: scale_in_process, in the tests that run meanwhile, swaps os.environ and the working directory.
+    env = {**os.environ, **slurm.env}
+    names = [item.name for item in request.session.items if item.module is request.module and item.name in SCENARIOS]
+    with cf.ThreadPoolExecutor(max_workers=max(len(names), 1), thread_name_prefix="slurm-scenario") as pool:
+        yield {name: pool.submit(SCENARIOS[name], env, tmp_path_factory.mktemp("scenario")) for name in names}
+
+
+@pytest.fixture
+def scenario(slurm_runs, request) -> Acted:
+    """What this test's scenario left once it has ended (its error, when it failed, is raised here)."""
+    return slurm_runs[request.node.name].result()
+
+
+def _requeue_mid_run(ranks: int, env: dict, tmp_path: Path) -> Acted:
+    """Train LONG_RUN here (the reference) and on Slurm at once; signal the job once its run has a curve point."""
     spec = tmp_path / "requeue.toml"
     spec.write_text(LONG_RUN.replace("batch_size = 16", f"batch_size = 16\ndata_parallel = {ranks}"))
-    reference = run_scale("sweep", spec, "--out", tmp_path / "local", "--workers", "1")
-    assert reference.returncode == 0, reference.stderr
-
+    reference = _scale(env, "sweep", spec, "--out", tmp_path / "local", "--workers", "1")
     out = tmp_path / "slurm"
-    env = {**os.environ, **slurm.env}
     started = time.monotonic()
-    sweep = _start_slurm_sweep(spec, out, env, "--time", "5")
+    sweep = _scale(env, "sweep", spec, "--executor", "slurm", "--out", out, "--time", "5")
     try:
         run_dir = _wait_for_training(out, sweep)
         signalled = time.monotonic()
@@ -165,58 +171,47 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_sa
         # the start, sometimes before Python has a handler (measured: a job killed 1 s in by its own warning).
         subprocess.run(["scancel", "--signal=USR2", job], check=True, env=env)
         stdout, stderr = sweep.communicate(timeout=150)
+        finished = time.monotonic()
+        _, reference_stderr = reference.communicate(timeout=150)
     finally:
         sweep.kill()
-    finished = time.monotonic()
-    assert sweep.returncode == 0, stderr + (out / "slurm" / job / f"{job}_0_log.err").read_text()
-    attempts = Store(out).attempts(run_dir.name)
-    log = "".join((out / "slurm" / job / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
-    print(
-        f"requeue: first curve point {signalled - started:.1f} s after submitting, row {finished - signalled:.1f} s "
-        f"after the signal, {len(attempts)} attempts\n{stdout}"
-    )
-    assert "state saved; requeueing" in log, log
-    assert "retry" not in stdout and [p.name for p in (out / "slurm").iterdir() if p.is_dir()] == [job]
-    assert len(attempts) >= 2 and attempts[-1]["resumed"], attempts
-    assert set(pd.read_parquet(out / "runs.parquet").data_parallel) == {ranks}
-
-    columns = COMPARED + ["flops", "params"]
-    local = pd.read_parquet(tmp_path / "local" / "runs.parquet")[columns]
-    remote = pd.read_parquet(out / "runs.parquet")[columns]
-    pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=THREAD_NOISE)
-    local_curve = pd.read_parquet(tmp_path / "local" / "curves.parquet").sort_values("step", ignore_index=True)
-    remote_curve = pd.read_parquet(out / "curves.parquet").sort_values("step", ignore_index=True)
-    assert list(local_curve.step) == list(remote_curve.step)  # the resumed curve has each point once
-    pd.testing.assert_series_equal(local_curve.val_loss, remote_curve.val_loss, rtol=THREAD_NOISE)
+        reference.kill()
+    assert reference.returncode == 0, reference_stderr
+    timings = f"first curve point {signalled - started:.1f} s after submitting, row {finished - signalled:.1f} s after"
+    return Acted(out, sweep.returncode, stdout, stderr, job, run_dir, timings + " the signal")
 
 
-@pytest.mark.slow
-def test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named(slurm, tmp_path):
+def _lose_the_result(env: dict, tmp_path: Path) -> Acted:
+    """Kill the job's Python once its run has a curve point, as the kernel's OOM killer would."""
     spec = tmp_path / "cancelled.toml"
     spec.write_text(LONG_RUN)
     out = tmp_path / "slurm"
-    env = {**os.environ, **slurm.env}
-    sweep = _start_slurm_sweep(spec, out, env, "--retries", "0")
+    sweep = _scale(env, "sweep", spec, "--executor", "slurm", "--out", out, "--retries", "0")
     try:
         run_dir = _wait_for_training(out, sweep)
         job = _first_job(out)
-        # The job's Python killed as the kernel's OOM killer would: no signal to save on, no result, no requeue.
-        # (scancel without cgroups killed srun but once left the task running to the end.)
+        # No signal to save on, no result, no requeue. (scancel without cgroups killed srun but once left the
+        # task running to the end.)
         os.kill(Store(out).attempts(run_dir.name)[-1]["pid"], signal.SIGKILL)
-        _, stderr = sweep.communicate(timeout=120)
+        stdout, stderr = sweep.communicate(timeout=120)
     finally:
         sweep.kill()
-    log = out / "slurm" / job / f"{job}_0_log.err"
-    assert sweep.returncode == 1, stderr
-    assert f"slurm job {job} ended without a result; its log: {log}" in stderr and log.is_file(), stderr
+    return Acted(out, sweep.returncode, stdout, stderr, job, run_dir)
 
 
-def _start_slurm_sweep(spec: Path, out: Path, env: dict, *extra: str) -> subprocess.Popen:
-    """A real `scale sweep --executor slurm` process, for tests that act on its job while it runs."""
+def _sweep_markov_tiny(env: dict, tmp_path: Path) -> Acted:
+    out = tmp_path / "slurm"
+    started = time.monotonic()
+    sweep = _scale(env, "sweep", TINY, "--executor", "slurm", "--out", out, "--time", "5")
+    stdout, stderr = sweep.communicate(timeout=600)
+    return Acted(out, sweep.returncode, stdout, stderr, timings=f"{time.monotonic() - started:.1f} s")
+
+
+def _scale(env: dict, *args: str | Path) -> subprocess.Popen:
+    """A real `scale` process, given its whole environment (scenarios run beside tests that change os.environ)."""
     return subprocess.Popen(
-        [SCALE, "sweep", str(spec), "--executor", "slurm", "--out", str(out), *extra],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [SCALE, *map(str, args)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _first_job(out: Path) -> str:
@@ -235,6 +230,72 @@ def _wait_for_training(out: Path, sweep: subprocess.Popen, timeout_s: float = 90
                 return curve.parent
         time.sleep(0.05)
     raise AssertionError("the job did not start training in time")
+
+
+REQUEUE_TEST = "test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_same_row"
+SCENARIOS = {  # a test's name -> what it acts out on the cluster: (env, tmp_path) -> Acted
+    f"{REQUEUE_TEST}[1]": functools.partial(_requeue_mid_run, 1),
+    f"{REQUEUE_TEST}[2]": functools.partial(_requeue_mid_run, 2),
+    "test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named": _lose_the_result,
+    "test_a_sweep_on_slurm_writes_the_local_rows_exactly_once": _sweep_markov_tiny,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_same_row(scenario, ranks):
+    """Also for a data-parallel run (2 gloo ranks): the job relays the stop to its ranks, which save at one
+    step; with no periodic checkpoint, the resumed attempt can only start from that state."""
+    out, job, tmp_path = scenario.out, scenario.job, scenario.out.parent
+    assert scenario.returncode == 0, scenario.stderr + (out / "slurm" / job / f"{job}_0_log.err").read_text()
+    attempts = Store(out).attempts(scenario.run_dir.name)
+    log = "".join((out / "slurm" / job / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
+    print(f"requeue: {scenario.timings}, {len(attempts)} attempts\n{scenario.stdout}")
+    assert "state saved; requeueing" in log, log
+    assert "retry" not in scenario.stdout and [p.name for p in (out / "slurm").iterdir() if p.is_dir()] == [job]
+    assert len(attempts) >= 2 and attempts[-1]["resumed"], attempts
+    assert set(pd.read_parquet(out / "runs.parquet").data_parallel) == {ranks}
+
+    columns = COMPARED + ["flops", "params"]
+    local = pd.read_parquet(tmp_path / "local" / "runs.parquet")[columns]
+    remote = pd.read_parquet(out / "runs.parquet")[columns]
+    pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=THREAD_NOISE)
+    local_curve = pd.read_parquet(tmp_path / "local" / "curves.parquet").sort_values("step", ignore_index=True)
+    remote_curve = pd.read_parquet(out / "curves.parquet").sort_values("step", ignore_index=True)
+    assert list(local_curve.step) == list(remote_curve.step)  # the resumed curve has each point once
+    pd.testing.assert_series_equal(local_curve.val_loss, remote_curve.val_loss, rtol=THREAD_NOISE)
+
+
+@pytest.mark.slow
+def test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named(scenario):
+    log = scenario.out / "slurm" / scenario.job / f"{scenario.job}_0_log.err"
+    assert scenario.returncode == 1, scenario.stderr
+    assert f"slurm job {scenario.job} ended without a result; its log: {log}" in scenario.stderr, scenario.stderr
+    assert log.is_file(), log
+
+
+@pytest.mark.slow
+def test_a_sweep_on_slurm_writes_the_local_rows_exactly_once(scenario, slurm, tiny_sweep):
+    """After the module's other Slurm tests: it needs the session's markov-tiny, which may take a while to train,
+    and their scenarios start with the first of them."""
+    out, result = scenario.out, scenario
+    assert result.returncode == 0, result.stderr + slurm.log("slurmctld")[-2000:]
+    print(f"scale sweep --executor slurm, markov-tiny (3 units, 6 runs): {result.timings}\n{result.stdout}")
+
+    local = pd.read_parquet(tiny_sweep[0] / "runs.parquet")[COMPARED].sort_values("run_id", ignore_index=True)
+    remote = pd.read_parquet(out / "runs.parquet")[COMPARED].sort_values("run_id", ignore_index=True)
+    pd.testing.assert_frame_equal(local, remote, check_exact=False, rtol=THREAD_NOISE)
+    store = Store(out)
+    assert all(len(store.attempts(run_id)) == 1 for run_id in remote.run_id)  # each run trained once
+    jobs = sorted(p.name for p in (out / "slurm").iterdir() if p.is_dir())
+    assert len(jobs) == 3 and all((out / "slurm" / j / f"{j}_0_log.out").is_file() for j in jobs), jobs
+
+    again = scale_in_process("sweep", TINY, "--executor", "slurm", "--out", out, env=slurm.env)
+    assert again.returncode == 0, again.stderr
+    assert "6 done" in again.stdout, again.stdout
+    assert sorted(p.name for p in (out / "slurm").iterdir() if p.is_dir()) == jobs  # no job submitted
+    assert len(pd.read_parquet(out / "runs.parquet")) == 6
+    assert all(len(store.attempts(run_id)) == 1 for run_id in remote.run_id)
 
 
 @pytest.mark.slow

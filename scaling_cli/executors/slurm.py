@@ -143,12 +143,14 @@ class SlurmExecutor:
                 if job.paths.result_pickle.exists():
                     gone_since.pop(job_id, None)
                     self._finish(job_id, job, future)
-                elif queued is not None and job_id not in queued:
+                    continue
+                if queued is not None and job_id not in queued:
                     gone_since.setdefault(job_id, now)
-                    if now - gone_since[job_id] > MISSING_GRACE_S:
-                        self._fail(job_id, job, future, "ended without a result")
                 elif queued is not None:
                     gone_since.pop(job_id, None)  # back in the queue (requeued)
+                # Judged at every poll, not only at a queue check, so that a lost job fails once its grace is over.
+                if job_id in gone_since and now - gone_since[job_id] > MISSING_GRACE_S:
+                    self._fail(job_id, job, future, "ended without a result")
             self._stopping.wait(POLL_S)
 
     def _finish(self, job_id: str, job: Any, future: cf.Future) -> None:
