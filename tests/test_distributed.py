@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
@@ -74,35 +72,40 @@ def test_two_ranks_and_accumulation_train_the_curve_of_one_rank(markov, two_rank
     assert not (two_dir / "rank0_result.json").exists()
 
 
-RUN_TWO_RANKS = """
-import sys
-from pathlib import Path
-from scaling_cli.data import open_prepared
-from scaling_cli.model import ModelConfig
-from scaling_cli.train import TrainConfig, train_run
-model, train = eval(sys.argv[1]), eval(sys.argv[2])
-train_run(ModelConfig(**model), TrainConfig(**train), open_prepared(sys.argv[3]), Path(sys.argv[4]))
-"""
-
-
 def without_clock(points: list[dict]) -> list[dict]:
     return [{k: v for k, v in point.items() if k != "wall_s"} for point in points]
 
 
 def test_a_run_whose_rank_was_killed_resumes_exactly(markov, two_ranks, tmp_path):
     """kill -9 of rank 1 after rank 0's first checkpoint stops the whole run; training again resumes from that
-    checkpoint and ends with the curve of an uninterrupted two-rank run."""
+    checkpoint and ends with the curve of an uninterrupted two-rank run. The launcher runs in a thread of this
+    process (its ranks are processes of their own either way), where the run's failure arrives as the exception
+    launch raises when a rank dies."""
+    import threading
+
+    from torch.multiprocessing import ProcessExitedException
+
     cfg, (reference, reference_dir) = TWO_RANKS, two_ranks
     run_dir = tmp_path / "killed"
-    args = [repr(TINY.to_dict()), repr(cfg.to_dict()), str(markov.path), str(run_dir)]
-    process = subprocess.Popen([sys.executable, "-c", RUN_TWO_RANKS, *args])
+    failures: list[Exception] = []
+
+    def launch_the_run() -> None:
+        try:
+            train_run(TINY, cfg, markov, run_dir)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it below
+            failures.append(exc)
+
+    launcher = threading.Thread(target=launch_the_run, daemon=True)
+    launcher.start()
     pids, deadline = run_dir / "ranks.pids", time.monotonic() + 120
-    while not (run_dir / CHECKPOINT_NAME).exists() and process.poll() is None and time.monotonic() < deadline:
+    while not (run_dir / CHECKPOINT_NAME).exists() and launcher.is_alive() and time.monotonic() < deadline:
         time.sleep(0.002)
     rank1 = int(pids.read_text().split()[1])
     os.kill(rank1, signal.SIGSTOP)  # rank 0 cannot finish without it: it waits in the next all-reduce
     os.kill(rank1, signal.SIGKILL)
-    assert process.wait(timeout=60) != 0
+    launcher.join(timeout=60)
+    assert not launcher.is_alive() and len(failures) == 1, failures
+    assert isinstance(failures[0], ProcessExitedException), repr(failures[0])
     saved = torch.load(run_dir / CHECKPOINT_NAME, weights_only=True)["step"]
     assert 0 < saved < STEPS
     resumed = train_run(TINY, cfg, markov, run_dir)
@@ -123,7 +126,8 @@ def test_a_stop_request_reaches_every_rank_and_the_rerun_resumes_exactly(markov,
 
     def stop_after_first_evaluation() -> None:
         deadline = time.monotonic() + 120
-        while not (run_dir / "curve.jsonl").exists() and time.monotonic() < deadline:
+        curve = run_dir / "curve.jsonl"  # created empty when training starts: wait for its first point
+        while not (curve.exists() and curve.stat().st_size > 0) and time.monotonic() < deadline:
             time.sleep(0.002)
         STOP_REQUESTED.set()
 
