@@ -2,7 +2,9 @@
 (`SCALE_CACHE`), as two machines with their own disks would. Workers get the prepared data by its identity
 (shipped through the object store, checksums verified), never through the driver's path, and the results are
 bit-identical to the local executor's. A data-parallel run's two ranks train as one gang across the two nodes
-and write the curve the local executor's two ranks write. One cluster serves the module's tests."""
+and write the curve the local executor's two ranks write. One cluster serves the module's tests, and one Ray
+sweep of markov-tiny on it serves the two tests that compare it with the session's local sweep of the same
+spec (`tiny_sweep`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, run_scale
+from conftest import REPO, run_scale, scale_in_process
 from filelock import FileLock
 
 from scaling_cli.store import Store
@@ -55,14 +57,15 @@ def two_nodes(tmp_path_factory):
     node_caches = [root / "node-a", root / "node-b"]
     # The suite runs in parallel workers (pytest-xdist); two local Ray clusters starting together can collide.
     with FileLock(Path(tempfile.gettempdir()) / "scale-tests-ray.lock"):
+        # No autoscaler monitor and no log monitor: nothing here scales, and the sweeps keep workers' logs out
+        # of the driver (their shutdown alone took a second).
+        quiet = {"num_cpus": 1, "include_log_monitor": False, "no_monitor": True}
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={
-                "num_cpus": 1, "env_vars": {"SCALE_CACHE": str(node_caches[0])}, "include_dashboard": False
-            },
-        )  # fmt: skip
+            head_node_args={"env_vars": {"SCALE_CACHE": str(node_caches[0])}, "include_dashboard": False, **quiet},
+        )
         try:
-            cluster.add_node(num_cpus=1, env_vars={"SCALE_CACHE": str(node_caches[1])})
+            cluster.add_node(env_vars={"SCALE_CACHE": str(node_caches[1])}, **quiet)
             cluster.wait_for_nodes()
             yield cluster.address, node_caches
         finally:
@@ -70,23 +73,44 @@ def two_nodes(tmp_path_factory):
             cluster.shutdown()
 
 
-def test_two_node_cluster_with_separate_caches_matches_the_local_executor(tmp_path, two_nodes):
-    address, node_caches = two_nodes
-    driver_cache = tmp_path / "driver-cache"
-    env = {"SCALE_CACHE": str(driver_cache)}
-    local = run_scale("sweep", TINY, "--out", tmp_path / "local", "--workers", "2", env=env)
+@pytest.fixture(scope="module")
+def ray_tiny(two_nodes, tmp_path_factory):
+    """markov-tiny swept once on the two nodes with --workers 2 by a driver with a data cache of its own:
+    (results directory, the `scale sweep` CompletedProcess, the driver's cache)."""
+    address, _ = two_nodes
+    root = tmp_path_factory.mktemp("ray-tiny")
+    driver_cache = root / "driver-cache"
+    result = run_scale(
+        "sweep", TINY, "--out", root / "ray", "--executor", "ray", "--address", address, "--workers", "2",
+        env={"SCALE_CACHE": str(driver_cache)},
+    )  # fmt: skip
+    return root / "ray", result, driver_cache
+
+
+def test_two_node_cluster_with_separate_caches_matches_the_local_executor(two_nodes, ray_tiny, tiny_sweep):
+    _, node_caches = two_nodes
+    out, remote, driver_cache = ray_tiny
+    local_out, local = tiny_sweep  # the local executor's `scale sweep` of the same spec with --workers 2
     assert local.returncode == 0, local.stderr
-    remote = run_scale(
-        "sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", address, "--workers", "2", env=env
-    )
-    nodes_used = {line["host"] for line in _attempt_lines(tmp_path / "ray")}
+    nodes_used = {line["host"] for line in _attempt_lines(out)}
     assert remote.returncode == 0, remote.stderr
 
     # Each node prepared nothing itself and read nothing of the driver's cache: it holds the shipped copy.
     assert prepared_dirs(driver_cache) and prepared_dirs(node_caches[0]) == prepared_dirs(driver_cache)
     assert prepared_dirs(node_caches[1]) == prepared_dirs(driver_cache)
     assert not (node_caches[0] / "downloads").exists() and nodes_used  # the data came from the object store
-    assert_same_results(tmp_path / "local", tmp_path / "ray")
+    assert_same_results(local_out, out)
+
+
+def test_ray_executor_gives_the_same_table_as_local(tiny_sweep, ray_tiny):
+    """A Ray sweep's runs.parquet equals the local executor's in every result column, and it wrote its plan."""
+    local_out, _ = tiny_sweep
+    out, result, _ = ray_tiny
+    assert result.returncode == 0, result.stderr
+    local = pd.read_parquet(local_out / "runs.parquet")[RESULT_COLUMNS].sort_values("run_id", ignore_index=True)
+    remote = pd.read_parquet(out / "runs.parquet")[RESULT_COLUMNS].sort_values("run_id", ignore_index=True)
+    pd.testing.assert_frame_equal(local, remote, check_exact=True)
+    assert json.loads((out / "plan.json").read_text())["runs"]
 
 
 def test_a_data_parallel_run_trains_as_one_gang_across_the_nodes_like_the_local_executor(tmp_path, two_nodes):
@@ -95,7 +119,7 @@ def test_a_data_parallel_run_trains_as_one_gang_across_the_nodes_like_the_local_
     address, _ = two_nodes
     spec = tmp_path / "two-ranks.toml"  # markov-tiny's data (already in the nodes' caches), one width, a WSD unit
     spec.write_text(TINY.read_text().replace("d_model = [16, 32, 48]", "d_model = 32"))
-    local = run_scale("sweep", spec, "--out", tmp_path / "local", "--workers", "1", "--gpus-per-run", "2")
+    local = scale_in_process("sweep", spec, "--out", tmp_path / "local", "--workers", "1", "--gpus-per-run", "2")
     assert local.returncode == 0, local.stderr
     remote = run_scale(
         "sweep", spec, "--out", tmp_path / "ray", "--executor", "ray", "--address", address, "--gpus-per-run", "2"
@@ -140,17 +164,19 @@ def test_a_node_whose_data_differs_is_refused(tmp_path):
 
 def test_a_gang_bigger_than_the_cluster_is_refused_before_anything_trains(tmp_path, two_nodes):
     """Four ranks on two one-CPU nodes can never be placed: the dry run (which printed the plan and exited 0
-    before) and the real run both say so in one line and exit 2, and the real run trains nothing."""
+    before) and the real run both say so in one line and exit 2, and the real run trains nothing. Both run in
+    this process, where a refusing sweep that stayed connected to the cluster would show."""
     address, _ = two_nodes
     spec = tmp_path / "two-widths.toml"
     spec.write_text(TINY.read_text().replace("d_model = [16, 32, 48]", "d_model = [16, 32]"))
     base = ("sweep", spec, "--executor", "ray", "--address", address, "--gpus-per-run", "4")
     expected = "error: --gpus-per-run: value: 4 ranks need 4 CPU, the Ray cluster has 2"
     for extra in (("--out", tmp_path / "dry", "--dry-run"), ("--out", tmp_path / "real")):
-        ran = run_scale(*base, *extra)
+        ran = scale_in_process(*base, *extra)
         assert ran.returncode == 2, ran.stdout + ran.stderr
         lines = ran.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(expected), ran.stderr
     assert not (tmp_path / "dry").exists()
+    assert not pytest.importorskip("ray").is_initialized(), "the refusing sweep stayed connected to the cluster"
     assert not (tmp_path / "real" / "runs.parquet").exists()
     assert not list((tmp_path / "real").glob("runs/*/curve*")), "a run trained before the refusal"

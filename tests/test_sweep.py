@@ -1,11 +1,11 @@
 """`scale sweep` end to end on sweeps/markov-tiny.toml with real training: tables, reruns, kill -9 and resume,
-two sweeps at once, a crashing run, the plan, and the Ray executor. Real subprocesses where the process boundary
-is the point (kill -9, two sweeps at once, Ray); the other commands in-process."""
+two sweeps at once, a crashing run and the plan (the Ray executor's table: tests/test_ops_ray.py, on its
+cluster). Real subprocesses where the process boundary is the point (kill -9, two sweeps at once); the other
+commands in-process."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, SCALE, copy_results, run_scale, scale_in_process
+from conftest import REPO, SCALE, copy_results, scale_in_process
 
 from scaling_cli.plan import load_sweep
 from scaling_cli.store import Store
@@ -56,7 +56,6 @@ DESIGN_RUN_COLUMNS = {
     "error",
 }
 DESIGN_CURVE_COLUMNS = {"run_id", "step", "tokens", "flops", "lr", "train_loss", "val_loss", "val_bpb", "wall_s"}
-RESULT_COLUMNS = ["run_id", "status", "steps", "train_loss", "val_loss", "val_bpb"]
 
 
 def run_ids() -> list[str]:
@@ -222,24 +221,6 @@ def test_a_run_that_always_crashes_ends_failed_and_the_others_finish(tmp_path):
     assert f"failed {doomed.unit_id}" in result.stderr
     status = scale_in_process("status", out)
     assert status.returncode == 0 and "2 failed" in status.stdout and "injected failure" in status.stdout
-
-
-def test_ray_executor_gives_the_same_table_as_local(baseline, tmp_path, one_ray_cluster_at_a_time):
-    ray = pytest.importorskip("ray")
-    out, _ = baseline
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        address = ray.get_runtime_context().gcs_address
-        result = run_scale(
-            "sweep", TINY, "--out", tmp_path / "ray", "--executor", "ray", "--address", address, "--workers", "2"
-        )
-    finally:
-        ray.shutdown()
-    assert result.returncode == 0, result.stderr
-    local = pd.read_parquet(out / "runs.parquet")[RESULT_COLUMNS].sort_values("run_id", ignore_index=True)
-    remote = pd.read_parquet(tmp_path / "ray" / "runs.parquet")[RESULT_COLUMNS].sort_values("run_id", ignore_index=True)
-    pd.testing.assert_frame_equal(local, remote, check_exact=True)
-    assert json.loads((tmp_path / "ray" / "plan.json").read_text())["runs"]
 
 
 def test_a_diverged_run_is_recorded_and_not_retried(tmp_path):

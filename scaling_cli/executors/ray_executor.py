@@ -47,14 +47,20 @@ class GangLauncher:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        from scaling_cli.train.distributed import free_port
+
         def in_bundle(index: int) -> PlacementGroupSchedulingStrategy:
             return PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=index)
 
         bundles = self.group.bundle_specs
         if len(bundles) != world:
             raise RuntimeError(f"the unit's placement group has {len(bundles)} bundles for {world} ranks")
-        address, port = ray.get(ray.remote(_rendezvous).options(num_cpus=0, scheduling_strategy=in_bundle(0)).remote())
-        rank_task = ray.remote(max_retries=0, max_calls=1)(_gang_rank)  # a fresh process per rank
+        # This runs in the unit's task, which waits in bundle 0: on rank 0's node, where the ranks meet.
+        address, port = ray.util.get_node_ip_address(), free_port()
+        # A rank on a GPU gets a fresh process (a CUDA context cannot move to another device); a CPU rank may
+        # reuse an idle worker of an earlier rank, whose imports are done.
+        on_gpu = any(bundle.get("GPU", 0) for bundle in bundles)
+        rank_task = ray.remote(max_retries=0, max_calls=1 if on_gpu else 0)(_gang_rank)
         refs = [
             rank_task.options(
                 num_cpus=bundle.get("CPU", 0), num_gpus=bundle.get("GPU", 0), scheduling_strategy=in_bundle(rank)
@@ -69,14 +75,6 @@ class GangLauncher:
                     ray.cancel(ref, force=True)
             raise RuntimeError(f"a rank of the data-parallel run failed: {type(exc).__name__}: {exc}") from None
         (Path(run_dir) / "ranks.json").write_text(json.dumps(placed, indent=1) + "\n")
-
-
-def _rendezvous() -> tuple[str, int]:
-    import ray
-
-    from scaling_cli.train.distributed import free_port
-
-    return ray.util.get_node_ip_address(), free_port()
 
 
 def _gang_rank(rank: int, world: int, address: str, port: int, target: Any, args: tuple, data: dict) -> dict:
@@ -161,8 +159,14 @@ class RayExecutor:
         return shipped
 
     def check_units(self, units: Any) -> None:
-        """Refuse, before anything trains, a data-parallel unit whose gang this cluster can never place."""
-        check_gangs_fit(max((data_parallel_of(u) for u in units), default=1), self._resources, bool(self._gpu_share))
+        """Refuse, before anything trains, a data-parallel unit whose gang this cluster can never place (and
+        leave the cluster, as the sweep will not: the executor is not used after a refusal)."""
+        world = max((data_parallel_of(u) for u in units), default=1)
+        try:
+            check_gangs_fit(world, self._resources, bool(self._gpu_share))
+        except SpecError:
+            self.shutdown()
+            raise
 
     def submit(self, fn: Any, task: Any) -> Any:
         world = data_parallel_of(task.unit)
