@@ -9,18 +9,20 @@ module fixture starts them; each test then asserts on its own), so that their wa
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import functools
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPO, SCALE, scale_in_process
+from conftest import REPO, SCALE, Ran, scale_in_process
 from slurm_cluster import missing_binaries, running_cluster
 
 from scaling_cli.store import Store
@@ -133,6 +135,17 @@ class Acted:
     job: str = ""
     run_dir: Path | None = None
     timings: str = ""
+    reference: Ran | None = None  # the local sweep it is compared with, where there is one
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A slow test's part: `on_slurm(env, folder)` in a thread of its own, and `here(folder)`, the local sweep
+    its rows are compared with, trained meanwhile in this process's main thread (where scale_in_process must run:
+    it swaps the process's os.environ and output), in workers forked from the forkserver that has the imports."""
+
+    on_slurm: Callable[[dict, Path], Acted]
+    here: Callable[[Path], Ran] | None = None
 
 
 @pytest.fixture(scope="module")
@@ -144,21 +157,35 @@ def slurm_runs(slurm, request, tmp_path_factory):
     # Read once, here: scale_in_process, in the tests that run meanwhile, swaps os.environ and the working directory.
     env = {**os.environ, **slurm.env}
     names = [item.name for item in request.session.items if item.module is request.module and item.name in SCENARIOS]
+    folders = {name: tmp_path_factory.mktemp("scenario") for name in names}
     with cf.ThreadPoolExecutor(max_workers=max(len(names), 1), thread_name_prefix="slurm-scenario") as pool:
-        yield {name: pool.submit(SCENARIOS[name], env, tmp_path_factory.mktemp("scenario")) for name in names}
+        on_slurm = {name: pool.submit(SCENARIOS[name].on_slurm, env, folders[name]) for name in names}
+        here = {name: SCENARIOS[name].here(folders[name]) for name in names if SCENARIOS[name].here}
+        yield {name: (on_slurm[name], here.get(name)) for name in names}
 
 
 @pytest.fixture
 def scenario(slurm_runs, request) -> Acted:
     """What this test's scenario left once it has ended (its error, when it failed, is raised here)."""
-    return slurm_runs[request.node.name].result()
+    on_slurm, reference = slurm_runs[request.node.name]
+    return dataclasses.replace(on_slurm.result(), reference=reference)
+
+
+def _requeue_spec(folder: Path, ranks: int, name: str) -> Path:
+    spec = folder / name
+    spec.write_text(LONG_RUN.replace("batch_size = 16", f"batch_size = 16\ndata_parallel = {ranks}"))
+    return spec
+
+
+def _requeue_here(ranks: int, folder: Path) -> Ran:
+    """The uninterrupted local sweep of the requeued one's spec (a copy of it: the other thread reads its own)."""
+    spec = _requeue_spec(folder, ranks, "local.toml")
+    return scale_in_process("sweep", spec, "--out", folder / "local", "--workers", "1")
 
 
 def _requeue_mid_run(ranks: int, env: dict, tmp_path: Path) -> Acted:
-    """Train LONG_RUN here (the reference) and on Slurm at once; signal the job once its run has a curve point."""
-    spec = tmp_path / "requeue.toml"
-    spec.write_text(LONG_RUN.replace("batch_size = 16", f"batch_size = 16\ndata_parallel = {ranks}"))
-    reference = _scale(env, "sweep", spec, "--out", tmp_path / "local", "--workers", "1")
+    """Signal the job on Slurm once its run has a curve point."""
+    spec = _requeue_spec(tmp_path, ranks, "requeue.toml")
     out = tmp_path / "slurm"
     started = time.monotonic()
     sweep = _scale(env, "sweep", spec, "--executor", "slurm", "--out", out, "--time", "5")
@@ -172,11 +199,8 @@ def _requeue_mid_run(ranks: int, env: dict, tmp_path: Path) -> Acted:
         subprocess.run(["scancel", "--signal=USR2", job], check=True, env=env)
         stdout, stderr = sweep.communicate(timeout=150)
         finished = time.monotonic()
-        _, reference_stderr = reference.communicate(timeout=150)
     finally:
         sweep.kill()
-        reference.kill()
-    assert reference.returncode == 0, reference_stderr
     timings = f"first curve point {signalled - started:.1f} s after submitting, row {finished - signalled:.1f} s after"
     return Acted(out, sweep.returncode, stdout, stderr, job, run_dir, timings + " the signal")
 
@@ -233,11 +257,11 @@ def _wait_for_training(out: Path, sweep: subprocess.Popen, timeout_s: float = 90
 
 
 REQUEUE_TEST = "test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_same_row"
-SCENARIOS = {  # a test's name -> what it acts out on the cluster: (env, tmp_path) -> Acted
-    f"{REQUEUE_TEST}[1]": functools.partial(_requeue_mid_run, 1),
-    f"{REQUEUE_TEST}[2]": functools.partial(_requeue_mid_run, 2),
-    "test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named": _lose_the_result,
-    "test_a_sweep_on_slurm_writes_the_local_rows_exactly_once": _sweep_markov_tiny,
+SCENARIOS = {  # a test's name -> its scenario
+    f"{REQUEUE_TEST}[1]": Scenario(functools.partial(_requeue_mid_run, 1), functools.partial(_requeue_here, 1)),
+    f"{REQUEUE_TEST}[2]": Scenario(functools.partial(_requeue_mid_run, 2), functools.partial(_requeue_here, 2)),
+    "test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named": Scenario(_lose_the_result),
+    "test_a_sweep_on_slurm_writes_the_local_rows_exactly_once": Scenario(_sweep_markov_tiny),
 }
 
 
@@ -247,6 +271,7 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_sa
     """Also for a data-parallel run (2 gloo ranks): the job relays the stop to its ranks, which save at one
     step; with no periodic checkpoint, the resumed attempt can only start from that state."""
     out, job, tmp_path = scenario.out, scenario.job, scenario.out.parent
+    assert scenario.reference.returncode == 0, scenario.reference.stderr
     assert scenario.returncode == 0, scenario.stderr + (out / "slurm" / job / f"{job}_0_log.err").read_text()
     attempts = Store(out).attempts(scenario.run_dir.name)
     log = "".join((out / "slurm" / job / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
