@@ -161,6 +161,8 @@ def slurm_runs(slurm, request, tmp_path_factory):
     with cf.ThreadPoolExecutor(max_workers=max(len(names), 1), thread_name_prefix="slurm-scenario") as pool:
         on_slurm = {name: pool.submit(SCENARIOS[name].on_slurm, env, folders[name]) for name in names}
         here = {name: SCENARIOS[name].here(folders[name]) for name in names if SCENARIOS[name].here}
+        if EXACTLY_ONCE_TEST in names:
+            request.getfixturevalue("tiny_sweep")  # that test's local rows: trained meanwhile, if not yet there
         yield {name: (on_slurm[name], here.get(name)) for name in names}
 
 
@@ -197,7 +199,7 @@ def _requeue_mid_run(ranks: int, env: dict, tmp_path: Path) -> Acted:
         # Sent here rather than by a 1-minute limit: Slurm ticks every 30 s, so that signal comes 1-25 s after
         # the start, sometimes before Python has a handler (measured: a job killed 1 s in by its own warning).
         subprocess.run(["scancel", "--signal=USR2", job], check=True, env=env)
-        stdout, stderr = sweep.communicate(timeout=150)
+        stdout, stderr = sweep.communicate(timeout=300)
         finished = time.monotonic()
     finally:
         sweep.kill()
@@ -217,7 +219,7 @@ def _lose_the_result(env: dict, tmp_path: Path) -> Acted:
         # No signal to save on, no result, no requeue. (scancel without cgroups killed srun but once left the
         # task running to the end.)
         os.kill(Store(out).attempts(run_dir.name)[-1]["pid"], signal.SIGKILL)
-        stdout, stderr = sweep.communicate(timeout=120)
+        stdout, stderr = sweep.communicate(timeout=300)
     finally:
         sweep.kill()
     return Acted(out, sweep.returncode, stdout, stderr, job, run_dir)
@@ -243,7 +245,7 @@ def _first_job(out: Path) -> str:
     return next(p.name for p in (out / "slurm").iterdir() if p.is_dir())
 
 
-def _wait_for_training(out: Path, sweep: subprocess.Popen, timeout_s: float = 90.0) -> Path:
+def _wait_for_training(out: Path, sweep: subprocess.Popen, timeout_s: float = 180.0) -> Path:
     """The run's directory once its curve has a point before the last (the job is mid-way through training)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -257,11 +259,12 @@ def _wait_for_training(out: Path, sweep: subprocess.Popen, timeout_s: float = 90
 
 
 REQUEUE_TEST = "test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_same_row"
+EXACTLY_ONCE_TEST = "test_a_sweep_on_slurm_writes_the_local_rows_exactly_once"
 SCENARIOS = {  # a test's name -> its scenario
     f"{REQUEUE_TEST}[1]": Scenario(functools.partial(_requeue_mid_run, 1), functools.partial(_requeue_here, 1)),
     f"{REQUEUE_TEST}[2]": Scenario(functools.partial(_requeue_mid_run, 2), functools.partial(_requeue_here, 2)),
     "test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named": Scenario(_lose_the_result),
-    "test_a_sweep_on_slurm_writes_the_local_rows_exactly_once": Scenario(_sweep_markov_tiny),
+    EXACTLY_ONCE_TEST: Scenario(_sweep_markov_tiny),
 }
 
 
@@ -301,8 +304,8 @@ def test_a_job_that_ends_without_a_result_fails_its_runs_with_its_log_named(scen
 
 @pytest.mark.slow
 def test_a_sweep_on_slurm_writes_the_local_rows_exactly_once(scenario, slurm, tiny_sweep):
-    """After the module's other Slurm tests: it needs the session's markov-tiny, which may take a while to train,
-    and their scenarios start with the first of them."""
+    """Its scenario and the session's markov-tiny (the local rows) are under way from the module's first Slurm
+    test on (slurm_runs)."""
     out, result = scenario.out, scenario
     assert result.returncode == 0, result.stderr + slurm.log("slurmctld")[-2000:]
     print(f"scale sweep --executor slurm, markov-tiny (3 units, 6 runs): {result.timings}\n{result.stdout}")
