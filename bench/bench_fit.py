@@ -4,7 +4,9 @@ Side by side from one run, on the 240 Chinchilla points of ../shared/data (skipp
 absent): the full 4,500-start grid fitted by `fit_chinchilla` against a loop of
 scipy.optimize.minimize(method="L-BFGS-B") from every start with finite-difference gradients. Then the
 time of 1,000 bootstrap refits, each started from the full-data optimum and its 4 nearest grid points
-(on a synthetic 240-point table from the published law when the shared data is absent).
+(on a synthetic 240-point table from the published law when the shared data is absent). Last, the whole
+`fit_all` pipeline (holdout and backtest included) on that table with BLAS limited to one thread, as `scale fit`
+runs it, against the BLAS pools' default size, alternating, CPU seconds of this process.
 
 Usage: .venv/bin/python bench/bench_fit.py [--baseline-starts K] [--resamples B]
 """
@@ -12,6 +14,8 @@ Usage: .venv/bin/python bench/bench_fit.py [--baseline-starts K] [--resamples B]
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from scaling_cli.fit.chinchilla import (
     to_params,
 )
 from scaling_cli.fit.laws import chinchilla_loss
+from scaling_cli.fit.pipeline import FitOptions, TableOptions, fit_all
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_svg_extracted_data.csv"
 PUBLISHED = {"E": 1.817, "A": 477.8, "B": 2143.9, "alpha": 0.347, "beta": 0.367}
@@ -114,6 +119,25 @@ def bench_bootstrap(n, d, loss, fitted, resamples: int):
     )
 
 
+def bench_blas_threads(n, d, loss, rounds: int = 2) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        table = Path(folder) / "points.csv"
+        pd.DataFrame({"params": n, "tokens": d, "flops": 6 * n * d, "val_loss": loss}).to_csv(table, index=False)
+        options = FitOptions(laws=("chinchilla",), holdout="3", backtest=True, bootstrap=100)
+        contenders = {"one BLAS thread (scale fit)": fit_all, "default BLAS pools": fit_all.__wrapped__}
+        seconds = {label: [] for label in contenders}
+        for _ in range(rounds):
+            for label, fit in contenders.items():
+                began = time.process_time()
+                fit(table, TableOptions(), options)
+                seconds[label].append(time.process_time() - began)
+    best = {label: min(times) for label, times in seconds.items()}
+    print(f"fit_all, holdout 3 + backtest + 100 resamples, {len(os.sched_getaffinity(0))} cores, best of {rounds}:")
+    for label, value in best.items():
+        print(f"  {label}: {value:.2f} CPU-s")
+    print(f"  default pools / one thread: {best['default BLAS pools'] / best['one BLAS thread (scale fit)']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -128,6 +152,7 @@ def main() -> None:
         n, d, loss = synthetic_points()
         fitted = fit_chinchilla(n, d, loss)
     bench_bootstrap(n, d, loss, fitted, args.resamples)
+    bench_blas_threads(n, d, loss)
 
 
 if __name__ == "__main__":

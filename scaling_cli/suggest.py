@@ -16,6 +16,7 @@ import numpy as np
 from scaling_cli.errors import FitError
 from scaling_cli.fit import FitOptions, TableOptions, fit_all
 from scaling_cli.fit.allocation import chinchilla_allocation, compute_of
+from scaling_cli.fit.blas import one_blas_thread
 from scaling_cli.fit.design import (
     MIN_EXPONENT,
     Design,
@@ -64,6 +65,7 @@ def parse_budget(text: str, where: str = "--budget") -> tuple[float | None, floa
     raise FitError(where, value, "expected a positive FLOP count (1e15) or a share of the sweep's compute (50%)")
 
 
+@one_blas_thread
 def suggest(
     source,
     *,

@@ -21,6 +21,7 @@ from scaling_cli.errors import FitError
 from scaling_cli.fit import backtest, bootstrap, calibration, chinchilla, envelope, holdout, identify, isoflop
 from scaling_cli.fit import law as registry
 from scaling_cli.fit.allocation import compute_convention
+from scaling_cli.fit.blas import one_blas_thread
 from scaling_cli.fit.results import FitResult, LawFit
 from scaling_cli.fit.table import TableOptions, load_rows
 
@@ -73,6 +74,7 @@ def parse_laws(values) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names)) or None
 
 
+@one_blas_thread
 def fit_all(source, table: TableOptions | None = None, options: FitOptions | None = None) -> dict:
     """Load `source`, fit every group and return the fit.json document (see docs/internals.md)."""
     table = table or TableOptions()
