@@ -94,7 +94,9 @@ def suggest(
     table = table or TableOptions()
     sweep_dir = _sweep_dir(source)
     try:
-        fit = FitResult.of(fit_all(source, table, FitOptions(laws=(LAW,), bootstrap=scenarios, seed=seed)))
+        # the proposal reads the fit and its bootstrap samples, never the error model: not calibrated here
+        options = FitOptions(laws=(LAW,), bootstrap=scenarios, seed=seed, calibrate=False)
+        fit = FitResult.of(fit_all(source, table, options))
     except FitError as exc:
         if exc.field != "chinchilla":
             raise

@@ -49,6 +49,7 @@ class FitOptions:
     backtest_cut: float | None = None  # None = hold out the top budgets holding 15% of the points
     fixed: dict = field(default_factory=dict)  # {parameter: value} held (not fitted, not bootstrapped): --fix
     screened_starts: int | None = None  # None = a grid law fits from every start; set for the inner refits below
+    calibrate: bool = True  # the error model from rolling backtests; off where only the fit and samples are read
 
 
 def parse_fixed(values) -> dict[str, float]:
@@ -149,7 +150,8 @@ def fit_group(points: pd.DataFrame, options: FitOptions, where: str, convention:
         for name, fitted in laws.items():
             identify.remark_after_intervals(name, fitted, points)
         for name, fitted in laws.items():
-            _add_calibration(name, fitted, points, options, where, convention)
+            if options.calibrate:
+                _add_calibration(name, fitted, points, options, where, convention)
     group = {
         "n_points": len(points),
         "points": points[["run_id", "N", "D", "C", "loss", "n_runs", *(["U"] if "U" in points else [])]].to_dict(
