@@ -252,7 +252,7 @@ def test_the_proposed_spec_sweeps_into_the_same_results_directory(tmp_path):
     results, following = tmp_path / "results", tmp_path / "next.toml"
     assert scale_in_process("sweep", spec, "--out", results).returncode == 0
     first = pd.read_parquet(results / "runs.parquet")
-    result = scale_in_process("suggest", results, "--budget", "50%", "--scenarios", "5", "--out", following, "--json")
+    result = scale_in_process("suggest", results, "--budget", "25%", "--scenarios", "5", "--out", following, "--json")
     assert result.returncode == 0, result.stderr
     proposal = json.loads(result.stdout)
     assert proposal["refused"] is None and proposal["spec"]["runs"] > 0, proposal
