@@ -41,10 +41,10 @@ docs: demo ## Regenerate the README's figures, excerpt and quoted numbers (demo,
 	$(BIN)/python docs/make_docs.py
 
 test: install ci-deps ## Run the test suite in 2 workers (no GPU needed; 645 tests, 7m04s of pytest on 2 idle cores in a clean clone, 2026-12-06).
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 
 quick: install ## The test suite without the tests marked slow (they train whole or shrunk shipped specs, Ray, the README).
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 ci-deps: # In CI only (CI=true): install Debian's chromium (the report's browser test) and Slurm (the Slurm executor's tests) when missing.
 	@if [ "$$CI" = "true" ]; then .ci/install-chromium && .ci/install-slurm; fi

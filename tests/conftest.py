@@ -3,6 +3,7 @@ cache, and markov-tiny trained once per test session for the tests that only rea
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -31,6 +32,17 @@ def _share_the_cores_between_workers() -> None:
 
 
 _share_the_cores_between_workers()
+
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Files with slow tests first, then the rest by their number of tests (what pytest-xdist's loadfile does
+    unless --no-loadscope-reorder): a worker takes the next file when it is nearly done, so a long file dispatched
+    last would run alone at the end while the other worker idles."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    tests_in = collections.Counter(item.path for item in items)
+    items.sort(key=lambda item: (item.path not in slow_files, -tests_in[item.path]))  # stable: order within a file
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
