@@ -158,7 +158,7 @@ def ranks_launched_by(launcher: Callable[[int, Callable, tuple, Path], None]):
 
 
 def launch(world: int, target: Callable, args: tuple, run_dir: Path) -> None:
-    """Run `target(ranks, *args)` in `world` fresh processes joined in one process group; rank 0's return
+    """Run `target(ranks, *args)` in `world` new processes joined in one process group; rank 0's return
     value is written by the target itself. If any rank dies, the others are stopped and this raises."""
     if _launcher is not None:
         _launcher(world, target, args, run_dir)
@@ -170,9 +170,10 @@ def launch(world: int, target: Callable, args: tuple, run_dir: Path) -> None:
     stop_file = Path(run_dir) / STOP_FILE
     stop_file.unlink(missing_ok=True)  # a request to an earlier attempt is not one to this
     port = free_port()
+    here = (dict(os.environ), os.getcwd())
     context = mp.start_processes(
-        rank_main, args=(world, port, target, args, "127.0.0.1", str(stop_file)), nprocs=world, join=False,
-        start_method="spawn",
+        _forked_rank, args=(here, world, port, target, args, "127.0.0.1", str(stop_file)), nprocs=world,
+        join=False, start_method=_rank_start_method(),
     )  # fmt: skip
     (Path(run_dir) / "ranks.pids").write_text("".join(f"{pid}\n" for pid in context.pids()))
     while not context.join(timeout=JOIN_POLL_S):
@@ -185,6 +186,31 @@ def launch(world: int, target: Callable, args: tuple, run_dir: Path) -> None:
 
 
 JOIN_POLL_S = 0.5  # how often the launcher looks for a stop request while its ranks train
+
+# What a forkserver that this process starts for ranks imports once, so that each rank forks with torch (and the
+# torch._dynamo that AdamW's constructor imports) loaded: a spawned rank spent seconds of CPU importing them.
+RANK_MODULES = ["scaling_cli.train.launch", "torch._dynamo"]
+
+
+def _rank_start_method() -> str:
+    """forkserver where the platform has it. A forkserver this process already runs (the local executor's)
+    is used as it is; the preload list only shapes one started here."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    multiprocessing.get_context("forkserver").set_forkserver_preload(RANK_MODULES)
+    return "forkserver"
+
+
+def _forked_rank(rank: int, here: tuple[dict[str, str], str], *rank_args) -> None:
+    """A rank forked from a forkserver has the environment and directory the server started with: take the
+    launcher's (the preemption signal's name, devices and paths a run reads from them) before running."""
+    environment, directory = here
+    os.environ.clear()
+    os.environ.update(environment)
+    os.chdir(directory)
+    rank_main(rank, *rank_args)
 
 
 def rank_main(
