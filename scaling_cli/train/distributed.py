@@ -200,7 +200,31 @@ def _rank_start_method() -> str:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return "spawn"
     multiprocessing.get_context("forkserver").set_forkserver_preload(RANK_MODULES)
+    _start_forkserver_deaf_to_the_warning()
     return "forkserver"
+
+
+def _start_forkserver_deaf_to_the_warning() -> None:
+    """Slurm sends its time-limit warning to every process of the job: the forkserver would die of it (and its
+    ranks, whose parent-death signal it is, with it) before rank 0 could save. An ignored signal stays ignored
+    across exec and fork, so start the server while the warning is ignored here; a rank ignores it anyway."""
+    import multiprocessing.forkserver
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        multiprocessing.forkserver.ensure_running()
+        return
+    warning = preemption_signal()
+    previous = signal.signal(warning, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(warning, signal.SIG_DFL if previous is None else previous)  # None: a handler set in C
+
+
+def preemption_signal() -> signal.Signals:
+    """The signal Slurm sends before a time limit or a preemption, as submitit names it (USR2 by default)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
 
 
 def _forked_rank(rank: int, here: tuple[dict[str, str], str], *rank_args) -> None:
@@ -223,8 +247,7 @@ def rank_main(
 
     # Slurm signals every process of the job; the launcher relays its stop request to the ranks, whom the
     # signal's default action (for USR1/USR2: terminate) would otherwise kill before they save.
-    warning = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
-    signal.signal(getattr(signal, "SIG" + warning, signal.SIGUSR2), signal.SIG_IGN)
+    signal.signal(preemption_signal(), signal.SIG_IGN)
     os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
