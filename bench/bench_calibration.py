@@ -21,6 +21,7 @@ import torch
 from scaling_cli.fit import FitOptions, TableOptions, fit_all, predict
 from scaling_cli.fit.bootstrap import interval
 from scaling_cli.fit.law import get
+from scaling_cli.fit.results import LawFit
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinchilla_svg_extracted_data.csv"
 COLUMNS = TableOptions(n_col="N", c_col="C", loss_col="loss")
@@ -48,7 +49,7 @@ def scored_runs(runs: pd.DataFrame, shares, bootstrap: int, folder: Path) -> pd.
             f"sigma_run {model['sigma_run']:.4f}, inner backtest runs {model['scored']}",
             flush=True,
         )
-        samples = law.samples_of(fitted)
+        samples = law.samples_of(LawFit.of(fitted))
         for n, compute, loss in above[["N", "C", "loss"]].itertuples(index=False):
             d = compute / (6 * n)
             answer = predict(document, params=n, tokens=d)["groups"]["all"]["run"]["chinchilla"]
