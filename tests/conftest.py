@@ -34,7 +34,6 @@ def _share_the_cores_between_workers() -> None:
 _share_the_cores_between_workers()
 
 
-
 def pytest_collection_modifyitems(config, items) -> None:
     """Files with slow tests first, then the rest by their number of tests (what pytest-xdist's loadfile does
     unless --no-loadscope-reorder): a worker takes the next file when it is nearly done, so a long file dispatched

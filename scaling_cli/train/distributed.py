@@ -194,10 +194,12 @@ RANK_MODULES = ["scaling_cli.train.launch", "torch._dynamo"]
 
 def _rank_start_method() -> str:
     """forkserver where the platform has it. A forkserver this process already runs (the local executor's)
-    is used as it is; the preload list only shapes one started here."""
+    is used as it is; the preload list only shapes one started here. Where CUDA is, ranks are spawned as
+    before: no GPU was at hand to check that nothing the server imports initialises CUDA before a fork, and a
+    GPU rank's start-up is small beside its training."""
     import multiprocessing
 
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    if "forkserver" not in multiprocessing.get_all_start_methods() or torch.cuda.is_available():
         return "spawn"
     multiprocessing.get_context("forkserver").set_forkserver_preload(RANK_MODULES)
     _start_forkserver_deaf_to_the_warning()
