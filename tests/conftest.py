@@ -20,10 +20,10 @@ from filelock import FileLock
 def _share_the_cores_between_workers() -> None:
     """Give each pytest-xdist worker its share of the cores for torch's OpenMP pool and the BLAS pools.
 
-    Left alone, every worker's pools take all the cores, and on 2 cores two workers run 4 threads whose spin-waits
-    burn CPU while they queue: test_train.py with test_fit_chinchilla.py took 39-42 CPU-s that way against 31 with
-    one thread each (2 cores, load 3-4.6). Runs a test gives a thread count, and sweeps (whose executor gives each
-    run its count), are unaffected; set before numpy or torch is imported, and a value already set is kept."""
+    Left alone, every worker's pools take all the cores, and two workers' threads spin-wait on each other while
+    they queue (docs/benchmarks.md has the measurement). Runs a test gives a thread count, and sweeps (whose
+    executor gives each run its count), are unaffected; set before numpy or torch is imported, and a value
+    already set is kept."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
         per_worker = str(max(1, len(os.sched_getaffinity(0)) // workers))
