@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -186,9 +187,10 @@ def _requeue_here(ranks: int, folder: Path) -> Ran:
 
 
 def _requeue_mid_run(ranks: int, env: dict, tmp_path: Path) -> Acted:
-    """Signal the job on Slurm once its run has a curve point."""
+    """Signal the job on Slurm once its run has a curve point; its `scontrol` exits late."""
     spec = _requeue_spec(tmp_path, ranks, "requeue.toml")
     out = tmp_path / "slurm"
+    env = _with_a_lingering_scontrol(env, tmp_path)
     started = time.monotonic()
     sweep = _scale(env, "sweep", spec, "--executor", "slurm", "--out", out, "--time", "5")
     try:
@@ -205,6 +207,17 @@ def _requeue_mid_run(ranks: int, env: dict, tmp_path: Path) -> Acted:
         sweep.kill()
     timings = f"first curve point {signalled - started:.1f} s after submitting, row {finished - signalled:.1f} s after"
     return Acted(out, sweep.returncode, stdout, stderr, job, run_dir, timings + " the signal")
+
+
+def _with_a_lingering_scontrol(env: dict, folder: Path) -> dict:
+    """`env` with a `scontrol` first on PATH that runs the real one, then takes 2 s to exit, as on a loaded
+    machine: Slurm SIGTERMs the whole job on `scontrol requeue`, and once failed a job there by killing that
+    `scontrol` before it exited (CI, 2026-12-06). 2 s is well inside the test cluster's KillWait of 5 s."""
+    lingering = folder / "bin"
+    lingering.mkdir()
+    (lingering / "scontrol").write_text(f'#!/bin/sh\n"{shutil.which("scontrol")}" "$@"; rc=$?; sleep 2; exit $rc\n')
+    (lingering / "scontrol").chmod(0o755)
+    return {**env, "PATH": f"{lingering}{os.pathsep}{env['PATH']}"}
 
 
 def _lose_the_result(env: dict, tmp_path: Path) -> Acted:
@@ -280,7 +293,7 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes_to_the_sa
     log = "".join((out / "slurm" / job / f"{job}_0_log.{kind}").read_text() for kind in ("out", "err"))
     print(f"requeue: {scenario.timings}, {len(attempts)} attempts\n{scenario.stdout}")
     assert "state saved; requeueing" in log, log
-    assert "retry" not in scenario.stdout and [p.name for p in (out / "slurm").iterdir() if p.is_dir()] == [job]
+    assert "retry" not in scenario.stdout and [p.name for p in (out / "slurm").iterdir() if p.is_dir()] == [job], log
     assert len(attempts) >= 2 and attempts[-1]["resumed"], attempts
     assert set(pd.read_parquet(out / "runs.parquet").data_parallel) == {ranks}
 

@@ -49,9 +49,17 @@ class SlurmUnit(submitit.helpers.Checkpointable):
         from scaling_cli.train.stop import STOP_REQUESTED, StopRequested
 
         warning = preemption_signal()
-        requeue = signal.getsignal(warning)
-        if not callable(requeue):  # not under submitit (a test calling this directly): no requeue to ask for
+        submitit_requeue = signal.getsignal(warning)
+        if not callable(submitit_requeue):  # not under submitit (a test calling this directly): nothing to requeue
             return fn(task)
+
+        def requeue(signum: int, frame: Any) -> None:
+            """submitit's handler: pickle this call again, `scontrol requeue`, exit. The requeue makes Slurm
+            SIGTERM every process of the job, `scontrol` included if it has not exited yet (seen on a loaded
+            machine: the job failed with "scontrol requeue died with SIGTERM" instead of being requeued). An
+            ignored signal stays ignored in the child, so `scontrol` finishes; this process exits right after."""
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            submitit_requeue(signum, frame)
 
         def stop_soon(signum: int, frame: Any) -> None:
             STOP_REQUESTED.set()
@@ -64,7 +72,7 @@ class SlurmUnit(submitit.helpers.Checkpointable):
         except StopRequested as stop:
             signal.alarm(0)
             logging.getLogger("submitit").warning(f"scale: {stop}; requeueing")  # into the job's log
-            requeue(warning, None)  # submitit: pickle this call again, scontrol requeue, exit
+            requeue(warning, None)
             raise
         finally:
             signal.alarm(0)  # the unit ended on its own before the loop saw the stop: nothing to requeue
@@ -157,8 +165,7 @@ class SlurmExecutor:
         try:
             result = job.result()
         except Exception as exc:  # noqa: BLE001 - submitit re-raises the job's error, whatever its type
-            problem = str(exc).strip().splitlines()
-            self._fail(job_id, job, future, f"failed: {problem[-1] if problem else type(exc).__name__}")
+            self._fail(job_id, job, future, f"failed: {job_error(exc)}")
             return
         with self._lock:
             self._jobs.pop(job_id, None)
@@ -168,6 +175,18 @@ class SlurmExecutor:
         with self._lock:
             self._jobs.pop(job_id, None)
         future.set_exception(SlurmJobFailed(f"slurm job {job_id} {what}; its log: {job.paths.stderr}"))
+
+
+TRACE_RULE = "-" * 22  # submitit frames a failed job's traceback between two such lines
+
+
+def job_error(exc: Exception) -> str:
+    """The line that says what went wrong in a job: its traceback's last line, not the log paths that submitit
+    appends after it."""
+    framed = str(exc).split(TRACE_RULE)
+    text = framed[1] if len(framed) >= 3 else str(exc)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def sbatch_parameters(options: SlurmOptions) -> dict:
