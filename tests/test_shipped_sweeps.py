@@ -116,6 +116,7 @@ def sdists_in_cache(isolated_cache):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error::UserWarning")  # a figure matplotlib had to repair is a figure drawn wrong
 @pytest.mark.usefixtures("sdists_in_cache")
 @pytest.mark.parametrize("spec", CPU_SPECS, ids=[spec.stem for spec in CPU_SPECS])
 def test_shrunk_cpu_spec_trains_fits_and_plots(spec, tmp_path):

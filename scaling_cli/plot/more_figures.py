@@ -169,7 +169,8 @@ def compression(ctx: Context) -> Figure:
     if entropy is not None:
         lines["entropy rate"] = (entropy, "black", "-")
     ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=BPB_LABEL)
-    ax.set_xlim(compute.min(), compute.max())
+    lowest, highest = float(compute.min()), float(compute.max())
+    ax.set_xlim(*((lowest, highest) if highest > lowest else (lowest / 2, highest * 2)))  # one compute: a factor of two either side
     low = min(float(np.nanmin(bpb)), *(value for value, _, _ in lines.values()))
     high = max(max(baselines.values()), float(np.nanmin(bpb)))
     ax.set_ylim(low - 0.08 * (high - low), high + 0.35 * (high - low))
