@@ -170,7 +170,8 @@ def compression(ctx: Context) -> Figure:
         lines["entropy rate"] = (entropy, "black", "-")
     ax.set(xscale="log", xlabel=COMPUTE_LABEL, ylabel=BPB_LABEL)
     lowest, highest = float(compute.min()), float(compute.max())
-    ax.set_xlim(*((lowest, highest) if highest > lowest else (lowest / 2, highest * 2)))  # one compute: a factor of two either side
+    one_compute = highest <= lowest  # every run at one compute: show a factor of two either side of it
+    ax.set_xlim(*((lowest / 2, highest * 2) if one_compute else (lowest, highest)))
     low = min(float(np.nanmin(bpb)), *(value for value, _, _ in lines.values()))
     high = max(max(baselines.values()), float(np.nanmin(bpb)))
     ax.set_ylim(low - 0.08 * (high - low), high + 0.35 * (high - low))
