@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -140,10 +141,12 @@ class Store:
     def check_writable(self) -> None:
         """StoreError unless this process can create the directory and files in it (read-only storage, a
         path under a file, missing permissions), checked before a sweep changes anything."""
+        # A name of this process's own: two sweeps starting at once removed each other's shared probe file.
+        probe = self.root / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
-            atomic.write_bytes(self.root / ".write-test", b"")
-            (self.root / ".write-test").unlink()
+            atomic.write_bytes(probe, b"")
+            probe.unlink()
         except OSError as exc:
             raise StoreError(str(self.root), "directory", f"not writable: {exc.strerror or exc}") from None
 

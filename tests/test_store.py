@@ -87,6 +87,27 @@ def test_claim_is_exclusive_and_freed_when_the_holder_is_killed(tmp_path):
     assert not store.is_claimed("u1")
 
 
+def test_sweeps_checking_one_new_directory_at_once_all_find_it_writable(tmp_path):
+    """Two `scale sweep` into one new directory once failed with "not writable: No such file or directory":
+    each removed the other's write probe. Here four processes check it 300 times each, at once."""
+    out = tmp_path / "out"
+    context = mp.get_context("fork")
+    with context.Pool(4) as pool:
+        problems = pool.map(_check_writable_repeatedly, [str(out)] * 4)
+    assert problems == [[]] * 4
+    assert sorted(p.name for p in out.iterdir()) == ["runs"]  # no probe left behind
+
+
+def _check_writable_repeatedly(root: str, times: int = 300) -> list[str]:
+    problems = []
+    for _ in range(times):
+        try:
+            Store(root).check_writable()
+        except StoreError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def test_status_counts_states_compute_and_failures(tmp_path):
     store = Store(tmp_path)
     plan = [{"run_id": f"r{i}", "unit": f"r{i}", "flops": 10.0, "cost_flops": 10.0} for i in range(4)]
