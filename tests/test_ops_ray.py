@@ -60,12 +60,12 @@ def two_nodes(tmp_path_factory):
         # No autoscaler monitor and no log monitor: nothing here scales, and the sweeps keep workers' logs out
         # of the driver (their shutdown alone took a second).
         quiet = {"num_cpus": 1, "include_log_monitor": False, "no_monitor": True}
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"env_vars": {"SCALE_CACHE": str(node_caches[0])}, "include_dashboard": False, **quiet},
-        )
+        # Ray starts its workers at nice 15: on 2 cores beside the other pytest worker they got a sliver of the
+        # CPU (markov-tiny's Ray sweep took 121 s beside two busy loops, 11 s with its workers at nice 0).
+        head, node = ({"SCALE_CACHE": str(cache), "RAY_worker_niceness": "0"} for cache in node_caches)
+        cluster = Cluster(initialize_head=True, head_node_args={"env_vars": head, "include_dashboard": False, **quiet})
         try:
-            cluster.add_node(env_vars={"SCALE_CACHE": str(node_caches[1])}, **quiet)
+            cluster.add_node(env_vars=node, **quiet)
             cluster.wait_for_nodes()
             yield cluster.address, node_caches
         finally:
