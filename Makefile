@@ -40,7 +40,7 @@ docs: demo ## Regenerate the README's figures, excerpt and quoted numbers (demo,
 	$(BIN)/scale sweep sweeps/lr-transfer.toml --out results/lr-transfer --workers 2
 	$(BIN)/python docs/make_docs.py
 
-test: install ci-deps ## Run the test suite in 2 workers (no GPU needed; 646 tests; 645 took 4m44s on 2 idle cores, 2026-12-06; docs/benchmarks.md).
+test: install ci-deps ## Run the test suite in 2 workers (no GPU needed; 646 tests, 4m46s on 2 idle cores, 2026-12-06; docs/benchmarks.md).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=10
 
 quick: install ## The test suite without the tests marked slow (they train whole or shrunk shipped specs, Ray, the README).
