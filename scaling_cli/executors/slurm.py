@@ -46,7 +46,7 @@ class SlurmUnit(submitit.helpers.Checkpointable):
     """
 
     def __call__(self, fn: Any, task: Any) -> Any:
-        from scaling_cli.train.stop import STOP_REQUESTED, StopRequested
+        from scaling_cli.train.stop import STOP_REQUESTED, StopRequested, preemption_signal
 
         warning = preemption_signal()
         submitit_requeue = signal.getsignal(warning)
@@ -76,11 +76,6 @@ class SlurmUnit(submitit.helpers.Checkpointable):
             raise
         finally:
             signal.alarm(0)  # the unit ended on its own before the loop saw the stop: nothing to requeue
-
-
-def preemption_signal() -> signal.Signals:
-    """The signal submitit asks Slurm to send before a time limit (SUBMITIT_PREEMPT_SIGNAL, default USR2)."""
-    return getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG, signal.SIGUSR2)
 
 
 class SlurmJobFailed(RuntimeError):

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from scaling_cli.train.config import TrainConfig
+from scaling_cli.train.stop import preemption_signal
 
 
 @dataclass(frozen=True)
@@ -222,11 +223,6 @@ def _start_forkserver_deaf_to_the_warning() -> None:
         multiprocessing.forkserver.ensure_running()
     finally:
         signal.signal(warning, signal.SIG_DFL if previous is None else previous)  # None: a handler set in C
-
-
-def preemption_signal() -> signal.Signals:
-    """The signal Slurm sends before a time limit or a preemption, as submitit names it (USR2 by default)."""
-    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
 
 
 def _forked_rank(rank: int, here: tuple[dict[str, str], str], *rank_args) -> None:

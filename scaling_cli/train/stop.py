@@ -4,9 +4,17 @@ writes `checkpoint.pt` at that step and raises `StopRequested`, so the requeued 
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 STOP_REQUESTED = threading.Event()
+
+
+def preemption_signal() -> signal.Signals:
+    """The signal Slurm sends before a time limit or a preemption, as submitit names it (SUBMITIT_PREEMPT_SIGNAL,
+    USR2 by default)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
 
 
 class StopRequested(BaseException):
